@@ -1,0 +1,51 @@
+"""Shared CLI plumbing: consoles (results to stdout, logs and progress to stderr), errors, progress."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+from ..errors import FlowpivotError, Problem
+
+out = Console()  # results
+err = Console(stderr=True)  # logs, progress, problems
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    return typer.Exit(code)
+
+
+@contextlib.contextmanager
+def errors_as_exit() -> Iterator[None]:
+    """Turn flowpivot's own errors into a one-line message and exit code 2."""
+    try:
+        yield
+    except (FlowpivotError, ValueError, FileNotFoundError) as e:
+        raise fail(str(e)) from None
+
+
+def byte_progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    )
+
+
+def report_problems(problems: list[Problem], limit: int = 20) -> None:
+    if not problems:
+        return
+    err.print(f"[yellow]{len(problems)} bad input(s) skipped:[/]", highlight=False)
+    for p in problems[:limit]:
+        err.print(f"  {p}", markup=False, highlight=False)
+    if len(problems) > limit:
+        err.print(f"  ... and {len(problems) - limit} more", highlight=False)

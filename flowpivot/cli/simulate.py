@@ -1,0 +1,7 @@
+"""CLI for the simulate stage (not yet written)."""
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    return None
