@@ -32,6 +32,7 @@ __all__ = [
     "ip_columns_from_strings",
     "ip_strings",
     "ms_to_iso",
+    "markdown_table",
 ]
 
 TS = pa.timestamp("ms", tz="UTC")
@@ -226,3 +227,18 @@ def from_output(table: pa.Table) -> pa.RecordBatch:
         else:
             cols[f.name] = col
     return conform(cols, table.num_rows)
+
+
+def markdown_table() -> str:
+    """The field table as Markdown (docs/schema.md embeds it; a test keeps the two equal)."""
+    lines = ["| field | type | stored as | description |", "|---|---|---|---|"]
+    for f in FIELDS:
+        if f.kind == "ip":
+            typ, stored = "address", f"`{f.name}_v4` uint32, `{f.name}_v6` fixed_size_binary(16)"
+        elif f.kind == "time":
+            typ, stored = "time (ms, UTC)", "timestamp[ms, UTC]"
+        else:
+            typ, stored = str(f.arrow), str(f.arrow)
+        req = " Always set." if f.required else ""
+        lines.append(f"| `{f.name}` | {typ} | {stored} | {f.doc}{req} |")
+    return "\n".join(lines) + "\n"

@@ -230,7 +230,23 @@ class Store:
         """A writer for one input. ``key`` must be unique per input (e.g. a content hash)."""
         if not re.fullmatch(r"[A-Za-z0-9_.+-]{1,200}", key) or key.startswith("."):
             raise StoreError(f"invalid store key {key!r}")
+        self.remove_stale_temps()
         return StoreWriter(self, key, info)
+
+    def remove_stale_temps(self, older_than_s: float = 86_400) -> int:
+        """Delete temporary files a killed writer left behind (never visible to readers)."""
+        if not self.flows_dir.exists():
+            return 0
+        cutoff = time.time() - older_than_s
+        n = 0
+        for p in self.flows_dir.glob(f"day=*/{_TMP_PREFIX}*"):
+            try:
+                if p.stat().st_mtime < cutoff:
+                    p.unlink()
+                    n += 1
+            except FileNotFoundError:
+                pass
+        return n
 
     def write(self, batches: Iterable[pa.RecordBatch] | pa.Table, key: str, info: dict[str, Any] | None = None) -> WriteResult:
         """Write one input's flows atomically, unless that input is already in the store."""
