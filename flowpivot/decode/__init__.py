@@ -1,0 +1,538 @@
+"""Pure decoders of flow export datagrams: NetFlow v5, NetFlow v9 (RFC 3954), IPFIX (RFC 7011).
+
+Bytes in, Arrow record batches of :data:`flowpivot.schema.STORE_SCHEMA` out; no sockets, no files.
+One :class:`FlowDecoder` keeps the state an export stream needs (templates, sampling rates,
+sequence numbers, data held for a template that has not arrived yet), scoped per exporter,
+observation domain and template id.
+
+A batch of datagrams is decoded in two passes. The first walks the headers and sets in Python
+(a few struct reads per set), learns templates and options, and files each data set under its
+template. The second reads each template's records of the whole batch with one
+``np.frombuffer`` and turns them into columns, so no Python code runs per flow record.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from ..errors import Problem
+from .records import Context, build_batch, sampling_rates
+from .templates import RecordError, Template, compile_template
+
+__all__ = ["FlowDecoder", "DecodeResult", "ExporterStats"]
+
+_H = struct.Struct(">H")
+_HH = struct.Struct(">HH")
+_HHH = struct.Struct(">HHH")
+_I = struct.Struct(">I")
+_V5 = struct.Struct(">HHIIIIBBH")  # version count sysuptime unix_secs unix_nsecs sequence engine_type engine_id sampling
+_V9 = struct.Struct(">HHIIII")  # version count sysuptime unix_secs sequence source_id
+_IPFIX = struct.Struct(">HHIII")  # version length export_time sequence domain
+
+MAX_TEMPLATES = 100_000
+MAX_PROBLEMS = 10_000
+
+# NetFlow v5 flow record (48 bytes), declared as IPFIX elements so it compiles like any template.
+_V5_FIELDS = [
+    (0, 8, 4), (0, 12, 4), (0, 15, 4), (0, 10, 2), (0, 14, 2), (0, 2, 4), (0, 1, 4), (0, 22, 4), (0, 21, 4),
+    (0, 7, 2), (0, 11, 2), (0, 210, 1), (0, 6, 1), (0, 4, 1), (0, 5, 1), (0, 16, 2), (0, 17, 2),
+    (0, 9, 1), (0, 13, 1), (0, 210, 2),
+]  # fmt: skip
+V5_TEMPLATE = compile_template(5, 0, _V5_FIELDS)
+assert V5_TEMPLATE.record_length == 48
+
+
+@dataclass
+class ExporterStats:
+    """Counters of one exporter (the exporter string given to decode)."""
+
+    datagrams: int = 0
+    flows: int = 0
+    malformed: int = 0
+    lost_seq: int = 0  # flows lost to sequence gaps (v9: estimated from lost packets x flows per packet)
+    lost_seq_packets: int = 0  # v9 only: export packets lost to sequence gaps
+    pending: int = 0  # data sets held now, waiting for their template
+    pending_lost: int = 0  # data sets dropped because their template never came (or too many held)
+    unsupported: int = 0  # datagrams of other protocols (sFlow, NetFlow v1/v7/v8)
+    other_records: int = 0  # data records of templates without addresses (NAT events, packet samples)
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass
+class DecodeResult:
+    batch: pa.RecordBatch | None  # STORE_SCHEMA, None when nothing was decoded
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def flows(self) -> int:
+        return 0 if self.batch is None else self.batch.num_rows
+
+
+@dataclass
+class _Held:
+    body: bytes
+    export_ms: int
+    uptime_ms: int
+    received_ms: int
+    where: str
+
+
+class _Group:
+    """Data sets of one template (and exporter, domain) waiting to be read together."""
+
+    __slots__ = ("template", "exporter", "domain", "bodies", "counts", "export_ms", "uptime_ms", "sampling")
+
+    def __init__(self, template: Template, exporter: str, domain: int) -> None:
+        self.template = template
+        self.exporter = exporter
+        self.domain = domain
+        self.bodies: list[bytes] = []
+        self.counts: list[int] = []
+        self.export_ms: list[int] = []
+        self.uptime_ms: list[int] = []
+        self.sampling: list[int] = []
+
+
+class FlowDecoder:
+    """Decodes NetFlow v5/v9 and IPFIX datagrams of any number of exporters into STORE_SCHEMA batches.
+
+    ``pending_timeout_ms`` and ``max_pending`` bound the data sets held while their template is
+    missing; what exceeds them is dropped and counted as ``pending_lost``.
+    """
+
+    def __init__(self, *, pending_timeout_ms: int = 60_000, max_pending: int = 10_000) -> None:
+        self.pending_timeout_ms = pending_timeout_ms
+        self.max_pending = max_pending
+        self.stats: dict[str, ExporterStats] = {}
+        self._templates: dict[tuple[str, int, int, int], Template] = {}
+        self._pending: OrderedDict[tuple[str, int, int, int], list[_Held]] = OrderedDict()
+        self._pending_count = 0
+        # (exporter, version, domain) -> {("s", sampler id) | ("t", template id) | None: rate}
+        self._sampling: dict[tuple[str, int, int], dict[object, int]] = {}
+        self._system_init: dict[tuple[str, int], int] = {}
+        self._seq: dict[tuple[str, int, int], int] = {}
+        self._seq_rate: dict[tuple[str, int, int], list[int]] = {}  # v9: [records, datagrams]
+        # per-batch state
+        self._groups: dict[tuple[int, str, int], _Group] = {}
+        self._batches: list[pa.RecordBatch] = []
+        self._problems: list[Problem] = []
+
+    # ----- public API --------------------------------------------------------------------------
+
+    def decode(self, data: bytes, exporter: str, received_ms: int) -> DecodeResult:
+        return self.decode_many([(data, exporter, received_ms)])
+
+    def decode_many(
+        self, datagrams: list[tuple[bytes, str, int]], where: Callable[[int], str] | None = None
+    ) -> DecodeResult:
+        """Decode a batch of ``(data, exporter, received_ms)`` datagrams into one record batch.
+
+        ``where(i)`` (optional) names datagram ``i`` of the batch in problems, e.g. its packet
+        number and file offset; by default it is "datagram N" counted per exporter.
+        """
+        self._groups = {}
+        self._batches = []
+        self._problems = []
+        for i, (data, exporter, received_ms) in enumerate(datagrams):
+            st = self.stats.get(exporter)
+            if st is None:
+                st = self.stats[exporter] = ExporterStats()
+            st.datagrams += 1
+            label = where(i) if where is not None else f"datagram {st.datagrams}"
+            try:
+                self._walk(bytes(data), exporter, received_ms, st, label)
+            except Exception as e:  # a decoder bug must not lose the batch; report it as bad input
+                st.malformed += 1
+                self._problem(exporter, label, f"undecodable datagram ({type(e).__name__}: {e})")
+        self._flush()
+        return self._result()
+
+    def expire(self, now_ms: int) -> DecodeResult:
+        """Drop data held longer than ``pending_timeout_ms`` for a missing template; count it as lost."""
+        self._groups, self._batches, self._problems = {}, [], []
+        for key in list(self._pending):
+            held = self._pending[key]
+            keep = [h for h in held if now_ms - h.received_ms <= self.pending_timeout_ms]
+            for h in held:
+                if now_ms - h.received_ms > self.pending_timeout_ms:
+                    self._lose_pending(key, h, "its template never arrived")
+            if keep:
+                self._pending[key] = keep
+            else:
+                del self._pending[key]
+        return self._result()
+
+    # ----- pass 1: headers and sets ------------------------------------------------------------
+
+    def _problem(self, exporter: str, where: str, reason: str) -> None:
+        if len(self._problems) < MAX_PROBLEMS:
+            self._problems.append(Problem(source=exporter, where=where, reason=reason))
+
+    def _bad(self, st: ExporterStats, exporter: str, where: str, reason: str) -> None:
+        st.malformed += 1
+        self._problem(exporter, where, reason)
+
+    def _walk(self, data: bytes, exporter: str, received_ms: int, st: ExporterStats, label: str) -> None:
+        n = len(data)
+        if n < 4:
+            self._bad(st, exporter, f"{label} offset 0", f"datagram of {n} bytes is too short for any flow export")
+            return
+        version = _H.unpack_from(data, 0)[0]
+        if version == 5:
+            self._walk_v5(data, exporter, st, label)
+        elif version == 9:
+            self._walk_v9(data, exporter, received_ms, st, label)
+        elif version == 10:
+            self._walk_ipfix(data, exporter, received_ms, st, label)
+        elif version == 0 and _I.unpack_from(data, 0)[0] in (2, 4, 5):
+            st.unsupported += 1  # sFlow v2/v4/v5 start with a 32-bit version
+        elif version in (1, 6, 7, 8):
+            st.unsupported += 1
+        else:
+            self._bad(st, exporter, f"{label} offset 0", f"unknown export version {version} (expected 5, 9 or 10)")
+
+    def _walk_v5(self, data: bytes, exporter: str, st: ExporterStats, label: str) -> None:
+        if len(data) < 24:
+            self._bad(st, exporter, f"{label} offset 0", f"NetFlow v5 header truncated ({len(data)} of 24 bytes)")
+            return
+        _, count, uptime, secs, nsecs, seq, engine_type, engine_id, sampling = _V5.unpack_from(data, 0)
+        fit = (len(data) - 24) // 48
+        if count > fit:
+            self._bad(
+                st, exporter, f"{label} offset {24 + fit * 48}",
+                f"NetFlow v5 header announces {count} records but only {fit} fit in {len(data)} bytes; kept {fit}",
+            )  # fmt: skip
+            count = fit
+        if count == 0:
+            return
+        self._check_seq(exporter, 5, engine_type << 8 | engine_id, seq, count, st, flows_per_seq=1)
+        g = self._group(V5_TEMPLATE, exporter, engine_id)
+        g.bodies.append(data[24 : 24 + 48 * count])
+        g.counts.append(count)
+        g.export_ms.append(secs * 1000 + nsecs // 1_000_000)
+        g.uptime_ms.append(uptime)
+        g.sampling.append(sampling & 0x3FFF)
+
+    def _walk_v9(self, data: bytes, exporter: str, received_ms: int, st: ExporterStats, label: str) -> None:
+        if len(data) < 20:
+            self._bad(st, exporter, f"{label} offset 0", f"NetFlow v9 header truncated ({len(data)} of 20 bytes)")
+            return
+        _, _count, uptime, secs, seq, domain = _V9.unpack_from(data, 0)
+        records = self._walk_sets(data, 20, len(data), 9, exporter, domain, secs * 1000, uptime, received_ms, st, label)
+        key = (exporter, 9, domain)
+        rate = self._seq_rate.setdefault(key, [0, 0])
+        if records is not None:
+            rate[0] += records
+            rate[1] += 1
+        self._check_seq(exporter, 9, domain, seq, 1, st, flows_per_seq=rate[0] / rate[1] if rate[1] else 0.0)
+
+    def _walk_ipfix(self, data: bytes, exporter: str, received_ms: int, st: ExporterStats, label: str) -> None:
+        if len(data) < 16:
+            self._bad(st, exporter, f"{label} offset 0", f"IPFIX message header truncated ({len(data)} of 16 bytes)")
+            return
+        _, length, export_s, seq, domain = _IPFIX.unpack_from(data, 0)
+        end = len(data)
+        if length < 16:
+            self._bad(st, exporter, f"{label} offset 2", f"IPFIX message length {length} is shorter than its header")
+            return
+        if length > end:
+            self._bad(
+                st, exporter, f"{label} offset {end}",
+                f"IPFIX message truncated: header says {length} bytes, datagram has {end}; decoded the complete sets",
+            )  # fmt: skip
+        else:
+            end = length
+        uptime = self._system_init.get((exporter, domain), -1)
+        records = self._walk_sets(data, 16, end, 10, exporter, domain, export_s * 1000, uptime, received_ms, st, label)
+        if records is None:
+            self._seq.pop((exporter, 10, domain), None)  # cannot know the next sequence number
+        else:
+            self._check_seq(exporter, 10, domain, seq, records, st, flows_per_seq=1)
+
+    def _check_seq(
+        self, exporter: str, version: int, domain: int, seq: int, advance: int, st: ExporterStats, flows_per_seq: float
+    ) -> None:
+        key = (exporter, version, domain)
+        expected = self._seq.get(key)
+        self._seq[key] = (seq + advance) & 0xFFFFFFFF
+        if expected is None:
+            return
+        gap = (seq - expected) & 0xFFFFFFFF
+        if 0 < gap < 1 << 31:  # larger: reordered or restarted, not lost
+            if version == 9:
+                st.lost_seq_packets += gap
+                st.lost_seq += round(gap * flows_per_seq)
+            else:
+                st.lost_seq += gap
+
+    def _walk_sets(
+        self, data: bytes, off: int, end: int, version: int, exporter: str, domain: int,
+        export_ms: int, uptime: int, received_ms: int, st: ExporterStats, label: str,
+    ) -> int | None:  # fmt: skip
+        """Walk the (flow)sets of one v9 packet / IPFIX message; returns data records seen (None: unknown)."""
+        records: int | None = 0
+        tmpl_set, opt_set = (0, 1) if version == 9 else (2, 3)
+        while end - off >= 4:
+            set_id, set_len = _HH.unpack_from(data, off)
+            if set_len < 4 or off + set_len > end:
+                if version == 9 and set_id == 0 and set_len == 0 and not any(data[off:end]):
+                    break  # zero padding at the end of a v9 packet
+                self._bad(
+                    st, exporter, f"{label} offset {off}",
+                    f"set {set_id} has length {set_len} but {end - off} bytes remain; rest of the datagram skipped",
+                )  # fmt: skip
+                return records
+            body = data[off + 4 : off + set_len]
+            where = f"{label} offset {off}"
+            if set_id == tmpl_set:
+                self._templates_set(body, version, exporter, domain, False, st, where)
+            elif set_id == opt_set:
+                self._templates_set(body, version, exporter, domain, True, st, where)
+            elif set_id >= 256:
+                n = self._data_set(body, version, exporter, domain, set_id, export_ms, uptime, received_ms, st, where)
+                records = None if n is None or records is None else records + n
+            off += set_len
+        return records
+
+    def _templates_set(
+        self, body: bytes, version: int, exporter: str, domain: int, options: bool, st: ExporterStats, where: str
+    ) -> None:
+        p, end = 0, len(body)
+        while end - p >= 4:
+            start = p
+            if options and version == 9:
+                if end - p < 6:
+                    break
+                tid, scope_len, opt_len = _HHH.unpack_from(body, p)
+                p += 6
+                if tid == 0 and not any(body[start:]):
+                    break  # padding
+                if scope_len % 4 or opt_len % 4:
+                    self._bad(st, exporter, where, f"options template {tid}: scope/option lengths {scope_len}/{opt_len} are not multiples of 4")
+                    return
+                scope_count, count = scope_len // 4, (scope_len + opt_len) // 4
+            else:
+                tid, count = _HH.unpack_from(body, p)
+                p += 4
+                if tid == 0 and count == 0 and not any(body[start:]):
+                    break  # padding
+                scope_count = 0
+                if options:
+                    if end - p < 2:
+                        self._bad(st, exporter, where, f"options template {tid} truncated")
+                        return
+                    scope_count = _H.unpack_from(body, p)[0]
+                    p += 2
+            if tid < 256:
+                if version == 10 and count == 0 and tid in (2, 3):
+                    self._withdraw_all(exporter, version, domain)
+                    continue
+                self._bad(st, exporter, where, f"template id {tid} is reserved (must be 256 or more)")
+                return
+            if count == 0:  # IPFIX template withdrawal (RFC 7011 section 8.1)
+                self._templates.pop((exporter, version, domain, tid), None)
+                continue
+            if options and (scope_count == 0 or scope_count > count):
+                self._bad(st, exporter, where, f"options template {tid} has {scope_count} scope fields of {count}")
+                return
+            fields: list[tuple[int, int, int]] = []
+            for k in range(count):
+                if end - p < 4:
+                    self._bad(st, exporter, where, f"template {tid} truncated at field {k + 1} of {count}")
+                    return
+                eid, length = _HH.unpack_from(body, p)
+                p += 4
+                pen = 0
+                if version == 10 and eid & 0x8000:
+                    if end - p < 4:
+                        self._bad(st, exporter, where, f"template {tid} truncated at field {k + 1} of {count}")
+                        return
+                    pen = _I.unpack_from(body, p)[0]
+                    eid &= 0x7FFF
+                    p += 4
+                if options and version == 9 and k < scope_count:
+                    pen = -1  # v9 scope types (system, interface, ...) are not field types
+                fields.append((pen, eid, length))
+            t = compile_template(version, tid, fields, scope_count=scope_count, options=options)
+            if t.fixed and t.record_length == 0:
+                self._bad(st, exporter, where, f"template {tid} has records of length 0")
+                continue
+            key = (exporter, version, domain, tid)
+            if key not in self._templates and len(self._templates) >= MAX_TEMPLATES:
+                self._bad(st, exporter, where, f"template {tid} dropped: {MAX_TEMPLATES} templates already held")
+                continue
+            self._templates[key] = t
+            held = self._pending.pop(key, None)
+            if held:
+                self._pending_count -= len(held)
+                st.pending -= len(held)
+                for h in held:
+                    self._use_data(t, h.body, version, exporter, domain, h.export_ms, h.uptime_ms, st, h.where)
+
+    def _withdraw_all(self, exporter: str, version: int, domain: int) -> None:
+        for key in [k for k in self._templates if k[:3] == (exporter, version, domain)]:
+            del self._templates[key]
+
+    def _data_set(
+        self, body: bytes, version: int, exporter: str, domain: int, set_id: int,
+        export_ms: int, uptime: int, received_ms: int, st: ExporterStats, where: str,
+    ) -> int | None:  # fmt: skip
+        key = (exporter, version, domain, set_id)
+        t = self._templates.get(key)
+        if t is None:
+            self._hold(key, _Held(body, export_ms, uptime, received_ms, where), st)
+            return None
+        return self._use_data(t, body, version, exporter, domain, export_ms, uptime, st, where)
+
+    def _use_data(
+        self, t: Template, body: bytes, version: int, exporter: str, domain: int,
+        export_ms: int, uptime: int, st: ExporterStats, where: str,
+    ) -> int:  # fmt: skip
+        if t.options:
+            return self._options_data(t, body, version, exporter, domain, st, where)
+        if t.fixed:
+            count = t.record_count(len(body))
+            if count == 0:
+                return 0
+            body = body[: count * t.record_length]
+        else:
+            try:
+                count = len(t._walk(body)[0])
+            except RecordError as e:
+                self._bad(st, exporter, where, f"data set of template {t.template_id}: {e}; set skipped")
+                return 0
+        if not t.has_address:
+            st.other_records += count
+            return count
+        if version == 10 and t.has("first_uptime") and not t.has("system_init_ms"):
+            uptime = self._system_init.get((exporter, domain), -1)
+        g = self._group(t, exporter, domain)
+        g.bodies.append(body)
+        g.counts.append(count)
+        g.export_ms.append(export_ms)
+        g.uptime_ms.append(uptime)
+        g.sampling.append(0)
+        return count
+
+    def _hold(self, key: tuple[str, int, int, int], held: _Held, st: ExporterStats) -> None:
+        if self._pending_count >= self.max_pending:
+            oldest_key = next(iter(self._pending))
+            lst = self._pending[oldest_key]
+            self._lose_pending(oldest_key, lst.pop(0), f"more than {self.max_pending} data sets held")
+            if not lst:
+                del self._pending[oldest_key]
+        self._pending.setdefault(key, []).append(held)
+        self._pending_count += 1
+        st.pending += 1
+
+    def _lose_pending(self, key: tuple[str, int, int, int], held: _Held, why: str) -> None:
+        exporter = key[0]
+        st = self.stats.setdefault(exporter, ExporterStats())
+        st.pending -= 1
+        st.pending_lost += 1
+        self._pending_count -= 1
+        self._problem(exporter, held.where, f"data set of template {key[3]} (domain {key[2]}) dropped: {why}")
+
+    def _options_data(
+        self, t: Template, body: bytes, version: int, exporter: str, domain: int, st: ExporterStats, where: str
+    ) -> int:
+        try:
+            roles, n = t.read(body[: t.record_count(len(body)) * t.record_length] if t.fixed else body)
+        except RecordError as e:
+            self._bad(st, exporter, where, f"options data of template {t.template_id}: {e}; set skipped")
+            return 0
+        if n == 0:
+            return 0
+        rates = sampling_rates(roles, n)
+        if "system_init_ms" in roles:
+            init = int(roles["system_init_ms"][-1])
+            if self._system_init.get((exporter, domain)) != init:
+                self._flush()
+                self._system_init[(exporter, domain)] = init
+        if not rates.any():
+            return n
+        table = self._sampling.setdefault((exporter, version, domain), {})
+        ids = roles.get("sampler_id", roles.get("selector_id"))
+        tids = roles.get("template_id")
+        for i in range(n):  # options records are few: one per sampler
+            rate = int(rates[i])
+            if rate == 0:
+                continue
+            key: object = ("s", int(ids[i])) if ids is not None else ("t", int(tids[i])) if tids is not None else None
+            if table.get(key) != rate:
+                self._flush()  # records already filed were exported under the old rate
+                table[key] = rate
+        return n
+
+    def _group(self, t: Template, exporter: str, domain: int) -> _Group:
+        k = (id(t), exporter, domain)
+        g = self._groups.get(k)
+        if g is None:
+            g = self._groups[k] = _Group(t, exporter, domain)
+        return g
+
+    # ----- pass 2: records to columns ----------------------------------------------------------
+
+    def _flush(self) -> None:
+        groups, self._groups = self._groups, {}
+        for g in groups.values():
+            batch = self._read_group(g)
+            if batch is not None and batch.num_rows:
+                self._batches.append(batch)
+                self.stats[g.exporter].flows += batch.num_rows
+
+    def _read_group(self, g: _Group) -> pa.RecordBatch | None:
+        t = g.template
+        counts = np.asarray(g.counts, dtype=np.int64)
+        if t.fixed:
+            roles, n = t.read(b"".join(g.bodies), int(counts.sum()))
+        else:
+            parts = [t.read(b)[0] for b in g.bodies]
+            roles = {r: np.concatenate([p[r] for p in parts]) for r in parts[0]}
+            n = int(counts.sum())
+        if n == 0:
+            return None
+        sampling = np.repeat(np.asarray(g.sampling, dtype=np.uint64), counts)
+        if t.version != 5:
+            sampling = self._sampling_for(t, g.exporter, g.domain, roles, n)
+        ctx = Context(
+            export_ms=np.repeat(np.asarray(g.export_ms, dtype=np.int64), counts),
+            uptime_ms=np.repeat(np.asarray(g.uptime_ms, dtype=np.int64), counts),
+            exporter=np.zeros(n, dtype=np.int32),
+            domain=np.full(n, g.domain, dtype=np.uint32),
+            sampling=sampling,
+        )
+        return build_batch(roles, n, t.version, ctx, [g.exporter])
+
+    def _sampling_for(self, t: Template, exporter: str, domain: int, roles: dict[str, np.ndarray], n: int) -> np.ndarray:
+        """Per record: the rate the record states, else its sampler's, its template's, the exporter's."""
+        rate = sampling_rates(roles, n)
+        table = self._sampling.get((exporter, t.version, domain))
+        if not table:
+            return rate
+        ids = roles.get("sampler_id", roles.get("selector_id"))
+        if ids is not None and (rate == 0).any():
+            for sid in np.unique(ids):
+                r = table.get(("s", int(sid)))
+                if r:
+                    rate = np.where((rate == 0) & (ids == sid), np.uint64(r), rate)
+        fallback = table.get(("t", t.template_id)) or table.get(None)
+        if fallback:
+            rate = np.where(rate == 0, np.uint64(fallback), rate)
+        return rate
+
+    def _result(self) -> DecodeResult:
+        batches, self._batches = self._batches, []
+        problems, self._problems = self._problems, []
+        if not batches:
+            return DecodeResult(None, problems)
+        batch = batches[0] if len(batches) == 1 else pa.concat_batches(batches)
+        return DecodeResult(batch, problems)

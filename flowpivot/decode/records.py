@@ -1,0 +1,195 @@
+"""Flow records (role arrays from a template) -> columns of flowpivot.schema.STORE_SCHEMA.
+
+Everything here works on whole arrays: one call per template and batch of datagrams.
+Times follow RFC 3954 section 8 (v9 FIRST/LAST_SWITCHED are sysUpTime milliseconds) and
+RFC 7011 / RFC 5102 (flowStart* in seconds, milliseconds, NTP-format micro- and nanoseconds,
+delta microseconds before the export time, or sysUpTime plus systemInitTimeMilliseconds).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from ..schema import STORE_SCHEMA
+
+__all__ = ["Context", "build_batch", "sampling_rates"]
+
+NTP_EPOCH_OFFSET_S = 2_208_988_800  # 1900-01-01 to 1970-01-01
+U64 = np.uint64
+_NULL_CACHE: dict[tuple[str, int], pa.Array] = {}
+
+
+@dataclass
+class Context:
+    """Per-record values that come from the datagram header or the exporter's state, not the record."""
+
+    export_ms: np.ndarray  # int64, export time of the datagram
+    uptime_ms: np.ndarray  # int64, v5/v9 header sysUpTime; IPFIX: systemInitTime if known, else -1
+    exporter: np.ndarray  # int32 index into the exporters list
+    domain: np.ndarray  # uint32, v9 source id / IPFIX ODID / v5 engine id
+    sampling: np.ndarray  # uint32, 0 where the record and its context say nothing
+
+
+def _ntp_to_ms(v: np.ndarray) -> np.ndarray:
+    sec = (v >> U64(32)).astype(np.int64) - NTP_EPOCH_OFFSET_S
+    frac_ms = (((v & U64(0xFFFFFFFF)) * U64(1000)) >> U64(32)).astype(np.int64)
+    return sec * 1000 + frac_ms
+
+
+def _time(roles: dict[str, np.ndarray], which: str, version: int, ctx: Context) -> np.ndarray:
+    """Start (``which='start'``) or end time in ms since the epoch, from the best element present."""
+    ms, s, us, ns, delta, uptime = (f"{which}_ms", f"{which}_s", f"{which}_us", f"{which}_ns", f"{which}_delta_us",
+                                    "first_uptime" if which == "start" else "last_uptime")
+    if ms in roles:
+        return roles[ms].astype(np.int64)
+    if s in roles:
+        return roles[s].astype(np.int64) * 1000
+    if us in roles:
+        return _ntp_to_ms(roles[us])
+    if ns in roles:
+        return _ntp_to_ms(roles[ns])
+    if delta in roles:
+        return ctx.export_ms - (roles[delta] // U64(1000)).astype(np.int64)
+    if uptime in roles:
+        v = roles[uptime].astype(np.int64)
+        if version == 10:
+            init = roles["system_init_ms"].astype(np.int64) if "system_init_ms" in roles else ctx.uptime_ms
+            return np.where(init >= 0, init + v, ctx.export_ms)
+        # v5/v9: ms of uptime; the header gives uptime and wall clock at export. A signed 32-bit
+        # difference survives the uptime counter wrapping (every 49.7 days).
+        ago = ((ctx.uptime_ms - v + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+        return ctx.export_ms - ago
+    if "observation_ms" in roles:
+        return roles["observation_ms"].astype(np.int64)
+    if "observation_s" in roles:
+        return roles["observation_s"].astype(np.int64) * 1000
+    return ctx.export_ms
+
+
+def sampling_rates(roles: dict[str, np.ndarray], n: int) -> np.ndarray:
+    """Sampling rate each record states itself (0 where it states none)."""
+    rate = np.zeros(n, dtype=np.uint64)
+    if "sampling_interval" in roles:
+        rate = roles["sampling_interval"]
+    if "sampler_random_interval" in roles:
+        rate = np.where(rate == 0, roles["sampler_random_interval"], rate)
+    if "sampling_packet_interval" in roles:
+        interval = roles["sampling_packet_interval"]
+        space = roles.get("sampling_packet_space", np.zeros(n, dtype=np.uint64))
+        per = np.where(interval > 0, (interval + space) // np.maximum(interval, U64(1)), U64(0))
+        rate = np.where(rate == 0, per, rate)
+    return rate
+
+
+def _u(a: np.ndarray, dtype: type) -> np.ndarray:
+    return a.astype(dtype, copy=False)
+
+
+def _arr(values: np.ndarray, type_: pa.DataType, mask: np.ndarray | None = None) -> pa.Array:
+    return pa.array(values, type=type_, mask=mask)
+
+
+def _v6(raw: np.ndarray, valid: np.ndarray | None) -> pa.Array:
+    n = raw.shape[0]
+    data = pa.py_buffer(np.ascontiguousarray(raw).tobytes())
+    if valid is None or valid.all():
+        return pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), n, [None, data])
+    bitmap = pa.array(valid, pa.bool_()).buffers()[1]
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), n, [bitmap, data], null_count=int(n - valid.sum()))
+
+
+def _nulls(type_: pa.DataType, n: int) -> pa.Array:
+    return pa.nulls(n, type=type_)
+
+
+def build_batch(
+    roles: dict[str, np.ndarray], n: int, version: int, ctx: Context, exporters: list[str]
+) -> pa.RecordBatch:
+    """One STORE_SCHEMA batch from the role arrays of ``n`` records and their context."""
+    cols: dict[str, pa.Array] = {}
+    cols["start"] = pa.array(_time(roles, "start", version, ctx), pa.int64()).cast(pa.timestamp("ms", tz="UTC"))
+    cols["end"] = pa.array(_time(roles, "end", version, ctx), pa.int64()).cast(pa.timestamp("ms", tz="UTC"))
+
+    # Addresses: a template may carry both families (one of them zero); ipVersion decides, else
+    # the family whose address is set.
+    for side in ("src", "dst"):
+        v4, v6 = roles.get(f"{side}_v4"), roles.get(f"{side}_v6")
+        if v4 is not None and v6 is not None:
+            if "ip_version" in roles:
+                is6 = roles["ip_version"] == 6
+            else:
+                is6 = v6.any(axis=1) & (v4 == 0)
+            cols[f"{side}_addr_v4"] = _arr(_u(v4, np.uint32), pa.uint32(), mask=is6)
+            cols[f"{side}_addr_v6"] = _v6(v6, is6)
+        elif v4 is not None:
+            cols[f"{side}_addr_v4"] = _arr(_u(v4, np.uint32), pa.uint32())
+        elif v6 is not None:
+            cols[f"{side}_addr_v6"] = _v6(v6, None)
+
+    for name, role, dtype, type_ in (
+        ("src_port", "src_port", np.uint16, pa.uint16()),
+        ("dst_port", "dst_port", np.uint16, pa.uint16()),
+        ("protocol", "protocol", np.uint8, pa.uint8()),
+        ("tcp_flags", "tcp_flags", np.uint16, pa.uint16()),
+        ("src_as", "src_as", np.uint32, pa.uint32()),
+        ("dst_as", "dst_as", np.uint32, pa.uint32()),
+        ("direction", "direction", np.uint8, pa.uint8()),
+        ("rev_tcp_flags", "rev_tcp_flags", np.uint16, pa.uint16()),
+    ):
+        if role in roles:
+            cols[name] = _arr(_u(roles[role], dtype), type_)
+    for name, roles_ in (
+        ("packets", ("packets", "packets_total")),
+        ("bytes", ("bytes", "bytes_total")),
+        ("rev_packets", ("rev_packets", "rev_packets_total")),
+        ("rev_bytes", ("rev_bytes", "rev_bytes_total")),
+        ("in_if", ("in_if", "in_phys_if")),
+        ("out_if", ("out_if", "out_phys_if")),
+    ):
+        for role in roles_:
+            if role in roles:
+                type_ = STORE_SCHEMA.field(name).type
+                cols[name] = _arr(_u(roles[role], type_.to_pandas_dtype()), type_)
+                break
+
+    # ICMP type and code: the dedicated elements, else the v5/v9 convention of type*256+code in
+    # the destination port. Null for non-ICMP flows.
+    if "protocol" in roles:
+        proto = roles["protocol"]
+        is_icmp = (proto == 1) | (proto == 58)
+        if is_icmp.any():
+            tc = None
+            if "icmp_type_code_v4" in roles or "icmp_type_code_v6" in roles:
+                a = roles.get("icmp_type_code_v4")
+                b = roles.get("icmp_type_code_v6")
+                tc = a if b is None else b if a is None else np.where(proto == 58, b, a)
+                typ, code = tc >> U64(8), tc & U64(0xFF)
+            elif "icmp_type_v4" in roles or "icmp_type_v6" in roles:
+                zero = np.zeros(n, dtype=np.uint64)
+                t4, c4 = roles.get("icmp_type_v4", zero), roles.get("icmp_code_v4", zero)
+                t6, c6 = roles.get("icmp_type_v6", zero), roles.get("icmp_code_v6", zero)
+                has6 = "icmp_type_v6" in roles
+                has4 = "icmp_type_v4" in roles
+                use6 = (proto == 58) if (has4 and has6) else np.full(n, has6)
+                typ, code = np.where(use6, t6, t4), np.where(use6, c6, c4)
+            elif "dst_port" in roles:
+                dp = roles["dst_port"]
+                typ, code = dp >> U64(8), dp & U64(0xFF)
+            else:
+                typ = code = None
+            if typ is not None:
+                cols["icmp_type"] = _arr(_u(typ & U64(0xFF), np.uint8), pa.uint8(), mask=~is_icmp)
+                cols["icmp_code"] = _arr(_u(code, np.uint8), pa.uint8(), mask=~is_icmp)
+
+    rate = np.where(ctx.sampling == 0, 1, ctx.sampling)
+    cols["sampling_rate"] = _arr(_u(np.minimum(rate, 0xFFFFFFFF), np.uint32), pa.uint32())
+    cols["observation_domain"] = _arr(_u(ctx.domain, np.uint32), pa.uint32())
+    cols["exporter"] = pa.DictionaryArray.from_arrays(
+        pa.array(_u(ctx.exporter, np.int32), pa.int32()), pa.array(exporters, pa.string())
+    ).cast(pa.string())
+
+    arrays = [cols[f.name] if f.name in cols else _nulls(f.type, n) for f in STORE_SCHEMA]
+    return pa.RecordBatch.from_arrays(arrays, schema=STORE_SCHEMA)

@@ -1,0 +1,171 @@
+"""NetFlow v9 / IPFIX templates compiled to NumPy layouts (RFC 3954 section 5.2, RFC 7011 section 3.4).
+
+A template with only fixed-length fields compiles once to a big-endian structured dtype that
+holds just the fields flowpivot uses, at their offsets; a data set is then one ``np.frombuffer``.
+A template with variable-length fields (IPFIX length 65535, RFC 7011 section 7) is walked record by
+record to find where each record starts, and the fields are gathered with NumPy fancy indexing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .elements import BYTES_ROLES, ROLES
+
+__all__ = ["Template", "compile_template", "VARIABLE"]
+
+VARIABLE = 0xFFFF
+_UINT = {1: ">u1", 2: ">u2", 4: ">u4", 8: ">u8"}
+
+
+class RecordError(ValueError):
+    """A data set does not fit its template (variable-length field runs past the set)."""
+
+
+@dataclass(eq=False)
+class Template:
+    """One compiled template: what the exporter declared and how to read a record of it."""
+
+    version: int
+    template_id: int
+    fields: tuple[tuple[int, int, int], ...]  # (enterprise, element id, length)
+    scope_count: int = 0  # > 0 for options templates
+    options: bool = False
+    fixed: bool = True
+    record_length: int = 0  # fixed: exact; variable: minimum
+    dtype: np.dtype | None = None  # fixed templates: the used fields at their offsets
+    roles: dict[str, tuple[int, int]] = field(default_factory=dict)  # role -> (field index, length)
+    offsets: tuple[int, ...] = ()  # static offset of each field (variable fields count as 0 wide)
+    var_fields: tuple[int, ...] = ()  # indexes of variable-length fields
+
+    def has(self, role: str) -> bool:
+        return role in self.roles
+
+    @property
+    def has_address(self) -> bool:
+        return any(r in self.roles for r in ("src_v4", "dst_v4", "src_v6", "dst_v6"))
+
+    def record_count(self, set_length: int) -> int:
+        """Records in a fixed-length data set body of ``set_length`` bytes (the rest is padding)."""
+        return set_length // self.record_length if self.record_length else 0
+
+    def read(self, body: bytes, count: int | None = None) -> tuple[dict[str, np.ndarray], int]:
+        """The role arrays of the records in ``body`` (concatenated data set bodies) and the record count.
+
+        Integer roles come back as ``uint64`` arrays, address roles as ``(n, 16)`` ``uint8`` arrays.
+        Raises RecordError when a variable-length record runs past the end of ``body``.
+        """
+        if self.fixed:
+            n = len(body) // self.record_length if count is None else count
+            assert self.dtype is not None
+            rec = np.frombuffer(body, dtype=self.dtype, count=n)
+            return {role: _as_role(rec[role], length, role) for role, (_, length) in self.roles.items()}, n
+        starts, var_widths = self._walk(body)
+        n = len(starts)
+        u8 = np.frombuffer(body, dtype=np.uint8)
+        out: dict[str, np.ndarray] = {}
+        for role, (idx, length) in self.roles.items():
+            off = starts + self.offsets[idx]
+            before = [k for k, j in enumerate(self.var_fields) if j < idx]
+            if before:
+                off = off + var_widths[:, before].sum(axis=1)
+            cells = u8[off[:, None] + np.arange(length)]
+            out[role] = _as_role(cells, length, role)
+        return out, n
+
+    def _walk(self, body: bytes) -> tuple[np.ndarray, np.ndarray]:
+        """Record starts and the on-wire width of each variable field, for a variable-length template."""
+        end = len(body)
+        lengths = [f[2] for f in self.fields]
+        minimum = self.record_length
+        starts: list[int] = []
+        widths: list[list[int]] = []
+        pos = 0
+        while end - pos >= max(minimum, 1):
+            start = pos
+            row: list[int] = []
+            for length in lengths:
+                if length != VARIABLE:
+                    pos += length
+                    continue
+                if pos >= end:
+                    raise RecordError(f"variable-length field at offset {pos} runs past the data set")
+                n = body[pos]
+                w = 1
+                if n == 255:
+                    if pos + 3 > end:
+                        raise RecordError(f"variable-length field at offset {pos} runs past the data set")
+                    n = int.from_bytes(body[pos + 1 : pos + 3], "big")
+                    w = 3
+                row.append(w + n)
+                pos += w + n
+            if pos > end:
+                raise RecordError(f"record at offset {start} runs past the data set ({pos - end} bytes short)")
+            starts.append(start)
+            widths.append(row)
+        return np.asarray(starts, dtype=np.int64), np.asarray(widths, dtype=np.int64).reshape(len(starts), len(self.var_fields))
+
+
+def _as_role(values: np.ndarray, length: int, role: str) -> np.ndarray:
+    if role in BYTES_ROLES:
+        return np.ascontiguousarray(values).reshape(-1, 16)
+    if values.ndim == 1:  # 1, 2, 4 or 8 bytes, read big-endian by the dtype
+        return values.astype(np.uint64)
+    # reduced-size encoding of odd width (RFC 7011 section 6.2): fold the bytes, big-endian
+    out = np.zeros(values.shape[0], dtype=np.uint64)
+    for k in range(length):
+        out = (out << np.uint64(8)) | values[:, k].astype(np.uint64)
+    return out
+
+
+def _role_fits(role: str, length: int) -> bool:
+    if role in BYTES_ROLES:
+        return length == 16
+    if role in ("src_v4", "dst_v4"):
+        return length == 4
+    return 1 <= length <= 8
+
+
+def compile_template(
+    version: int,
+    template_id: int,
+    fields: list[tuple[int, int, int]],
+    scope_count: int = 0,
+    options: bool = False,
+) -> Template:
+    """Compile a template's field list. Elements flowpivot does not use are skipped by length."""
+    roles: dict[str, tuple[int, int]] = {}
+    offsets: list[int] = []
+    var_fields: list[int] = []
+    pos = 0
+    for i, (pen, eid, length) in enumerate(fields):
+        offsets.append(pos)
+        if length == VARIABLE and version == 10:
+            var_fields.append(i)
+            continue
+        role = ROLES.get((pen, eid))
+        if role is not None and role not in roles and _role_fits(role, length):
+            roles[role] = (i, length)
+        pos += length
+    t = Template(
+        version=version,
+        template_id=template_id,
+        fields=tuple(fields),
+        scope_count=scope_count,
+        options=options,
+        fixed=not var_fields,
+        record_length=pos,
+        roles=roles,
+        offsets=tuple(offsets),
+        var_fields=tuple(var_fields),
+    )
+    if t.fixed:
+        names, formats, offs = [], [], []
+        for role, (i, length) in roles.items():
+            names.append(role)
+            offs.append(offsets[i])
+            formats.append((np.uint8, (length,)) if role in BYTES_ROLES or length not in _UINT else _UINT[length])
+        t.dtype = np.dtype({"names": names, "formats": formats, "offsets": offs, "itemsize": max(pos, 1)})
+    return t

@@ -1,0 +1,306 @@
+"""Read flow export datagrams (NetFlow v5/v9, IPFIX) out of pcap and pcapng captures.
+
+Formats: classic pcap in both byte orders with micro- or nanosecond timestamps, and pcapng
+(section header, interface description with ``if_tsresol``, enhanced and simple packet blocks).
+Link types: Ethernet (with 802.1Q / 802.1ad / QinQ tags), Linux cooked SLL and SLL2, raw IPv4/IPv6,
+BSD loopback (null and loop). Network: IPv4 (fragments after the first are skipped and counted)
+and IPv6 (extension headers walked), then UDP. The exporter is the UDP source address and the
+datagram's receive time is the packet's timestamp.
+"""
+
+from __future__ import annotations
+
+import mmap
+import socket
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+
+from ..decode import FlowDecoder
+from .base import ReadReport
+
+__all__ = ["read_pcap", "BATCH_DATAGRAMS"]
+
+BATCH_DATAGRAMS = 4096
+MAX_CAPLEN = 1 << 18
+
+PCAP_MAGIC = {
+    b"\xd4\xc3\xb2\xa1": ("<", 1_000),  # little-endian, microseconds
+    b"\xa1\xb2\xc3\xd4": (">", 1_000),
+    b"\x4d\x3c\xb2\xa1": ("<", 1_000_000),  # nanoseconds
+    b"\xa1\xb2\x3c\x4d": (">", 1_000_000),
+}
+PCAPNG_SHB = 0x0A0D0D0A
+
+LINK_NULL, LINK_ETHERNET, LINK_RAW, LINK_LOOP, LINK_SLL, LINK_IPV4, LINK_IPV6, LINK_SLL2 = 0, 1, 101, 108, 113, 228, 229, 276
+LINK_RAW_ALIASES = {12, 14}  # DLT_RAW on some BSDs
+ETH_VLAN = {0x8100, 0x88A8, 0x9100, 0x9200}
+AF_INET6_BSD = {24, 28, 30, 10}
+
+_HH = struct.Struct(">HH")
+_H = struct.Struct(">H")
+
+
+class _Skip(Exception):
+    """Packet that carries no UDP datagram (reason in the counter name)."""
+
+
+def _ip_payload(buf: bytes | mmap.mmap, off: int, end: int, link: int) -> tuple[int, int]:
+    """(offset of the IP header, IP version) for a packet of the given link type."""
+    if link == LINK_ETHERNET:
+        if end - off < 14:
+            raise _Skip("short_link")
+        etype = _H.unpack_from(buf, off + 12)[0]
+        off += 14
+        while etype in ETH_VLAN:
+            if end - off < 4:
+                raise _Skip("short_link")
+            etype = _H.unpack_from(buf, off + 2)[0]
+            off += 4
+    elif link == LINK_SLL:
+        if end - off < 16:
+            raise _Skip("short_link")
+        etype = _H.unpack_from(buf, off + 14)[0]
+        off += 16
+    elif link == LINK_SLL2:
+        if end - off < 20:
+            raise _Skip("short_link")
+        etype = _H.unpack_from(buf, off)[0]
+        off += 20
+    elif link in (LINK_NULL, LINK_LOOP):
+        if end - off < 4:
+            raise _Skip("short_link")
+        family = int.from_bytes(buf[off : off + 4], "big" if link == LINK_LOOP else "little")
+        if family > 0xFFFF:  # captured on a big-endian host
+            family = int.from_bytes(buf[off : off + 4], "little" if link == LINK_LOOP else "big")
+        off += 4
+        etype = 0x0800 if family == 2 else 0x86DD if family in AF_INET6_BSD else 0
+    elif link in (LINK_RAW, LINK_IPV4, LINK_IPV6) or link in LINK_RAW_ALIASES:
+        if end - off < 1:
+            raise _Skip("short_link")
+        v = buf[off] >> 4
+        etype = 0x0800 if v == 4 else 0x86DD if v == 6 else 0
+    else:
+        raise _Skip(f"linktype_{link}")
+    if etype == 0x0800:
+        return off, 4
+    if etype == 0x86DD:
+        return off, 6
+    raise _Skip("not_ip")
+
+
+def _udp(buf: bytes | mmap.mmap, off: int, end: int, link: int) -> tuple[str, int, int, int]:
+    """(exporter address, payload start, payload end, destination port) of a UDP packet."""
+    off, version = _ip_payload(buf, off, end, link)
+    if version == 4:
+        if end - off < 20:
+            raise _Skip("short_ip")
+        ihl = (buf[off] & 0x0F) * 4
+        total = _H.unpack_from(buf, off + 2)[0]
+        frag = _H.unpack_from(buf, off + 6)[0]
+        if frag & 0x1FFF:
+            raise _Skip("ip_fragments")  # only the first fragment has the UDP header
+        if buf[off + 9] != 17:
+            raise _Skip("not_udp")
+        if ihl < 20:
+            raise _Skip("short_ip")
+        src = socket.inet_ntoa(buf[off + 12 : off + 16])
+        end = min(end, off + total) if total >= ihl else end
+        off += ihl
+    else:
+        if end - off < 40:
+            raise _Skip("short_ip")
+        nxt = buf[off + 6]
+        plen = _H.unpack_from(buf, off + 4)[0]
+        src = socket.inet_ntop(socket.AF_INET6, buf[off + 8 : off + 24])
+        if plen:
+            end = min(end, off + 40 + plen)
+        off += 40
+        while nxt in (0, 43, 60, 44):
+            if end - off < 8:
+                raise _Skip("short_ip")
+            if nxt == 44 and _H.unpack_from(buf, off + 2)[0] & 0xFFF8:
+                raise _Skip("ip_fragments")
+            hlen = 8 if nxt == 44 else (buf[off + 1] + 1) * 8
+            nxt = buf[off]
+            off += hlen
+        if nxt != 17:
+            raise _Skip("not_udp")
+    if end - off < 8:
+        raise _Skip("short_udp")
+    dport, ulen = _HH.unpack_from(buf, off + 2)
+    if ulen >= 8:
+        end = min(end, off + ulen)
+    return src, off + 8, end, dport
+
+
+def _packets(mm: mmap.mmap | bytes, report: ReadReport) -> Iterator[tuple[int, int, int, int, int, int]]:
+    """(packet number, file offset of its data, end of its data, link type, timestamp ms, original length)."""
+    size = len(mm)
+    head = bytes(mm[:4])
+    if head in PCAP_MAGIC:
+        yield from _pcap_packets(mm, size, report, *PCAP_MAGIC[head])
+    elif size >= 4 and struct.unpack_from("<I", mm, 0)[0] == PCAPNG_SHB:
+        yield from _pcapng_packets(mm, size, report)
+    else:
+        report.problem("offset 0", f"not a pcap or pcapng file (starts with {head.hex() or 'nothing'})")
+
+
+def _pcap_packets(mm: mmap.mmap | bytes, size: int, report: ReadReport, bo: str, per_ms: int) -> Iterator[tuple[int, int, int, int, int, int]]:
+    report.fmt = "pcap"
+    if size < 24:
+        report.problem("offset 0", f"pcap file header truncated ({size} of 24 bytes)")
+        return
+    link = struct.unpack_from(bo + "I", mm, 20)[0] & 0x0FFFFFFF
+    rec = struct.Struct(bo + "IIII")
+    off, n = 24, 0
+    while off < size:
+        if size - off < 16:
+            report.problem(f"offset {off}", f"packet record header truncated ({size - off} of 16 bytes); file ends here")
+            return
+        sec, frac, caplen, origlen = rec.unpack_from(mm, off)
+        n += 1
+        if caplen > MAX_CAPLEN:
+            report.problem(f"packet {n} offset {off}", f"captured length {caplen} is impossible; rest of the file skipped")
+            return
+        if off + 16 + caplen > size:
+            report.problem(
+                f"packet {n} offset {off}",
+                f"packet truncated: {caplen} bytes announced, {size - off - 16} in the file; file ends here",
+            )
+            return
+        yield n, off + 16, off + 16 + caplen, link, sec * 1000 + frac // per_ms, origlen
+        off += 16 + caplen
+
+
+def _pcapng_packets(mm: mmap.mmap | bytes, size: int, report: ReadReport) -> Iterator[tuple[int, int, int, int, int, int]]:
+    report.fmt = "pcapng"
+    off, n = 0, 0
+    bo = "<"
+    ifaces: list[tuple[int, float]] = []  # (link type, ms per tick)
+    while off < size:
+        if size - off < 12:
+            report.problem(f"offset {off}", f"pcapng block header truncated ({size - off} bytes); file ends here")
+            return
+        btype = struct.unpack_from(bo + "I", mm, off)[0]
+        if btype == PCAPNG_SHB or struct.unpack_from("<I", mm, off)[0] == PCAPNG_SHB:
+            magic = bytes(mm[off + 8 : off + 12])
+            if magic == b"\x4d\x3c\x2b\x1a":
+                bo = "<"
+            elif magic == b"\x1a\x2b\x3c\x4d":
+                bo = ">"
+            else:
+                report.problem(f"offset {off}", "pcapng section header has a bad byte-order magic; file skipped")
+                return
+            btype = PCAPNG_SHB
+            ifaces = []
+        blen = struct.unpack_from(bo + "I", mm, off + 4)[0]
+        if blen < 12 or blen % 4:
+            report.problem(f"offset {off}", f"pcapng block length {blen} is invalid; rest of the file skipped")
+            return
+        if off + blen > size:
+            report.problem(f"offset {off}", f"pcapng block truncated: {blen} bytes announced, {size - off} in the file; file ends here")
+            return
+        body = off + 8
+        if btype == 1 and blen >= 20:  # interface description
+            link = struct.unpack_from(bo + "H", mm, body)[0]
+            ifaces.append((link, _tsresol_ms(mm, body + 8, off + blen - 4, bo)))
+        elif btype == 6 and blen >= 32:  # enhanced packet
+            iface, tsh, tsl, caplen, origlen = struct.unpack_from(bo + "IIIII", mm, body)
+            n += 1
+            if iface >= len(ifaces) or body + 20 + caplen > off + blen - 4:
+                report.problem(f"packet {n} offset {off}", f"enhanced packet block names interface {iface} or overruns its block; skipped")
+            else:
+                link, ms_per_tick = ifaces[iface]
+                yield n, body + 20, body + 20 + caplen, link, int(((tsh << 32) | tsl) * ms_per_tick), origlen
+        elif btype == 3 and blen >= 16:  # simple packet: no timestamp
+            origlen = struct.unpack_from(bo + "I", mm, body)[0]
+            n += 1
+            if ifaces:
+                caplen = min(origlen, blen - 16)
+                yield n, body + 4, body + 4 + caplen, ifaces[0][0], 0, origlen
+        off += blen
+
+
+def _tsresol_ms(mm: mmap.mmap | bytes, off: int, end: int, bo: str) -> float:
+    """Milliseconds per timestamp tick from the IDB options (if_tsresol, code 9); default microseconds."""
+    while end - off >= 4:
+        code, length = struct.unpack_from(bo + "HH", mm, off)
+        if code == 0:
+            break
+        if code == 9 and length >= 1:
+            v = mm[off + 4]
+            return 1000.0 * (2.0 ** -(v & 0x7F) if v & 0x80 else 10.0 ** -v)
+        off += 4 + length + (-length) % 4
+    return 1e-3
+
+
+def read_pcap(
+    path: Path, report: ReadReport, decoder: FlowDecoder, *, ports: set[int] | None = None
+) -> Iterator[pa.RecordBatch]:
+    """Decode every NetFlow/IPFIX datagram in a pcap or pcapng file with ``decoder``.
+
+    The same decoder carries templates from one file to the next, so a capture of templates
+    can be read before a capture of data. ``ports`` (optional) keeps only UDP datagrams sent to
+    those destination ports. Bad packets are counted in ``report`` with their file offset.
+    """
+    path = Path(path)
+    with open(path, "rb") as fh:
+        size = path.stat().st_size
+        mm: mmap.mmap | bytes = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+        try:
+            yield from _read(mm, report, decoder, ports)
+        finally:
+            if isinstance(mm, mmap.mmap):
+                mm.close()
+
+
+def _read(mm: mmap.mmap | bytes, report: ReadReport, decoder: FlowDecoder, ports: set[int] | None) -> Iterator[pa.RecordBatch]:
+    datagrams: list[tuple[bytes, str, int]] = []
+    labels: list[tuple[int, int]] = []
+    done = 0
+
+    def flush() -> pa.RecordBatch | None:
+        nonlocal done
+        lbl = list(labels)
+        res = decoder.decode_many(datagrams, where=lambda i: f"packet {lbl[i][0]} (file offset {lbl[i][1]})")
+        for p in res.problems:
+            report.problem(p.where, f"exporter {p.source}: {p.reason}")
+        if res.problems:
+            report.count("bad_datagrams_or_sets", len(res.problems))
+        datagrams.clear()
+        labels.clear()
+        if res.batch is not None:
+            report.records += res.batch.num_rows
+        return res.batch
+
+    counters: dict[str, int] = {}
+    last_end = 0
+    for n, start, end, link, ts_ms, origlen in _packets(mm, report):
+        try:
+            src, a, b, dport = _udp(mm, start, end, link)
+        except _Skip as s:
+            counters[s.args[0]] = counters.get(s.args[0], 0) + 1
+            continue
+        if ports is not None and dport not in ports:
+            counters["other_ports"] = counters.get("other_ports", 0) + 1
+            continue
+        if origlen > end - start:
+            counters["snapped"] = counters.get("snapped", 0) + 1
+        datagrams.append((mm[a:b], src, ts_ms))
+        labels.append((n, start))
+        if len(datagrams) >= BATCH_DATAGRAMS:
+            report.advance(end - last_end)
+            last_end = end
+            batch = flush()
+            if batch is not None:
+                yield batch
+    if datagrams:
+        batch = flush()
+        if batch is not None:
+            yield batch
+    report.advance(len(mm) - last_end)
+    for k, v in counters.items():
+        report.count(k, v)
