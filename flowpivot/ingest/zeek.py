@@ -1,0 +1,300 @@
+"""Zeek conn.log, as TSV (the ASCII writer's ``#fields``/``#types`` header) or as JSON lines.
+
+One connection is one record, originator to responder: ``src`` is ``id.orig_h``, packets and
+bytes are ``orig_pkts``/``orig_ip_bytes``, the responder's go to ``rev_packets``/``rev_bytes``.
+Times are exact: ``ts`` and ``duration`` are read as decimal microseconds, and
+``end = floor((ts + duration) in ms)``. TCP flags are derived from the history letters (see
+docs/ingest.md for the table). Columns other than the ones used (service, labels, ...) are
+ignored. Zeek logs are often gzipped: ``conn.log.gz`` is read the same way.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pajson
+
+from ..errors import InputError
+from ..schema import conform
+from .base import ReadReport
+from .tabular import (
+    RowChecker,
+    _np_bool,
+    csv_chunk,
+    line_chunks,
+    nullify,
+    open_text,
+    parse_addresses,
+    parse_decimal_usec,
+    parse_times_ms,
+    parse_uint,
+)
+
+__all__ = ["read_zeek", "HISTORY_FLAGS", "history_flags", "ZEEK_EXPORTER"]
+
+#: What the ``exporter`` column says for Zeek connections (a sensor is not named in conn.log).
+ZEEK_EXPORTER = "zeek"
+
+FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+
+#: Zeek history letter -> TCP flags it proves were seen. Uppercase: originator; lowercase: responder.
+HISTORY_FLAGS = {
+    "s": SYN,  # a SYN without ACK
+    "h": SYN | ACK,  # a SYN+ACK ("handshake")
+    "a": ACK,  # a pure ACK
+    "d": PSH | ACK,  # a packet with payload
+    "f": FIN,  # a packet with FIN
+    "r": RST,  # a packet with RST
+}
+
+PROTOCOLS = {"tcp": 6, "udp": 17, "icmp": 1}
+USED = (
+    "ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto", "duration", "conn_state", "history",
+    "orig_pkts", "orig_ip_bytes", "resp_pkts", "resp_ip_bytes",
+)  # fmt: skip
+REQUIRED = ("ts", "id.orig_h", "id.resp_h")
+
+
+def history_flags(history: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """Zeek history strings -> (originator flags, responder flags), uint16; null history -> null."""
+    h = history.cast(pa.string())
+    orig = np.zeros(len(h), dtype=np.uint16)
+    resp = np.zeros(len(h), dtype=np.uint16)
+    for letter, bits in HISTORY_FLAGS.items():
+        orig |= np.where(_np_bool(pc.match_substring(h, letter.upper())), bits, 0).astype(np.uint16)
+        resp |= np.where(_np_bool(pc.match_substring(h, letter)), bits, 0).astype(np.uint16)
+    missing = ~_np_bool(pc.is_valid(h))
+    return pa.array(orig, pa.uint16(), mask=missing), pa.array(resp, pa.uint16(), mask=missing)
+
+
+def _zeek_batch(t: pa.Table, where: np.ndarray, report: ReadReport, where_word: str = "line") -> pa.RecordBatch:
+    """Columns named as in conn.log (strings from TSV, typed from JSON) -> a store batch."""
+    n = t.num_rows
+    check = RowChecker(n, where, where_word)
+    names = set(t.column_names)
+
+    def col(name: str) -> pa.Array | None:
+        if name not in names:
+            return None
+        c = t.column(name)
+        c = c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c
+        if pa.types.is_string(c.type) or pa.types.is_large_string(c.type):
+            c = nullify(c, ("", "-", "(empty)"))
+        return c
+
+    cols: dict[str, pa.Array] = {}
+    ts = col("ts")
+    assert ts is not None
+    if pa.types.is_string(ts.type) and _np_bool(pc.match_substring(ts, "-")).any():
+        ms, bad = parse_times_ms(ts)  # JSON logs written with ISO 8601 timestamps
+        start_us = pc.multiply(ms, 1000)
+    else:
+        start_us, bad = parse_decimal_usec(ts)
+    check.flag(bad | ~_np_bool(pc.is_valid(start_us)), "ts", ts, "not a Zeek time")
+    dur = col("duration")
+    if dur is not None:
+        dur_us, bad = parse_decimal_usec(dur)
+        check.flag(bad, "duration", dur, "not a Zeek interval")
+        dur_us = pc.if_else(pc.is_valid(dur_us), dur_us, 0)
+    else:
+        dur_us = pa.array(np.zeros(n, dtype=np.int64))
+    cols["start"] = pc.divide(start_us, 1000) if n else pa.array([], pa.int64())
+    cols["end"] = pc.divide(pc.add(start_us, dur_us), 1000) if n else pa.array([], pa.int64())
+    # floor, not truncation toward zero, for the rare time before 1970
+    if n and _np_bool(pc.less(start_us, 0)).any():
+        cols["start"] = pc.floor(pc.divide(start_us.cast(pa.float64()), 1000.0)).cast(pa.int64())
+    for side, key in (("src_addr", "id.orig_h"), ("dst_addr", "id.resp_h")):
+        c = col(key)
+        assert c is not None
+        v4, v6, bad = parse_addresses(c)
+        check.flag(bad | ~_np_bool(pc.or_(pc.is_valid(v4), pc.is_valid(v6))), key, c, "not an IP address")
+        cols[f"{side}_v4"], cols[f"{side}_v6"] = v4, v6
+
+    def uint(key: str, typ: pa.DataType) -> pa.Array | None:
+        c = col(key)
+        if c is None:
+            return None
+        v, bad = parse_uint(c, typ)
+        check.flag(bad, key, c, f"not a {typ}")
+        return v
+
+    proto = col("proto")
+    if proto is not None:
+        p = pc.utf8_lower(proto.cast(pa.string()))
+        num = pc.take(
+            pa.array(list(PROTOCOLS.values()), pa.uint8()), pc.index_in(p, value_set=pa.array(list(PROTOCOLS)))
+        )
+        v6 = _np_bool(pc.is_valid(cols["src_addr_v6"]))
+        cols["protocol"] = pc.if_else(pa.array(v6 & _np_bool(pc.equal(num, 1))), pa.scalar(58, pa.uint8()), num)
+        unknown = _np_bool(pc.is_valid(p)) & ~_np_bool(pc.is_valid(num)) & ~_np_bool(pc.equal(p, "unknown_transport"))
+        if unknown.any():
+            report.count("connections with an unknown proto (kept, protocol null)", int(unknown.sum()))
+    else:
+        cols["protocol"] = pa.nulls(n, pa.uint8())
+    sp, dp = uint("id.orig_p", pa.uint16()), uint("id.resp_p", pa.uint16())
+    is_icmp = _np_bool(pc.is_in(cols["protocol"], value_set=pa.array([1, 58], pa.uint8())))
+    if is_icmp.any() and sp is not None and dp is not None:
+        # Zeek puts the ICMP type in orig_p and the code in resp_p; flow records put type*256+code in dst_port
+        mask = pa.array(is_icmp)
+        cols["icmp_type"] = pc.if_else(mask, sp.cast(pa.uint8(), safe=False), pa.scalar(None, pa.uint8()))
+        cols["icmp_code"] = pc.if_else(mask, dp.cast(pa.uint8(), safe=False), pa.scalar(None, pa.uint8()))
+        packed = pc.add(pc.multiply(pc.bit_wise_and(sp, 0xFF), 256), pc.bit_wise_and(dp, 0xFF)).cast(pa.uint16())
+        cols["src_port"] = pc.if_else(mask, pa.scalar(0, pa.uint16()), sp)
+        cols["dst_port"] = pc.if_else(mask, packed, dp)
+    else:
+        if sp is not None:
+            cols["src_port"] = sp
+        if dp is not None:
+            cols["dst_port"] = dp
+    for name, key in (
+        ("packets", "orig_pkts"),
+        ("bytes", "orig_ip_bytes"),
+        ("rev_packets", "resp_pkts"),
+        ("rev_bytes", "resp_ip_bytes"),
+    ):
+        v = uint(key, pa.uint64())
+        if v is not None:
+            cols[name] = v
+    hist = col("history")
+    if hist is not None:
+        o, r = history_flags(hist)
+        is_tcp = pa.array(_np_bool(pc.equal(cols["protocol"], 6)))
+        cols["tcp_flags"] = pc.if_else(is_tcp, o, pa.scalar(0, pa.uint16()))
+        cols["rev_tcp_flags"] = pc.if_else(is_tcp, r, pa.scalar(0, pa.uint16()))
+        cols["history"] = hist.cast(pa.string())
+    for name in ("conn_state", "uid"):
+        c = col(name)
+        if c is not None:
+            cols[name] = c.cast(pa.string())
+    cols["sampling_rate"] = pa.array(np.ones(n, dtype=np.uint32))
+    cols["exporter"] = pa.array(np.full(n, ZEEK_EXPORTER, dtype=object), pa.string())
+    keep = check.report_to(report)
+    batch = conform(cols, n)
+    return batch if keep.all() else batch.filter(pa.array(keep))
+
+
+def _header(fh: io.BufferedReader, path: Path) -> tuple[dict[str, str], int]:
+    """Read the '#' header lines of a Zeek TSV log; returns its directives and the next line number."""
+    meta: dict[str, str] = {"separator": "\t"}
+    line = 0
+    while True:
+        peek = fh.peek(1)[:1]
+        if peek != b"#":
+            break
+        raw = fh.readline().decode("utf-8", "replace").rstrip("\r\n")
+        line += 1
+        if raw.startswith("#separator"):
+            sep = raw[len("#separator") :].strip()
+            meta["separator"] = sep.encode().decode("unicode_escape") if sep.startswith("\\x") else sep
+            continue
+        key, _, value = raw[1:].partition(meta["separator"])
+        meta[key] = value
+    if "fields" not in meta:
+        raise InputError(f"{path}: line {line + 1}: not a Zeek TSV log (no #fields line in its header)")
+    return meta, line + 1
+
+
+def read_zeek(path: Path, report: ReadReport) -> Iterator[pa.RecordBatch]:
+    """A Zeek conn.log (TSV or JSON lines, optionally gzipped) -> store batches."""
+    path = Path(path)
+    with open_text(path, report) as fh:
+        reader = fh if isinstance(fh, io.BufferedReader) else io.BufferedReader(fh)  # type: ignore[arg-type]
+        first = reader.peek(1)[:1]
+        if first == b"{":
+            yield from _read_json(reader, path, report)
+            return
+        meta, line = _header(reader, path)
+        sep = meta["separator"]
+        names = meta["fields"].split(sep)
+        missing = [c for c in REQUIRED if c not in names]
+        if missing:
+            raise InputError(f"{path}: line {line - 1}: #fields has no {', '.join(missing)}; is this a conn.log?")
+        if meta.get("path", "conn") != "conn":
+            raise InputError(f"{path}: a Zeek {meta['path']} log, not conn.log: it holds no connections to ingest")
+        used = [c for c in names if c in USED]
+        for data, first_line in line_chunks(reader, first_line=line):
+            table, lines = csv_chunk(
+                data, first_line, names, report, delimiter=sep, quoting=False, skip_line=lambda s: s.startswith("#")
+            )
+            if table.num_rows:
+                comment = _np_bool(pc.starts_with(table.column(names[0]), "#"))
+                if comment.any():  # a second header block from concatenated logs
+                    table, lines = table.filter(pa.array(~comment)), lines[~comment]
+                batch = _zeek_batch(table.select(used), lines, report)
+                report.records += batch.num_rows
+                yield batch
+
+
+def _read_json(fh: io.BufferedReader, path: Path, report: ReadReport) -> Iterator[pa.RecordBatch]:
+    for data, first_line in line_chunks(fh):
+        table, lines = _json_chunk(data, first_line, report)
+        if table.num_rows == 0:
+            continue
+        missing = [c for c in REQUIRED if c not in table.column_names]
+        if missing:
+            # rows without them cannot be flows; report each and carry on
+            for ln in lines.tolist():
+                report.problem(f"line {ln}", f"no {', '.join(missing)}")
+            continue
+        used = [c for c in table.column_names if c in USED]
+        batch = _zeek_batch(table.select(used), lines, report)
+        report.records += batch.num_rows
+        yield batch
+
+
+def _json_chunk(data: bytes, first_line: int, report: ReadReport) -> tuple[pa.Table, np.ndarray]:
+    nonblank = (
+        [i for i, ln in enumerate(data.split(b"\n")[:-1]) if ln.strip()]
+        if b"\n\n" in data or data.startswith(b"\n")
+        else None
+    )
+    try:
+        t = pajson.read_json(
+            io.BytesIO(data), read_options=pajson.ReadOptions(use_threads=False, block_size=len(data) + 1)
+        )
+        t = _flatten_id(t)
+        t = t.select([c for c in t.column_names if c in USED])
+        if nonblank is None:
+            lines = np.arange(t.num_rows, dtype=np.int64) + first_line
+        else:
+            lines = np.asarray(nonblank, dtype=np.int64) + first_line
+        if len(lines) == t.num_rows:
+            return t, lines
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
+    rows: list[dict] = []
+    keep: list[int] = []
+    for i, raw in enumerate(data.split(b"\n")[:-1]):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+            if not isinstance(obj, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as e:
+            report.problem(f"line {first_line + i}", f"not a JSON object: {str(e)[:80]}")
+            continue
+        rows.append({k: (str(v) if isinstance(v, (dict, list)) else v) for k, v in obj.items() if k in USED})
+        keep.append(first_line + i)
+    if not rows:
+        return pa.table({}), np.zeros(0, dtype=np.int64)
+    # one Python type per column: numbers that arrived as strings stay parseable as strings
+    table = pa.Table.from_pylist(
+        [{k: None if v is None else str(v) if not isinstance(v, str) else v for k, v in r.items()} for r in rows]
+    )
+    return table, np.asarray(keep, dtype=np.int64)
+
+
+def _flatten_id(t: pa.Table) -> pa.Table:
+    """Zeek JSON keeps "id.orig_h" as a flat key; pyarrow keeps it flat too. Nothing to do unless nested."""
+    if "id" in t.column_names and pa.types.is_struct(t.schema.field("id").type):
+        id_col = t.column("id").combine_chunks()
+        for sub in ("orig_h", "orig_p", "resp_h", "resp_p"):
+            t = t.append_column(f"id.{sub}", pc.struct_field(id_col, sub))
+    return t
