@@ -1,0 +1,304 @@
+"""Who holds an address: ASN, AS name and country from layered offline databases, and the
+allocation chain (with the reseller) from whois dumps or RDAP.
+
+Layering: databases are given in order and the first one that covers an address wins, field by
+field: the AS answer (``asn``, ``as_name``, ``prefix``, ``source``) comes from the first database
+with an AS for the address, the country from the first with a country. So a historical database
+given before a current one answers wherever it knows the address, and the current one fills the
+rest. An address no database gives an AS for is ``unrouted``; nothing is guessed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ..errors import EnrichError
+from .asn import AsnSource, default_cache_dir, detect_kind, open_source
+from .ranges import U64, Steps, layer_steps, range_text
+from .rdap import DEFAULT_BASE, RdapClient
+from .rpsl import WhoisIndex, abuse_mailbox_of, reseller_of
+
+__all__ = ["Enricher"]
+
+log = logging.getLogger(__name__)
+
+BLOCK_SHIFT = 8  # the IPv4 direct table has one slot per /24
+
+
+class _Family:
+    """The merged step function of one address family, with per-segment answer columns."""
+
+    def __init__(self, steps_asn: Steps, steps_cc: Steps, ent: dict[str, np.ndarray]):
+        sh = np.concatenate([steps_asn.start_hi, steps_cc.start_hi])
+        sl = np.concatenate([steps_asn.start_lo, steps_cc.start_lo])
+        order = np.lexsort((sl, sh))
+        sh, sl = sh[order], sl[order]
+        keep = np.ones(len(sh), bool)
+        keep[1:] = (sh[1:] != sh[:-1]) | (sl[1:] != sl[:-1])
+        sh, sl = sh[keep], sl[keep]
+        a = steps_asn.entry[steps_asn.find(sh, sl)]
+        c = steps_cc.entry[steps_cc.find(sh, sl)]
+        keep = np.ones(len(sh), bool)
+        keep[1:] = (a[1:] != a[:-1]) | (c[1:] != c[:-1])
+        self.start_hi, self.start_lo, self.asn_entry, self.cc_entry = sh[keep], sl[keep], a[keep], c[keep]
+        has_a, has_c = self.asn_entry >= 0, self.cc_entry >= 0
+        ai, ci = np.where(has_a, self.asn_entry, 0), np.where(has_c, self.cc_entry, 0)
+        self.asn = np.where(has_a, ent["asn"][ai], 0).astype(np.uint32)
+        self.name = np.where(has_a, ent["name"][ai], -1).astype(np.int32)
+        self.source = np.where(has_a, ent["src"][ai], -1).astype(np.int16)
+        self.country = np.where(has_c, ent["cc"][ci], -1).astype(np.int32)
+        self.country_source = np.where(has_c, ent["src"][ci], -1).astype(np.int16)
+        self.table: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.asn)
+
+    def find(self, qh: np.ndarray, ql: np.ndarray) -> np.ndarray:
+        from .ranges import rank_right
+
+        return rank_right(self.start_hi, self.start_lo, qh, ql) - 1
+
+
+class _Family4(_Family):
+    """IPv4: uint32 starts, and a direct table from /24 block to segment for most lookups."""
+
+    def __init__(self, *args: Any):
+        super().__init__(*args)
+        self.starts = self.start_lo.astype(np.uint32)
+
+    def block_table(self) -> np.ndarray:
+        """Segment of each /24 block, or -1 where a segment starts inside the block."""
+        if self.table is None:
+            nblocks = 1 << (32 - BLOCK_SHIFT)
+            blk = self.starts >> BLOCK_SHIFT
+            # Segment holding the last address of each block = number of starts in blocks <= it, minus one.
+            table = (np.cumsum(np.bincount(blk, minlength=nblocks)) - 1).astype(np.int32)
+            inner = self.starts[(self.starts & ((1 << BLOCK_SHIFT) - 1)) != 0]
+            table[inner >> BLOCK_SHIFT] = -1
+            self.table = table
+        return self.table
+
+    def find4(self, addrs: np.ndarray) -> np.ndarray:
+        seg = self.block_table()[addrs >> BLOCK_SHIFT]
+        mixed = np.nonzero(seg < 0)[0]
+        if len(mixed):
+            seg[mixed] = np.searchsorted(self.starts, addrs[mixed], "right") - 1
+        return seg
+
+
+class Enricher:
+    """ASN, AS name, country and allocation chain of addresses, from offline sources (and RDAP if asked)."""
+
+    def __init__(self, sources: list[AsnSource], whois: WhoisIndex | None = None, rdap: RdapClient | None = None):
+        self._sources = sources
+        self.whois = whois
+        self.rdap = rdap
+        self.source_names = np.array([Path(s.path).name for s in sources], dtype=object)
+        names: dict[str, int] = {}
+        countries: dict[str, int] = {}
+        cols: dict[str, list[np.ndarray]] = {k: [] for k in ("asn", "name", "cc", "src", "fh", "fl", "lh", "ll", "v6")}
+        layers: dict[tuple[bool, str], list[Steps]] = {(v6, f): [] for v6 in (False, True) for f in ("asn", "cc")}
+        offset = 0
+        for si, s in enumerate(sources):
+            nmap = np.array([names.setdefault(x, len(names)) for x in s.names] + [-1], np.int32)
+            cmap = np.array([countries.setdefault(x, len(countries)) for x in s.countries] + [-1], np.int32)
+            cols["asn"].append(s.asn.astype(np.uint32))
+            cols["name"].append(nmap[s.name])  # -1 indexes the trailing -1
+            cols["cc"].append(cmap[s.country])
+            cols["src"].append(np.full(s.entries, si, np.int16))
+            for k, v in (("fh", s.first_hi), ("fl", s.first_lo), ("lh", s.last_hi), ("ll", s.last_lo), ("v6", s.is_v6)):
+                cols[k].append(v)
+            for v6, st in ((False, s.v4), (True, s.v6)):
+                e = st.entry
+                valid = e >= 0
+                ei = np.where(valid, e, 0)
+                g = np.where(valid, e + offset, -1)
+                layers[(v6, "asn")].append(Steps(st.start_hi, st.start_lo, np.where(valid & (s.asn[ei] > 0), g, -1)).compact())
+                layers[(v6, "cc")].append(Steps(st.start_hi, st.start_lo, np.where(valid & (s.country[ei] >= 0), g, -1)).compact())
+            offset += s.entries
+        empty = {"asn": np.zeros(0, np.uint32), "name": np.zeros(0, np.int32), "cc": np.zeros(0, np.int32), "src": np.zeros(0, np.int16),
+                 "fh": np.zeros(0, U64), "fl": np.zeros(0, U64), "lh": np.zeros(0, U64), "ll": np.zeros(0, U64), "v6": np.zeros(0, bool)}
+        self._ent = {k: (np.concatenate(v) if v else empty[k]) for k, v in cols.items()}
+        self.as_names = np.array(list(names), dtype=object)
+        self.countries = np.array(list(countries), dtype=object)
+        nothing = Steps(np.zeros(1, U64), np.zeros(1, U64), np.full(1, -1, np.int64))
+
+        def merged(v6: bool, f: str) -> Steps:
+            ls = layers[(v6, f)]
+            return layer_steps(ls) if ls else nothing  # type: ignore[return-value]
+
+        self._v4 = _Family4(merged(False, "asn"), merged(False, "cc"), self._ent)
+        self._v6 = _Family(merged(True, "asn"), merged(True, "cc"), self._ent)
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def open(cls, asn_dbs: Sequence[str | Path] = (), whois: str | Path | Sequence[str | Path] | None = None, *, rdap: bool = False,
+             cache_dir: Path | None = None, rdap_base: str = DEFAULT_BASE, use_cache: bool = True) -> Enricher:
+        """Open the databases (first given wins where it covers an address) and the whois index.
+
+        CAIDA as2org files among ``asn_dbs`` name the ASes of the pfx2as files among them.
+        """
+        cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        paths = [Path(p) for p in asn_dbs]
+        for p in paths:
+            if not p.is_file():
+                raise EnrichError(f"{p}: no such ASN database file")
+        kinds = [detect_kind(p) for p in paths]
+        as2org = [p for p, k in zip(paths, kinds, strict=True) if k == "as2org"]
+        if len(as2org) > 1:
+            raise EnrichError("give at most one as2org file")
+        sources = [open_source(p, as2org=as2org[0] if as2org else None, cache_dir=cache_dir, use_cache=use_cache)
+                   for p, k in zip(paths, kinds, strict=True) if k != "as2org"]
+        idx = WhoisIndex.open(whois, cache_dir) if whois is not None else None
+        client = RdapClient(cache_dir, rdap_base) if rdap else None
+        return cls(sources, idx, client)
+
+    @property
+    def sources(self) -> list[dict[str, Any]]:
+        """Where the answers come from: one dict per database (path, kind, entries, build date), whois, RDAP."""
+        out = [s.provenance() for s in self._sources]
+        if self.whois is not None:
+            out.append(self.whois.provenance())
+        if self.rdap is not None:
+            out.append({"path": self.rdap.base_url, "name": "rdap", "kind": "rdap", "entries": None, "cache": str(self.rdap.cache_dir)})
+        return out
+
+    @property
+    def problems(self) -> list[Any]:
+        out = [p for s in self._sources for p in s.problems]
+        if self.whois is not None:
+            out.extend(self.whois.problems)
+        return out
+
+    # ------------------------------------------------------------------ vectorised
+
+    def lookup_v4(self, addrs: np.ndarray) -> dict[str, np.ndarray]:
+        """Columns for IPv4 addresses (uint32): ``asn`` (0 = unrouted), ``name_index`` into
+        :attr:`as_names`, ``country_index`` into :attr:`countries`, ``source_index`` into
+        :attr:`source_names` (-1 = none), and ``segment`` (for :meth:`prefix_v4`)."""
+        a = np.asarray(addrs, dtype=np.uint32)
+        f = self._v4
+        seg = f.find4(a)
+        return {"asn": f.asn[seg], "name_index": f.name[seg], "country_index": f.country[seg], "source_index": f.source[seg], "segment": seg}
+
+    def lookup_v6(self, hi: np.ndarray, lo: np.ndarray) -> dict[str, np.ndarray]:
+        """Same columns for IPv6 addresses given as high and low 64-bit halves."""
+        f = self._v6
+        seg = f.find(np.asarray(hi, U64), np.asarray(lo, U64))
+        return {"asn": f.asn[seg], "name_index": f.name[seg], "country_index": f.country[seg], "source_index": f.source[seg], "segment": seg}
+
+    def lookup_v6_bytes(self, addrs: np.ndarray | pa.Array) -> dict[str, np.ndarray]:
+        """IPv6 addresses as 16-byte big-endian values (the store's ``*_v6`` columns)."""
+        if isinstance(addrs, pa.Array | pa.ChunkedArray):
+            arr = addrs.combine_chunks() if isinstance(addrs, pa.ChunkedArray) else addrs
+            buf = np.frombuffer(arr.buffers()[1], np.uint8)[arr.offset * 16 : (arr.offset + len(arr)) * 16]
+        else:
+            buf = np.asarray(addrs).view(np.uint8).reshape(-1)
+        w = buf.reshape(-1, 16).view(">u8")
+        return self.lookup_v6(w[:, 0].astype(U64), w[:, 1].astype(U64))
+
+    def table_v4(self, addrs: np.ndarray) -> pa.Table:
+        """:meth:`lookup_v4` as an Arrow table with dictionary-encoded ``as_name``, ``country`` and ``source``."""
+        c = self.lookup_v4(addrs)
+        return self._arrow(c)
+
+    def _arrow(self, c: dict[str, np.ndarray]) -> pa.Table:
+        def dic(idx: np.ndarray, values: np.ndarray) -> pa.DictionaryArray:
+            idx32 = idx.astype(np.int32)
+            return pa.DictionaryArray.from_arrays(pa.array(idx32, mask=idx32 < 0), pa.array(list(values), pa.string()))
+
+        asn = pa.array(c["asn"], pa.uint32(), mask=c["asn"] == 0)
+        return pa.table({"asn": asn, "as_name": dic(c["name_index"], self.as_names), "country": dic(c["country_index"], self.countries),
+                         "source": dic(c["source_index"], self.source_names)})
+
+    def prefix_v4(self, segment: int) -> str | None:
+        return self._prefix(self._v4, segment)
+
+    def _prefix(self, fam: _Family, segment: int) -> str | None:
+        e = int(fam.asn_entry[segment])
+        if e < 0:
+            return None
+        ent = self._ent
+        first = (int(ent["fh"][e]) << 64) | int(ent["fl"][e])
+        last = (int(ent["lh"][e]) << 64) | int(ent["ll"][e])
+        return range_text(first, last, bool(ent["v6"][e]))
+
+    # ------------------------------------------------------------------ per address
+
+    def lookup(self, ips: Sequence[str]) -> list[dict[str, Any]]:
+        """One answer per address, in order: ``ip``, ``asn``, ``as_name``, ``country``, ``prefix``,
+        ``source``, ``status`` (routed/unrouted), ``allocation`` (most specific first), ``reseller``,
+        ``abuse_mailbox``. A string that is not an address gets ``status`` ``invalid``."""
+        from .ranges import parse_ips
+
+        ips = list(ips)
+        canon, i4, v4, i6, v6 = parse_ips(ips)
+        out: list[dict[str, Any]] = [{}] * len(ips)
+        all_dbs = "+".join(self.source_names.tolist()) or None
+        for fam, pos, vals in ((self._v4, i4, v4), (self._v6, i6, v6)):
+            if not pos:
+                continue
+            if fam is self._v4:
+                seg = self._v4.find4(np.array(vals, np.uint32))
+            else:
+                hi = np.fromiter((v >> 64 for v in vals), U64, len(vals))
+                lo = np.fromiter((v & 0xFFFFFFFFFFFFFFFF for v in vals), U64, len(vals))
+                seg = fam.find(hi, lo)
+            for p, s in zip(pos, seg.tolist(), strict=True):
+                asn = int(fam.asn[s])
+                name_i, cc_i, src_i, csrc_i = int(fam.name[s]), int(fam.country[s]), int(fam.source[s]), int(fam.country_source[s])
+                out[p] = {
+                    "ip": canon[p],
+                    "asn": asn or None,
+                    "as_name": self.as_names[name_i] if name_i >= 0 else None,
+                    "country": self.countries[cc_i] if cc_i >= 0 else None,
+                    "prefix": self._prefix(fam, s),
+                    "source": self.source_names[src_i] if src_i >= 0 else all_dbs,
+                    "country_source": self.source_names[csrc_i] if csrc_i >= 0 else None,
+                    "status": "routed" if asn else "unrouted",
+                }
+        for p, text in enumerate(ips):
+            if canon[p] is None:
+                out[p] = {"ip": text, "asn": None, "as_name": None, "country": None, "prefix": None, "source": None,
+                          "country_source": None, "status": "invalid"}
+        for ans in out:
+            chain: list[dict[str, Any]] = []
+            if ans["status"] != "invalid":
+                if self.whois is not None:
+                    chain = self.whois.chain(ans["ip"])
+                if not chain and self.rdap is not None:
+                    chain = self.rdap.chain(ans["ip"])
+                    if chain and ans["source"] is None:
+                        ans["source"] = "rdap"
+                    if ans["country"] is None and chain and chain[0].get("country"):
+                        ans["country"], ans["country_source"] = chain[0]["country"], "rdap"
+            ans["allocation"] = chain
+            ans["reseller"] = reseller_of(chain)
+            ans["abuse_mailbox"] = abuse_mailbox_of(chain)
+        if self.rdap is not None and self.rdap.errors:
+            for e in self.rdap.errors[-5:]:
+                log.warning("rdap: %s", e)
+        return out
+
+    def close(self) -> None:
+        if self.whois is not None:
+            self.whois.close()
+
+    def __enter__(self) -> Enricher:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def ip_to_u32(ips: Sequence[str]) -> np.ndarray:
+    """IPv4 text to uint32 (for callers building :meth:`Enricher.lookup_v4` input)."""
+    return np.fromiter((int(ipaddress.IPv4Address(x)) for x in ips), np.uint32, len(ips))

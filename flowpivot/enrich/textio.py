@@ -1,0 +1,59 @@
+"""Reading database text as data: plain or gzip, bounded lines, bytes that are not UTF-8 kept."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from ..errors import Problem
+
+__all__ = ["open_bytes", "numbered_lines", "as_text", "add_problem", "MAX_LINE", "MAX_PROBLEMS"]
+
+MAX_LINE = 4 << 20  # longer lines are reported and skipped, never held whole
+MAX_PROBLEMS = 1000
+
+
+def open_bytes(path: str | Path) -> IO[bytes]:
+    """The file's bytes, gunzipped if it starts with the gzip magic."""
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
+
+
+def as_text(b: bytes) -> str:
+    """UTF-8, or Latin-1 when the bytes are not UTF-8 (older registry data), so every byte is kept."""
+    try:
+        return b.decode("utf-8")
+    except UnicodeDecodeError:
+        return b.decode("latin-1")
+
+
+def add_problem(problems: list[Problem], src: str, where: str, reason: str) -> None:
+    if len(problems) < MAX_PROBLEMS:
+        problems.append(Problem(src, where, reason))
+
+
+def numbered_lines(path: str | Path, problems: list[Problem], max_line: int = MAX_LINE) -> Iterator[tuple[int, bytes]]:
+    """``(line number, line without its end)``; an overlong line is reported and skipped in bounded memory."""
+    with open_bytes(path) as fh:
+        n = 0
+        while True:
+            try:
+                line = fh.readline(max_line + 1)
+            except (OSError, EOFError) as e:
+                add_problem(problems, str(path), f"line {n + 1}", f"file is truncated or corrupt ({e}); reading stopped")
+                return
+            if not line:
+                return
+            n += 1
+            if len(line) > max_line and not line.endswith(b"\n"):
+                add_problem(problems, str(path), f"line {n}", f"line longer than {max_line} bytes skipped")
+                try:
+                    while line and not line.endswith(b"\n"):
+                        line = fh.readline(max_line + 1)
+                except (OSError, EOFError):
+                    return
+                continue
+            yield n, line.rstrip(b"\r\n")
