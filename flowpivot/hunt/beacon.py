@@ -1,0 +1,80 @@
+"""Beacon detection: does a peer reach a seed at regular intervals, as far as sampling lets us see?
+
+Unsampled, a beacon's connection starts are spaced by its period (plus jitter). Under 1:N packet
+sampling most short beacon connections leave no record at all; the ones that do are a random
+subset of the same grid, so the gaps between observed starts are whole multiples of the period.
+We test both: gaps close to their median, or gaps close to a multiple of a base period.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Beacon", "regularity", "MIN_INTERVALS", "JITTER", "MIN_SHARE"]
+
+#: At least this many gaps (so MIN_INTERVALS + 1 connection starts) before calling anything regular.
+MIN_INTERVALS = 5
+#: Tolerance on a gap, as a share of the period (beacon implants add jitter of 10-20 %).
+JITTER = 0.25
+#: Share of the gaps that must fit the period.
+MIN_SHARE = 0.6
+#: Periods tried on a sampled series (5 shortest gaps x divisors 1..8), and the chance we accept of
+#: calling random (Poisson) connection starts a beacon, over all of them.
+CANDIDATES = 40
+FALSE_ALARM = 1e-3
+#: Tolerance on a gap that is a multiple of the period (sampled series), as a share of the period.
+MULTIPLE_TOLERANCE = 0.15
+
+
+@dataclass(frozen=True)
+class Beacon:
+    interval_s: float
+    share: float  # share of gaps that fit the period
+    method: str  # "gaps" (consecutive starts) or "multiples" (thinned by sampling)
+    starts: int
+
+
+def _chance(fits: int, n: int, p: float) -> float:
+    """P(at least ``fits`` of ``n`` random gaps fit), each fitting with chance ``p`` (binomial tail)."""
+    return float(sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(fits, n + 1)))
+
+
+def regularity(starts_ms: np.ndarray) -> Beacon | None:
+    """The period of a series of connection start times, or None when it is not regular."""
+    t = np.unique(np.asarray(starts_ms, dtype=np.int64)) / 1000.0
+    if len(t) < MIN_INTERVALS + 1:
+        return None
+    d = np.diff(t)
+    d = d[d > 0]
+    if len(d) < MIN_INTERVALS:
+        return None
+    period = float(np.median(d))
+    if period <= 0:
+        return None
+    share = float(np.mean(np.abs(d - period) <= JITTER * period))
+    if share >= MIN_SHARE:
+        return Beacon(round(period, 3), round(share, 3), "gaps", len(t))
+    # thinned by sampling: the gaps are multiples k of the period. The period is one of the
+    # shortest gaps divided by a small integer (the shortest observed gap may itself skip beacons).
+    # The tolerance is tighter than for plain gaps, since random (Poisson) gaps much longer than
+    # the period fit a multiple within +-t of it with chance 2t (0.3 < MIN_SHARE).
+    best: Beacon | None = None
+    for g in np.unique(np.sort(d)[:5]):
+        for j in range(1, 9):
+            base = float(g) / j
+            if base < 1.0:
+                continue
+            k = np.maximum(np.rint(d / base), 1)
+            share = float(np.mean(np.abs(d - k * base) <= MULTIPLE_TOLERANCE * base))
+            fits = int(round(share * len(d)))
+            if (
+                share >= MIN_SHARE
+                and float(np.median(k)) >= 2
+                and _chance(fits, len(d), 2 * MULTIPLE_TOLERANCE) * CANDIDATES < FALSE_ALARM
+                and (best is None or base > best.interval_s)
+            ):
+                best = Beacon(round(base, 3), round(share, 3), "multiples", len(t))
+    return best

@@ -1,0 +1,886 @@
+"""The hunt: seeds -> peers -> sessions -> noise -> clusters -> overlaps -> expansion -> victims.
+
+The heavy steps are DuckDB SQL over the store's Parquet (see :mod:`flowpivot.hunt.pivot`); the
+Python here works on per-pair aggregates (thousands of rows, never per flow).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import logging
+import os
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ..store import DAY_MS, Store, parse_time
+from . import sessions as S
+from .beacon import regularity
+from .noise import Allowlist, noise_reason, read_allowlist
+from .pivot import create_pairs, ipkey_macro
+from .seeds import SeedSet, read_seeds
+
+__all__ = ["hunt", "FORMAT", "DEFAULTS"]
+
+log = logging.getLogger("flowpivot.hunt")
+
+FORMAT = "flowpivot-hunt/1"
+
+DEFAULTS: dict[str, Any] = {
+    "days": 30,
+    "hops": 1,
+    "min_seeds": 2,
+    "min_members": 2,
+    "min_specificity": 0.5,
+    "similarity": 0.5,
+    "victim_max_seeds": 2,
+    "min_beacon_starts": 6,
+    "max_pairs": 10_000,
+}
+
+
+# ----- address keys --------------------------------------------------------------------------------
+# SQL builds pair keys as dotted quads (IPv4) or 'v6:<hex>' (IPv6); these map them to and from
+# canonical strings.
+
+
+def key_of(ip: str) -> str:
+    a = ipaddress.ip_address(ip)
+    return str(a) if a.version == 4 else "v6:" + a.packed.hex()
+
+
+def ip_of(key: str) -> str:
+    return str(ipaddress.IPv6Address(bytes.fromhex(key[3:]))) if key.startswith("v6:") else key
+
+
+def _iso(ms: int | float | None) -> str | None:
+    if ms is None:
+        return None
+    d = dt.datetime.fromtimestamp(int(ms) / 1000, tz=dt.UTC)
+    return d.strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(ms) % 1000:03d}Z"
+
+
+def _day(ms: int) -> str:
+    return (dt.date(1970, 1, 1) + dt.timedelta(days=int(ms) // DAY_MS)).isoformat()
+
+
+def _anchor_table(keys: Sequence[str]) -> pa.Table:
+    v4: list[int | None] = []
+    v6: list[bytes | None] = []
+    for k in keys:
+        if k.startswith("v6:"):
+            v4.append(None)
+            v6.append(bytes.fromhex(k[3:]))
+        else:
+            v4.append(int(ipaddress.IPv4Address(k)))
+            v6.append(None)
+    return pa.table(
+        {"key": pa.array(list(keys), pa.string()), "v4": pa.array(v4, pa.uint32()), "v6": pa.array(v6, pa.binary())}
+    )
+
+
+# ----- enrichment ------------------------------------------------------------------------------------
+
+
+class _Provider:
+    """ASN / allocation lookups through flowpivot.enrich, or nothing when no database is given."""
+
+    def __init__(self, asn_dbs: Sequence[str | Path], whois: str | Path | None):
+        self.enr: Any = None
+        self.whois = whois is not None
+        self.cache: dict[str, dict[str, Any]] = {}
+        if asn_dbs or whois:
+            from ..enrich import Enricher
+
+            self.enr = Enricher.open(asn_dbs=[str(p) for p in asn_dbs], whois=str(whois) if whois else None)
+
+    @property
+    def sources(self) -> list[Any]:
+        return list(getattr(self.enr, "sources", []) or []) if self.enr is not None else []
+
+    def lookup(self, ips: Sequence[str]) -> dict[str, dict[str, Any]]:
+        todo = sorted({ip for ip in ips if ip not in self.cache})
+        if todo:
+            if self.enr is None:
+                rows: list[dict[str, Any]] = [{"ip": ip} for ip in todo]
+            else:
+                rows = list(self.enr.lookup(todo))
+            for ip, row in zip(todo, rows, strict=True):
+                self.cache[ip] = row or {}
+        return {ip: self.cache[ip] for ip in ips}
+
+    def provider_key(self, info: dict[str, Any]) -> tuple[Any, ...]:
+        asn = info.get("asn")
+        if not self.whois:
+            return (asn,)
+        reseller = info.get("reseller") or None
+        if reseller:
+            return (asn, reseller.get("org") or reseller.get("netname") or reseller.get("range"))
+        alloc = info.get("allocation") or []
+        if alloc:
+            a = alloc[0]
+            return (asn, a.get("org") or a.get("netname") or a.get("range"))
+        return (asn,)
+
+
+def _enriched(info: dict[str, Any]) -> dict[str, Any]:
+    return {"asn": info.get("asn"), "as_name": info.get("as_name"), "country": info.get("country")}
+
+
+# ----- the hunt --------------------------------------------------------------------------------------
+
+
+def hunt(
+    store: Store | str | os.PathLike[str],
+    seeds: SeedSet | Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
+    *,
+    asn_dbs: Sequence[str | os.PathLike[str]] = (),
+    whois: str | os.PathLike[str] | None = None,
+    allowlist: str | os.PathLike[str] | Allowlist | None = None,
+    days: float = DEFAULTS["days"],
+    since: int | str | None = None,
+    until: int | str | None = None,
+    hops: int = DEFAULTS["hops"],
+    min_seeds: int = DEFAULTS["min_seeds"],
+    min_members: int = DEFAULTS["min_members"],
+    min_specificity: float = DEFAULTS["min_specificity"],
+    similarity: float = DEFAULTS["similarity"],
+    victim_max_seeds: int = DEFAULTS["victim_max_seeds"],
+    min_beacon_starts: int = DEFAULTS["min_beacon_starts"],
+    max_pairs: int = DEFAULTS["max_pairs"],
+    threads: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run the hunt and return the result (JSON-ready, format ``flowpivot-hunt/1``).
+
+    ``since``/``until`` are ms since epoch or ISO 8601 strings; by default the window is the
+    ``days`` that end at the newest flow in the store.
+    """
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def step(name: str) -> None:
+        timings[name] = round(time.perf_counter() - t0 - sum(timings.values()), 3)
+        if progress:
+            progress(name)
+
+    st = store if isinstance(store, Store) else Store(store)
+    seedset = (
+        seeds
+        if isinstance(seeds, SeedSet)
+        else read_seeds(seeds if not isinstance(seeds, (str, os.PathLike)) else [seeds])
+    )
+    allow = allowlist if isinstance(allowlist, Allowlist) else read_allowlist(allowlist)
+    prov = _Provider(list(asn_dbs), whois)
+    params = {
+        "days": days,
+        "since": since,
+        "until": until,
+        "hops": hops,
+        "min_seeds": min_seeds,
+        "min_members": min_members,
+        "min_specificity": min_specificity,
+        "similarity": similarity,
+        "victim_max_seeds": victim_max_seeds,
+        "min_beacon_starts": min_beacon_starts,
+        "bare_segment_max": {"ipv4": S.BARE_SEGMENT_MAX_V4, "ipv6": S.BARE_SEGMENT_MAX_V6},
+    }
+
+    con = st.connect(threads=threads)
+    ipkey_macro(con)
+    since_ms, until_ms = _window(st, con, days, since, until)
+    params.update({"since": _iso(since_ms), "until": _iso(until_ms)})
+
+    seed_ips = seedset.ips()
+    seed_keys = [key_of(ip) for ip in seed_ips]
+    seed_key_set = set(seed_keys)
+    con.register("seeds_arrow", _anchor_table(seed_keys))
+    con.execute("CREATE OR REPLACE TEMP TABLE seeds AS SELECT * FROM seeds_arrow")
+    con.unregister("seeds_arrow")
+
+    # ---- 3/4. pivot and sessions -----------------------------------------------------------------
+    create_pairs(con, "seeds", "sp", since_ms, until_ms, keep_flows=True)
+    step("pivot")
+    pairs = con.sql("SELECT * EXCLUDE (peer_v4, peer_v6) FROM sp").to_arrow_table().to_pylist()
+    services = _services(con, "sp")
+    flows_in_window = con.sql(
+        f"SELECT count(*) FROM flows WHERE start >= make_timestamptz({since_ms} * 1000) AND start <= make_timestamptz({until_ms} * 1000)"
+    ).fetchall()[0][0]  # type: ignore[index]
+    step("sessions")
+
+    by_peer: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for p in pairs:
+        if p["peer"] is not None and p["peer"] not in seed_key_set:
+            by_peer[p["peer"]].append(p)
+
+    # ---- 10. victims (before clustering: a victim is never a cluster member) --------------------
+    victims = _victims(con, by_peer, services, victim_max_seeds, min_beacon_starts)
+    victim_keys = {v["_key"] for v in victims}
+    step("victims")
+
+    # ---- 5. noise: allowlist, scan-only, fan-out / specificity over the whole store --------------
+    excluded: dict[str, dict[str, Any]] = {}
+    candidates: dict[str, set[str]] = {}
+    for peer, ps in by_peer.items():
+        est = {p["anchor"] for p in ps if p["established"]}
+        if peer in victim_keys:
+            continue
+        if len(est) >= min_seeds:
+            candidates[peer] = est
+        elif len({p["anchor"] for p in ps}) >= min_seeds and not est:
+            sess = sorted({p["session"] for p in ps})
+            excluded[peer] = {
+                "reason": "no-session",
+                "detail": f"contacted {len(ps)} seeds without an established session ({', '.join(sess)})",
+                "seeds": len(ps),
+            }
+    _apply_allowlist(allow, prov, candidates, excluded)
+
+    noise_stats: dict[str, dict[str, Any]] = {}
+    seed_degree = _median_degree(con, "sp")
+    members: dict[str, set[str]] = {}
+    if candidates:
+        _load_anchors(con, "cand", list(candidates))
+        create_pairs(con, "cand", "cp", since_ms, until_ms)
+        known = seed_key_set | set(candidates)
+        stats = _degrees(con, "cp", known)
+        noisy = {}
+        for k in candidates:
+            s = stats.get(k, {"degree": 0, "known": 0, "fan_out": 0, "fan_in": 0})
+            noise_stats[k] = s
+            r = noise_reason(s["degree"], s["known"], s["fan_out"], s["fan_in"], seed_degree, min_specificity)
+            if r:
+                noisy[k] = r
+        # once more with the noise taken out of what counts as known infrastructure
+        known = seed_key_set | (set(candidates) - set(noisy))
+        stats = _degrees(con, "cp", known)
+        for k in candidates:
+            s = stats.get(k, noise_stats[k])
+            noise_stats[k] = s
+            r = noise_reason(s["degree"], s["known"], s["fan_out"], s["fan_in"], seed_degree, min_specificity)
+            if r:
+                excluded[k] = {"reason": r[0], "detail": r[1], "seeds": len(candidates[k]), **_noise_keys(s)}
+            else:
+                members[k] = candidates[k]
+    step("noise")
+
+    # ---- 6. clusters --------------------------------------------------------------------------
+    infos = prov.lookup([ip_of(k) for k in members])
+    clusters = _clusters(members, infos, prov, similarity)
+    pair_index = {(p["anchor"], p["peer"]): p for p in pairs}
+    cluster_out = [
+        _cluster_dict(i, c, pair_index, services, noise_stats, infos, prov, len(seed_ips))
+        for i, c in enumerate(clusters)
+    ]
+    cluster_out.sort(key=lambda c: (-c["score"], -len(c["seeds"]), c["members"]))
+    for n, c in enumerate(cluster_out, 1):
+        c["id"] = f"C{n}"
+    _timelines(con, cluster_out)
+    step("clusters")
+
+    # ---- 7. overlaps ----------------------------------------------------------------------------
+    overlaps = []
+    for i, a in enumerate(cluster_out):
+        for b in cluster_out[i + 1 :]:
+            sa, sb = set(a["seeds"]), set(b["seeds"])
+            shared = sorted(sa & sb, key=_ip_key)
+            overlaps.append(
+                {
+                    "clusters": [a["id"], b["id"]],
+                    "shared_seeds": shared,
+                    "count": len(shared),
+                    "jaccard": round(len(shared) / len(sa | sb), 4) if sa | sb else 0.0,
+                }
+            )
+
+    # ---- 8. expansion ---------------------------------------------------------------------------
+    member_cluster = {key_of(m): c["id"] for c in cluster_out for m in c["members"]}
+    expansion = _expand(
+        con,
+        member_cluster,
+        seed_key_set,
+        excluded,
+        victim_keys,
+        allow,
+        prov,
+        hops,
+        min_members,
+        min_specificity,
+        seed_degree,
+        since_ms,
+        until_ms,
+    )
+    step("expansion")
+
+    # ---- 9. seed status ---------------------------------------------------------------------------
+    seeds_out = _seed_status(con, seedset, seed_keys, pairs, until_ms, prov)
+    step("seeds")
+
+    # ---- output ---------------------------------------------------------------------------------
+    vinfo = prov.lookup([v["ip"] for v in victims] + [ip_of(k) for k in excluded])
+    for v in victims:
+        v.pop("_key", None)
+        v.update({"asn": vinfo[v["ip"]].get("asn"), "as_name": vinfo[v["ip"]].get("as_name")})
+    excluded_out = [
+        {"ip": ip_of(k), **e, **_enriched(vinfo[ip_of(k)])}
+        for k, e in sorted(excluded.items(), key=lambda kv: (kv[1]["reason"], _ip_key(ip_of(kv[0]))))
+    ]
+    pairs_out = _pairs_out(pairs, services, max_pairs)
+    step("output")
+    return {
+        "format": FORMAT,
+        "window": {"start": _iso(since_ms), "end": _iso(until_ms)},
+        "parameters": params,
+        "seeds": seeds_out,
+        "clusters": cluster_out,
+        "overlaps": overlaps,
+        "expansion": expansion,
+        "victims": victims,
+        "excluded": excluded_out,
+        "pairs": pairs_out,
+        "pairs_total": len(pairs),
+        "seed_input": seedset.as_dict(),
+        "allowlist": allow.as_dict(),
+        "provenance": {
+            "store": str(st.root),
+            "store_files": len(st.files()),
+            "flows_in_window": int(flows_in_window),
+            "window": {"start": _iso(since_ms), "end": _iso(until_ms)},
+            "databases": {"asn": [str(p) for p in asn_dbs], "whois": str(whois) if whois else None},
+            "enrichment": prov.sources,
+            "seed_degree_median": seed_degree,
+            "timings_s": timings,
+            "generated": _iso(int(time.time() * 1000)),
+        },
+    }
+
+
+def _window(st: Store, con: Any, days: float, since: Any, until: Any) -> tuple[int, int]:
+    s = parse_time(since) if isinstance(since, str) else since
+    u = parse_time(until) if isinstance(until, str) else until
+    if u is None:
+        row = con.sql("SELECT epoch_ms(max(start)) FROM flows").fetchall()[0]
+        u = int(row[0]) if row and row[0] is not None else int(time.time() * 1000)
+    if s is None:
+        s = int(u - float(days) * DAY_MS)
+    if s > u:
+        raise ValueError(f"the window starts ({_iso(s)}) after it ends ({_iso(u)})")
+    return int(s), int(u)
+
+
+def _ip_key(ip: str) -> tuple[int, int]:
+    a = ipaddress.ip_address(ip)
+    return (a.version, int(a))
+
+
+def _load_anchors(con: Any, name: str, keys: Sequence[str]) -> None:
+    con.register(f"{name}_arrow", _anchor_table(keys))
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {name}_arrow")
+    con.unregister(f"{name}_arrow")
+
+
+def _services(con: Any, table: str) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    out: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    rows = con.sql(f"SELECT * FROM {table}_services ORDER BY flows DESC").to_arrow_table().to_pylist()
+    for r in rows:
+        out[(r["anchor"], r["peer"])].append(
+            {"proto": r["proto"], "port": r["port"], "side": r["side"], "flows": r["flows"]}
+        )
+    return out
+
+
+def _median_degree(con: Any, table: str) -> float:
+    row = con.sql(f"SELECT median(n) FROM (SELECT count(DISTINCT peer) AS n FROM {table} GROUP BY anchor)").fetchall()[
+        0
+    ]
+    return float(row[0]) if row and row[0] is not None else 0.0
+
+
+def _degrees(con: Any, table: str, known: set[str]) -> dict[str, dict[str, Any]]:
+    con.register("known_arrow", pa.table({"k": pa.array(sorted(known), pa.string())}))
+    rows = (
+        con.sql(
+            f"""SELECT anchor, count(DISTINCT peer) AS degree,
+                   count(DISTINCT peer) FILTER (peer IN (SELECT k FROM known_arrow)) AS known,
+                   count(DISTINCT peer) FILTER (initiator = 'anchor') AS fan_out,
+                   count(DISTINCT peer) FILTER (initiator = 'peer') AS fan_in,
+                   count(DISTINCT peer) FILTER (established) AS established_peers
+            FROM {table} WHERE peer <> anchor GROUP BY anchor"""
+        )
+        .to_arrow_table()
+        .to_pylist()
+    )
+    con.unregister("known_arrow")
+    return {r.pop("anchor"): r for r in rows}
+
+
+def _noise_keys(s: dict[str, Any]) -> dict[str, Any]:
+    d = s.get("degree") or 0
+    return {
+        "degree": d,
+        "fan_out": s.get("fan_out", 0),
+        "fan_in": s.get("fan_in", 0),
+        "specificity": round(s.get("known", 0) / d, 4) if d else None,
+    }
+
+
+def _apply_allowlist(
+    allow: Allowlist, prov: _Provider, cands: dict[str, set[str]], excluded: dict[str, dict[str, Any]]
+) -> None:
+    if not (allow.networks or allow.asns) or not cands:
+        return
+    infos = prov.lookup([ip_of(k) for k in cands]) if allow.asns else {}
+    for k in list(cands):
+        ip = ip_of(k)
+        why = allow.match(ip, (infos.get(ip) or {}).get("asn"))
+        if why:
+            excluded[k] = {"reason": "allowlist", "detail": why, "seeds": len(cands.pop(k))}
+
+
+# ----- victims ------------------------------------------------------------------------------------
+
+
+def _victims(
+    con: Any,
+    by_peer: dict[str, list[dict[str, Any]]],
+    services: dict[tuple[str, str], list[dict[str, Any]]],
+    max_seeds: int,
+    min_starts: int,
+) -> list[dict[str, Any]]:
+    todo = []
+    for peer, ps in by_peer.items():
+        if len(ps) > max_seeds:
+            continue
+        for p in ps:
+            if p["initiator"] == "peer" and p["flows"] >= min_starts:
+                todo.append((p["anchor"], peer))
+    if not todo:
+        return []
+    con.register("vict_arrow", pa.table({"anchor": [a for a, _ in todo], "peer": [b for _, b in todo]}))
+    # connection starts the peer opened toward a seed's port, per port
+    rows = (
+        con.sql(
+            """SELECT f.anchor, ipkey(f.peer_v4, f.peer_v6) AS peer, f.proto, f.a_port AS port, list(f.ts ORDER BY f.ts) AS starts,
+                  count(*) AS flows
+           FROM sp_flows f SEMI JOIN vict_arrow v ON f.anchor = v.anchor AND ipkey(f.peer_v4, f.peer_v6) = v.peer
+           WHERE f.init = 'p' AND NOT f.a_src
+           GROUP BY ALL"""
+        )
+        .to_arrow_table()
+        .to_pylist()
+    )
+    con.unregister("vict_arrow")
+    found: dict[str, dict[str, Any]] = {}
+    for r in sorted(rows, key=lambda r: -r["flows"]):
+        if len(r["starts"]) < min_starts:
+            continue
+        b = regularity(np.asarray(r["starts"], dtype=np.int64))
+        if b is None:
+            continue
+        peer = r["peer"]
+        v = found.get(peer)
+        if v is None:
+            v = found[peer] = {
+                "_key": peer,
+                "ip": ip_of(peer),
+                "seeds": [],
+                "port": r["port"],
+                "proto": r["proto"],
+                "interval_s": b.interval_s,
+                "regularity": b.share,
+                "method": b.method,
+                "connections": b.starts,
+                "sessions": [],
+                "first_seen": _iso(min(r["starts"])),
+                "last_seen": _iso(max(r["starts"])),
+            }
+        seed = ip_of(r["anchor"])
+        if seed not in v["seeds"]:
+            v["seeds"].append(seed)
+        pair = next(p for p in by_peer[peer] if p["anchor"] == r["anchor"])
+        v["sessions"].append(
+            {
+                "seed": seed,
+                "port": r["port"],
+                "session": pair["session"],
+                "established": pair["established"],
+                "flows": pair["flows"],
+                "rejected_flows": pair["rejected_flows"],
+                "interval_s": b.interval_s,
+            }
+        )
+    return sorted(found.values(), key=lambda v: _ip_key(v["ip"]))
+
+
+# ----- clusters -----------------------------------------------------------------------------------
+
+
+def _clusters(
+    members: dict[str, set[str]], infos: dict[str, dict[str, Any]], prov: _Provider, similarity: float
+) -> list[list[str]]:
+    """Group by provider, then split by Jaccard similarity of seed sets (connected components)."""
+    by_prov: dict[tuple[Any, ...], list[str]] = defaultdict(list)
+    for k in members:
+        by_prov[prov.provider_key(infos.get(ip_of(k), {}))].append(k)
+    out: list[list[str]] = []
+    for _pk, keys in sorted(by_prov.items(), key=lambda kv: str(kv[0])):
+        keys.sort(key=lambda k: _ip_key(ip_of(k)))
+        edges = [
+            (i, j)
+            for i in range(len(keys))
+            for j in range(i + 1, len(keys))
+            if len(members[keys[i]] & members[keys[j]]) / len(members[keys[i]] | members[keys[j]]) >= similarity
+        ]
+        groups: dict[int, list[str]] = defaultdict(list)
+        for i, root in enumerate(_components(len(keys), edges)):
+            groups[root].append(keys[i])
+        out.extend(groups.values())
+    return out
+
+
+def _components(n: int, edges: list[tuple[int, int]]) -> list[int]:
+    """Connected components (union-find): the root of each node."""
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in edges:
+        parent[find(i)] = find(j)
+    return [find(i) for i in range(n)]
+
+
+def _cluster_dict(
+    i: int,
+    keys: list[str],
+    pair_index: dict[tuple[str, str], dict[str, Any]],
+    services: dict[tuple[str, str], list[dict[str, Any]]],
+    noise_stats: dict[str, dict[str, Any]],
+    infos: dict[str, dict[str, Any]],
+    prov: _Provider,
+    n_seeds_total: int,
+) -> dict[str, Any]:
+    keyset = set(keys)
+    ps = [p for (_a, b), p in pair_index.items() if b in keyset]
+    est = [p for p in ps if p["established"]]
+    seeds = sorted({ip_of(p["anchor"]) for p in est}, key=_ip_key)
+    init = {"anchor": 0, "peer": 0, "mixed": 0, "unknown": 0}
+    for p in est:
+        init[p["initiator"]] += 1
+    if init["peer"] and not (init["anchor"] or init["mixed"]):
+        initiator = "members"
+    elif init["anchor"] and not (init["peer"] or init["mixed"]):
+        initiator = "seeds"
+    else:
+        initiator = "mixed"
+    svc: dict[tuple[int, int, str], int] = defaultdict(int)
+    for p in est:
+        for s in services.get((p["anchor"], p["peer"]), []):
+            svc[(s["proto"], s["port"], "seed" if s["side"] == "anchor" else "member")] += s["flows"]
+    services_out = [
+        {"proto": pr, "port": po, "side": side, "flows": n}
+        for (pr, po, side), n in sorted(svc.items(), key=lambda kv: (-kv[1], kv[0]))
+    ][:20]
+    first = min(p["first_ms"] for p in ps)
+    last = max(p["last_ms"] for p in ps)
+    members = sorted((ip_of(k) for k in keys), key=_ip_key)
+    info0 = infos.get(members[0], {})
+    allocs = []
+    for m in members:
+        for a in (infos.get(m, {}).get("allocation") or [])[:1]:
+            if a not in allocs:
+                allocs.append(a)
+    specs = [noise_stats[k]["known"] / noise_stats[k]["degree"] for k in keys if noise_stats.get(k, {}).get("degree")]
+    specificity = float(np.mean(specs)) if specs else 1.0
+    est_share = len(est) / len(ps) if ps else 0.0
+    reach = 1 - 0.5 ** (len(seeds) - 1) if seeds else 0.0
+    score = round(specificity * est_share * reach, 4)
+    flags = 0
+    for p in est:
+        flags |= p["a_flags"] | p["p_flags"]
+    return {
+        "id": f"C{i + 1}",
+        "asn": info0.get("asn"),
+        "as_name": info0.get("as_name"),
+        "country": info0.get("country"),
+        "allocation": allocs[0] if allocs else None,
+        "allocations": allocs,
+        "reseller": info0.get("reseller"),
+        "members": members,
+        "seeds": seeds,
+        "established": bool(est),
+        "initiator": initiator,
+        "services": services_out,
+        "flows": sum(p["flows"] for p in ps),
+        "packets": sum(p["a_packets"] + p["p_packets"] for p in ps),
+        "bytes": sum(p["a_bytes"] + p["p_bytes"] for p in ps),
+        "packets_est": sum(p["a_packets_est"] + p["p_packets_est"] for p in ps),
+        "bytes_est": sum(p["a_bytes_est"] + p["p_bytes_est"] for p in ps),
+        "first_seen": _iso(first),
+        "last_seen": _iso(last),
+        "score": score,
+        "evidence": {
+            "established_pairs": len(est),
+            "pairs": len(ps),
+            "seeds": len(seeds),
+            "seeds_in_input": n_seeds_total,
+            "specificity": round(specificity, 4),
+            "tcp_flags": _flag_names(flags),
+            "initiator_pairs": {
+                ("seeds" if k == "anchor" else "members" if k == "peer" else k): v for k, v in init.items() if v
+            },
+            "max_sampling_rate": max((p["max_sampling_rate"] for p in ps), default=1),
+            "members": {
+                ip_of(k): {
+                    "seeds": len({p["anchor"] for p in est if p["peer"] == k}),
+                    **_noise_keys(noise_stats.get(k, {})),
+                }
+                for k in keys
+            },
+            "score": "specificity x share of member-seed pairs established x (1 - 2^-(seeds - 1))",
+        },
+    }
+
+
+def _flag_names(f: int) -> str:
+    names = [(1, "F"), (2, "S"), (4, "R"), (8, "P"), (16, "A"), (32, "U"), (64, "E"), (128, "C")]
+    return "".join(n if f & b else "." for b, n in reversed(names))
+
+
+def _timelines(con: Any, clusters: list[dict[str, Any]]) -> None:
+    if not clusters:
+        return
+    keys = [(key_of(m), c["id"]) for c in clusters for m in c["members"]]
+    con.register("cm_arrow", pa.table({"peer": [k for k, _ in keys], "cluster": [c for _, c in keys]}))
+    rows = (
+        con.sql(
+            f"""SELECT cm.cluster, f.ts // {DAY_MS} AS day, count(*) AS flows,
+                   sum((f.a_by + f.p_by) * f.sr)::UBIGINT AS bytes_est,
+                   count(DISTINCT f.anchor) AS seeds, count(DISTINCT cm.peer) AS members
+            FROM sp_flows f JOIN cm_arrow cm ON ipkey(f.peer_v4, f.peer_v6) = cm.peer
+            GROUP BY ALL ORDER BY 1, 2"""
+        )
+        .to_arrow_table()
+        .to_pylist()
+    )
+    con.unregister("cm_arrow")
+    tl: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        tl[r["cluster"]].append(
+            {
+                "day": _day(r["day"] * DAY_MS),
+                "flows": r["flows"],
+                "bytes_est": r["bytes_est"],
+                "seeds": r["seeds"],
+                "members": r["members"],
+            }
+        )
+    for c in clusters:
+        c["timeline"] = tl.get(c["id"], [])
+        c["active_days"] = len(c["timeline"])
+
+
+# ----- expansion ----------------------------------------------------------------------------------
+
+
+def _expand(
+    con: Any,
+    member_cluster: dict[str, str],
+    seed_keys: set[str],
+    excluded: dict[str, dict[str, Any]],
+    victim_keys: set[str],
+    allow: Allowlist,
+    prov: _Provider,
+    hops: int,
+    min_members: int,
+    min_specificity: float,
+    seed_degree: float,
+    since_ms: int,
+    until_ms: int,
+) -> list[dict[str, Any]]:
+    if not member_cluster or hops < 1:
+        return []
+    table = "cp"  # pairs around every cluster candidate, members included
+    frontier = {k: {c} for k, c in member_cluster.items()}  # key -> cluster ids
+    known_infra = dict(frontier)
+    found: dict[str, dict[str, Any]] = {}
+    for hop in range(1, hops + 1):
+        con.register("front_arrow", pa.table({"k": list(frontier)}))
+        rows = (
+            con.sql(
+                f"""SELECT peer, list(DISTINCT anchor) AS contacted_by
+                FROM {table} WHERE established AND anchor IN (SELECT k FROM front_arrow) AND peer <> anchor
+                GROUP BY peer"""
+            )
+            .to_arrow_table()
+            .to_pylist()
+        )
+        con.unregister("front_arrow")
+        cands: dict[str, list[str]] = {}
+        for r in rows:
+            k = r["peer"]
+            if k in seed_keys or k in known_infra or k in found or k in victim_keys or k in excluded:
+                continue
+            if len(r["contacted_by"]) >= min_members:
+                cands[k] = sorted(r["contacted_by"])
+        allow_ex: dict[str, dict[str, Any]] = {}
+        _apply_allowlist(allow, prov, {k: set(v) for k, v in cands.items()}, allow_ex)
+        for k, e in allow_ex.items():
+            excluded[k] = e
+            cands.pop(k, None)
+        if not cands:
+            break
+        table = f"xp{hop}"
+        _load_anchors(con, f"xa{hop}", list(cands))
+        create_pairs(con, f"xa{hop}", table, since_ms, until_ms)
+        known = seed_keys | set(known_infra) | set(found) | set(cands)
+        stats = _degrees(con, table, known)
+        frontier = {}
+        for k, by in cands.items():
+            s = stats.get(k, {"degree": 0, "known": 0, "fan_out": 0, "fan_in": 0})
+            r = noise_reason(s["degree"], s["known"], s["fan_out"], s["fan_in"], seed_degree, min_specificity)
+            if r:
+                excluded[k] = {"reason": r[0], "detail": r[1], "members": len(by), **_noise_keys(s)}
+                continue
+            clusters = sorted(set().union(*(known_infra.get(b, set()) for b in by)))
+            spec = s["known"] / s["degree"] if s["degree"] else 1.0
+            score = round(spec * (1 - 0.5 ** (len(by) - 1)), 4)
+            found[k] = {
+                "ip": ip_of(k),
+                "contacted_by": sorted((ip_of(b) for b in by), key=_ip_key),
+                "clusters": clusters,
+                "score": score,
+                "hop": hop,
+                "evidence": {"established_with": len(by), **_noise_keys(s)},
+            }
+            frontier[k] = set(clusters)
+        known_infra.update(frontier)
+        if not frontier:
+            break
+    if not found:
+        return []
+    infos = prov.lookup([v["ip"] for v in found.values()])
+    out = []
+    for v in found.values():
+        out.append({**v, **_enriched(infos[v["ip"]]), "allocation": (infos[v["ip"]].get("allocation") or [None])[0]})
+    out.sort(key=lambda v: (-v["score"], _ip_key(v["ip"])))
+    return out
+
+
+# ----- seed status ------------------------------------------------------------------------------------
+
+
+def _seed_status(
+    con: Any, seedset: SeedSet, seed_keys: list[str], pairs: list[dict[str, Any]], until_ms: int, prov: _Provider
+) -> list[dict[str, Any]]:
+    rows = (
+        con.sql(
+            f"""SELECT anchor, min(ts) AS first_ms, max(te) AS last_ms, list(DISTINCT ts // {DAY_MS}) AS days, count(*) AS flows
+            FROM sp_flows GROUP BY anchor"""
+        )
+        .to_arrow_table()
+        .to_pylist()
+    )
+    seen = {r["anchor"]: r for r in rows}
+    per: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for p in pairs:
+        d = per[p["anchor"]]
+        d["peers"] += 1
+        d["established_peers"] += int(bool(p["established"]))
+        d["rejected_flows"] += p["rejected_flows"]
+        d["attempt_flows"] += p["attempt_flows"]
+    by_ip = {s.ip: s for s in seedset.seeds}
+    keep = [k for k in seed_keys if k in seen or by_ip[ip_of(k)].network is None]
+    infos = prov.lookup([ip_of(k) for k in keep])
+    out = []
+    until_day = until_ms // DAY_MS
+    for k in keep:
+        ip = ip_of(k)
+        r = seen.get(k)
+        s = by_ip[ip]
+        entry: dict[str, Any] = {"ip": ip, **_enriched(infos[ip])}
+        if r is None:
+            entry.update({"first_seen": None, "last_seen": None, "status": "unseen", "flows": 0})
+        else:
+            days = sorted(r["days"])
+            gaps = np.diff(days) if len(days) > 1 else np.array([0])
+            max_gap = int(gaps.max())
+            silent = int(until_day - days[-1])
+            # dark: silent at the end of the window for longer than the seed ever was inside it
+            dark = silent > max(1, max_gap)
+            entry.update(
+                {
+                    "first_seen": _iso(r["first_ms"]),
+                    "last_seen": _iso(r["last_ms"]),
+                    "status": "dark" if dark else "active",
+                    "flows": r["flows"],
+                    "active_days": len(days),
+                    "silent_days": silent,
+                    "longest_gap_days": max_gap,
+                }
+            )
+        entry.update(dict(per.get(k, {})))
+        entry["source"] = {"file": s.source, "where": s.where, **({"port": s.port} if s.port is not None else {})}
+        if s.network:
+            entry["source"]["network"] = s.network
+        out.append(entry)
+    return out
+
+
+def _pairs_out(
+    pairs: list[dict[str, Any]], services: dict[tuple[str, str], list[dict[str, Any]]], limit: int
+) -> list[dict[str, Any]]:
+    keep = [p for p in pairs if p["session"] in ("established", "rejected")]
+    keep.sort(key=lambda p: (-p["flows"], p["anchor"], p["peer"]))
+    out = []
+    for p in keep[:limit]:
+        out.append(
+            {
+                "seed": ip_of(p["anchor"]),
+                "peer": ip_of(p["peer"]),
+                "session": p["session"],
+                "established": p["established"],
+                "initiator": {"anchor": "seed", "peer": "peer"}.get(p["initiator"], p["initiator"]),
+                "services": [
+                    {
+                        "proto": s["proto"],
+                        "port": s["port"],
+                        "side": "seed" if s["side"] == "anchor" else "peer",
+                        "flows": s["flows"],
+                    }
+                    for s in services.get((p["anchor"], p["peer"]), [])[:10]
+                ],
+                "flows": p["flows"],
+                "rejected_flows": p["rejected_flows"],
+                "attempt_flows": p["attempt_flows"],
+                "seed_to_peer": {
+                    "flows": p["a_flows"],
+                    "packets": p["a_packets"],
+                    "bytes": p["a_bytes"],
+                    "packets_est": p["a_packets_est"],
+                    "bytes_est": p["a_bytes_est"],
+                    "tcp_flags": _flag_names(p["a_flags"]),
+                },
+                "peer_to_seed": {
+                    "flows": p["p_flows"],
+                    "packets": p["p_packets"],
+                    "bytes": p["p_bytes"],
+                    "packets_est": p["p_packets_est"],
+                    "bytes_est": p["p_bytes_est"],
+                    "tcp_flags": _flag_names(p["p_flags"]),
+                },
+                "first_seen": _iso(p["first_ms"]),
+                "last_seen": _iso(p["last_ms"]),
+                "active_days": p["active_days"],
+            }
+        )
+    return out

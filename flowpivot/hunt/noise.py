@@ -1,0 +1,118 @@
+"""Noise: the allowlist (CIDRs and ASNs with a reason) and the fan-out / specificity rule.
+
+Why the rule looks the way it does is in docs/hunt.md ("Noise"). A candidate is noise when both
+hold:
+
+* it is not specific: fewer than ``min_specificity`` (default one half) of its distinct peers in
+  the window, over the whole store, are seeds or other candidates, so most of what it does has
+  nothing to do with the actor; and
+* it reaches further than the actor's own servers do: its number of distinct peers exceeds the
+  median number of distinct peers of the seeds themselves.
+
+A research scanner that completes handshakes with everyone, a resolver, an NTP pool, a CDN edge
+or an update server talks to far more hosts than a C2 server and only a sliver of them are seeds.
+An actor's own host talks mostly to the actor's servers, or, like a fresh C2, to about as many
+hosts as the known C2s do.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import InputError, Problem
+
+__all__ = ["Allowlist", "read_allowlist", "noise_reason"]
+
+
+@dataclass
+class Allowlist:
+    networks: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]] = field(default_factory=list)
+    asns: dict[int, str] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    source: str | None = None
+
+    def match(self, ip: str, asn: int | None = None) -> str | None:
+        """The reason an address is allowlisted, or None."""
+        a = ipaddress.ip_address(ip)
+        best: tuple[int, str] | None = None
+        for net, reason in self.networks:
+            if a.version == net.version and a in net and (best is None or net.prefixlen > best[0]):
+                best = (net.prefixlen, f"{net}: {reason}")
+        if best:
+            return best[1]
+        if asn is not None and asn in self.asns:
+            return f"AS{asn}: {self.asns[asn]}"
+        return None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "path": self.source,
+            "networks": len(self.networks),
+            "asns": len(self.asns),
+            "problems": [p.as_dict() for p in self.problems],
+        }
+
+
+def read_allowlist(path: str | Path | None) -> Allowlist:
+    """One entry per line: a CIDR, an address or an ASN (``AS15169`` or ``15169``), then its reason.
+
+    Separators may be whitespace, a comma or a tab; ``#`` starts a comment. A bad line is
+    recorded with its line number and skipped.
+    """
+    out = Allowlist(source=str(path) if path else None)
+    if path is None:
+        return out
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError as e:
+        raise InputError(f"cannot read allowlist {path}: {e.strerror or e}") from e
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = re.split(r"\s*[,\t]\s*|\s+", line, maxsplit=1)
+        entry = parts[0].strip()
+        reason = parts[1].strip().lstrip("#").strip() if len(parts) > 1 else ""
+        if entry.lower() in ("cidr", "network", "entry", "asn"):  # a CSV header
+            continue
+        if not reason:
+            out.problems.append(
+                Problem(
+                    str(path), f"line {n}", f"entry {entry!r} has no reason; write why it is not actor infrastructure"
+                )
+            )
+            reason = "(no reason given)"
+        m = re.fullmatch(r"(?:AS)?(\d{1,10})", entry, re.I)
+        if m and (entry.upper().startswith("AS") or "." not in entry):
+            out.asns[int(m.group(1))] = reason
+            continue
+        try:
+            out.networks.append((ipaddress.ip_network(entry, strict=False), reason))
+        except ValueError:
+            out.problems.append(Problem(str(path), f"line {n}", f"not a CIDR, address or ASN: {entry!r}"))
+    return out
+
+
+def noise_reason(
+    degree: int,
+    known_peers: int,
+    fan_out: int,
+    fan_in: int,
+    seed_degree: float,
+    min_specificity: float,
+) -> tuple[str, str] | None:
+    """(reason, detail) when a candidate is noise by the rule above, else None."""
+    if degree <= 0:
+        return None
+    specificity = known_peers / degree
+    if specificity >= min_specificity or degree <= seed_degree:
+        return None
+    kind = "scanner" if fan_out >= fan_in else "shared-service"
+    detail = (
+        f"{degree} distinct peers in the window (fan-out {fan_out}, fan-in {fan_in}), of which only "
+        f"{known_peers} ({specificity:.1%}) are seeds or candidates; a seed has {seed_degree:g} peers (median)"
+    )
+    return kind, detail

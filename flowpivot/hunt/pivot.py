@@ -1,0 +1,162 @@
+"""The pivot: every flow with an anchor address on either side, folded into per-(anchor, peer) pairs.
+
+An *anchor* is a seed in the first pass, a cluster candidate in the second (to measure its fan-out
+over the whole store) and an expansion candidate in the third. The same SQL serves all three: a
+single scan of the store in the window keeps flows whose source or destination is an anchor, and
+a ``UNION ALL`` of the source side and the destination side (IPv4 on the ``uint32`` column, IPv6
+on the 16-byte column) orients each flow from the anchor's point of view. Everything heavy is
+DuckDB SQL over the Parquet store, so the same statements can run on a distributed engine.
+
+Per pair and per direction (anchor->peer ``a_*``, peer->anchor ``p_*``) we keep flows, packets
+and bytes as exported and scaled by ``sampling_rate``, the OR of the TCP flags, first and last
+seen and active days, and the evidence the session rules in :mod:`flowpivot.hunt.sessions` read.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from ..store import DAY_MS
+from . import sessions as S
+
+__all__ = ["create_pairs", "ipkey_macro"]
+
+
+def ipkey_macro(con: duckdb.DuckDBPyConnection) -> None:
+    """``ipkey(v4, v6)``: dotted quad for IPv4, ``v6:<hex>`` for IPv6 (made canonical in Python)."""
+    con.execute(
+        "CREATE OR REPLACE MACRO ipkey(a, b) AS CASE WHEN a IS NOT NULL THEN "
+        "concat((a >> 24)::VARCHAR, '.', ((a >> 16) & 255)::VARCHAR, '.', ((a >> 8) & 255)::VARCHAR, '.', (a & 255)::VARCHAR)"
+        " WHEN b IS NOT NULL THEN 'v6:' || lower(hex(b)) END"
+    )
+
+
+def _window_sql(since_ms: int, until_ms: int) -> str:
+    # A flow belongs to the window when it starts in it; the store is sorted by start within a
+    # row group, so Parquet statistics prune whole row groups.
+    return f"start >= make_timestamptz({int(since_ms)} * 1000) AND start <= make_timestamptz({int(until_ms)} * 1000)"
+
+
+_COLS = (
+    "src_addr_v4, src_addr_v6, dst_addr_v4, dst_addr_v6, src_port, dst_port, protocol, tcp_flags, packets, bytes,"
+    ' rev_packets, rev_bytes, rev_tcp_flags, sampling_rate, start, "end", conn_state, history'
+)
+
+
+def _side(anchors: str, anchor_is_src: bool, family: int) -> str:
+    a, p = ("src", "dst") if anchor_is_src else ("dst", "src")
+    col = f"{a}_addr_v{family}"
+    fwd = ("packets", "bytes", "tcp_flags")
+    rev = ("rev_packets", "rev_bytes", "rev_tcp_flags")
+    af, pf = (fwd, rev) if anchor_is_src else (rev, fwd)
+    return f"""
+    SELECT an.key AS anchor, w.{p}_addr_v4 AS peer_v4, w.{p}_addr_v6 AS peer_v6, {str(anchor_is_src).upper()} AS a_src,
+           w.protocol AS proto, coalesce(w.{a}_port, 0) AS a_port, coalesce(w.{p}_port, 0) AS p_port,
+           coalesce(w.{af[0]}, 0) AS a_pk, coalesce(w.{af[1]}, 0) AS a_by, coalesce(w.{af[2]}, 0) AS a_fl,
+           coalesce(w.{pf[0]}, 0) AS p_pk, coalesce(w.{pf[1]}, 0) AS p_by, coalesce(w.{pf[2]}, 0) AS p_fl,
+           greatest(coalesce(w.sampling_rate, 1), 1) AS sr, epoch_ms(w.start) AS ts, epoch_ms(w."end") AS te,
+           w.conn_state AS zs, w.history AS hist
+    FROM w JOIN {anchors} an ON w.{col} = an.v{family}"""
+
+
+def flows_sql(anchors: str, since_ms: int, until_ms: int, families: tuple[int, ...]) -> str:
+    """Every flow in the window touching an anchor, once per anchor side, oriented from the anchor."""
+    pre = []
+    for fam in families:
+        sub = f"(SELECT v{fam} FROM {anchors} WHERE v{fam} IS NOT NULL)"
+        pre += [f"src_addr_v{fam} IN {sub}", f"dst_addr_v{fam} IN {sub}"]
+    sides = [_side(anchors, s, fam) for fam in families for s in (True, False)]
+    return (
+        f"WITH w AS MATERIALIZED (SELECT {_COLS} FROM flows WHERE {_window_sql(since_ms, until_ms)}"
+        f" AND ({' OR '.join(pre) or 'FALSE'}))\n" + "\nUNION ALL\n".join(sides)
+    )
+
+
+def create_pairs(
+    con: duckdb.DuckDBPyConnection,
+    anchors: str,
+    out: str,
+    since_ms: int,
+    until_ms: int,
+    keep_flows: bool = False,
+) -> None:
+    """Create TEMP TABLE ``out`` (one row per anchor and peer) and, if asked, ``out_flows``.
+
+    ``anchors`` is a table (key VARCHAR, v4 UINTEGER, v6 BLOB).
+    """
+    fams = tuple(
+        fam
+        for fam in (4, 6)
+        if con.sql(f"SELECT count(*) FROM {anchors} WHERE v{fam} IS NOT NULL").fetchall()[0][0]  # type: ignore[index]
+    )
+    src = flows_sql(anchors, since_ms, until_ms, fams or (4,))
+    flows_rel = f"({src})"
+    if keep_flows:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {out}_flows AS SELECT *, {S.flow_init_sql()} AS init FROM {flows_rel}"
+        )
+        flows_rel = f"{out}_flows"
+    else:
+        flows_rel = f"(SELECT *, {S.flow_init_sql()} AS init FROM {flows_rel})"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {out} AS {pair_sql(flows_rel)}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {out}_services AS {services_sql(flows_rel)}")
+
+
+def pair_sql(flows_rel: str) -> str:
+    nf = "proto = 6 AND zs IS NULL"
+    return f"""
+    WITH g AS (
+      SELECT anchor, peer_v4, peer_v6,
+        count(*) AS flows,
+        count(*) FILTER (a_pk > 0) AS a_flows, count(*) FILTER (p_pk > 0) AS p_flows,
+        sum(a_pk)::UBIGINT AS a_packets, sum(a_by)::UBIGINT AS a_bytes,
+        sum(p_pk)::UBIGINT AS p_packets, sum(p_by)::UBIGINT AS p_bytes,
+        sum(a_pk * sr)::UBIGINT AS a_packets_est, sum(a_by * sr)::UBIGINT AS a_bytes_est,
+        sum(p_pk * sr)::UBIGINT AS p_packets_est, sum(p_by * sr)::UBIGINT AS p_bytes_est,
+        coalesce(bit_or(a_fl), 0)::INTEGER AS a_flags, coalesce(bit_or(p_fl), 0)::INTEGER AS p_flags,
+        coalesce(bit_or(a_fl) FILTER ({nf}), 0)::INTEGER AS nf_a_flags,
+        coalesce(bit_or(p_fl) FILTER ({nf}), 0)::INTEGER AS nf_p_flags,
+        coalesce(max(greatest(a_by / nullif(a_pk, 0), p_by / nullif(p_pk, 0))) FILTER ({nf}), 0) AS nf_max_bpp,
+        count(*) FILTER ({S.zeek_established_sql()}) AS z_est,
+        count(*) FILTER (zs = 'REJ') AS z_rej,
+        count(*) FILTER ({S.zeek_attempt_sql()}) AS z_att,
+        count(*) FILTER ({nf} AND ({S.rst_answer_sql("a")} OR {S.rst_answer_sql("p")})) AS nf_rst,
+        count(*) FILTER ({nf} AND ({S.syn_only_sql("a_fl")} OR {S.syn_only_sql("p_fl")})) AS nf_syn,
+        count(*) FILTER ((zs IS NULL AND {S.syn_only_sql("a_fl")}) OR (zs IS NOT NULL AND a_src)) AS a_syn,
+        count(*) FILTER ((zs IS NULL AND {S.syn_only_sql("p_fl")}) OR (zs IS NOT NULL AND NOT a_src)) AS p_syn,
+        count(*) FILTER (init = 'a') AS a_init, count(*) FILTER (init = 'p') AS p_init,
+        count(*) FILTER (proto = 6) AS tcp_flows,
+        min(ts) AS first_ms, max(te) AS last_ms,
+        count(DISTINCT ts // {DAY_MS}) AS active_days,
+        max(sr) AS max_sampling_rate
+      FROM {flows_rel}
+      GROUP BY anchor, peer_v4, peer_v6
+    ), e AS (
+      SELECT *, ipkey(peer_v4, peer_v6) AS peer,
+        {S.established_sql()} AS established
+      FROM g
+    )
+    SELECT *,
+      CASE WHEN established THEN 'established'
+           WHEN z_rej + nf_rst > 0 THEN 'rejected'
+           WHEN z_att + nf_syn > 0 THEN 'attempt'
+           WHEN a_flows > 0 AND p_flows > 0 THEN 'bidirectional'
+           ELSE 'one-way' END AS session,
+      z_rej + nf_rst AS rejected_flows,
+      z_att + z_rej + nf_syn AS attempt_flows,
+      {S.pair_initiator_sql()} AS initiator
+    FROM e
+    """
+
+
+def services_sql(flows_rel: str) -> str:
+    """Per pair: the responder's (proto, port) and which side offered it, with flow counts."""
+    return f"""
+    SELECT anchor, ipkey(peer_v4, peer_v6) AS peer, proto,
+           CASE init WHEN 'a' THEN 'peer' ELSE 'anchor' END AS side,
+           CASE init WHEN 'a' THEN p_port ELSE a_port END AS port,
+           count(*) AS flows
+    FROM {flows_rel}
+    WHERE init IS NOT NULL
+    GROUP BY ALL
+    """
