@@ -1,0 +1,198 @@
+"""Reports from a hunt result: HTML, Markdown, STIX 2.1, MISP and abuse letters.
+
+    write_reports(result, html=..., md=..., stix=..., misp=..., abuse_dir=..., tlp="amber", actor=None)
+
+Each format also has its own function that returns the document instead of writing it. ``now`` (the
+clock) and ``namespace`` (the uuid5 namespace behind every derived id) are injectable so that the same
+result renders byte for byte the same; by default ``now`` is the current UTC time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import stix2
+from pymisp import MISPEvent
+
+from .abuse import render_abuse_letters_for
+from .html import VENDORED, render_html_report
+from .markdown import render_markdown_report
+from .misp import build_event
+from .model import FORMAT, NAMESPACE, Report, load_result, read_result, report_id
+from .stix import TLP2_IDS, build_bundle
+
+__all__ = [
+    "FORMAT",
+    "TLP_LEVELS",
+    "DEFAULT_TLP",
+    "VENDORED",
+    "Report",
+    "load_result",
+    "read_result",
+    "write_reports",
+    "render_html",
+    "render_markdown",
+    "build_stix_bundle",
+    "build_misp_event",
+    "render_abuse_letters",
+]
+
+TLP_LEVELS = tuple(TLP2_IDS)  # clear, green, amber, amber+strict, red
+# Amber: a hunt names hosting customers and, through the victims, your own network; it should reach
+# those who must act on it (your organisation, its providers) before anyone else. See docs/report.md.
+DEFAULT_TLP = "amber"
+
+
+def _tlp(tlp: str) -> str:
+    t = (tlp or "").strip().lower().removeprefix("tlp:")
+    if t == "white":
+        t = "clear"  # TLP 1.0's WHITE is TLP 2.0's CLEAR
+    if t not in TLP2_IDS:
+        raise ValueError(f"unknown TLP level {tlp!r}; use one of {', '.join(TLP_LEVELS)}")
+    return t
+
+
+def _now(now: datetime | None) -> datetime:
+    if now is None:
+        return datetime.now(UTC).replace(microsecond=0)
+    return now if now.tzinfo else now.replace(tzinfo=UTC)
+
+
+def _report(result: Mapping[str, Any] | Report) -> Report:
+    return result if isinstance(result, Report) else read_result(dict(result))
+
+
+def _ref(report: Report, now: datetime, namespace: uuid.UUID) -> str:
+    rid = report_id(report.raw, now, namespace)
+    return "FP-" + rid.hex[:10].upper()
+
+
+def render_html(
+    result: Mapping[str, Any] | Report,
+    *,
+    tlp: str = DEFAULT_TLP,
+    actor: str | None = None,
+    now: datetime | None = None,
+    namespace: uuid.UUID = NAMESPACE,
+) -> str:
+    """The self-contained HTML report (str)."""
+    r, t = _report(result), _now(now)
+    return render_html_report(r, tlp=_tlp(tlp), actor=actor, now=t, ref=_ref(r, t, namespace))
+
+
+def render_markdown(
+    result: Mapping[str, Any] | Report,
+    *,
+    tlp: str = DEFAULT_TLP,
+    actor: str | None = None,
+    now: datetime | None = None,
+    namespace: uuid.UUID = NAMESPACE,
+) -> str:
+    """The Markdown summary (CommonMark + GitHub tables) for tickets and write-ups."""
+    r, t = _report(result), _now(now)
+    return render_markdown_report(r, tlp=_tlp(tlp), actor=actor, now=t, ref=_ref(r, t, namespace))
+
+
+def build_stix_bundle(
+    result: Mapping[str, Any] | Report,
+    *,
+    tlp: str = DEFAULT_TLP,
+    actor: str | None = None,
+    now: datetime | None = None,
+    producer: str = "flowpivot",
+    namespace: uuid.UUID = NAMESPACE,
+) -> stix2.Bundle:
+    """A STIX 2.1 bundle (stix2.Bundle); ``bundle.serialize(pretty=True)`` gives the JSON."""
+    return build_bundle(
+        _report(result), tlp=_tlp(tlp), actor=actor, now=_now(now), producer=producer, namespace=namespace
+    )
+
+
+def build_misp_event(
+    result: Mapping[str, Any] | Report,
+    *,
+    tlp: str = DEFAULT_TLP,
+    actor: str | None = None,
+    now: datetime | None = None,
+    pap: str | None = None,
+    namespace: uuid.UUID = NAMESPACE,
+) -> MISPEvent:
+    """A MISP event (pymisp.MISPEvent); ``event.to_json()`` gives the JSON."""
+    r, t = _report(result), _now(now)
+    return build_event(r, tlp=_tlp(tlp), actor=actor, now=t, ref=_ref(r, t, namespace), pap=pap, namespace=namespace)
+
+
+def render_abuse_letters(
+    result: Mapping[str, Any] | Report,
+    *,
+    tlp: str = DEFAULT_TLP,
+    actor: str | None = None,
+    now: datetime | None = None,
+    reporter: str | None = None,
+    namespace: uuid.UUID = NAMESPACE,
+) -> dict[str, str]:
+    """One letter per provider, keyed by ``AS<number>`` (also the file stem)."""
+    r, t = _report(result), _now(now)
+    return render_abuse_letters_for(r, tlp=_tlp(tlp), actor=actor, now=t, ref=_ref(r, t, namespace), reporter=reporter)
+
+
+def _write_atomic(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        os.chmod(tmp, 0o666 & ~umask)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def misp_json(event: MISPEvent) -> str:
+    """The event as MISP's import format: ``{"Event": {...}}``."""
+    return json.dumps({"Event": json.loads(event.to_json())}, indent=2, ensure_ascii=False) + "\n"
+
+
+def write_reports(
+    result: Mapping[str, Any] | Report,
+    *,
+    html: str | Path | None = None,
+    md: str | Path | None = None,
+    stix: str | Path | None = None,
+    misp: str | Path | None = None,
+    abuse_dir: str | Path | None = None,
+    tlp: str = DEFAULT_TLP,
+    actor: str | None = None,
+    now: datetime | None = None,
+    reporter: str | None = None,
+    namespace: uuid.UUID = NAMESPACE,
+) -> dict[str, Path]:
+    """Write the asked-for reports; returns {"html"|"md"|"stix"|"misp"|"abuse:AS<n>": path}. Files are
+    written atomically (temporary file, then rename)."""
+    r, t, level = _report(result), _now(now), _tlp(tlp)
+    kw: dict[str, Any] = {"tlp": level, "actor": actor, "now": t, "namespace": namespace}
+    out: dict[str, Path] = {}
+    if html:
+        out["html"] = _write_atomic(Path(html), render_html(r, **kw))
+    if md:
+        out["md"] = _write_atomic(Path(md), render_markdown(r, **kw))
+    if stix:
+        out["stix"] = _write_atomic(Path(stix), build_stix_bundle(r, **kw).serialize(pretty=True) + "\n")
+    if misp:
+        out["misp"] = _write_atomic(Path(misp), misp_json(build_misp_event(r, **kw)))
+    if abuse_dir:
+        d = Path(abuse_dir)
+        for key, text in render_abuse_letters(r, reporter=reporter, **kw).items():
+            out[f"abuse:{key}"] = _write_atomic(d / f"abuse-{key}.txt", text)
+    return out

@@ -1,0 +1,183 @@
+"""Abuse letters: one plain-text report per hosting provider, for responsible disclosure.
+
+A provider is an autonomous system. Its letter lists the cluster members, the new hosts and any seed
+still active in that AS, with the evidence and the time window; addresses are defanged so that mail
+filters and ticket systems do not turn them into links. The letter is addressed to the abuse-mailbox
+of the most specific whois object that has one; when none is known it says so and where to look.
+Dark seeds are not reported: they are already gone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .model import Allocation, Cluster, Report
+from .summary import evidence_facts, flags_text, plural, service_text, tcp_flags, volume_text
+from .text import clean, defang, fmt_time, ip_sort_key
+
+__all__ = ["render_abuse_letters_for", "Provider", "providers"]
+
+TLP_SHARING = {
+    "clear": "TLP:CLEAR: there is no limit on sharing it.",
+    "green": "TLP:GREEN: you may share it within your community, not publicly.",
+    "amber": "TLP:AMBER: you may share it within your organisation and with your clients and contractors "
+    "who need it to act on it.",
+    "amber+strict": "TLP:AMBER+STRICT: you may share it only within your organisation, with those who need it to act.",
+    "red": "TLP:RED: it is for the named recipients only; please do not forward it.",
+}
+
+
+@dataclass
+class Provider:
+    asn: int
+    name: str
+    country: str | None
+    abuse: str | None = None
+    whois: list[Allocation] = field(default_factory=list)
+    clusters: list[Cluster] = field(default_factory=list)
+    new_hosts: list[tuple[str, str]] = field(default_factory=list)  # (ip, why)
+    active_seeds: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return f"AS{self.asn}"
+
+
+def providers(report: Report) -> list[Provider]:
+    """Providers that have something to act on, in order of first appearance (clusters first)."""
+    out: dict[int, Provider] = {}
+
+    def get(asn: int, name: str | None, country: str | None) -> Provider:
+        p = out.get(asn)
+        if p is None:
+            p = out[asn] = Provider(asn=asn, name=name or f"AS{asn}", country=country)
+        return p
+
+    for c in report.clusters:
+        if c.asn is None:
+            continue
+        p = get(c.asn, c.provider, c.country)
+        p.clusters.append(c)
+        if not p.abuse and c.abuse_mailbox:
+            p.abuse = c.abuse_mailbox
+        if not p.whois and c.allocation:
+            p.whois = c.allocation
+        if p.name == f"AS{c.asn}" and c.provider:
+            p.name = c.provider
+    for e in report.expansion:
+        if e.asn is None:
+            continue
+        p = get(e.asn, e.as_name, e.country)
+        via = ", ".join(defang(ip) for ip in e.contacted_by)
+        p.new_hosts.append((e.ip, f"contacted by {via}" if via else "contacted by cluster members"))
+    for s in report.seeds:
+        if s.status == "active" and s.asn is not None:
+            get(s.asn, s.as_name, s.country).active_seeds.append(s.ip)
+    return list(out.values())
+
+
+def _sender(report: Report, reporter: str | None) -> str:
+    if reporter:
+        return clean(reporter) or ""
+    r = report.parameters.get("reporter") if isinstance(report.parameters, dict) else None
+    return clean(r) if isinstance(r, str) and r.strip() else "[name, organisation, and how to reach you]"
+
+
+def _letter(p: Provider, report: Report, *, tlp: str, actor: str | None, now: datetime, ref: str, sender: str) -> str:
+    L: list[str] = []
+    to = p.abuse or f"(no abuse contact in the whois data; look up the abuse-c of AS{p.asn} with whois or RDAP)"
+    start, end = fmt_time(report.window_start), fmt_time(report.window_end)
+    hosts_n = sum(len(c.members) for c in p.clusters) + len(p.new_hosts) + len(p.active_seeds)
+    L.append(f"To: {to}")
+    L.append(
+        f"Subject: [TLP:{tlp.upper()}] {plural(hosts_n, 'host')} in AS{p.asn} ({p.name}) used by criminal infrastructure"
+    )
+    L.append(f"Date: {now.strftime('%Y-%m-%d')}")
+    L.append(f"Our reference: {ref}-{p.key}")
+    L.append("")
+    L.append(f"Dear {p.name} abuse team,")
+    L.append("")
+    who = (
+        f"infrastructure that public reporting attributes to {clean(actor)}"
+        if actor
+        else "known malicious infrastructure"
+    )
+    L.append(
+        f"We are reporting {plural(hosts_n, 'host')} in your network (AS{p.asn}"
+        + (f", {p.country}" if p.country else "")
+        + f") that our network flow telemetry shows working with {who}."
+    )
+    L.append(f"Time window: {start} to {end}. All times are UTC.")
+    L.append("Addresses are defanged: read [.] as a dot and [:] as a colon.")
+    L.append("")
+
+    for c in p.clusters:
+        L.append(f"Hosts ({plural(len(c.members), 'address', 'addresses')}, cluster {c.id}):")
+        first, last = fmt_time(c.first_seen), fmt_time(c.last_seen)
+        for ip in sorted(c.members, key=ip_sort_key):
+            L.append(f"  {defang(ip):<40} seen {first} to {last}")
+        L.append("")
+        L.append("Evidence:")
+        how = "completed TCP sessions (handshake seen)" if c.established else "exchanged traffic"
+        init = {"members": "these hosts opened the connections", "seeds": "the other side opened the connections"}
+        L.append(
+            f"  - These hosts {how} with {plural(len(c.seeds), 'server')} on our list of {who}"
+            + (f"; {init[c.initiator]}" if c.initiator in init else "")
+            + "."
+        )
+        if c.services:
+            L.append("  - Services: " + "; ".join(service_text(s) for s in c.services) + ".")
+        flags = tcp_flags(c.evidence)
+        if flags is not None:
+            L.append(f"  - TCP flags seen: {flags_text(flags)}.")
+        L.append(f"  - Volume: {volume_text(c)} (estimated from sampled flow records).")
+        for k, v in evidence_facts(c.evidence):
+            if "flag" in k.lower() or "pair detail" in k.lower():
+                continue
+            L.append(f"  - {k}: {v}")
+        L.append("  - The servers they contacted (for your correlation):")
+        for ip in sorted(c.seeds, key=ip_sort_key):
+            L.append(f"      {defang(ip)}")
+        L.append("")
+
+    if p.new_hosts:
+        L.append(f"Further hosts in your network contacted by the hosts above ({len(p.new_hosts)}):")
+        for ip, why in sorted(p.new_hosts, key=lambda x: ip_sort_key(x[0])):
+            L.append(f"  {defang(ip):<40} {why}")
+        L.append("")
+    if p.active_seeds:
+        L.append(
+            f"Known malicious servers in your network still active at the end of the window ({len(p.active_seeds)}):"
+        )
+        for ip in sorted(p.active_seeds, key=ip_sort_key):
+            s = report.seed(ip)
+            seen = f"seen {fmt_time(s.first_seen)} to {fmt_time(s.last_seen)}" if s else ""
+            L.append(f"  {defang(ip):<40} {seen}".rstrip())
+        L.append("")
+
+    if p.whois:
+        L.append("Allocation (whois, most specific first):")
+        for a in p.whois:
+            bits = [a.range, a.netname, a.org_name, a.status, a.country]
+            L.append("  " + " | ".join(b for b in bits if b) + (f" ({a.source})" if a.source else ""))
+        L.append("")
+
+    L.append(
+        "We ask you to investigate these hosts and, if you confirm the abuse, to suspend them and keep "
+        "the related logs, which law enforcement may ask for. We would be glad to hear what you find."
+    )
+    L.append("")
+    L.append(f"This report is {TLP_SHARING.get(tlp, 'TLP:' + tlp.upper())}")
+    L.append("Flow records show connections and volumes, not content; the volumes are estimates.")
+    L.append("")
+    L.append("Regards,")
+    L.append(sender)
+    return "\n".join(L) + "\n"
+
+
+def render_abuse_letters_for(
+    report: Report, *, tlp: str, actor: str | None, now: datetime, ref: str, reporter: str | None = None
+) -> dict[str, str]:
+    sender = _sender(report, reporter)
+    return {p.key: _letter(p, report, tlp=tlp, actor=actor, now=now, ref=ref, sender=sender) for p in providers(report)}

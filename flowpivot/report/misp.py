@@ -1,0 +1,190 @@
+"""MISP event of a hunt, built with pymisp: ip-port and netflow objects, TLP and PAP tags.
+
+Each cluster member, new host and seed is an ``ip-port`` object; when the hunt lists (member, seed)
+pairs each pair is a ``netflow`` object with its port, protocol, flags and flow count. Victims and
+excluded addresses are left out: the event is for sharing. UUIDs are uuid5 of the content and the
+timestamps come from the injected clock, so the same hunt gives the same event.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pymisp import MISPEvent, MISPObject
+
+from .model import NAMESPACE, Cluster, Report
+from .summary import flags_text, pair_details, plural, provider_label, service_text, tcp_flags, volume_text
+
+__all__ = ["build_event", "TLP_TAG", "PAP_TAG", "DISTRIBUTION"]
+
+TLP_TAG = {
+    "clear": "tlp:clear",
+    "green": "tlp:green",
+    "amber": "tlp:amber",
+    "amber+strict": "tlp:amber+strict",
+    "red": "tlp:red",
+}
+# PAP (what the recipient may do with it) follows TLP unless told otherwise: amber+strict has no PAP twin.
+PAP_TAG = {
+    "clear": "PAP:CLEAR",
+    "green": "PAP:GREEN",
+    "amber": "PAP:AMBER",
+    "amber+strict": "PAP:AMBER",
+    "red": "PAP:RED",
+}
+# MISP distribution: 0 your organisation only, 1 this community, 3 all communities.
+DISTRIBUTION = {"clear": 3, "green": 1, "amber": 0, "amber+strict": 0, "red": 0}
+
+
+def build_event(
+    report: Report,
+    *,
+    tlp: str,
+    actor: str | None,
+    now: datetime,
+    ref: str,
+    pap: str | None = None,
+    namespace: uuid.UUID = NAMESPACE,
+) -> MISPEvent:
+    def uid(*key: object) -> str:
+        return str(uuid.uuid5(namespace, "misp|" + "|".join(str(k) for k in key)))
+
+    ev = MISPEvent()
+    ev.uuid = uid("event", ref)
+    n_hosts = sum(len(c.members) for c in report.clusters) + len(report.expansion)
+    ev.info = (
+        f"flowpivot hunt{(' for ' + actor) if actor else ''}: {plural(len(report.clusters), 'cluster')}, "
+        f"{plural(n_hosts, 'host')} found from {plural(len(report.seeds), 'seed')}"
+    )
+    ev.set_date(now.date())
+    ev.timestamp = now
+    ev.threat_level_id = 2
+    ev.analysis = 1
+    ev.distribution = DISTRIBUTION[tlp]
+    ev.published = False
+    ev.add_tag(TLP_TAG[tlp])
+    ev.add_tag(pap or PAP_TAG[tlp])
+    if actor:
+        ev.add_tag(f'misp-galaxy:threat-actor="{actor}"')
+
+    def obj(
+        name: str, key: tuple[object, ...], comment: str, first: datetime | None, last: datetime | None
+    ) -> MISPObject:
+        o = MISPObject(name, standalone=False)
+        o.uuid = uid(name, *key)
+        o.comment = comment
+        o.distribution = 5  # inherit from the event
+        if first:
+            o.first_seen = first
+        if last and (not first or last >= first):
+            o.last_seen = last
+        return o
+
+    def attr(o: MISPObject, relation: str, value: Any, to_ids: bool = False, comment: str | None = None) -> None:
+        a = o.add_attribute(relation, value=value, to_ids=to_ids, comment=comment or "", distribution=5)
+        if a is not None:
+            a.uuid = uid(o.uuid, relation, value)
+            a.timestamp = now
+
+    member_obj: dict[str, MISPObject] = {}
+    for c in report.clusters:
+        ports = sorted({s["port"] for s in c.services if s.get("port") is not None})
+        for ip in c.members:
+            o = obj("ip-port", ("member", c.id, ip), f"cluster {c.id}: {c.label}", c.first_seen, c.last_seen)
+            attr(o, "ip", ip, to_ids=True, comment=f"cluster {c.id} member")
+            for p in ports:
+                attr(o, "dst-port", p)
+            if c.asn is not None:
+                attr(o, "AS", f"AS{c.asn}")
+            if c.country:
+                attr(o, "country-code", c.country)
+            attr(o, "text", _cluster_text(c))
+            o.timestamp = now
+            ev.add_object(o)
+            member_obj[ip] = o
+        for p in pair_details(c.evidence)[:2000]:
+            _netflow(ev, obj, attr, c, p, now)
+
+    for e in report.expansion:
+        o = obj("ip-port", ("expansion", e.ip), "new host: contacted by cluster members", e.first_seen, e.last_seen)
+        attr(o, "ip", e.ip, to_ids=True, comment="candidate new infrastructure")
+        if e.asn is not None:
+            attr(o, "AS", f"AS{e.asn}")
+        if e.country:
+            attr(o, "country-code", e.country)
+        attr(
+            o,
+            "text",
+            f"{provider_label(e.asn, report.provider_name(e.asn, e.as_name), e.country)}; contacted by {', '.join(e.contacted_by) or '?'}"
+            f" (clusters {', '.join(e.clusters) or '?'})",
+        )
+        o.timestamp = now
+        for m in e.contacted_by:
+            if m in member_obj:
+                o.add_reference(member_obj[m].uuid, "contacted-by")
+        ev.add_object(o)
+
+    for s in report.seeds:
+        o = obj("ip-port", ("seed", s.ip), f"seed ({s.status})", s.first_seen, s.last_seen)
+        attr(
+            o,
+            "ip",
+            s.ip,
+            to_ids=s.status == "active",
+            comment=f"seed, {s.status}" + (f": {s.comment}" if s.comment else ""),
+        )
+        if s.asn is not None:
+            attr(o, "AS", f"AS{s.asn}")
+        if s.country:
+            attr(o, "country-code", s.country)
+        o.timestamp = now
+        ev.add_object(o)
+    return ev
+
+
+def _cluster_text(c: Cluster) -> str:
+    bits = [f"{'established sessions with' if c.established else 'exchanged flows with'} {len(c.seeds)} seeds"]
+    if c.services:
+        bits.append("services " + ", ".join(service_text(s) for s in c.services))
+    bits.append("volume " + volume_text(c))
+    f = tcp_flags(c.evidence)
+    if f is not None:
+        bits.append("TCP flags " + flags_text(f))
+    return "; ".join(bits)
+
+
+def _netflow(ev: MISPEvent, obj: Any, attr: Any, c: Cluster, p: dict[str, Any], now: datetime) -> None:
+    src, dst = p.get("src"), p.get("dst")
+    if src not in set(c.members) | set(c.seeds) or dst not in set(c.members) | set(c.seeds):
+        return  # only addresses model.py has already checked
+    o = obj(
+        "netflow",
+        ("pair", c.id, src, dst, p.get("dst_port")),
+        f"cluster {c.id}: member-seed pair",
+        c.first_seen,
+        c.last_seen,
+    )
+    attr(o, "ip-src", src, to_ids=False)
+    attr(o, "ip-dst", dst, to_ids=False)
+    port = p.get("dst_port", p.get("port"))
+    if isinstance(port, int) and 0 <= port <= 65535:
+        attr(o, "dst-port", port)
+    proto = p.get("proto")
+    if isinstance(proto, str) and proto.upper() in ("TCP", "UDP", "ICMP", "IP"):
+        attr(o, "protocol", proto.upper())
+    f = tcp_flags({"flags": p.get("tcp_flags", p.get("flags"))})
+    if f is not None:
+        attr(o, "tcp-flags", flags_text(f).split(" ")[0])
+    n = p.get("flows")
+    if isinstance(n, int) and not isinstance(n, bool) and n >= 0:
+        attr(o, "flow-count", n)
+    if c.first_seen:
+        attr(o, "first-packet-seen", c.first_seen)
+    if c.last_seen:
+        attr(o, "last-packet-seen", c.last_seen)
+    if c.asn is not None:
+        attr(o, "src-as", f"AS{c.asn}")
+    o.timestamp = now
+    ev.add_object(o)

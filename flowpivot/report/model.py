@@ -1,0 +1,522 @@
+"""The hunt result (``flowpivot-hunt/1``) read once into plain objects that every report format shares.
+
+Reading never crashes on a bad entry: an address that is not an IP, a time that does not parse or a
+count that is not a number is recorded as a :class:`~flowpivot.errors.Problem` (where in the document,
+and why), the entry or field is dropped, and the rest is kept. Keys this module does not know are
+kept in ``extra`` dicts and shown as they are. Outside text is cleaned here (:func:`text.clean`).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError, Problem
+from .text import canonical_ip, clean, fmt_day, ip_sort_key, is_email, parse_time
+
+__all__ = [
+    "FORMAT",
+    "Allocation",
+    "Cluster",
+    "Expansion",
+    "Excluded",
+    "Overlap",
+    "Report",
+    "Seed",
+    "Victim",
+    "load_result",
+    "read_result",
+    "report_id",
+]
+
+FORMAT = "flowpivot-hunt/1"
+# uuid5 namespace for every id flowpivot derives from report content (STIX SDOs, MISP, letter refs).
+NAMESPACE = uuid.UUID("6f1c3c1e-6a55-5d0e-9b8a-2f6c70697674")
+
+
+@dataclass
+class Allocation:
+    range: str | None
+    netname: str | None
+    org: str | None
+    org_name: str | None
+    status: str | None
+    country: str | None
+    abuse_mailbox: str | None  # None unless it is a plain e-mail address
+    abuse_raw: str | None  # what whois said, cleaned, when it was not usable
+    source: str | None
+
+
+@dataclass
+class Seed:
+    ip: str
+    asn: int | None
+    as_name: str | None
+    country: str | None
+    first_seen: datetime | None
+    last_seen: datetime | None
+    status: str
+    comment: str | None
+    daily: list[tuple[str, float]]
+
+
+@dataclass
+class Cluster:
+    id: str
+    asn: int | None
+    as_name: str | None
+    country: str | None
+    allocation: list[Allocation]
+    members: list[str]
+    seeds: list[str]
+    established: bool
+    initiator: str | None
+    services: list[dict[str, Any]]
+    flows: int | None
+    packets_est: int | None
+    bytes_est: int | None
+    first_seen: datetime | None
+    last_seen: datetime | None
+    score: float | None
+    evidence: Any
+    daily: list[tuple[str, float]]
+
+    @property
+    def provider(self) -> str:
+        """The name people know the provider by: the whois organisation, else the AS name."""
+        for a in self.allocation:
+            if a.org_name:
+                return a.org_name
+        return self.as_name or "unknown provider"
+
+    @property
+    def label(self) -> str:
+        inner = ", ".join(x for x in (f"AS{self.asn}" if self.asn is not None else None, self.country) if x)
+        return f"{self.provider} ({inner})" if inner else self.provider
+
+    @property
+    def abuse_mailbox(self) -> str | None:
+        return next((a.abuse_mailbox for a in self.allocation if a.abuse_mailbox), None)
+
+
+@dataclass
+class Overlap:
+    clusters: list[str]
+    shared_seeds: list[str]
+    count: int
+    jaccard: float | None
+
+
+@dataclass
+class Expansion:
+    ip: str
+    asn: int | None
+    as_name: str | None
+    country: str | None
+    contacted_by: list[str]
+    clusters: list[str]
+    score: float | None
+    first_seen: datetime | None
+    last_seen: datetime | None
+
+
+@dataclass
+class Victim:
+    ip: str
+    seeds: list[str]
+    port: int | None
+    interval_s: float | None
+    asn: int | None
+    as_name: str | None
+
+
+@dataclass
+class Excluded:
+    ip: str
+    reason: str
+    detail: str | None
+
+
+@dataclass
+class Report:
+    """A hunt result ready to render. ``raw`` is the document as read; ``problems`` what was skipped."""
+
+    window_start: datetime | None
+    window_end: datetime | None
+    parameters: dict[str, Any]
+    provenance: dict[str, Any]
+    seeds: list[Seed]
+    clusters: list[Cluster]
+    overlaps: list[Overlap]
+    expansion: list[Expansion]
+    victims: list[Victim]
+    excluded: list[Excluded]
+    raw: dict[str, Any]
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def days(self) -> float | None:
+        if self.window_start and self.window_end:
+            return (self.window_end - self.window_start).total_seconds() / 86400
+        return None
+
+    def seed(self, ip: str) -> Seed | None:
+        return self._seed_index().get(ip)
+
+    def _seed_index(self) -> dict[str, Seed]:
+        idx = getattr(self, "_seeds_by_ip", None)
+        if idx is None:
+            idx = {s.ip: s for s in self.seeds}
+            object.__setattr__(self, "_seeds_by_ip", idx)
+        return idx
+
+    def provider_name(self, asn: int | None, as_name: str | None) -> str | None:
+        """The name a cluster in the same AS goes by (whois organisation), else the AS name given."""
+        if asn is not None:
+            for c in self.clusters:
+                if c.asn == asn:
+                    return c.provider
+        return as_name
+
+    def cluster(self, cid: str) -> Cluster | None:
+        return next((c for c in self.clusters if c.id == cid), None)
+
+
+def load_result(path: str | Path) -> dict[str, Any]:
+    """Read a hunt result file; InputError (with the place) when it is not JSON or not a hunt result."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{p}: cannot read: {e}") from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"{p}: line {e.lineno} column {e.colno}: not JSON: {e.msg}") from None
+    if not isinstance(doc, dict):
+        raise InputError(f"{p}: offset 0: expected a JSON object (a flowpivot hunt result), got {type(doc).__name__}")
+    fmt = doc.get("format")
+    if fmt != FORMAT:
+        raise InputError(
+            f"{p}: key 'format': expected {FORMAT!r}, got {fmt!r}; is this the output of `flowpivot hunt`?"
+        )
+    return doc
+
+
+class _Reader:
+    """Collects problems while converting fields; each method returns None (and records why) on bad input."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.problems: list[Problem] = []
+
+    def bad(self, where: str, why: str) -> None:
+        self.problems.append(Problem(self.source, where, why))
+
+    def ip(self, value: Any, where: str) -> str | None:
+        try:
+            return canonical_ip(value)
+        except ValueError:
+            self.bad(where, f"not an IP address: {clean(repr(value), 80)}")
+            return None
+
+    def ips(self, values: Any, where: str) -> list[str]:
+        if values is None:
+            return []
+        if not isinstance(values, list):
+            self.bad(where, "expected a list of IP addresses")
+            return []
+        out = [self.ip(v, f"{where}[{i}]") for i, v in enumerate(values)]
+        return list(dict.fromkeys(x for x in out if x))
+
+    def time(self, value: Any, where: str) -> datetime | None:
+        try:
+            return parse_time(value)
+        except (ValueError, TypeError, OverflowError, OSError):
+            self.bad(where, f"not an ISO 8601 time: {clean(repr(value), 80)}")
+            return None
+
+    def int(self, value: Any, where: str) -> int | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            self.bad(where, f"not a number: {clean(repr(value), 80)}")
+            return None
+        try:
+            return int(float(value))
+        except (ValueError, OverflowError):
+            self.bad(where, f"not a number: {clean(repr(value), 80)}")
+            return None
+
+    def float(self, value: Any, where: str) -> float | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            self.bad(where, f"not a number: {clean(repr(value), 80)}")
+            return None
+        try:
+            f = float(value)
+        except ValueError:
+            self.bad(where, f"not a number: {clean(repr(value), 80)}")
+            return None
+        return f if f == f else None  # NaN -> unknown
+
+    def items(self, doc: dict[str, Any], key: str) -> list[tuple[str, dict[str, Any]]]:
+        v = doc.get(key)
+        if v is None:
+            return []
+        if not isinstance(v, list):
+            self.bad(key, "expected a list")
+            return []
+        out = []
+        for i, item in enumerate(v):
+            if isinstance(item, dict):
+                out.append((f"{key}[{i}]", item))
+            else:
+                self.bad(f"{key}[{i}]", f"expected an object, got {type(item).__name__}")
+        return out
+
+    def daily(self, value: Any, where: str) -> list[tuple[str, float]]:
+        """Daily activity as sorted (YYYY-MM-DD, count); accepts [{day|date, flows|count}] or {day: count}."""
+        pairs: list[tuple[Any, Any]] = []
+        if isinstance(value, dict):
+            pairs = list(value.items())
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, dict):
+                    d = item.get("day", item.get("date", item.get("t")))
+                    n = next((item[k] for k in ("flows", "count", "sessions", "packets") if k in item), None)
+                    pairs.append((d, n))
+                elif isinstance(item, list | tuple) and len(item) == 2:
+                    pairs.append((item[0], item[1]))
+                else:
+                    self.bad(f"{where}[{i}]", "expected {day, flows}")
+        elif value is not None:
+            self.bad(where, "expected daily activity as a list or an object")
+        out: dict[str, float] = {}
+        for d, n in pairs:
+            t = self.time(d, where)
+            f = self.float(n, where)
+            if t is not None and f is not None:
+                key = fmt_day(t)
+                out[key] = out.get(key, 0.0) + f
+        return sorted(out.items())
+
+
+def _asn(r: _Reader, value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and value.upper().startswith("AS"):
+        value = value[2:]
+    n = r.int(value, where)
+    if n is not None and not (0 <= n < 2**32):
+        r.bad(where, f"ASN out of range: {n}")
+        return None
+    return n
+
+
+def _allocation(r: _Reader, value: Any, where: str) -> list[Allocation]:
+    if not value:
+        return []
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list):
+        r.bad(where, "expected a list of whois objects")
+        return []
+    out = []
+    for i, a in enumerate(value):
+        if not isinstance(a, dict):
+            r.bad(f"{where}[{i}]", "expected a whois object")
+            continue
+        raw_abuse = clean(a.get("abuse_mailbox"), 200)
+        ok = raw_abuse if is_email(raw_abuse) else None
+        if raw_abuse and not ok:
+            r.bad(f"{where}[{i}].abuse_mailbox", f"not a plain e-mail address, not used: {raw_abuse}")
+        out.append(
+            Allocation(
+                range=clean(a.get("range"), 120),
+                netname=clean(a.get("netname"), 120),
+                org=clean(a.get("org"), 120),
+                org_name=clean(a.get("org_name"), 200),
+                status=clean(a.get("status"), 80),
+                country=clean(a.get("country"), 40),
+                abuse_mailbox=ok,
+                abuse_raw=None if ok else raw_abuse,
+                source=clean(a.get("source"), 40),
+            )
+        )
+    return out
+
+
+def _daily_for(
+    r: _Reader, item: dict[str, Any], where: str, timeline: Any, kind: str, key: str
+) -> list[tuple[str, float]]:
+    for k in ("daily", "activity", "timeline"):
+        if k in item:
+            return r.daily(item[k], f"{where}.{k}")
+    # a top-level {"timeline": {"clusters": {id: ...}, "seeds": {ip: ...}}} is accepted too
+    if isinstance(timeline, dict) and isinstance(timeline.get(kind), dict) and key in timeline[kind]:
+        return r.daily(timeline[kind][key], f"timeline.{kind}.{key}")
+    return []
+
+
+def read_result(doc: dict[str, Any], source: str = "result.json") -> Report:
+    """A hunt result document as a :class:`Report`; bad entries are skipped and listed in ``problems``."""
+    if not isinstance(doc, dict):
+        raise InputError(f"{source}: expected a hunt result object, got {type(doc).__name__}")
+    r = _Reader(source)
+    window = doc.get("window") if isinstance(doc.get("window"), dict) else {}
+    if "window" in doc and not isinstance(doc.get("window"), dict):
+        r.bad("window", "expected {start, end}")
+    timeline = doc.get("timeline")
+
+    seeds: list[Seed] = []
+    for where, s in r.items(doc, "seeds"):
+        ip = r.ip(s.get("ip"), f"{where}.ip")
+        if ip is None:
+            continue
+        status = clean(s.get("status"), 20) or "unseen"
+        seeds.append(
+            Seed(
+                ip=ip,
+                asn=_asn(r, s.get("asn"), f"{where}.asn"),
+                as_name=clean(s.get("as_name"), 200),
+                country=clean(s.get("country"), 40),
+                first_seen=r.time(s.get("first_seen"), f"{where}.first_seen"),
+                last_seen=r.time(s.get("last_seen"), f"{where}.last_seen"),
+                status=status,
+                comment=clean(s.get("comment"), 300),
+                daily=_daily_for(r, s, where, timeline, "seeds", ip),
+            )
+        )
+
+    clusters: list[Cluster] = []
+    for where, c in r.items(doc, "clusters"):
+        cid = clean(c.get("id"), 60) or f"c{len(clusters) + 1}"
+        services = []
+        for i, sv in enumerate(c.get("services") or []):
+            if not isinstance(sv, dict):
+                r.bad(f"{where}.services[{i}]", "expected {proto, port, flows}")
+                continue
+            services.append(
+                {
+                    "proto": clean(sv.get("proto"), 12) or "?",
+                    "port": r.int(sv.get("port"), f"{where}.services[{i}].port"),
+                    "flows": r.int(sv.get("flows"), f"{where}.services[{i}].flows"),
+                }
+            )
+        clusters.append(
+            Cluster(
+                id=cid,
+                asn=_asn(r, c.get("asn"), f"{where}.asn"),
+                as_name=clean(c.get("as_name"), 200),
+                country=clean(c.get("country"), 40),
+                allocation=_allocation(r, c.get("allocation"), f"{where}.allocation"),
+                members=r.ips(c.get("members"), f"{where}.members"),
+                seeds=r.ips(c.get("seeds"), f"{where}.seeds"),
+                established=bool(c.get("established")),
+                initiator=clean(c.get("initiator"), 20),
+                services=services,
+                flows=r.int(c.get("flows"), f"{where}.flows"),
+                packets_est=r.int(c.get("packets_est"), f"{where}.packets_est"),
+                bytes_est=r.int(c.get("bytes_est"), f"{where}.bytes_est"),
+                first_seen=r.time(c.get("first_seen"), f"{where}.first_seen"),
+                last_seen=r.time(c.get("last_seen"), f"{where}.last_seen"),
+                score=r.float(c.get("score"), f"{where}.score"),
+                evidence=c.get("evidence"),
+                daily=_daily_for(r, c, where, timeline, "clusters", cid),
+            )
+        )
+
+    overlaps = []
+    for where, o in r.items(doc, "overlaps"):
+        ids = [clean(x, 60) or "?" for x in (o.get("clusters") or [])] if isinstance(o.get("clusters"), list) else []
+        shared = r.ips(o.get("shared_seeds"), f"{where}.shared_seeds")
+        count = r.int(o.get("count"), f"{where}.count")
+        overlaps.append(
+            Overlap(
+                ids, shared, count if count is not None else len(shared), r.float(o.get("jaccard"), f"{where}.jaccard")
+            )
+        )
+
+    expansion = []
+    for where, e in r.items(doc, "expansion"):
+        ip = r.ip(e.get("ip"), f"{where}.ip")
+        if ip is None:
+            continue
+        expansion.append(
+            Expansion(
+                ip=ip,
+                asn=_asn(r, e.get("asn"), f"{where}.asn"),
+                as_name=clean(e.get("as_name"), 200),
+                country=clean(e.get("country"), 40),
+                contacted_by=r.ips(e.get("contacted_by"), f"{where}.contacted_by"),
+                clusters=[clean(x, 60) or "?" for x in (e.get("clusters") or []) if x is not None]
+                if isinstance(e.get("clusters"), list)
+                else [],
+                score=r.float(e.get("score"), f"{where}.score"),
+                first_seen=r.time(e.get("first_seen"), f"{where}.first_seen"),
+                last_seen=r.time(e.get("last_seen"), f"{where}.last_seen"),
+            )
+        )
+
+    victims = []
+    for where, v in r.items(doc, "victims"):
+        ip = r.ip(v.get("ip"), f"{where}.ip")
+        if ip is None:
+            continue
+        victims.append(
+            Victim(
+                ip=ip,
+                seeds=r.ips(v.get("seeds"), f"{where}.seeds"),
+                port=r.int(v.get("port"), f"{where}.port"),
+                interval_s=r.float(v.get("interval_s"), f"{where}.interval_s"),
+                asn=_asn(r, v.get("asn"), f"{where}.asn"),
+                as_name=clean(v.get("as_name"), 200),
+            )
+        )
+
+    excluded = []
+    for where, x in r.items(doc, "excluded"):
+        ip = r.ip(x.get("ip"), f"{where}.ip")
+        if ip is None:
+            continue
+        excluded.append(Excluded(ip=ip, reason=clean(x.get("reason"), 60) or "?", detail=clean(x.get("detail"), 300)))
+
+    params = doc.get("parameters") if isinstance(doc.get("parameters"), dict) else {}
+    prov = doc.get("provenance") if isinstance(doc.get("provenance"), dict) else {}
+    return Report(
+        window_start=r.time(window.get("start"), "window.start"),
+        window_end=r.time(window.get("end"), "window.end"),
+        parameters=params,
+        provenance=prov,
+        seeds=seeds,
+        clusters=clusters,
+        overlaps=overlaps,
+        expansion=expansion,
+        victims=victims,
+        excluded=excluded,
+        raw=doc,
+        problems=r.problems,
+    )
+
+
+def report_id(result: dict[str, Any], now: datetime, namespace: uuid.UUID = NAMESPACE) -> uuid.UUID:
+    """A stable id for one rendering of one result: the same result, clock and namespace give the same id."""
+    body = json.dumps(result, sort_keys=True, default=str, ensure_ascii=True)
+    return uuid.uuid5(namespace, f"{now.isoformat()}|{body}")
+
+
+def seed_status_counts(report: Report) -> Counter[str]:
+    return Counter(s.status for s in report.seeds)
+
+
+def sorted_ips(ips: list[str]) -> list[str]:
+    return sorted(ips, key=ip_sort_key)

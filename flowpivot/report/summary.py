@@ -1,0 +1,269 @@
+"""The words every format shares: the threat-report summary, evidence facts and TCP flags."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from typing import Any
+
+from .model import Cluster, Report
+from .text import clean, fmt_day, human_bytes, human_count
+
+__all__ = [
+    "summary_paragraphs",
+    "evidence_facts",
+    "tcp_flags",
+    "flags_text",
+    "service_text",
+    "plural",
+    "provider_label",
+]
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    return f"{n:,} {word if n == 1 else (many or word + 's')}"
+
+
+def _days(report: Report) -> str:
+    d = report.days
+    if d is None:
+        return ""
+    return f" over {plural(round(d), 'day')}" if abs(d - round(d)) < 0.05 else f" over {d:.1f} days"
+
+
+def provider_label(asn: int | None, name: str | None, country: str | None) -> str:
+    inner = ", ".join(x for x in (f"AS{asn}" if asn is not None else None, country) if x)
+    base = name or ("unknown provider" if asn is None else f"AS{asn}")
+    return f"{base} ({inner})" if inner and inner != base else base
+
+
+def summary_paragraphs(report: Report, actor: str | None = None) -> list[str]:
+    """Plain-text paragraphs written like a threat report (escape them for the target format)."""
+    paras: list[str] = []
+    cl = report.clusters
+    if cl:
+        parts = []
+        first_verb = None
+        for i, c in enumerate(cl):
+            verb = "established connections with" if c.established else "exchanged traffic with"
+            n_seeds = len(c.seeds)
+            if i == 0:
+                parts.append(
+                    f"{plural(len(c.members), 'IP')} assigned to {c.label} {verb} "
+                    f"{plural(n_seeds, 'seed host')}{_days(report)}"
+                )
+                first_verb = verb
+            elif verb == first_verb:
+                parts.append(f"{plural(len(c.members), 'IP')} at {c.label} with {n_seeds:,}")
+            else:
+                parts.append(f"{plural(len(c.members), 'IP')} at {c.label} {verb} {n_seeds:,}")
+        for o in report.overlaps:
+            n = o.count
+            hosts = "seed host was" if n == 1 else "seed hosts were"
+            if len(cl) == 2 and len(report.overlaps) == 1:
+                parts.append(f"{n:,} {hosts} seen in both clusters")
+            else:
+                parts.append(f"{n:,} {hosts} shared by clusters {' and '.join(o.clusters)}")
+        lead = "; ".join(parts) + "."
+        if actor:
+            lead = f"Infrastructure attributed to {clean(actor)}: " + lead[0].lower() + lead[1:]
+        paras.append(lead)
+    else:
+        paras.append(
+            f"No cluster of hosts was found around the {plural(len(report.seeds), 'seed host')}{_days(report)}."
+        )
+
+    seeds = report.seeds
+    if seeds:
+        st = Counter(s.status for s in seeds)
+        bits = []
+        if st.get("active"):
+            bits.append(f"{st['active']:,} still active at the end of the window")
+        dark = [s for s in seeds if s.status == "dark"]
+        if dark:
+            last = max((s.last_seen for s in dark if s.last_seen), default=None)
+            asns = Counter(provider_label(s.asn, s.as_name, None) for s in dark)
+            where = f" at {asns.most_common(1)[0][0]}" if len(asns) == 1 else ""
+            when = f" (none seen after {fmt_day(last)})" if last else ""
+            bits.append(f"{len(dark):,}{where} went dark{when}")
+        if st.get("unseen"):
+            bits.append(f"{st['unseen']:,} never appeared in the flows")
+        other = {k: v for k, v in st.items() if k not in ("active", "dark", "unseen")}
+        bits.extend(f"{v:,} {clean(k)}" for k, v in sorted(other.items()))
+        paras.append(f"Of {plural(len(seeds), 'seed host')}, " + _join(bits) + ".")
+
+    extra = []
+    if report.expansion:
+        by = Counter(provider_label(e.asn, report.provider_name(e.asn, e.as_name), e.country) for e in report.expansion)
+        where = ", ".join(f"{n} at {p}" for p, n in by.most_common())
+        extra.append(
+            f"Cluster members also talked to {plural(len(report.expansion), 'host')} outside the seed list "
+            f"({where}): candidate new infrastructure."
+        )
+    if report.victims:
+        seeds_hit = {s for v in report.victims for s in v.seeds}
+        extra.append(
+            f"{plural(len(report.victims), 'host')} beaconed to {plural(len(seeds_hit), 'seed')} at regular "
+            "intervals: likely victims, to be notified rather than reported."
+        )
+    if report.excluded:
+        reasons = Counter(x.reason for x in report.excluded)
+        extra.append(
+            f"{plural(len(report.excluded), 'address', 'addresses')} were set aside as noise ("
+            + ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
+            + ")."
+        )
+    if extra:
+        paras.append(" ".join(extra))
+    return paras
+
+
+def _join(bits: list[str]) -> str:
+    if len(bits) <= 1:
+        return "".join(bits)
+    return ", ".join(bits[:-1]) + " and " + bits[-1]
+
+
+def service_text(sv: dict[str, Any]) -> str:
+    port = sv.get("port")
+    s = f"{sv.get('proto') or '?'}/{port if port is not None else '*'}"
+    return f"{s} ({sv['flows']:,} flows)" if sv.get("flows") is not None else s
+
+
+# ---- TCP flags: nfdump's 8-letter form "CEUAPRSF" (dots for unset), names, or an integer ----
+
+_FLAG_BITS = {"F": 0x01, "S": 0x02, "R": 0x04, "P": 0x08, "A": 0x10, "U": 0x20, "E": 0x40, "C": 0x80}
+_FLAG_NAMES = {"FIN": 0x01, "SYN": 0x02, "RST": 0x04, "PSH": 0x08, "ACK": 0x10, "URG": 0x20, "ECE": 0x40, "CWR": 0x80}
+
+
+def _flags_value(v: Any) -> int | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int):
+        return v & 0xFF
+    if isinstance(v, str):
+        s = v.strip()
+        if s.upper() in _FLAG_NAMES:
+            return _FLAG_NAMES[s.upper()]
+        if s.lower().startswith("0x"):
+            try:
+                return int(s, 16) & 0xFF
+            except ValueError:
+                return None
+        if s and all(ch in "CEUAPRSF." for ch in s.upper()):
+            out = 0
+            for ch in s.upper():
+                out |= _FLAG_BITS.get(ch, 0)
+            return out
+        return None
+    if isinstance(v, list | tuple):
+        out, seen = 0, False
+        for x in v:
+            f = _flags_value(x)
+            if f is not None:
+                out |= f
+                seen = True
+        return out if seen else None
+    return None
+
+
+def tcp_flags(evidence: Any) -> int | None:
+    """The union of TCP flags the evidence mentions (any key containing 'flag'), or None."""
+    found: int | None = None
+
+    def walk(node: Any, depth: int) -> None:
+        nonlocal found
+        if depth > 3:
+            return
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if "flag" in str(k).lower():
+                    f = _flags_value(v)
+                    if f is not None:
+                        found = (found or 0) | f
+                        continue
+                walk(v, depth + 1)
+        elif isinstance(node, list):
+            for x in node[:10000]:
+                walk(x, depth + 1)
+
+    walk(evidence, 0)
+    return found
+
+
+def flags_text(flags: int | None) -> str:
+    """nfdump's notation (``...AP.SF``) and the names, e.g. ``...AP.SF (ACK PSH SYN FIN)``."""
+    if flags is None:
+        return "–"
+    letters = "".join(ch if flags & bit else "." for ch, bit in _FLAG_BITS.items().__reversed__())
+    names = " ".join(n for n, bit in sorted(_FLAG_NAMES.items(), key=lambda kv: -kv[1]) if flags & bit)
+    return f"{letters} ({names})"
+
+
+def evidence_facts(evidence: Any, limit: int = 40) -> list[tuple[str, str]]:
+    """Evidence as (fact, value) text pairs, cleaned; long lists are summarised, not dumped."""
+    out: list[tuple[str, str]] = []
+    if evidence is None:
+        return out
+    if isinstance(evidence, list):
+        for i, item in enumerate(evidence[:limit]):
+            if isinstance(item, dict) and len(item) <= 4:
+                out.append((str(i + 1), _short(item)))
+            else:
+                out.append((str(i + 1), _short(item)))
+        if len(evidence) > limit:
+            out.append(("…", f"{len(evidence) - limit} more"))
+        return out
+    if not isinstance(evidence, dict):
+        return [("evidence", _short(evidence))]
+    for k, v in list(evidence.items())[:limit]:
+        key = clean(str(k).replace("_", " "), 80) or "?"
+        if "flag" in str(k).lower() and _flags_value(v) is not None:
+            out.append((key, flags_text(_flags_value(v))))
+        elif isinstance(v, list) and len(v) > 6:
+            out.append((key, f"{len(v):,} entries"))
+        else:
+            out.append((key, _short(v)))
+    return out
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        return f"{v:,.4g}"
+    if isinstance(v, str):
+        return clean(v, 300) or ""
+    return clean(json.dumps(v, default=str, ensure_ascii=False), 300) or ""
+
+
+def volume_text(c: Cluster) -> str:
+    bits = []
+    if c.flows is not None:
+        bits.append(plural(c.flows, "flow"))
+    if c.packets_est is not None:
+        bits.append(f"~{human_count(c.packets_est)} packets")
+    if c.bytes_est is not None:
+        bits.append(f"~{human_bytes(c.bytes_est)}")
+    return ", ".join(bits) if bits else "–"
+
+
+def pair_details(evidence: Any) -> list[dict[str, Any]]:
+    """Per (member, seed) pair facts when the hunt gives them: evidence["pair_detail"|"pairs"] as list of dicts."""
+    if not isinstance(evidence, dict):
+        return []
+    for k in ("pair_detail", "pairs", "sessions"):
+        v = evidence.get(k)
+        if isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+            return v
+    return []
+
+
+def seeds_by_cluster(report: Report) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = defaultdict(list)
+    for c in report.clusters:
+        for s in c.seeds:
+            out[s].append(c.id)
+    return out
