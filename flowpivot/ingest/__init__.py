@@ -22,7 +22,7 @@ import pyarrow as pa
 from ..errors import FlowpivotError, InputError
 from ..store import Store
 from .base import ReadReport, file_key
-from .nfdump import NFDUMP_CSV_HEADER, NFDUMP_MAGIC, read_nfdump, read_nfdump_csv
+from .nfdump import NFDUMP_CSV_HEADER, NFDUMP_CSV_ROW, NFDUMP_MAGIC, read_nfdump, read_nfdump_csv
 from .tabular import read_csv, read_parquet
 from .zeek import read_zeek
 
@@ -142,7 +142,7 @@ def _detect_text(head: bytes) -> str | None:
         cols = [c.strip().strip('"') for c in first.decode("utf-8").split(",")]
     except UnicodeDecodeError:
         return None
-    if tuple(cols[: len(NFDUMP_CSV_HEADER)]) == NFDUMP_CSV_HEADER:
+    if tuple(cols[: len(NFDUMP_CSV_HEADER)]) == NFDUMP_CSV_HEADER or NFDUMP_CSV_ROW.match(first):
         return "nfdump-csv"
     names = set(cols)
     if {"start", "end"} <= names and ({"src_addr", "dst_addr"} <= names or {"src_addr_v4", "dst_addr_v4"} <= names):

@@ -46,12 +46,28 @@ from .tabular import (
     parse_uint,
 )
 
-__all__ = ["read_nfdump", "read_nfdump_csv", "nfdump_exporters", "NFDUMP_MAGIC", "NFDUMP_CSV_HEADER", "Exporter"]
+__all__ = [
+    "read_nfdump",
+    "read_nfdump_csv",
+    "nfdump_exporters",
+    "NFDUMP_MAGIC",
+    "NFDUMP_CSV_HEADER",
+    "NFDUMP_CSV_COLUMNS",
+    "NFDUMP_CSV_ROW",
+    "Exporter",
+]
 
 #: First two bytes of an nfdump/nfcapd file (0xA50C little-endian), then the layout version 1 or 2.
 NFDUMP_MAGIC = b"\x0c\xa5"
 #: The first columns of ``nfdump -o csv`` (1.6 and 1.7).
 NFDUMP_CSV_HEADER = ("ts", "te", "td", "sa", "da", "sp", "dp", "pr", "flg")
+#: All columns of nfdump 1.7's ``-o csv``, for output saved with ``-q`` (which drops the header line).
+NFDUMP_CSV_COLUMNS = (
+    "ts,te,td,sa,da,sp,dp,pr,flg,fwd,stos,ipkt,ibyt,opkt,obyt,in,out,sas,das,smk,dmk,dtos,dir,nh,nhb,svln,dvln,"
+    "ismc,odmc,idmc,osmc,mpls1,mpls2,mpls3,mpls4,mpls5,mpls6,mpls7,mpls8,mpls9,mpls10,cl,sl,al,ra,eng,exid,tr"
+).split(",")
+#: A headerless nfdump CSV line starts with two times.
+NFDUMP_CSV_ROW = re.compile(rb"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)?,\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
 
 READ_BYTES = 4 << 20
 _NOISE = (b"No matching flows",)  # printed on stdout even with -q
@@ -406,18 +422,25 @@ def read_nfdump_csv(path: Path, report: ReadReport) -> Iterator[pa.RecordBatch]:
     """
     path = Path(path)
     with open_text(path, report) as fh:
-        header = fh.readline().decode("utf-8", "replace").strip()
-        names = [h.strip() for h in header.split(",")]
-        if tuple(names[: len(NFDUMP_CSV_HEADER)]) != NFDUMP_CSV_HEADER:
-            raise InputError(
-                f"{path}: line 1: not an nfdump CSV header (expected it to start with {','.join(NFDUMP_CSV_HEADER)})"
-            )
+        reader = fh if isinstance(fh, io.BufferedReader) else io.BufferedReader(fh)  # type: ignore[arg-type]
+        first_line = 2
+        if NFDUMP_CSV_ROW.match(reader.peek(64)[:64]):
+            names = list(NFDUMP_CSV_COLUMNS)
+            first_line = 1
+        else:
+            header = reader.readline().decode("utf-8", "replace").strip()
+            names = [h.strip() for h in header.split(",")]
+            if tuple(names[: len(NFDUMP_CSV_HEADER)]) != NFDUMP_CSV_HEADER:
+                raise InputError(
+                    f"{path}: line 1: not nfdump CSV (expected a header starting with {','.join(NFDUMP_CSV_HEADER)}, "
+                    "or the lines of nfdump -q -o csv)"
+                )
         in_summary = False
 
         def summary_line(text: str) -> bool:
             return text.strip() in ("Summary",) or text.startswith("flows,bytes,packets")
 
-        for data, first in line_chunks(fh, first_line=2):
+        for data, first in line_chunks(reader, first_line=first_line):
             if in_summary:
                 continue
             cut = data.find(b"\nSummary\n")

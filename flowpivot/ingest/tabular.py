@@ -130,14 +130,15 @@ def csv_chunk(
     comment) and dropped. A chunk pyarrow cannot split (a stray quote) is re-read line by line.
     """
     invalid: list[int] = []
+    reasons: list[tuple[int, str]] = []
 
     def on_invalid(row: Any) -> str:
         text = row.text or ""
         line = first_line + (row.number or 1) - 1
         invalid.append(line)
         if text.strip() and not (skip_line and skip_line(text)):
-            report.problem(
-                f"line {line}", f"{row.actual_columns} fields where {row.expected_columns} were expected: {text[:80]!r}"
+            reasons.append(
+                (line, f"{row.actual_columns} fields where {row.expected_columns} were expected: {text[:80]!r}")
             )
         return "skip"
 
@@ -164,13 +165,15 @@ def csv_chunk(
         )
     except (pa.ArrowInvalid, UnicodeDecodeError):
         return _csv_lines(data, first_line, names, report, delimiter, quoting, skip_line)
-    if table.num_rows + len(invalid) == nlines:
-        bad = np.zeros(nlines, dtype=bool)
-        if invalid:
-            bad[np.asarray(invalid, dtype=np.int64) - first_line] = True
-        lines = np.flatnonzero(~bad).astype(np.int64) + first_line
-    else:  # a quoted field spanned lines: numbers are approximate
-        lines = np.arange(table.num_rows, dtype=np.int64) + first_line
+    if table.num_rows + len(invalid) != nlines:
+        # a quote swallowed line ends: re-read this chunk line by line, where it cannot
+        return _csv_lines(data, first_line, names, report, delimiter, quoting, skip_line)
+    for line, why in reasons:
+        report.problem(f"line {line}", why)
+    bad = np.zeros(nlines, dtype=bool)
+    if invalid:
+        bad[np.asarray(invalid, dtype=np.int64) - first_line] = True
+    lines = np.flatnonzero(~bad).astype(np.int64) + first_line
     return _drop_blank(table, lines)
 
 

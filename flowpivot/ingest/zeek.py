@@ -139,19 +139,16 @@ def _zeek_batch(t: pa.Table, where: np.ndarray, report: ReadReport, where_word: 
         cols["protocol"] = pa.nulls(n, pa.uint8())
     sp, dp = uint("id.orig_p", pa.uint16()), uint("id.resp_p", pa.uint16())
     is_icmp = _np_bool(pc.is_in(cols["protocol"], value_set=pa.array([1, 58], pa.uint8())))
+    # ports stay as Zeek logs them (for ICMP: orig_p is the type, resp_p the code); the ICMP
+    # columns say it in the same words as for every other source
+    if sp is not None:
+        cols["src_port"] = sp
+    if dp is not None:
+        cols["dst_port"] = dp
     if is_icmp.any() and sp is not None and dp is not None:
-        # Zeek puts the ICMP type in orig_p and the code in resp_p; flow records put type*256+code in dst_port
         mask = pa.array(is_icmp)
         cols["icmp_type"] = pc.if_else(mask, sp.cast(pa.uint8(), safe=False), pa.scalar(None, pa.uint8()))
         cols["icmp_code"] = pc.if_else(mask, dp.cast(pa.uint8(), safe=False), pa.scalar(None, pa.uint8()))
-        packed = pc.add(pc.multiply(pc.bit_wise_and(sp, 0xFF), 256), pc.bit_wise_and(dp, 0xFF)).cast(pa.uint16())
-        cols["src_port"] = pc.if_else(mask, pa.scalar(0, pa.uint16()), sp)
-        cols["dst_port"] = pc.if_else(mask, packed, dp)
-    else:
-        if sp is not None:
-            cols["src_port"] = sp
-        if dp is not None:
-            cols["dst_port"] = dp
     for name, key in (
         ("packets", "orig_pkts"),
         ("bytes", "orig_ip_bytes"),

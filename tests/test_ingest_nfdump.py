@@ -1,0 +1,193 @@
+"""nfdump files through the real nfdump binary, checked against what nfdump itself prints.
+
+The oracle is nfdump's ``-o fmt:`` line output (a different printer from the JSON the reader
+uses), parsed here with plain string handling.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import pyarrow as pa
+from conftest import need_tool, shared
+
+from flowpivot.ingest import detect_format, ingest_paths
+from flowpivot.ingest.base import ReadReport
+from flowpivot.ingest.nfdump import read_nfdump, read_nfdump_csv
+from flowpivot.schema import to_output
+from flowpivot.store import Store, parse_time
+
+NFDUMP_FILE = "stratosphere/test1-malicious.nfdump"
+FLAG_LETTERS = "CEUAPRSF"
+ORACLE_FMT = "fmt:%ts|%te|%sa|%da|%sp|%dp|%pr|%flg|%pkt|%byt|%ra"
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "TZ": "UTC"}
+
+
+def _flags(text: str) -> int:
+    return sum(0x80 >> i for i, ch in enumerate(text.strip()) if ch != ".")
+
+
+def _ms(text: str) -> int:
+    return parse_time(text.strip().replace(" ", "T") + "Z")
+
+
+def nfdump_oracle(path: Path) -> list[tuple]:
+    """Each flow as nfdump's own line printer shows it."""
+    res = subprocess.run(
+        [need_tool("nfdump"), "-r", str(path), "-q", "-N", "-6", "-o", ORACLE_FMT],
+        capture_output=True,
+        env=_env(),
+    )  # fmt: skip  (nfdump exits 255 on a corrupt block, after printing what it could read)
+    rows = []
+    for line in res.stdout.decode().splitlines():
+        if "|" not in line:
+            continue
+        ts, te, sa, da, sp, dp, pr, flg, pkt, byt, ra = (f.strip() for f in line.split("|"))
+        rows.append((_ms(ts), _ms(te), sa, da, int(sp), int(dp), int(pr), _flags(flg), int(pkt), int(byt), ra))
+    return rows
+
+
+def _ours(table: pa.Table) -> list[tuple]:
+    out = to_output(table)
+    return [
+        (int(r["start"].timestamp() * 1000 + 0.5), int(r["end"].timestamp() * 1000 + 0.5), r["src_addr"], r["dst_addr"],
+         r["src_port"], r["dst_port"], r["protocol"], r["tcp_flags"], r["packets"], r["bytes"], r["exporter"])
+        for r in out.to_pylist()
+    ]  # fmt: skip
+
+
+def test_real_nfdump_file_equals_what_nfdump_prints(tmp_path: Path) -> None:
+    src = shared(NFDUMP_FILE)
+    expected = nfdump_oracle(src)
+    assert len(expected) == 4593
+    store = Store(tmp_path / "store")
+    [rep] = ingest_paths([src], store)
+    assert (rep.status, rep.fmt, rep.records, rep.bad) == ("ingested", "nfdump", 4593, 0), rep.problems
+    got = _ours(store.query())
+    assert Counter(got) == Counter(expected)
+    # what nfdump -E says about the exporter: v9 source id 58, no sampler
+    t = to_output(store.query())
+    assert set(t.column("observation_domain").to_pylist()) == {58}
+    assert set(t.column("sampling_rate").to_pylist()) == {1}
+
+
+def test_ingesting_the_same_file_twice_does_not_duplicate(tmp_path: Path) -> None:
+    need_tool("nfdump")
+    store = Store(tmp_path / "store")
+    first = ingest_paths([shared(NFDUMP_FILE)], store)
+    again = ingest_paths([shared(NFDUMP_FILE), shared(NFDUMP_FILE)], store)
+    assert [r.status for r in first] == ["ingested"]
+    assert [r.status for r in again] == ["already ingested", "already ingested"]
+    assert store.stats()["flows"] == 4593
+
+
+def _multi_block_file(tmp_path: Path, copies: int = 6) -> Path:
+    """A real nfdump 1.7 file of several data blocks, written by nfdump from copies of the real file."""
+    nfdump = need_tool("nfdump")
+    d = tmp_path / "parts"
+    d.mkdir()
+    data = shared(NFDUMP_FILE).read_bytes()
+    for i in range(copies):
+        (d / f"nfcapd.20180112150{i}").write_bytes(data)
+    out = tmp_path / "merged.nfdump"
+    subprocess.run([nfdump, "-R", str(d), "-w", str(out)], check=True, capture_output=True, env=_env())
+    return out
+
+
+def test_file_cut_short_while_being_written_keeps_what_nfdump_reads(tmp_path: Path) -> None:
+    merged = _multi_block_file(tmp_path)
+    # nfcapd writes the appendix (and its offset in the header) only when it closes a file; a
+    # writer that died leaves neither, and the last block short.
+    raw = bytearray(merged.read_bytes())
+    struct.pack_into("<HIQ", raw, 18, 0, 0, 0)
+    crashed = tmp_path / "nfcapd.201801121500"
+    crashed.write_bytes(raw[: len(raw) * 2 // 3])
+    expected = nfdump_oracle(crashed)
+    assert 0 < len(expected) < 6 * 4593
+    rep = ReadReport(str(crashed))
+    got = _ours(pa.Table.from_batches(list(read_nfdump(crashed, rep))))
+    assert Counter(got) == Counter(expected)
+    assert rep.records == len(expected)
+    assert rep.bad == 1 and "Short read" in rep.problems[0].reason
+    assert rep.problems[0].where == f"after record {len(expected)}"
+
+
+def test_truncated_file_nfdump_cannot_read_is_an_input_error_and_the_run_goes_on(tmp_path: Path) -> None:
+    need_tool("nfdump")
+    data = shared(NFDUMP_FILE).read_bytes()
+    cut = tmp_path / "cut.nfdump"
+    cut.write_bytes(data[: len(data) // 2])
+    store = Store(tmp_path / "store")
+    reps = ingest_paths([cut, shared(NFDUMP_FILE)], store)
+    assert reps[0].status == "unreadable" and "Short read" in reps[0].error
+    assert reps[1].status == "ingested" and reps[1].records == 4593
+    assert store.stats()["flows"] == 4593
+    # nothing of the unreadable file is recorded, so a good copy can still be ingested later
+    assert not store.has_source(reps[0].key) if reps[0].key else True
+
+
+def test_corrupt_block_keeps_the_flows_before_it(tmp_path: Path) -> None:
+    merged = _multi_block_file(tmp_path, copies=4)
+    raw = bytearray(merged.read_bytes())
+    mid = len(raw) // 2
+    raw[mid : mid + 2000] = b"\xff" * 2000
+    bad = tmp_path / "corrupt.nfdump"
+    bad.write_bytes(raw)
+    expected = nfdump_oracle(bad)
+    rep = ReadReport(str(bad))
+    got = _ours(pa.Table.from_batches(list(read_nfdump(bad, rep))))
+    assert len(got) == len(expected) > 0
+    assert Counter(got) == Counter(expected)
+    assert rep.bad >= 1 and rep.problems[0].reason.startswith("nfdump:")
+
+
+def test_nfdump_csv_saved_by_a_user(tmp_path: Path) -> None:
+    nfdump = need_tool("nfdump")
+    src = shared(NFDUMP_FILE)
+    saved = tmp_path / "flows.csv"
+    with open(saved, "wb") as fh:  # without -q: nfdump appends its summary block
+        subprocess.run([nfdump, "-r", str(src), "-o", "csv"], stdout=fh, check=True, env=_env())
+    assert detect_format(saved) == "nfdump-csv"
+    rep = ReadReport(str(saved))
+    got = to_output(pa.Table.from_batches(list(read_nfdump_csv(saved, rep))))
+    assert (rep.records, rep.bad) == (4593, 0), rep.problems[:3]
+    # nfdump's CSV has whole seconds; everything else matches the binary file's own printout
+    expected = Counter(
+        (ts // 1000, te // 1000, sa, da, sp, dp, pr, fl, pk, by)
+        for ts, te, sa, da, sp, dp, pr, fl, pk, by, _ in nfdump_oracle(src)
+    )
+    ours = Counter(
+        (int(r["start"].timestamp()), int(r["end"].timestamp()), r["src_addr"], r["dst_addr"], r["src_port"],
+         r["dst_port"], r["protocol"], r["tcp_flags"], r["packets"], r["bytes"])
+        for r in got.to_pylist()
+    )  # fmt: skip
+    assert ours == expected
+    assert set(got.column("exporter").to_pylist()) == {"147.32.82.62"}
+
+
+def test_nfdump_csv_with_garbage_lines(tmp_path: Path) -> None:
+    nfdump = need_tool("nfdump")
+    res = subprocess.run(
+        [nfdump, "-r", str(shared(NFDUMP_FILE)), "-q", "-o", "csv"], capture_output=True, check=True, env=_env()
+    )
+    # with -q nfdump prints no header line: the reader knows nfdump 1.7's columns
+    rows = res.stdout.decode().splitlines()
+    assert not rows[0].startswith("ts,")
+    broken = (
+        rows[:10] + ["this is not a flow"] + rows[10:20] + [rows[20].replace(",147.32.", ",147.32.999.", 1)] + rows[21:]
+    )
+    path = tmp_path / "x.csv"
+    path.write_text("\n".join(broken) + "\n")
+    assert detect_format(path) == "nfdump-csv"
+    rep = ReadReport(str(path))
+    n = sum(b.num_rows for b in read_nfdump_csv(path, rep))
+    assert rep.bad == 2
+    assert [p.where for p in rep.problems] == ["line 11", "line 22"]
+    assert n == len(rows) - 1
