@@ -40,7 +40,7 @@ __all__ = ["AsnSource", "open_source", "detect_kind", "read_as2org", "default_ca
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 MMDB_MARKER = b"\xab\xcd\xefMaxMind.com"
 
 
@@ -401,6 +401,8 @@ def _source_from_ranges(path: Path, kind: str, rows: dict[bool, list[tuple[int, 
         cols["name"].append(np.fromiter((r[3] for r in kept), np.int32, k))
         cols["cc"].append(np.fromiter((r[4] for r in kept), np.int32, k))
         steps[v6] = steps_from_disjoint(fh, fl, lh, ll, np.arange(offset, offset + k, dtype=np.int64))
+        if not v6:
+            steps[v6] = steps[v6].below(1 << 32)
         offset += k
     cat = {k: np.concatenate(v) for k, v in cols.items()}
     return AsnSource(str(path), kind, steps[False], steps[True], cat["fh"], cat["fl"], cat["lh"], cat["ll"], cat["v6"].astype(bool),
@@ -485,6 +487,8 @@ def read_pfx2as(path: Path, as2org: dict[int, tuple[str, str | None]] | None = N
                          ("cc", np.fromiter((r[4] for r in rs), np.int32, k))):
             cols[key].append(arr)
         steps[v6] = steps_from_nested(fh, fl, lh, ll, plen_a, np.arange(offset, offset + k, dtype=np.int64))
+        if not v6:
+            steps[v6] = steps[v6].below(1 << 32)
         offset += k
     cat = {k: np.concatenate(v) for k, v in cols.items()}
     meta = {"as2org": bool(as2org)}

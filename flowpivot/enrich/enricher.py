@@ -115,7 +115,7 @@ class Enricher:
             cols["src"].append(np.full(s.entries, si, np.int16))
             for k, v in (("fh", s.first_hi), ("fl", s.first_lo), ("lh", s.last_hi), ("ll", s.last_lo), ("v6", s.is_v6)):
                 cols[k].append(v)
-            for v6, st in ((False, s.v4), (True, s.v6)):
+            for v6, st in ((False, s.v4.below(1 << 32)), (True, s.v6)):
                 e = st.entry
                 valid = e >= 0
                 ei = np.where(valid, e, 0)

@@ -42,6 +42,11 @@ class Steps:
         """Segment index of each query key."""
         return rank_right(self.start_hi, self.start_lo, qh, ql) - 1
 
+    def below(self, limit_lo: int) -> Steps:
+        """Only the segments that start inside a space of ``limit_lo`` addresses (IPv4: 2**32)."""
+        keep = (self.start_hi == 0) & (self.start_lo < np.uint64(limit_lo))
+        return self if keep.all() else Steps(self.start_hi[keep], self.start_lo[keep], self.entry[keep])
+
     def compact(self) -> Steps:
         """Merge neighbouring segments that carry the same entry."""
         if len(self.entry) < 2:

@@ -170,7 +170,9 @@ def _inputs(paths: Sequence[str | Path]) -> list[Path]:
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out.extend(sorted(q for q in p.iterdir() if q.is_file() and not q.name.startswith(".")))
+            # Dump files by their registry names: ripe.db.inetnum.gz, apnic.db.role, afrinic.db.gz, x.rpsl
+            out.extend(sorted(q for q in p.iterdir() if q.is_file() and not q.name.startswith(".")
+                              and (".db" in q.name or ".rpsl" in q.name)))
         elif p.is_file():
             out.append(p)
         else:
@@ -233,7 +235,7 @@ def build_index(files: list[Path], out: Path, batch: int = 20000) -> BuildReport
                     inets.append((r[0], r[1], r[2], v["netname"], v["descr"], v["country"], _ref(v["org"]),
                                   (v["status"] or "").split("#", 1)[0].strip().upper() or None, _ref(v["abuse-c"]),
                                   v["abuse-mailbox"], " ".join(filter(None, (_ref(m) for m in obj.all("mnt-by")))) or None,
-                                  v["source"], str(f), obj.line))
+                                  (v["source"] or "").split("#", 1)[0].strip() or None, str(f), obj.line))
                 elif obj.cls == "organisation":
                     orgs.append((_ref(key), obj.first("org-name"), obj.first("org-type"), obj.first("country"),
                                  _ref(obj.first("abuse-c")), obj.first("abuse-mailbox")))
