@@ -251,20 +251,38 @@ def ingest_paths(
             rep.status = "already ingested"
             if f == "pcap" and i < last_pcap:
                 # later pcaps may need the templates this one carries: decode it, store nothing
-                _drain(read_pcap_file(path, IngestReport(str(path)), decoder))
+                late = _drain(read_pcap_file(path, IngestReport(str(path)), decoder))
+                if late:
+                    rep.problem(
+                        "whole file",
+                        f"{late} flow(s) of files read before it were decodable only with its templates; they were "
+                        "not stored because this file is already in the store (give template files first)",
+                    )
             advance(rep.size)
             continue
         reader = functools.partial(read_pcap_file, decoder=decoder) if f == "pcap" else READERS[f]
         _ingest_one(path, f, rep, reader, store)
+    if decoder is not None:
+        waiting = sum(getattr(st, "pending", 0) for st in getattr(decoder, "stats", {}).values())
+        pcaps = [r for r in reports if r.fmt == "pcap" and r.status == "ingested"]
+        if waiting and pcaps:
+            pcaps[-1].problem(
+                "end of run",
+                f"{waiting} data set(s) still wait for a template that no file of this run carried; "
+                "ingest the template capture together with (before) the data capture",
+            )
     return reports
 
 
-def _drain(batches: Iterable[pa.RecordBatch]) -> None:
+def _drain(batches: Iterable[pa.RecordBatch]) -> int:
+    """Read batches for their side effect on the decoder; returns how many flows came out."""
+    n = 0
     try:
-        for _ in batches:
-            pass
+        for b in batches:
+            n += b.num_rows
     except FlowpivotError:
         pass
+    return n
 
 
 def _ingest_one(
