@@ -25,6 +25,14 @@ MIN_SHARE = 0.6
 #: calling random (Poisson) connection starts a beacon, over all of them.
 CANDIDATES = 40
 FALSE_ALARM = 1e-3
+#: Sampled series with jitter: the quantile of the gaps taken as the floor, and how many gaps we need.
+FLOOR_QUANTILE = 0.02
+MIN_FLOOR_GAPS = 30
+#: Heavily thinned series: seen on this share of the days of its span, over at least this many days,
+#: with floor evidence at this level.
+DAILY_PRESENCE = 0.8
+DAILY_MIN_DAYS = 5
+DAILY_FLOOR_P = 0.05
 #: Tolerance on a gap that is a multiple of the period (sampled series), as a share of the period.
 MULTIPLE_TOLERANCE = 0.15
 
@@ -42,6 +50,21 @@ def _chance(fits: int, n: int, p: float) -> float:
     return float(sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(fits, n + 1)))
 
 
+def _cdf(k: int, n: int, p: float) -> float:
+    """P(at most ``k`` of ``n``), each with chance ``p`` (binomial), in log space for large n."""
+    if p <= 0:
+        return 1.0
+    if p >= 1:
+        return 0.0 if k < n else 1.0
+    lp, lq = math.log(p), math.log1p(-p)
+    return float(
+        sum(
+            math.exp(math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lp + (n - i) * lq)
+            for i in range(0, k + 1)
+        )
+    )
+
+
 def regularity(starts_ms: np.ndarray) -> Beacon | None:
     """The period of a series of connection start times, or None when it is not regular."""
     t = np.unique(np.asarray(starts_ms, dtype=np.int64)) / 1000.0
@@ -57,6 +80,56 @@ def regularity(starts_ms: np.ndarray) -> Beacon | None:
     share = float(np.mean(np.abs(d - period) <= JITTER * period))
     if share >= MIN_SHARE:
         return Beacon(round(period, 3), round(share, 3), "gaps", len(t))
+    best = _multiples(d, len(t))
+    return best or _floor(d, len(t)) or _daily(t, d)
+
+
+def _floor_pvalue(d: np.ndarray) -> tuple[float, float]:
+    """(chance that random starts leave so few short gaps, the floor) for a series of gaps."""
+    x = float(np.quantile(d, FLOOR_QUANTILE))
+    below = int(np.sum(d < x))
+    p = 1.0 - math.exp(-x / float(np.mean(d)))
+    return _cdf(below, len(d), p), x
+
+
+def _daily(t: np.ndarray, d: np.ndarray) -> Beacon | None:
+    """Weak floor evidence plus contact on nearly every day of its span: a heavily thinned beacon.
+
+    At 1:N sampling a beacon of a few packets leaves a record only now and then, and its jitter
+    blurs the multiples; what remains is a floor under the gaps and a presence day after day.
+    """
+    if len(d) < MIN_INTERVALS * 4:
+        return None
+    days = np.unique((t // 86400).astype(np.int64))
+    span = int(days[-1] - days[0]) + 1
+    if span < DAILY_MIN_DAYS or len(days) < DAILY_PRESENCE * span:
+        return None
+    pval, x = _floor_pvalue(d)
+    if pval >= DAILY_FLOOR_P:
+        return None
+    low = d[(d >= x) & (d <= 1.5 * x)]
+    return Beacon(round(float(np.median(low)), 3), round(len(days) / span, 3), "floor+daily", len(t))
+
+
+def _floor(d: np.ndarray, starts: int) -> Beacon | None:
+    """A thinned beacon with jitter that adds up: no two starts are ever closer than the period.
+
+    Gaps between sampled beacons are sums of k jittered periods, so the shortest gaps sit near one
+    period and none is much shorter. Random (Poisson) starts put a share 1 - exp(-x/mean) of their
+    gaps below any x. With x the FLOOR_QUANTILE of the gaps, we ask how unlikely it is that so few
+    gaps fall below x if the starts were random.
+    """
+    n = len(d)
+    if n < MIN_FLOOR_GAPS:
+        return None
+    pval, x = _floor_pvalue(d)
+    if pval >= FALSE_ALARM:
+        return None
+    low = d[(d >= x) & (d <= 1.5 * x)]
+    return Beacon(round(float(np.median(low)), 3), round(float(np.mean(d >= x)), 3), "floor", starts)
+
+
+def _multiples(d: np.ndarray, starts: int) -> Beacon | None:
     # thinned by sampling: the gaps are multiples k of the period. The period is one of the
     # shortest gaps divided by a small integer (the shortest observed gap may itself skip beacons).
     # The tolerance is tighter than for plain gaps, since random (Poisson) gaps much longer than
@@ -76,5 +149,5 @@ def regularity(starts_ms: np.ndarray) -> Beacon | None:
                 and _chance(fits, len(d), 2 * MULTIPLE_TOLERANCE) * CANDIDATES < FALSE_ALARM
                 and (best is None or base > best.interval_s)
             ):
-                best = Beacon(round(base, 3), round(share, 3), "multiples", len(t))
+                best = Beacon(round(base, 3), round(share, 3), "multiples", starts)
     return best

@@ -248,22 +248,26 @@ def hunt(
     if candidates:
         _load_anchors(con, "cand", list(candidates))
         create_pairs(con, "cand", "cp", since_ms, until_ms)
-        known = seed_key_set | set(candidates)
-        stats = _degrees(con, "cp", known)
-        noisy = {}
+        # round 1: reach (scanners, shared services)
+        stats = _degrees(con, "cp", seed_key_set | set(candidates), set())
+        reach: dict[str, tuple[str, str]] = {}
         for k in candidates:
-            s = stats.get(k, {"degree": 0, "known": 0, "fan_out": 0, "fan_in": 0})
-            noise_stats[k] = s
+            s = stats.get(k, _NO_STATS)
             r = noise_reason(s["degree"], s["known"], s["fan_out"], s["fan_in"], seed_degree, min_specificity)
             if r:
-                noisy[k] = r
-        # once more with the noise taken out of what counts as known infrastructure
-        known = seed_key_set | (set(candidates) - set(noisy))
-        stats = _degrees(con, "cp", known)
+                reach[k] = r
+                excluded[k] = {"reason": r[0], "detail": r[1], "seeds": len(candidates[k]), **_noise_keys(s)}
+        # round 2: specificity over the peers that are not themselves noise
+        known = seed_key_set | (set(candidates) - set(reach))
+        stats = _degrees(con, "cp", known, set(excluded))
         for k in candidates:
-            s = stats.get(k, noise_stats[k])
+            if k in reach:
+                continue
+            s = stats.get(k, _NO_STATS)
             noise_stats[k] = s
-            r = noise_reason(s["degree"], s["known"], s["fan_out"], s["fan_in"], seed_degree, min_specificity)
+            r = noise_reason(
+                s["degree"], s["known"], s["fan_out"], s["fan_in"], seed_degree, min_specificity, s["noise"]
+            )
             if r:
                 excluded[k] = {"reason": r[0], "detail": r[1], "seeds": len(candidates[k]), **_noise_keys(s)}
             else:
@@ -402,12 +406,17 @@ def _median_degree(con: Any, table: str) -> float:
     return float(row[0]) if row and row[0] is not None else 0.0
 
 
-def _degrees(con: Any, table: str, known: set[str]) -> dict[str, dict[str, Any]]:
+_NO_STATS = {"degree": 0, "known": 0, "noise": 0, "fan_out": 0, "fan_in": 0}
+
+
+def _degrees(con: Any, table: str, known: set[str], noise: set[str]) -> dict[str, dict[str, Any]]:
     con.register("known_arrow", pa.table({"k": pa.array(sorted(known), pa.string())}))
+    con.register("noise_arrow", pa.table({"k": pa.array(sorted(noise), pa.string())}))
     rows = (
         con.sql(
             f"""SELECT anchor, count(DISTINCT peer) AS degree,
                    count(DISTINCT peer) FILTER (peer IN (SELECT k FROM known_arrow)) AS known,
+                   count(DISTINCT peer) FILTER (peer IN (SELECT k FROM noise_arrow)) AS noise,
                    count(DISTINCT peer) FILTER (initiator = 'anchor') AS fan_out,
                    count(DISTINCT peer) FILTER (initiator = 'peer') AS fan_in,
                    count(DISTINCT peer) FILTER (established) AS established_peers
@@ -417,16 +426,19 @@ def _degrees(con: Any, table: str, known: set[str]) -> dict[str, dict[str, Any]]
         .to_pylist()
     )
     con.unregister("known_arrow")
+    con.unregister("noise_arrow")
     return {r.pop("anchor"): r for r in rows}
 
 
 def _noise_keys(s: dict[str, Any]) -> dict[str, Any]:
     d = s.get("degree") or 0
+    informative = d - (s.get("noise") or 0)
     return {
         "degree": d,
         "fan_out": s.get("fan_out", 0),
         "fan_in": s.get("fan_in", 0),
-        "specificity": round(s.get("known", 0) / d, 4) if d else None,
+        "noise_peers": s.get("noise", 0),
+        "specificity": round(s.get("known", 0) / informative, 4) if informative > 0 else None,
     }
 
 
@@ -599,7 +611,7 @@ def _cluster_dict(
         for a in (infos.get(m, {}).get("allocation") or [])[:1]:
             if a not in allocs:
                 allocs.append(a)
-    specs = [noise_stats[k]["known"] / noise_stats[k]["degree"] for k in keys if noise_stats.get(k, {}).get("degree")]
+    specs = [v for k in keys if (v := _noise_keys(noise_stats.get(k, {}))["specificity"]) is not None]
     specificity = float(np.mean(specs)) if specs else 1.0
     est_share = len(est) / len(ps) if ps else 0.0
     reach = 1 - 0.5 ** (len(seeds) - 1) if seeds else 0.0
@@ -743,16 +755,19 @@ def _expand(
         _load_anchors(con, f"xa{hop}", list(cands))
         create_pairs(con, f"xa{hop}", table, since_ms, until_ms)
         known = seed_keys | set(known_infra) | set(found) | set(cands)
-        stats = _degrees(con, table, known)
+        stats = _degrees(con, table, known, set(excluded))
         frontier = {}
         for k, by in cands.items():
-            s = stats.get(k, {"degree": 0, "known": 0, "fan_out": 0, "fan_in": 0})
-            r = noise_reason(s["degree"], s["known"], s["fan_out"], s["fan_in"], seed_degree, min_specificity)
+            s = stats.get(k, _NO_STATS)
+            r = noise_reason(
+                s["degree"], s["known"], s["fan_out"], s["fan_in"], seed_degree, min_specificity, s["noise"]
+            )
             if r:
                 excluded[k] = {"reason": r[0], "detail": r[1], "members": len(by), **_noise_keys(s)}
                 continue
             clusters = sorted(set().union(*(known_infra.get(b, set()) for b in by)))
-            spec = s["known"] / s["degree"] if s["degree"] else 1.0
+            informative = s["degree"] - s["noise"]
+            spec = s["known"] / informative if informative > 0 else 1.0
             score = round(spec * (1 - 0.5 ** (len(by) - 1)), 4)
             found[k] = {
                 "ip": ip_of(k),

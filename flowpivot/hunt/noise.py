@@ -1,18 +1,15 @@
 """Noise: the allowlist (CIDRs and ASNs with a reason) and the fan-out / specificity rule.
 
-Why the rule looks the way it does is in docs/hunt.md ("Noise"). A candidate is noise when both
-hold:
+Why the rule looks the way it does is in docs/hunt.md ("Noise"). Two rules, in two rounds:
 
-* it is not specific: fewer than ``min_specificity`` (default one half) of its distinct peers in
-  the window, over the whole store, are seeds or other candidates, so most of what it does has
-  nothing to do with the actor; and
-* it reaches further than the actor's own servers do: its number of distinct peers exceeds the
-  median number of distinct peers of the seeds themselves.
-
-A research scanner that completes handshakes with everyone, a resolver, an NTP pool, a CDN edge
-or an update server talks to far more hosts than a C2 server and only a sliver of them are seeds.
-An actor's own host talks mostly to the actor's servers, or, like a fresh C2, to about as many
-hosts as the known C2s do.
+1. Reach (scanners and shared services): fewer than ``min_specificity`` (default one half) of the
+   candidate's distinct peers in the window, over the whole store, are seeds or other candidates,
+   and it has more distinct peers than the median seed. A research scanner that completes
+   handshakes with everyone, a resolver, an NTP pool, a CDN edge or an update server talks to far
+   more hosts than a C2 server does, and only a sliver of them are seeds.
+2. Specificity over informative peers: peers that are themselves noise (scanners, shared services,
+   SYN-only scanners, allowlisted hosts) say nothing, since every host on the Internet is scanned
+   and uses CDNs. Of the remaining peers, at least ``min_specificity`` must be seeds or candidates.
 """
 
 from __future__ import annotations
@@ -103,16 +100,29 @@ def noise_reason(
     fan_in: int,
     seed_degree: float,
     min_specificity: float,
+    noise_peers: int | None = None,
 ) -> tuple[str, str] | None:
-    """(reason, detail) when a candidate is noise by the rule above, else None."""
+    """(reason, detail) when a candidate is noise by the rules above, else None.
+
+    Without ``noise_peers`` only the reach rule applies (the first round, which finds the
+    scanners and shared services); with it, the specificity rule too, over informative peers.
+    """
     if degree <= 0:
         return None
     specificity = known_peers / degree
-    if specificity >= min_specificity or degree <= seed_degree:
+    if specificity < min_specificity and degree > seed_degree:
+        kind = "scanner" if fan_out >= fan_in else "shared-service"
+        detail = (
+            f"{degree} distinct peers in the window (fan-out {fan_out}, fan-in {fan_in}), of which only "
+            f"{known_peers} ({specificity:.1%}) are seeds or candidates; a seed has {seed_degree:g} peers (median)"
+        )
+        return kind, detail
+    if noise_peers is None:
         return None
-    kind = "scanner" if fan_out >= fan_in else "shared-service"
-    detail = (
-        f"{degree} distinct peers in the window (fan-out {fan_out}, fan-in {fan_in}), of which only "
-        f"{known_peers} ({specificity:.1%}) are seeds or candidates; a seed has {seed_degree:g} peers (median)"
-    )
-    return kind, detail
+    informative = degree - noise_peers
+    if informative > 0 and known_peers / informative < min_specificity:
+        return "not-specific", (
+            f"{known_peers} of its {informative} distinct peers that are not themselves noise "
+            f"({known_peers / informative:.1%}) are seeds or candidates; {noise_peers} more are scanners or shared services"
+        )
+    return None
