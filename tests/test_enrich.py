@@ -14,13 +14,12 @@ from pathlib import Path
 import maxminddb
 import numpy as np
 import pytest
+from conftest import shared
 
 from flowpivot.enrich import Enricher, open_source
 from flowpivot.enrich import asn as asn_mod
 from flowpivot.enrich.mmdbwrite import write_mmdb
 from flowpivot.errors import EnrichError
-
-from conftest import shared
 
 MMDB = "asn/iptoasn-asn-2026-09-16.mmdb"
 
@@ -100,7 +99,7 @@ def test_vectorised_ipv6_equals_maxminddb_get_on_100k_random(real: Enricher, rea
     hi[n // 2 : 3 * n // 4] = (pick & np.uint64(0xFFFFFFFF00000000)) | (hi[n // 2 : 3 * n // 4] & np.uint64(0xFFFFFFFF))
     cols = real.lookup_v6(hi, lo)
     get = reader.get
-    recs = [get(ipaddress.IPv6Address((h << 64) | l)) for h, l in zip(hi.tolist(), lo.tolist(), strict=True)]
+    recs = [get(ipaddress.IPv6Address((h << 64) | lw)) for h, lw in zip(hi.tolist(), lo.tolist(), strict=True)]
     exp_asn = np.fromiter(((r or {}).get("autonomous_system_number", 0) for r in recs), np.uint32, n)
     assert np.array_equal(cols["asn"], exp_asn)
     got_names = [real.as_names[i] if i >= 0 else None for i in cols["name_index"].tolist()]

@@ -49,6 +49,8 @@ class _Family:
         keep[1:] = (a[1:] != a[:-1]) | (c[1:] != c[:-1])
         self.start_hi, self.start_lo, self.asn_entry, self.cc_entry = sh[keep], sl[keep], a[keep], c[keep]
         has_a, has_c = self.asn_entry >= 0, self.cc_entry >= 0
+        if len(ent["asn"]) == 0:  # no database at all: every address is unrouted
+            ent = {k: np.zeros(1, v.dtype) for k, v in ent.items()}
         ai, ci = np.where(has_a, self.asn_entry, 0), np.where(has_c, self.cc_entry, 0)
         self.asn = np.where(has_a, ent["asn"][ai], 0).astype(np.uint32)
         self.name = np.where(has_a, ent["name"][ai], -1).astype(np.int32)
@@ -140,11 +142,12 @@ class Enricher:
     # ------------------------------------------------------------------ construction
 
     @classmethod
-    def open(cls, asn_dbs: Sequence[str | Path] = (), whois: str | Path | Sequence[str | Path] | None = None, *, rdap: bool = False,
+    def open(cls, asn_dbs: Sequence[str | Path] = (), whois: str | Path | Sequence[str | Path] | None = None, *, rdap: bool | RdapClient = False,
              cache_dir: Path | None = None, rdap_base: str = DEFAULT_BASE, use_cache: bool = True) -> Enricher:
         """Open the databases (first given wins where it covers an address) and the whois index.
 
         CAIDA as2org files among ``asn_dbs`` name the ASes of the pfx2as files among them.
+        ``rdap`` may be a configured :class:`RdapClient` instead of True.
         """
         cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         paths = [Path(p) for p in asn_dbs]
@@ -158,7 +161,7 @@ class Enricher:
         sources = [open_source(p, as2org=as2org[0] if as2org else None, cache_dir=cache_dir, use_cache=use_cache)
                    for p, k in zip(paths, kinds, strict=True) if k != "as2org"]
         idx = WhoisIndex.open(whois, cache_dir) if whois is not None else None
-        client = RdapClient(cache_dir, rdap_base) if rdap else None
+        client = rdap if isinstance(rdap, RdapClient) else RdapClient(cache_dir, rdap_base) if rdap else None
         return cls(sources, idx, client)
 
     @property

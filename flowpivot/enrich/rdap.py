@@ -97,12 +97,13 @@ class RdapClient:
     """RDAP look-ups with an on-disk cache; at most ``max_queries`` network requests per client."""
 
     def __init__(self, cache_dir: Path, base_url: str = DEFAULT_BASE, timeout: float = 10.0, max_queries: int = 20,
-                 max_age_s: float = 30 * 86400):
+                 max_age_s: float = 30 * 86400, public_only: bool = True):
         self.cache_dir = Path(cache_dir) / "rdap"
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.max_queries = max_queries
         self.max_age_s = max_age_s
+        self.public_only = public_only  # private, documentation and benchmarking space is never sent out
         self.queries = 0
         self.errors: list[str] = []
 
@@ -156,7 +157,7 @@ class RdapClient:
             a = ipaddress.ip_address(ip)
         except ValueError as e:
             raise EnrichError(f"{ip!r} is not an IP address") from e
-        if not a.is_global:
+        if self.public_only and not a.is_global:
             return []
         links: list[dict[str, Any]] = []
         url: str | None = f"{self.base_url}/ip/{a}"
