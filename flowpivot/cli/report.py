@@ -1,7 +1,52 @@
-"""CLI for the report stage (not yet written)."""
+"""CLI for the report stage: ``flowpivot report result.json --html F --md F --stix F --misp F --abuse DIR``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from .common import err, errors_as_exit, fail, report_problems
+
+
+def report(
+    result: Annotated[Path, typer.Argument(help="Hunt result JSON written by `flowpivot hunt` (flowpivot-hunt/1).")],
+    html: Annotated[Path | None, typer.Option("--html", help="Write the self-contained HTML report here.")] = None,
+    md: Annotated[Path | None, typer.Option("--md", help="Write the Markdown summary here.")] = None,
+    stix: Annotated[Path | None, typer.Option("--stix", help="Write a STIX 2.1 bundle (JSON) here.")] = None,
+    misp: Annotated[Path | None, typer.Option("--misp", help="Write a MISP event (JSON) here.")] = None,
+    abuse: Annotated[
+        Path | None,
+        typer.Option("--abuse", help="Write one abuse letter per provider into this directory (abuse-AS<n>.txt)."),
+    ] = None,
+    tlp: Annotated[
+        str, typer.Option("--tlp", help="Traffic Light Protocol 2.0 level: clear, green, amber, amber+strict or red.")
+    ] = "amber",
+    actor: Annotated[
+        str | None,
+        typer.Option("--actor", help="Threat actor's name (adds a STIX intrusion-set and a MISP galaxy tag)."),
+    ] = None,
+) -> None:
+    """Turn a hunt result into an HTML report, a Markdown summary, STIX, MISP and abuse letters.
+
+    With no output option the Markdown summary goes to standard output.
+    """
+    from ..report import load_result, read_result, render_markdown, write_reports
+
+    with errors_as_exit():
+        rep = read_result(load_result(result), source=str(result))
+        report_problems(rep.problems)
+        if not any((html, md, stix, misp, abuse)):
+            sys.stdout.write(render_markdown(rep, tlp=tlp, actor=actor))
+            return
+        written = write_reports(rep, html=html, md=md, stix=stix, misp=misp, abuse_dir=abuse, tlp=tlp, actor=actor)
+    if not written:
+        raise fail("nothing written")
+    for kind, path in written.items():
+        err.print(f"wrote {kind}: {path}", markup=False, highlight=False)
+
 
 def register(app: typer.Typer) -> None:
-    return None
+    app.command("report")(report)

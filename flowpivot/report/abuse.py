@@ -54,7 +54,7 @@ def providers(report: Report) -> list[Provider]:
             p = out[asn] = Provider(asn=asn, name=name or f"AS{asn}", country=country)
         return p
 
-    for c in report.clusters:
+    for c in report.lead_clusters():
         if c.asn is None:
             continue
         p = get(c.asn, c.provider, c.country)
@@ -68,7 +68,14 @@ def providers(report: Report) -> list[Provider]:
     for e in report.expansion:
         if e.asn is None:
             continue
-        p = get(e.asn, e.as_name, e.country)
+        p = get(e.asn, report.provider_name(e.asn, e.as_name), e.country)
+        if e.allocation:
+            if not p.abuse:
+                p.abuse = next((a.abuse_mailbox for a in e.allocation if a.abuse_mailbox), None)
+            if not p.whois:
+                p.whois = e.allocation
+            if p.name == f"AS{e.asn}" or p.name == e.as_name:
+                p.name = next((a.org_name for a in e.allocation if a.org_name), p.name)
         via = ", ".join(defang(ip) for ip in e.contacted_by)
         p.new_hosts.append((e.ip, f"contacted by {via}" if via else "contacted by cluster members"))
     for s in report.seeds:

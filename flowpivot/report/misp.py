@@ -14,8 +14,8 @@ from typing import Any
 
 from pymisp import MISPEvent, MISPObject
 
-from .model import NAMESPACE, Cluster, Report
-from .summary import flags_text, pair_details, plural, provider_label, service_text, tcp_flags, volume_text
+from .model import NAMESPACE, Cluster, Pair, Report
+from .summary import flags_text, plural, provider_label, service_text, tcp_flags, volume_text
 
 __all__ = ["build_event", "TLP_TAG", "PAP_TAG", "DISTRIBUTION"]
 
@@ -104,8 +104,8 @@ def build_event(
             o.timestamp = now
             ev.add_object(o)
             member_obj[ip] = o
-        for p in pair_details(c.evidence)[:2000]:
-            _netflow(ev, obj, attr, c, p, now)
+        for p in report.cluster_pairs(c)[:2000]:
+            _netflow(ev, obj, attr, c, p, report, now)
 
     for e in report.expansion:
         o = obj("ip-port", ("expansion", e.ip), "new host: contacted by cluster members", e.first_seen, e.last_seen)
@@ -155,36 +155,34 @@ def _cluster_text(c: Cluster) -> str:
     return "; ".join(bits)
 
 
-def _netflow(ev: MISPEvent, obj: Any, attr: Any, c: Cluster, p: dict[str, Any], now: datetime) -> None:
-    src, dst = p.get("src"), p.get("dst")
-    if src not in set(c.members) | set(c.seeds) or dst not in set(c.members) | set(c.seeds):
-        return  # only addresses model.py has already checked
-    o = obj(
-        "netflow",
-        ("pair", c.id, src, dst, p.get("dst_port")),
-        f"cluster {c.id}: member-seed pair",
-        c.first_seen,
-        c.last_seen,
+def _netflow(ev: MISPEvent, obj: Any, attr: Any, c: Cluster, p: Pair, report: Report, now: datetime) -> None:
+    seed_first = p.initiator == "seed"
+    src, dst = (p.seed, p.peer) if seed_first else (p.peer, p.seed)
+    o = obj("netflow", ("pair", c.id, src, dst, p.port), f"cluster {c.id}: member-seed pair", p.first_seen, p.last_seen)
+    attr(o, "ip-src", src)
+    attr(o, "ip-dst", dst)
+    if p.port is not None and 0 <= p.port <= 65535:
+        attr(o, "dst-port", p.port)
+    if p.proto and p.proto.upper() in ("TCP", "UDP", "ICMP", "IP"):
+        attr(o, "protocol", p.proto.upper())
+    flags = (
+        (p.flags_seed or 0) | (p.flags_peer or 0) if (p.flags_seed is not None or p.flags_peer is not None) else None
     )
-    attr(o, "ip-src", src, to_ids=False)
-    attr(o, "ip-dst", dst, to_ids=False)
-    port = p.get("dst_port", p.get("port"))
-    if isinstance(port, int) and 0 <= port <= 65535:
-        attr(o, "dst-port", port)
-    proto = p.get("proto")
-    if isinstance(proto, str) and proto.upper() in ("TCP", "UDP", "ICMP", "IP"):
-        attr(o, "protocol", proto.upper())
-    f = tcp_flags({"flags": p.get("tcp_flags", p.get("flags"))})
-    if f is not None:
-        attr(o, "tcp-flags", flags_text(f).split(" ")[0])
-    n = p.get("flows")
-    if isinstance(n, int) and not isinstance(n, bool) and n >= 0:
-        attr(o, "flow-count", n)
-    if c.first_seen:
-        attr(o, "first-packet-seen", c.first_seen)
-    if c.last_seen:
-        attr(o, "last-packet-seen", c.last_seen)
-    if c.asn is not None:
-        attr(o, "src-as", f"AS{c.asn}")
+    if flags is not None:
+        attr(o, "tcp-flags", flags_text(flags).split(" ")[0])
+    if p.flows is not None and p.flows >= 0:
+        attr(o, "flow-count", p.flows)
+    if p.first_seen:
+        attr(o, "first-packet-seen", p.first_seen)
+    if p.last_seen:
+        attr(o, "last-packet-seen", p.last_seen)
+    seed = report.seed(p.seed)
+    as_member = f"AS{c.asn}" if c.asn is not None else None
+    as_seed = f"AS{seed.asn}" if seed and seed.asn is not None else None
+    src_as, dst_as = (as_seed, as_member) if seed_first else (as_member, as_seed)
+    if src_as:
+        attr(o, "src-as", src_as)
+    if dst_as:
+        attr(o, "dst-as", dst_as)
     o.timestamp = now
     ev.add_object(o)

@@ -123,6 +123,7 @@ class Expansion:
     score: float | None
     first_seen: datetime | None
     last_seen: datetime | None
+    allocation: list[Allocation] = field(default_factory=list)
 
 
 @dataclass
@@ -143,6 +144,23 @@ class Excluded:
 
 
 @dataclass
+class Pair:
+    """One (seed, peer) pair as the hunt lists it: who opened, the main service, flags each way."""
+
+    seed: str
+    peer: str
+    established: bool
+    initiator: str | None  # "seed", "peer", "mixed", ...
+    proto: str | None
+    port: int | None
+    flows: int | None
+    flags_seed: int | None  # flags seen from seed to peer
+    flags_peer: int | None  # flags seen from peer to seed
+    first_seen: datetime | None
+    last_seen: datetime | None
+
+
+@dataclass
 class Report:
     """A hunt result ready to render. ``raw`` is the document as read; ``problems`` what was skipped."""
 
@@ -157,7 +175,22 @@ class Report:
     victims: list[Victim]
     excluded: list[Excluded]
     raw: dict[str, Any]
+    pairs: list[Pair] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def min_members(self) -> int:
+        v = self.parameters.get("min_members") if isinstance(self.parameters, dict) else None
+        return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else 2
+
+    def lead_clusters(self) -> list[Cluster]:
+        """Clusters big enough to report (at least ``min_members`` hosts); the best one when none is."""
+        lead = [c for c in self.clusters if len(c.members) >= self.min_members]
+        return lead or self.clusters[:1]
+
+    def cluster_pairs(self, c: Cluster) -> list[Pair]:
+        members, seeds = set(c.members), set(c.seeds)
+        return [p for p in self.pairs if p.peer in members and p.seed in seeds]
 
     @property
     def days(self) -> float | None:
@@ -310,6 +343,21 @@ class _Reader:
         return sorted(out.items())
 
 
+_PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 47: "gre", 50: "esp", 58: "ipv6-icmp", 132: "sctp"}
+
+
+def _proto(value: Any) -> str | None:
+    """A protocol as the name people read (tcp, udp): numbers are mapped, names cleaned."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _PROTO_NAMES.get(value, str(value))
+    s = clean(value, 12) or None
+    if s and s.isdigit():
+        return _PROTO_NAMES.get(int(s), s)
+    return s.lower() if s else None
+
+
 def _asn(r: _Reader, value: Any, where: str) -> int | None:
     if value is None:
         return None
@@ -407,7 +455,7 @@ def read_result(doc: dict[str, Any], source: str = "result.json") -> Report:
                 continue
             services.append(
                 {
-                    "proto": clean(sv.get("proto"), 12) or "?",
+                    "proto": _proto(sv.get("proto")) or "?",
                     "port": r.int(sv.get("port"), f"{where}.services[{i}].port"),
                     "flows": r.int(sv.get("flows"), f"{where}.services[{i}].flows"),
                 }
@@ -418,7 +466,11 @@ def read_result(doc: dict[str, Any], source: str = "result.json") -> Report:
                 asn=_asn(r, c.get("asn"), f"{where}.asn"),
                 as_name=clean(c.get("as_name"), 200),
                 country=clean(c.get("country"), 40),
-                allocation=_allocation(r, c.get("allocation"), f"{where}.allocation"),
+                allocation=_allocation(
+                    r,
+                    c["allocations"] if c.get("allocations") else c.get("allocation"),
+                    f"{where}.allocations" if c.get("allocations") else f"{where}.allocation",
+                ),
                 members=r.ips(c.get("members"), f"{where}.members"),
                 seeds=r.ips(c.get("seeds"), f"{where}.seeds"),
                 established=bool(c.get("established")),
@@ -464,6 +516,11 @@ def read_result(doc: dict[str, Any], source: str = "result.json") -> Report:
                 score=r.float(e.get("score"), f"{where}.score"),
                 first_seen=r.time(e.get("first_seen"), f"{where}.first_seen"),
                 last_seen=r.time(e.get("last_seen"), f"{where}.last_seen"),
+                allocation=_allocation(
+                    r,
+                    e["allocations"] if e.get("allocations") else e.get("allocation"),
+                    f"{where}.allocation",
+                ),
             )
         )
 
@@ -490,6 +547,8 @@ def read_result(doc: dict[str, Any], source: str = "result.json") -> Report:
             continue
         excluded.append(Excluded(ip=ip, reason=clean(x.get("reason"), 60) or "?", detail=clean(x.get("detail"), 300)))
 
+    pairs = [p for where, item in r.items(doc, "pairs") if (p := _pair(r, item, where)) is not None]
+
     params = doc.get("parameters") if isinstance(doc.get("parameters"), dict) else {}
     prov = doc.get("provenance") if isinstance(doc.get("provenance"), dict) else {}
     return Report(
@@ -504,7 +563,33 @@ def read_result(doc: dict[str, Any], source: str = "result.json") -> Report:
         victims=victims,
         excluded=excluded,
         raw=doc,
+        pairs=pairs,
         problems=r.problems,
+    )
+
+
+def _pair(r: _Reader, p: dict[str, Any], where: str) -> Pair | None:
+    seed, peer = r.ip(p.get("seed"), f"{where}.seed"), r.ip(p.get("peer"), f"{where}.peer")
+    if seed is None or peer is None:
+        return None
+    from .summary import tcp_flags  # summary imports this module
+
+    svc = p.get("services") if isinstance(p.get("services"), list) else []
+    top = max((s for s in svc if isinstance(s, dict)), key=lambda s: s.get("flows") or 0, default={})
+    s2p = p.get("seed_to_peer") if isinstance(p.get("seed_to_peer"), dict) else {}
+    p2s = p.get("peer_to_seed") if isinstance(p.get("peer_to_seed"), dict) else {}
+    return Pair(
+        seed=seed,
+        peer=peer,
+        established=bool(p.get("established")),
+        initiator=clean(p.get("initiator"), 20),
+        proto=_proto(top.get("proto")),
+        port=r.int(top.get("port"), f"{where}.services.port"),
+        flows=r.int(p.get("flows"), f"{where}.flows"),
+        flags_seed=tcp_flags({"flags": s2p.get("tcp_flags")}),
+        flags_peer=tcp_flags({"flags": p2s.get("tcp_flags")}),
+        first_seen=r.time(p.get("first_seen"), f"{where}.first_seen"),
+        last_seen=r.time(p.get("last_seen"), f"{where}.last_seen"),
     )
 
 

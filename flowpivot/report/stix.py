@@ -20,7 +20,7 @@ from typing import Any
 import stix2
 
 from .model import NAMESPACE, Cluster, Report
-from .summary import flags_text, pair_details, plural, service_text, tcp_flags, volume_text
+from .summary import flags_text, plural, service_text, tcp_flags, volume_text
 from .text import defang, fmt_time, ip_version
 
 __all__ = ["TLP2_IDS", "TLP2_EXTENSION", "tlp_marking", "build_bundle"]
@@ -259,17 +259,14 @@ def _observed(c: Cluster, report: Report, ids: _Ids, ip_obj: Any, add: Any, comm
     mrefs = common["object_marking_refs"]
     top = max(c.services, key=lambda s: s.get("flows") or 0) if c.services else None
     traffic = []
-    pairs = pair_details(c.evidence)
-    members, seeds = set(c.members), set(c.seeds)
+    pairs = report.cluster_pairs(c)
     if pairs:
         for p in pairs[:2000]:
-            src, dst = p.get("src"), p.get("dst")
-            if src not in members | seeds or dst not in members | seeds:
-                continue  # only canonical addresses that model.py has already checked
-            pf = tcp_flags({"flags": p.get("tcp_flags", p.get("flags"))})
-            port = p.get("dst_port", p.get("port"))
+            seed_first = p.initiator == "seed"
+            src, dst = (p.seed, p.peer) if seed_first else (p.peer, p.seed)
+            fs, fd = (p.flags_seed, p.flags_peer) if seed_first else (p.flags_peer, p.flags_seed)
             traffic.append(
-                _traffic(src, dst, port if isinstance(port, int) else None, p.get("proto") or "tcp", pf, ip_obj, mrefs)
+                _traffic(src, dst, p.port, p.proto or "tcp", fs, ip_obj, mrefs, fd, p.first_seen, p.last_seen)
             )
     else:
         for m in c.members:
@@ -310,6 +307,9 @@ def _traffic(
     flags: int | None,
     ip_obj: Any,
     mrefs: list[str],
+    dst_flags: int | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
 ) -> Any:
     if src is None and dst is None:
         return None
@@ -321,6 +321,16 @@ def _traffic(
         kw["dst_ref"] = ip_obj(dst).id
     if port is not None and 0 <= port <= 65535:
         kw["dst_port"] = port
-    if flags is not None and (proto or "").lower() == "tcp":
-        kw["extensions"] = {"tcp-ext": {"src_flags_hex": f"{flags:02x}"}}
+    if start is not None:
+        kw["start"] = start
+    if end is not None and (start is None or end >= start):
+        kw["end"] = end
+        kw["is_active"] = False
+    if (proto or "").lower() == "tcp" and (flags is not None or dst_flags is not None):
+        ext = {}
+        if flags is not None:
+            ext["src_flags_hex"] = f"{flags:02x}"
+        if dst_flags is not None:
+            ext["dst_flags_hex"] = f"{dst_flags:02x}"
+        kw["extensions"] = {"tcp-ext": ext}
     return stix2.NetworkTraffic(**kw)

@@ -40,7 +40,8 @@ def provider_label(asn: int | None, name: str | None, country: str | None) -> st
 def summary_paragraphs(report: Report, actor: str | None = None) -> list[str]:
     """Plain-text paragraphs written like a threat report (escape them for the target format)."""
     paras: list[str] = []
-    cl = report.clusters
+    cl = report.lead_clusters()
+    lead_ids = {c.id for c in cl}
     if cl:
         parts = []
         first_verb = None
@@ -57,16 +58,23 @@ def summary_paragraphs(report: Report, actor: str | None = None) -> list[str]:
                 parts.append(f"{plural(len(c.members), 'IP')} at {c.label} with {n_seeds:,}")
             else:
                 parts.append(f"{plural(len(c.members), 'IP')} at {c.label} {verb} {n_seeds:,}")
-        for o in report.overlaps:
+        lead_overlaps = [o for o in report.overlaps if set(o.clusters) <= lead_ids]
+        for o in lead_overlaps:
             n = o.count
             hosts = "seed host was" if n == 1 else "seed hosts were"
-            if len(cl) == 2 and len(report.overlaps) == 1:
+            if len(cl) == 2 and len(lead_overlaps) == 1:
                 parts.append(f"{n:,} {hosts} seen in both clusters")
             else:
                 parts.append(f"{n:,} {hosts} shared by clusters {' and '.join(o.clusters)}")
         lead = "; ".join(parts) + "."
         if actor:
             lead = f"Infrastructure attributed to {clean(actor)}: " + lead[0].lower() + lead[1:]
+        small = [c for c in report.clusters if c.id not in lead_ids]
+        if small:
+            lead += (
+                f" {plural(len(small), 'smaller cluster')} (fewer than {report.min_members} hosts each, "
+                f"{plural(sum(len(c.members) for c in small), 'host')} in all) are listed below but not summarised."
+            )
         paras.append(lead)
     else:
         paras.append(
@@ -248,17 +256,6 @@ def volume_text(c: Cluster) -> str:
     if c.bytes_est is not None:
         bits.append(f"~{human_bytes(c.bytes_est)}")
     return ", ".join(bits) if bits else "–"
-
-
-def pair_details(evidence: Any) -> list[dict[str, Any]]:
-    """Per (member, seed) pair facts when the hunt gives them: evidence["pair_detail"|"pairs"] as list of dicts."""
-    if not isinstance(evidence, dict):
-        return []
-    for k in ("pair_detail", "pairs", "sessions"):
-        v = evidence.get(k)
-        if isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
-            return v
-    return []
 
 
 def seeds_by_cluster(report: Report) -> dict[str, list[str]]:
