@@ -88,17 +88,14 @@ class _Held:
 class _Group:
     """Data sets of one template (and exporter, domain) waiting to be read together."""
 
-    __slots__ = ("template", "exporter", "domain", "bodies", "counts", "export_ms", "uptime_ms", "sampling")
+    __slots__ = ("template", "exporter", "domain", "sets")
 
     def __init__(self, template: Template, exporter: str, domain: int) -> None:
         self.template = template
         self.exporter = exporter
         self.domain = domain
-        self.bodies: list[bytes] = []
-        self.counts: list[int] = []
-        self.export_ms: list[int] = []
-        self.uptime_ms: list[int] = []
-        self.sampling: list[int] = []
+        # one (body, record count, export ms, sysUpTime ms, v5 sampling) per data set
+        self.sets: list[tuple[bytes | memoryview, int, int, int, int]] = []
 
 
 class FlowDecoder:
@@ -121,9 +118,10 @@ class FlowDecoder:
         self._seq: dict[tuple[str, int, int], int] = {}
         self._seq_rate: dict[tuple[str, int, int], list[int]] = {}  # v9: [records, datagrams]
         # per-batch state
-        self._groups: dict[tuple[int, str, int], _Group] = {}
+        self._groups: dict[object, _Group] = {}
         self._batches: list[pa.RecordBatch] = []
         self._problems: list[Problem] = []
+        self._cur: tuple[int, Callable[[int], str] | None, int] = (0, None, 0)
 
     # ----- public API --------------------------------------------------------------------------
 
@@ -138,26 +136,45 @@ class FlowDecoder:
         ``where(i)`` (optional) names datagram ``i`` of the batch in problems, e.g. its packet
         number and file offset; by default it is "datagram N" counted per exporter.
         """
-        self._groups = {}
+        batches, problems = self.decode_batches(datagrams, where)
+        if not batches:
+            return DecodeResult(None, problems)
+        return DecodeResult(batches[0] if len(batches) == 1 else pa.concat_batches(batches), problems)
+
+    def decode_batches(
+        self, datagrams: list[tuple[bytes, str, int]], where: Callable[[int], str] | None = None
+    ) -> tuple[list[pa.RecordBatch], list[Problem]]:
+        """As :meth:`decode_many`, but one record batch per template, saving the copy into one batch."""
+        self._groups.clear()
         self._batches = []
         self._problems = []
+        stats = self.stats
+        walkers = {5: self._walk_v5, 9: self._walk_v9, 10: self._walk_ipfix}
         for i, (data, exporter, received_ms) in enumerate(datagrams):
-            st = self.stats.get(exporter)
+            st = stats.get(exporter)
             if st is None:
-                st = self.stats[exporter] = ExporterStats()
+                st = stats[exporter] = ExporterStats()
             st.datagrams += 1
-            label = where(i) if where is not None else f"datagram {st.datagrams}"
+            self._cur = (i, where, st.datagrams)
+            if not isinstance(data, (bytes, memoryview)):
+                data = bytes(data)  # memoryviews (e.g. of a mapped capture) are read without a copy
+            walk = walkers.get(data[1]) if len(data) >= 4 and data[0] == 0 else None
             try:
-                self._walk(bytes(data), exporter, received_ms, st, label)
+                if walk is not None:
+                    walk(data, exporter, received_ms, st)
+                else:
+                    self._walk_other(data, exporter, st)
             except Exception as e:  # a decoder bug must not lose the batch; report it as bad input
-                st.malformed += 1
-                self._problem(exporter, label, f"undecodable datagram ({type(e).__name__}: {e})")
+                self._bad(st, exporter, 0, f"undecodable datagram ({type(e).__name__}: {e})")
         self._flush()
-        return self._result()
+        batches, self._batches = self._batches, []
+        problems, self._problems = self._problems, []
+        return batches, problems
 
     def expire(self, now_ms: int) -> DecodeResult:
         """Drop data held longer than ``pending_timeout_ms`` for a missing template; count it as lost."""
-        self._groups, self._batches, self._problems = {}, [], []
+        self._groups.clear()
+        self._batches, self._problems = [], []
         for key in list(self._pending):
             held = self._pending[key]
             keep = [h for h in held if now_ms - h.received_ms <= self.pending_timeout_ms]
@@ -172,42 +189,43 @@ class FlowDecoder:
 
     # ----- pass 1: headers and sets ------------------------------------------------------------
 
-    def _problem(self, exporter: str, where: str, reason: str) -> None:
-        if len(self._problems) < MAX_PROBLEMS:
-            self._problems.append(Problem(source=exporter, where=where, reason=reason))
+    def _where(self, offset: int | str) -> str:
+        """Where in the current datagram: "<datagram label> offset N" (labels are built only when needed)."""
+        if isinstance(offset, str):
+            return offset
+        i, fn, n = self._cur
+        return f"{fn(i) if fn is not None else f'datagram {n}'} offset {offset}"
 
-    def _bad(self, st: ExporterStats, exporter: str, where: str, reason: str) -> None:
+    def _problem(self, exporter: str, where: int | str, reason: str) -> None:
+        if len(self._problems) < MAX_PROBLEMS:
+            self._problems.append(Problem(source=exporter, where=self._where(where), reason=reason))
+
+    def _bad(self, st: ExporterStats, exporter: str, where: int | str, reason: str) -> None:
         st.malformed += 1
         self._problem(exporter, where, reason)
 
-    def _walk(self, data: bytes, exporter: str, received_ms: int, st: ExporterStats, label: str) -> None:
+    def _walk_other(self, data: bytes, exporter: str, st: ExporterStats) -> None:
         n = len(data)
         if n < 4:
-            self._bad(st, exporter, f"{label} offset 0", f"datagram of {n} bytes is too short for any flow export")
+            self._bad(st, exporter, 0, f"datagram of {n} bytes is too short for any flow export")
             return
         version = _H.unpack_from(data, 0)[0]
-        if version == 5:
-            self._walk_v5(data, exporter, st, label)
-        elif version == 9:
-            self._walk_v9(data, exporter, received_ms, st, label)
-        elif version == 10:
-            self._walk_ipfix(data, exporter, received_ms, st, label)
-        elif version == 0 and _I.unpack_from(data, 0)[0] in (2, 4, 5):
+        if version == 0 and _I.unpack_from(data, 0)[0] in (2, 4, 5):
             st.unsupported += 1  # sFlow v2/v4/v5 start with a 32-bit version
         elif version in (1, 6, 7, 8):
             st.unsupported += 1
         else:
-            self._bad(st, exporter, f"{label} offset 0", f"unknown export version {version} (expected 5, 9 or 10)")
+            self._bad(st, exporter, 0, f"unknown export version {version} (expected 5, 9 or 10)")
 
-    def _walk_v5(self, data: bytes, exporter: str, st: ExporterStats, label: str) -> None:
+    def _walk_v5(self, data: bytes, exporter: str, received_ms: int, st: ExporterStats) -> None:
         if len(data) < 24:
-            self._bad(st, exporter, f"{label} offset 0", f"NetFlow v5 header truncated ({len(data)} of 24 bytes)")
+            self._bad(st, exporter, 0, f"NetFlow v5 header truncated ({len(data)} of 24 bytes)")
             return
         _, count, uptime, secs, nsecs, seq, engine_type, engine_id, sampling = _V5.unpack_from(data, 0)
         fit = (len(data) - 24) // 48
         if count > fit:
             self._bad(
-                st, exporter, f"{label} offset {24 + fit * 48}",
+                st, exporter, 24 + fit * 48,
                 f"NetFlow v5 header announces {count} records but only {fit} fit in {len(data)} bytes; kept {fit}",
             )  # fmt: skip
             count = fit
@@ -215,18 +233,14 @@ class FlowDecoder:
             return
         self._check_seq(exporter, 5, engine_type << 8 | engine_id, seq, count, st, flows_per_seq=1)
         g = self._group(V5_TEMPLATE, exporter, engine_id)
-        g.bodies.append(data[24 : 24 + 48 * count])
-        g.counts.append(count)
-        g.export_ms.append(secs * 1000 + nsecs // 1_000_000)
-        g.uptime_ms.append(uptime)
-        g.sampling.append(sampling & 0x3FFF)
+        g.sets.append((data[24 : 24 + 48 * count], count, secs * 1000 + nsecs // 1_000_000, uptime, sampling & 0x3FFF))
 
-    def _walk_v9(self, data: bytes, exporter: str, received_ms: int, st: ExporterStats, label: str) -> None:
+    def _walk_v9(self, data: bytes, exporter: str, received_ms: int, st: ExporterStats) -> None:
         if len(data) < 20:
-            self._bad(st, exporter, f"{label} offset 0", f"NetFlow v9 header truncated ({len(data)} of 20 bytes)")
+            self._bad(st, exporter, 0, f"NetFlow v9 header truncated ({len(data)} of 20 bytes)")
             return
         _, _count, uptime, secs, seq, domain = _V9.unpack_from(data, 0)
-        records = self._walk_sets(data, 20, len(data), 9, exporter, domain, secs * 1000, uptime, received_ms, st, label)
+        records = self._walk_sets(data, 20, len(data), 9, exporter, domain, secs * 1000, uptime, received_ms, st)
         key = (exporter, 9, domain)
         rate = self._seq_rate.setdefault(key, [0, 0])
         if records is not None:
@@ -234,24 +248,24 @@ class FlowDecoder:
             rate[1] += 1
         self._check_seq(exporter, 9, domain, seq, 1, st, flows_per_seq=rate[0] / rate[1] if rate[1] else 0.0)
 
-    def _walk_ipfix(self, data: bytes, exporter: str, received_ms: int, st: ExporterStats, label: str) -> None:
+    def _walk_ipfix(self, data: bytes, exporter: str, received_ms: int, st: ExporterStats) -> None:
         if len(data) < 16:
-            self._bad(st, exporter, f"{label} offset 0", f"IPFIX message header truncated ({len(data)} of 16 bytes)")
+            self._bad(st, exporter, 0, f"IPFIX message header truncated ({len(data)} of 16 bytes)")
             return
         _, length, export_s, seq, domain = _IPFIX.unpack_from(data, 0)
         end = len(data)
         if length < 16:
-            self._bad(st, exporter, f"{label} offset 2", f"IPFIX message length {length} is shorter than its header")
+            self._bad(st, exporter, 2, f"IPFIX message length {length} is shorter than its header")
             return
         if length > end:
             self._bad(
-                st, exporter, f"{label} offset {end}",
+                st, exporter, end,
                 f"IPFIX message truncated: header says {length} bytes, datagram has {end}; decoded the complete sets",
             )  # fmt: skip
         else:
             end = length
-        uptime = self._system_init.get((exporter, domain), -1)
-        records = self._walk_sets(data, 16, end, 10, exporter, domain, export_s * 1000, uptime, received_ms, st, label)
+        uptime = self._system_init.get((exporter, domain), -1) if self._system_init else -1
+        records = self._walk_sets(data, 16, end, 10, exporter, domain, export_s * 1000, uptime, received_ms, st)
         if records is None:
             self._seq.pop((exporter, 10, domain), None)  # cannot know the next sequence number
         else:
@@ -275,23 +289,37 @@ class FlowDecoder:
 
     def _walk_sets(
         self, data: bytes, off: int, end: int, version: int, exporter: str, domain: int,
-        export_ms: int, uptime: int, received_ms: int, st: ExporterStats, label: str,
+        export_ms: int, uptime: int, received_ms: int, st: ExporterStats,
     ) -> int | None:  # fmt: skip
         """Walk the (flow)sets of one v9 packet / IPFIX message; returns data records seen (None: unknown)."""
         records: int | None = 0
         tmpl_set, opt_set = (0, 1) if version == 9 else (2, 3)
+        templates, groups = self._templates, self._groups
         while end - off >= 4:
             set_id, set_len = _HH.unpack_from(data, off)
             if set_len < 4 or off + set_len > end:
                 if version == 9 and set_id == 0 and set_len == 0 and not any(data[off:end]):
                     break  # zero padding at the end of a v9 packet
                 self._bad(
-                    st, exporter, f"{label} offset {off}",
+                    st, exporter, off,
                     f"set {set_id} has length {set_len} but {end - off} bytes remain; rest of the datagram skipped",
                 )  # fmt: skip
                 return records
+            if set_id >= 256:
+                t = templates.get((exporter, version, domain, set_id))
+                if t is not None and t.plain:  # the common case, kept lean: file the set under its template
+                    count = (set_len - 4) // t.record_length
+                    if count:
+                        g = groups.get(t)
+                        if g is None:
+                            g = groups[t] = _Group(t, exporter, domain)
+                        g.sets.append((data[off + 4 : off + 4 + count * t.record_length], count, export_ms, uptime, 0))
+                    if records is not None:
+                        records += count
+                    off += set_len
+                    continue
             body = data[off + 4 : off + set_len]
-            where = f"{label} offset {off}"
+            where = off
             if set_id == tmpl_set:
                 self._templates_set(body, version, exporter, domain, False, st, where)
             elif set_id == opt_set:
@@ -303,7 +331,7 @@ class FlowDecoder:
         return records
 
     def _templates_set(
-        self, body: bytes, version: int, exporter: str, domain: int, options: bool, st: ExporterStats, where: str
+        self, body: bytes, version: int, exporter: str, domain: int, options: bool, st: ExporterStats, where: int | str
     ) -> None:
         p, end = 0, len(body)
         while end - p >= 4:
@@ -361,11 +389,13 @@ class FlowDecoder:
                 if options and version == 9 and k < scope_count:
                     pen = -1  # v9 scope types (system, interface, ...) are not field types
                 fields.append((pen, eid, length))
-            t = compile_template(version, tid, fields, scope_count=scope_count, options=options)
+            key = (exporter, version, domain, tid)
+            t = self._templates.get(key)  # exporters resend their templates: compile only what changed
+            if t is None or t.fields != tuple(fields) or t.scope_count != scope_count or t.options != options:
+                t = compile_template(version, tid, fields, scope_count=scope_count, options=options)
             if t.fixed and t.record_length == 0:
                 self._bad(st, exporter, where, f"template {tid} has records of length 0")
                 continue
-            key = (exporter, version, domain, tid)
             if key not in self._templates and len(self._templates) >= MAX_TEMPLATES:
                 self._bad(st, exporter, where, f"template {tid} dropped: {MAX_TEMPLATES} templates already held")
                 continue
@@ -383,18 +413,18 @@ class FlowDecoder:
 
     def _data_set(
         self, body: bytes, version: int, exporter: str, domain: int, set_id: int,
-        export_ms: int, uptime: int, received_ms: int, st: ExporterStats, where: str,
+        export_ms: int, uptime: int, received_ms: int, st: ExporterStats, where: int | str,
     ) -> int | None:  # fmt: skip
         key = (exporter, version, domain, set_id)
         t = self._templates.get(key)
         if t is None:
-            self._hold(key, _Held(body, export_ms, uptime, received_ms, where), st)
+            self._hold(key, _Held(bytes(body), export_ms, uptime, received_ms, self._where(where)), st)
             return None
         return self._use_data(t, body, version, exporter, domain, export_ms, uptime, st, where)
 
     def _use_data(
         self, t: Template, body: bytes, version: int, exporter: str, domain: int,
-        export_ms: int, uptime: int, st: ExporterStats, where: str,
+        export_ms: int, uptime: int, st: ExporterStats, where: int | str,
     ) -> int:  # fmt: skip
         if t.options:
             return self._options_data(t, body, version, exporter, domain, st, where)
@@ -412,14 +442,8 @@ class FlowDecoder:
         if not t.has_address:
             st.other_records += count
             return count
-        if version == 10 and t.has("first_uptime") and not t.has("system_init_ms"):
-            uptime = self._system_init.get((exporter, domain), -1)
         g = self._group(t, exporter, domain)
-        g.bodies.append(body)
-        g.counts.append(count)
-        g.export_ms.append(export_ms)
-        g.uptime_ms.append(uptime)
-        g.sampling.append(0)
+        g.sets.append((body, count, export_ms, uptime, 0))
         return count
 
     def _hold(self, key: tuple[str, int, int, int], held: _Held, st: ExporterStats) -> None:
@@ -442,7 +466,7 @@ class FlowDecoder:
         self._problem(exporter, held.where, f"data set of template {key[3]} (domain {key[2]}) dropped: {why}")
 
     def _options_data(
-        self, t: Template, body: bytes, version: int, exporter: str, domain: int, st: ExporterStats, where: str
+        self, t: Template, body: bytes, version: int, exporter: str, domain: int, st: ExporterStats, where: int | str
     ) -> int:
         try:
             roles, n = t.read(body[: t.record_count(len(body)) * t.record_length] if t.fixed else body)
@@ -473,7 +497,8 @@ class FlowDecoder:
         return n
 
     def _group(self, t: Template, exporter: str, domain: int) -> _Group:
-        k = (id(t), exporter, domain)
+        # templates belong to one exporter and domain; the v5 layout is shared by all
+        k: object = (exporter, domain) if t is V5_TEMPLATE else t
         g = self._groups.get(k)
         if g is None:
             g = self._groups[k] = _Group(t, exporter, domain)
@@ -482,8 +507,9 @@ class FlowDecoder:
     # ----- pass 2: records to columns ----------------------------------------------------------
 
     def _flush(self) -> None:
-        groups, self._groups = self._groups, {}
-        for g in groups.values():
+        groups = list(self._groups.values())
+        self._groups.clear()  # in place: the set walker holds a reference to this dict
+        for g in groups:
             batch = self._read_group(g)
             if batch is not None and batch.num_rows:
                 self._batches.append(batch)
@@ -491,21 +517,23 @@ class FlowDecoder:
 
     def _read_group(self, g: _Group) -> pa.RecordBatch | None:
         t = g.template
-        counts = np.asarray(g.counts, dtype=np.int64)
+        bodies, counts_, export_ms, uptime_ms, v5_sampling = zip(*g.sets, strict=True)
+        counts = np.asarray(counts_, dtype=np.int64)
         if t.fixed:
-            roles, n = t.read(b"".join(g.bodies), int(counts.sum()))
+            roles, n = t.read(b"".join(bodies), int(counts.sum()))
         else:
-            parts = [t.read(b)[0] for b in g.bodies]
+            parts = [t.read(b)[0] for b in bodies]
             roles = {r: np.concatenate([p[r] for p in parts]) for r in parts[0]}
             n = int(counts.sum())
         if n == 0:
             return None
-        sampling = np.repeat(np.asarray(g.sampling, dtype=np.uint64), counts)
-        if t.version != 5:
+        if t.version == 5:
+            sampling = np.repeat(np.asarray(v5_sampling, dtype=np.uint64), counts)
+        else:
             sampling = self._sampling_for(t, g.exporter, g.domain, roles, n)
         ctx = Context(
-            export_ms=np.repeat(np.asarray(g.export_ms, dtype=np.int64), counts),
-            uptime_ms=np.repeat(np.asarray(g.uptime_ms, dtype=np.int64), counts),
+            export_ms=np.repeat(np.asarray(export_ms, dtype=np.int64), counts),
+            uptime_ms=np.repeat(np.asarray(uptime_ms, dtype=np.int64), counts),
             exporter=np.zeros(n, dtype=np.int32),
             domain=np.full(n, g.domain, dtype=np.uint32),
             sampling=sampling,

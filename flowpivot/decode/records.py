@@ -19,6 +19,7 @@ __all__ = ["Context", "build_batch", "sampling_rates"]
 
 NTP_EPOCH_OFFSET_S = 2_208_988_800  # 1900-01-01 to 1970-01-01
 U64 = np.uint64
+TS = pa.timestamp("ms", tz="UTC")
 _NULL_CACHE: dict[tuple[str, int], pa.Array] = {}
 
 
@@ -34,6 +35,7 @@ class Context:
 
 
 def _ntp_to_ms(v: np.ndarray) -> np.ndarray:
+    v = v.astype(np.uint64)
     sec = (v >> U64(32)).astype(np.int64) - NTP_EPOCH_OFFSET_S
     frac_ms = (((v & U64(0xFFFFFFFF)) * U64(1000)) >> U64(32)).astype(np.int64)
     return sec * 1000 + frac_ms
@@ -52,7 +54,7 @@ def _time(roles: dict[str, np.ndarray], which: str, version: int, ctx: Context) 
     if ns in roles:
         return _ntp_to_ms(roles[ns])
     if delta in roles:
-        return ctx.export_ms - (roles[delta] // U64(1000)).astype(np.int64)
+        return ctx.export_ms - (roles[delta].astype(np.int64) // 1000)
     if uptime in roles:
         v = roles[uptime].astype(np.int64)
         if version == 10:
@@ -73,12 +75,12 @@ def sampling_rates(roles: dict[str, np.ndarray], n: int) -> np.ndarray:
     """Sampling rate each record states itself (0 where it states none)."""
     rate = np.zeros(n, dtype=np.uint64)
     if "sampling_interval" in roles:
-        rate = roles["sampling_interval"]
+        rate = roles["sampling_interval"].astype(np.uint64)
     if "sampler_random_interval" in roles:
-        rate = np.where(rate == 0, roles["sampler_random_interval"], rate)
+        rate = np.where(rate == 0, roles["sampler_random_interval"].astype(np.uint64), rate)
     if "sampling_packet_interval" in roles:
-        interval = roles["sampling_packet_interval"]
-        space = roles.get("sampling_packet_space", np.zeros(n, dtype=np.uint64))
+        interval = roles["sampling_packet_interval"].astype(np.uint64)
+        space = roles["sampling_packet_space"].astype(np.uint64) if "sampling_packet_space" in roles else np.zeros(n, dtype=np.uint64)
         per = np.where(interval > 0, (interval + space) // np.maximum(interval, U64(1)), U64(0))
         rate = np.where(rate == 0, per, rate)
     return rate
@@ -101,8 +103,24 @@ def _v6(raw: np.ndarray, valid: np.ndarray | None) -> pa.Array:
     return pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), n, [bitmap, data], null_count=int(n - valid.sum()))
 
 
+def _strings(index: np.ndarray, values: list[str]) -> pa.Array:
+    """A string column from indexes into ``values``, built from buffers (no per-row objects)."""
+    n = len(index)
+    if len(values) == 1:
+        raw = values[0].encode()
+        offsets = np.arange(n + 1, dtype=np.int32) * len(raw)
+        return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(raw * n)])
+    return pa.DictionaryArray.from_arrays(pa.array(index.astype(np.int32), pa.int32()), pa.array(values, pa.string())).cast(pa.string())
+
+
 def _nulls(type_: pa.DataType, n: int) -> pa.Array:
-    return pa.nulls(n, type=type_)
+    key = (str(type_), n)
+    arr = _NULL_CACHE.get(key)
+    if arr is None:
+        if len(_NULL_CACHE) > 256:
+            _NULL_CACHE.clear()
+        arr = _NULL_CACHE[key] = pa.nulls(n, type=type_)
+    return arr
 
 
 def build_batch(
@@ -110,8 +128,9 @@ def build_batch(
 ) -> pa.RecordBatch:
     """One STORE_SCHEMA batch from the role arrays of ``n`` records and their context."""
     cols: dict[str, pa.Array] = {}
-    cols["start"] = pa.array(_time(roles, "start", version, ctx), pa.int64()).cast(pa.timestamp("ms", tz="UTC"))
-    cols["end"] = pa.array(_time(roles, "end", version, ctx), pa.int64()).cast(pa.timestamp("ms", tz="UTC"))
+    for which in ("start", "end"):
+        ms = np.ascontiguousarray(_time(roles, which, version, ctx), dtype=np.int64)
+        cols[which] = pa.Array.from_buffers(TS, n, [None, pa.py_buffer(ms)])
 
     # Addresses: a template may carry both families (one of them zero); ipVersion decides, else
     # the family whose address is set.
@@ -187,9 +206,7 @@ def build_batch(
     rate = np.where(ctx.sampling == 0, 1, ctx.sampling)
     cols["sampling_rate"] = _arr(_u(np.minimum(rate, 0xFFFFFFFF), np.uint32), pa.uint32())
     cols["observation_domain"] = _arr(_u(ctx.domain, np.uint32), pa.uint32())
-    cols["exporter"] = pa.DictionaryArray.from_arrays(
-        pa.array(_u(ctx.exporter, np.int32), pa.int32()), pa.array(exporters, pa.string())
-    ).cast(pa.string())
+    cols["exporter"] = _strings(ctx.exporter, exporters)
 
     arrays = [cols[f.name] if f.name in cols else _nulls(f.type, n) for f in STORE_SCHEMA]
     return pa.RecordBatch.from_arrays(arrays, schema=STORE_SCHEMA)

@@ -40,12 +40,11 @@ class Template:
     offsets: tuple[int, ...] = ()  # static offset of each field (variable fields count as 0 wide)
     var_fields: tuple[int, ...] = ()  # indexes of variable-length fields
 
+    has_address: bool = False  # records are flows (they carry an address)
+    plain: bool = False  # fixed-length flow template: the decoder's fast path
+
     def has(self, role: str) -> bool:
         return role in self.roles
-
-    @property
-    def has_address(self) -> bool:
-        return any(r in self.roles for r in ("src_v4", "dst_v4", "src_v6", "dst_v6"))
 
     def record_count(self, set_length: int) -> int:
         """Records in a fixed-length data set body of ``set_length`` bytes (the rest is padding)."""
@@ -54,7 +53,8 @@ class Template:
     def read(self, body: bytes, count: int | None = None) -> tuple[dict[str, np.ndarray], int]:
         """The role arrays of the records in ``body`` (concatenated data set bodies) and the record count.
 
-        Integer roles come back as ``uint64`` arrays, address roles as ``(n, 16)`` ``uint8`` arrays.
+        Integer roles come back as native unsigned arrays of their width (``uint64`` for odd widths),
+        address roles as ``(n, 16)`` ``uint8`` arrays.
         Raises RecordError when a variable-length record runs past the end of ``body``.
         """
         if self.fixed:
@@ -111,8 +111,8 @@ class Template:
 def _as_role(values: np.ndarray, length: int, role: str) -> np.ndarray:
     if role in BYTES_ROLES:
         return np.ascontiguousarray(values).reshape(-1, 16)
-    if values.ndim == 1:  # 1, 2, 4 or 8 bytes, read big-endian by the dtype
-        return values.astype(np.uint64)
+    if values.ndim == 1:  # 1, 2, 4 or 8 bytes, read big-endian by the dtype: swap to native order
+        return values.astype(values.dtype.newbyteorder("="), copy=values.dtype.itemsize > 1)
     # reduced-size encoding of odd width (RFC 7011 section 6.2): fold the bytes, big-endian
     out = np.zeros(values.shape[0], dtype=np.uint64)
     for k in range(length):
@@ -161,6 +161,8 @@ def compile_template(
         offsets=tuple(offsets),
         var_fields=tuple(var_fields),
     )
+    t.has_address = any(r in roles for r in ("src_v4", "dst_v4", "src_v6", "dst_v6"))
+    t.plain = t.fixed and not options and t.has_address and pos > 0
     if t.fixed:
         names, formats, offs = [], [], []
         for role, (i, length) in roles.items():

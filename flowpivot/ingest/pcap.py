@@ -14,8 +14,10 @@ import mmap
 import socket
 import struct
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 
 from ..decode import FlowDecoder
@@ -23,7 +25,7 @@ from .base import ReadReport
 
 __all__ = ["read_pcap", "BATCH_DATAGRAMS"]
 
-BATCH_DATAGRAMS = 4096
+BATCH_DATAGRAMS = 16384
 MAX_CAPLEN = 1 << 18
 
 PCAP_MAGIC = {
@@ -136,43 +138,87 @@ def _udp(buf: bytes | mmap.mmap, off: int, end: int, link: int) -> tuple[str, in
     return src, off + 8, end, dport
 
 
-def _packets(mm: mmap.mmap | bytes, report: ReadReport) -> Iterator[tuple[int, int, int, int, int, int]]:
-    """(packet number, file offset of its data, end of its data, link type, timestamp ms, original length)."""
+@dataclass
+class _Batch:
+    """Packets of a capture: number, file offsets of each packet's data, link type, timestamp."""
+
+    numbers: list[int]
+    starts: list[int]
+    ends: list[int]
+    links: list[int]
+    stamps: list[int]
+    snapped: int = 0  # packets captured shorter than they were
+
+
+def _packets(mm: mmap.mmap | bytes, report: ReadReport) -> Iterator[_Batch]:
     size = len(mm)
     head = bytes(mm[:4])
     if head in PCAP_MAGIC:
         yield from _pcap_packets(mm, size, report, *PCAP_MAGIC[head])
     elif size >= 4 and struct.unpack_from("<I", mm, 0)[0] == PCAPNG_SHB:
-        yield from _pcapng_packets(mm, size, report)
+        b = _Batch([], [], [], [], [])
+        for n, start, end, link, ts, origlen in _pcapng_packets(mm, size, report):
+            b.numbers.append(n)
+            b.starts.append(start)
+            b.ends.append(end)
+            b.links.append(link)
+            b.stamps.append(ts)
+            b.snapped += origlen > end - start
+            if len(b.numbers) >= BATCH_DATAGRAMS:
+                yield b
+                b = _Batch([], [], [], [], [])
+        if b.numbers:
+            yield b
     else:
         report.problem("offset 0", f"not a pcap or pcapng file (starts with {head.hex() or 'nothing'})")
 
 
-def _pcap_packets(mm: mmap.mmap | bytes, size: int, report: ReadReport, bo: str, per_ms: int) -> Iterator[tuple[int, int, int, int, int, int]]:
+def _pcap_packets(mm: mmap.mmap | bytes, size: int, report: ReadReport, bo: str, per_ms: int) -> Iterator[_Batch]:
     report.fmt = "pcap"
     if size < 24:
         report.problem("offset 0", f"pcap file header truncated ({size} of 24 bytes)")
         return
     link = struct.unpack_from(bo + "I", mm, 20)[0] & 0x0FFFFFFF
-    rec = struct.Struct(bo + "IIII")
-    off, n = 24, 0
+    caplen_at = struct.Struct(bo + "I").unpack_from
+    n = 0
+    u8 = np.frombuffer(mm, dtype=np.uint8)
+    rec = np.dtype([("sec", bo + "u4"), ("frac", bo + "u4"), ("caplen", bo + "u4"), ("origlen", bo + "u4")])
+    off = 24
     while off < size:
-        if size - off < 16:
-            report.problem(f"offset {off}", f"packet record header truncated ({size - off} of 16 bytes); file ends here")
+        # The walk from record to record is sequential; only the lengths are read here, the
+        # rest of each record header is gathered with NumPy for the whole batch.
+        heads: list[int] = []
+        append = heads.append
+        stop = None
+        while off < size and len(heads) < BATCH_DATAGRAMS:
+            if size - off < 16:
+                stop = (f"offset {off}", f"packet record header truncated ({size - off} of 16 bytes); file ends here")
+                break
+            caplen = caplen_at(mm, off + 8)[0]
+            if caplen > MAX_CAPLEN:
+                stop = (f"packet {n + len(heads) + 1} offset {off}", f"captured length {caplen} is impossible; rest of the file skipped")
+                break
+            if off + 16 + caplen > size:
+                stop = (
+                    f"packet {n + len(heads) + 1} offset {off}",
+                    f"packet truncated: {caplen} bytes announced, {size - off - 16} in the file; file ends here",
+                )
+                break
+            append(off)
+            off += 16 + caplen
+        if heads:
+            h = np.asarray(heads, dtype=np.int64)
+            fields = u8[h[:, None] + np.arange(16)].copy().view(rec).reshape(-1)
+            starts = h + 16
+            ends = starts + fields["caplen"].astype(np.int64)
+            stamps = fields["sec"].astype(np.int64) * 1000 + fields["frac"].astype(np.int64) // per_ms
+            origlen = fields["origlen"].astype(np.int64)
+            snapped = int((origlen > ends - starts).sum())
+            yield _Batch(list(range(n + 1, n + 1 + len(heads))), starts.tolist(), ends.tolist(), [link] * len(heads), stamps.tolist(), snapped)
+            n += len(heads)
+        if stop is not None:
+            report.problem(*stop)
             return
-        sec, frac, caplen, origlen = rec.unpack_from(mm, off)
-        n += 1
-        if caplen > MAX_CAPLEN:
-            report.problem(f"packet {n} offset {off}", f"captured length {caplen} is impossible; rest of the file skipped")
-            return
-        if off + 16 + caplen > size:
-            report.problem(
-                f"packet {n} offset {off}",
-                f"packet truncated: {caplen} bytes announced, {size - off - 16} in the file; file ends here",
-            )
-            return
-        yield n, off + 16, off + 16 + caplen, link, sec * 1000 + frac // per_ms, origlen
-        off += 16 + caplen
 
 
 def _pcapng_packets(mm: mmap.mmap | bytes, size: int, report: ReadReport) -> Iterator[tuple[int, int, int, int, int, int]]:
@@ -254,52 +300,85 @@ def read_pcap(
             yield from _read(mm, report, decoder, ports)
         finally:
             if isinstance(mm, mmap.mmap):
-                mm.close()
+                try:
+                    mm.close()
+                except BufferError:  # a view is still referenced (e.g. the reader was abandoned): the GC closes it
+                    pass
+
+
+def _udp_batch(
+    mm: mmap.mmap | bytes, u8: np.ndarray, starts: list[int], ends: list[int], links: list[int], counters: dict[str, int]
+) -> tuple[list[int], list[int], list[str | None], list[int]]:
+    """Payload bounds, exporter and destination port of a batch of packets (exporter None: skipped).
+
+    Untagged Ethernet + IPv4 (no options, not fragmented) + UDP, the usual capture of an export
+    stream, is parsed with NumPy for the whole batch; every other packet goes through :func:`_udp`.
+    """
+    n = len(starts)
+    s = np.asarray(starts, dtype=np.int64)
+    e = np.asarray(ends, dtype=np.int64)
+    fast = (np.asarray(links) == LINK_ETHERNET) & (e - s >= 42)
+    idx = np.flatnonzero(fast)
+    if len(idx):
+        b = s[idx]
+        ok = (u8[b + 12] == 8) & (u8[b + 13] == 0) & (u8[b + 14] == 0x45) & (u8[b + 23] == 17)
+        ok &= ((u8[b + 20] & 0x3F) == 0) & (u8[b + 21] == 0)  # neither more fragments nor an offset
+        fast[idx[~ok]] = False
+        idx = idx[ok]
+    pay_a = np.zeros(n, dtype=np.int64)
+    pay_b = np.zeros(n, dtype=np.int64)
+    dport = np.zeros(n, dtype=np.int64)
+    exporters: list[str | None] = [None] * n
+    if len(idx):
+        ip = s[idx] + 14
+        be16 = lambda k: (u8[ip + k].astype(np.int64) << 8) | u8[ip + k + 1]  # noqa: E731
+        total, ulen = be16(2), be16(24)
+        end = e[idx]
+        end = np.where(total >= 28, np.minimum(end, ip + total), end)
+        end = np.where(ulen >= 8, np.minimum(end, ip + 20 + ulen), end)
+        pay_a[idx], pay_b[idx], dport[idx] = ip + 28, end, be16(22)
+        src = (be16(12) << 16) | be16(14)
+        uniq, inv = np.unique(src, return_inverse=True)
+        names = [socket.inet_ntoa(int(x).to_bytes(4, "big")) for x in uniq]
+        for k, j in zip(idx.tolist(), inv.tolist(), strict=True):
+            exporters[k] = names[j]
+    for k in np.flatnonzero(~fast).tolist():
+        try:
+            exporters[k], pay_a[k], pay_b[k], dport[k] = _udp(mm, starts[k], ends[k], links[k])
+        except _Skip as why:
+            counters[why.args[0]] = counters.get(why.args[0], 0) + 1
+    return pay_a.tolist(), pay_b.tolist(), exporters, dport.tolist()
 
 
 def _read(mm: mmap.mmap | bytes, report: ReadReport, decoder: FlowDecoder, ports: set[int] | None) -> Iterator[pa.RecordBatch]:
-    datagrams: list[tuple[bytes, str, int]] = []
-    labels: list[tuple[int, int]] = []
-    done = 0
-
-    def flush() -> pa.RecordBatch | None:
-        nonlocal done
-        lbl = list(labels)
-        res = decoder.decode_many(datagrams, where=lambda i: f"packet {lbl[i][0]} (file offset {lbl[i][1]})")
-        for p in res.problems:
-            report.problem(p.where, f"exporter {p.source}: {p.reason}")
-        if res.problems:
-            report.count("bad_datagrams_or_sets", len(res.problems))
-        datagrams.clear()
-        labels.clear()
-        if res.batch is not None:
-            report.records += res.batch.num_rows
-        return res.batch
-
+    u8 = np.frombuffer(mm, dtype=np.uint8) if len(mm) else np.zeros(0, dtype=np.uint8)
+    mv = memoryview(mm)
     counters: dict[str, int] = {}
     last_end = 0
-    for n, start, end, link, ts_ms, origlen in _packets(mm, report):
-        try:
-            src, a, b, dport = _udp(mm, start, end, link)
-        except _Skip as s:
-            counters[s.args[0]] = counters.get(s.args[0], 0) + 1
-            continue
-        if ports is not None and dport not in ports:
-            counters["other_ports"] = counters.get("other_ports", 0) + 1
-            continue
-        if origlen > end - start:
-            counters["snapped"] = counters.get("snapped", 0) + 1
-        datagrams.append((mm[a:b], src, ts_ms))
-        labels.append((n, start))
-        if len(datagrams) >= BATCH_DATAGRAMS:
-            report.advance(end - last_end)
-            last_end = end
-            batch = flush()
-            if batch is not None:
-                yield batch
-    if datagrams:
-        batch = flush()
-        if batch is not None:
+    for b in _packets(mm, report):
+        pay_a, pay_b, exporters, dports = _udp_batch(mm, u8, b.starts, b.ends, b.links, counters)
+        if b.snapped:
+            counters["snapped"] = counters.get("snapped", 0) + b.snapped
+        keep = [k for k, x in enumerate(exporters) if x is not None and (ports is None or dports[k] in ports)]
+        if ports is not None:
+            counters["other_ports"] = counters.get("other_ports", 0) + sum(x is not None for x in exporters) - len(keep)
+        # memoryviews of the mapped file: the decoder copies each record once, into its column
+        if len(keep) == len(exporters):
+            datagrams = list(zip(map(mv.__getitem__, map(slice, pay_a, pay_b)), exporters, b.stamps, strict=True))
+        else:
+            datagrams = [(mv[pay_a[k] : pay_b[k]], exporters[k], b.stamps[k]) for k in keep]
+        numbers, starts = b.numbers, b.starts
+
+        def where(i: int, keep: list[int] = keep, numbers: list[int] = numbers, starts: list[int] = starts) -> str:
+            return f"packet {numbers[keep[i]]} (file offset {starts[keep[i]]})"
+
+        batches, problems = decoder.decode_batches(datagrams, where=where)  # type: ignore[arg-type]
+        for p in problems:
+            report.problem(p.where, f"exporter {p.source}: {p.reason}")
+        report.advance(b.ends[-1] - last_end)
+        last_end = b.ends[-1]
+        for batch in batches:
+            report.records += batch.num_rows
             yield batch
     report.advance(len(mm) - last_end)
     for k, v in counters.items():
