@@ -27,6 +27,7 @@ class AddressBook:
         self._used4: set[int] = set()
         self._used4_arr = np.zeros(0, np.uint32)
         self._used6: set[bytes] = set()
+        self._cache: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
     # ----- providers -------------------------------------------------------------------------------
 
@@ -132,7 +133,7 @@ class AddressBook:
     # ----- views ----------------------------------------------------------------------------------
 
     def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        if getattr(self, "_cache", None) is None:
+        if self._cache is None:
             self._cache = (
                 np.concatenate(self._v4) if self._v4 else np.zeros(0, np.uint32),
                 np.concatenate(self._v6) if self._v6 else np.zeros((0, 16), np.uint8),
@@ -176,7 +177,9 @@ class AddressBook:
         for p in self.providers:
             for x in p.prefixes:
                 net = ipaddress.ip_network(x, strict=False)
-                rows.append((net.version, int(net.network_address), int(net.broadcast_address), p.asn, p.country, p.name))
+                rows.append(
+                    (net.version, int(net.network_address), int(net.broadcast_address), p.asn, p.country, p.name)
+                )
         rows.sort()
         out = []
         prev: tuple[int, int, int] | None = None
@@ -184,7 +187,9 @@ class AddressBook:
             if prev and prev[0] == fam and lo <= prev[1]:
                 if (lo, hi) == (prev[2], prev[1]):
                     continue  # the same prefix listed by two roles of one provider
-                raise ValueError(f"prefix {ipaddress.ip_address(lo)}-{ipaddress.ip_address(hi)} (AS{asn}) overlaps another provider's")
+                raise ValueError(
+                    f"prefix {ipaddress.ip_address(lo)}-{ipaddress.ip_address(hi)} (AS{asn}) overlaps another provider's"
+                )
             prev = (fam, hi, lo)
             a, b = ipaddress.ip_address(lo), ipaddress.ip_address(hi)
             if fam == 6:

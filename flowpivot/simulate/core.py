@@ -187,12 +187,20 @@ class _Builder:
                 if manage[i].sum() < need_k:
                     manage[i, rng.choice(k, need_k, replace=False)] = True
             hour = 7.0 + 3 * ci  # each group keeps its own working hours (UTC)
-            member_seeds = {}
+            member_seeds: dict[int, list[int]] = {}
             for i in range(m):
                 port = int(rng.choice(MANAGEMENT_PORTS))
-                for j in np.flatnonzero(manage[i]):
+                for j in np.flatnonzero(manage[i]).tolist():
                     s = int(seeds_ix[j])
-                    self.manage_pair(int(self.members[ci][i]), int(self.seeds[s]), port, self.seed_first_day[s], int(self.seed_dark[s]), hour, "controller_seed")
+                    self.manage_pair(
+                        int(self.members[ci][i]),
+                        int(self.seeds[s]),
+                        port,
+                        self.seed_first_day[s],
+                        int(self.seed_dark[s]),
+                        hour,
+                        "controller_seed",
+                    )
                 member_seeds[i] = [int(self.seeds[seeds_ix[j]]) for j in np.flatnonzero(manage[i])]
                 all_members.append((ci, i, port))
             clusters_truth.append((c, member_seeds, hour))
@@ -200,18 +208,22 @@ class _Builder:
         self.new_first_day = rng.integers(max(0, sc.dark_day - 13), max(1, sc.dark_day - 4), len(self.new))
         self.new_managers: list[list[int]] = []
         for h, first in zip(self.new, self.new_first_day, strict=True):
-            k = int(min(len(all_members), rng.integers(2, 5)))
+            k = min(len(all_members), int(rng.integers(2, 5)))
             who = rng.choice(len(all_members), k, replace=False)
             mgr = []
             for w in who:
                 ci, i, port = all_members[int(w)]
                 member = int(self.members[ci][i])
-                self.manage_pair(member, int(h), port, int(first), self.t_end - HOUR, clusters_truth[ci][2], "controller_new")
+                self.manage_pair(
+                    member, int(h), port, int(first), self.t_end - HOUR, clusters_truth[ci][2], "controller_new"
+                )
                 mgr.append(member)
             self.new_managers.append(mgr)
         self.clusters_truth = clusters_truth
 
-    def manage_pair(self, member: int, host: int, port: int, first_day: int, stop_ms: int, hour: float, tag: str) -> None:
+    def manage_pair(
+        self, member: int, host: int, port: int, first_day: int, stop_ms: int, hour: float, tag: str
+    ) -> None:
         """Established management sessions on a random subset of days (about one in three), at work hours."""
         rng = self.rng
         last_day = int((stop_ms - self.t0) // DAY)
@@ -235,10 +247,17 @@ class _Builder:
 
     # ----- everyday behaviour of servers and operators ------------------------------------------------
 
-    def benign(self, hosts: np.ndarray, first_day: np.ndarray, stop_ms: np.ndarray, tag: str, dns_per_day: float, updates: bool) -> None:
+    def benign(
+        self, hosts: np.ndarray, first_day: np.ndarray, stop_ms: np.ndarray, tag: str, dns_per_day: float, updates: bool
+    ) -> None:
         rng, v6 = self.rng, self.v6
         res, ntp, upd = self.resolvers[v6], self.ntp[v6], self.updates[v6]
-        for h, fd, stop in zip(hosts.tolist(), np.broadcast_to(first_day, hosts.shape).tolist(), np.broadcast_to(stop_ms, hosts.shape).tolist(), strict=True):
+        for h, fd, stop in zip(
+            hosts.tolist(),
+            np.broadcast_to(first_day, hosts.shape).tolist(),
+            np.broadcast_to(stop_ms, hosts.shape).tolist(),
+            strict=True,
+        ):
             my_res = rng.choice(res, min(2, len(res)), replace=False)
             start = self.t0 + fd * DAY
             span = stop - start
@@ -257,7 +276,14 @@ class _Builder:
             if updates and len(upd):
                 n = rng.poisson(2 * days)
                 t0 = start + (rng.random(n) * (span - HOUR)).astype(np.int64)
-                c = T.tcp_established(rng, n, T.lognormal_int(rng, n, 30, 0.7, 4, 2000), T.lognormal_int(rng, n, 800, 1.2, 10, 200_000), rng.uniform(150, 500, n), 1400.0)
+                c = T.tcp_established(
+                    rng,
+                    n,
+                    T.lognormal_int(rng, n, 30, 0.7, 4, 2000),
+                    T.lognormal_int(rng, n, 800, 1.2, 10, 200_000),
+                    rng.uniform(150, 500, n),
+                    1400.0,
+                )
                 self.add(tag, n, t0=t0, dur=T.lognormal_int(rng, n, 20 * SEC, 1.0, 500, 20 * MIN), a=h,
                          b=rng.choice(rng.choice(upd, min(4, len(upd)), replace=False), n), dport=443, v6=v6, **c)  # fmt: skip
 
@@ -281,8 +307,25 @@ class _Builder:
                 t0 = start + np.cumsum(rng.uniform(0.8, 1.2, n) * interval * SEC).astype(np.int64)
                 t0 = t0[t0 < stop - 10 * SEC]
                 n = len(t0)
-                c = T.tcp_established(rng, n, rng.integers(3, 7, n), rng.integers(3, 9, n), rng.uniform(150, 400, n), rng.uniform(400, 1400, n))
-                self.add("victim_beacon", n, t0=t0, dur=rng.integers(300, 2500, n), a=v, b=int(self.seeds[s]), dport=443, v6=self.v6, **c)
+                c = T.tcp_established(
+                    rng,
+                    n,
+                    rng.integers(3, 7, n),
+                    rng.integers(3, 9, n),
+                    rng.uniform(150, 400, n),
+                    rng.uniform(400, 1400, n),
+                )
+                self.add(
+                    "victim_beacon",
+                    n,
+                    t0=t0,
+                    dur=rng.integers(300, 2500, n),
+                    a=v,
+                    b=int(self.seeds[s]),
+                    dport=443,
+                    v6=self.v6,
+                    **c,
+                )
             self.victim_truth.append({"address": self.book.text(v), "seeds": self.book.text(self.seeds[targets]),
                                       "beacon_interval_s": interval, "jitter": 0.2, "port": 443})  # fmt: skip
 
@@ -298,13 +341,23 @@ class _Builder:
                 t0[0] = first + int(rng.integers(0, max(1, stop - first - MIN)))
                 ports = rng.choice(SCAN_PORTS, n)
                 ports[0] = 443
-                self.probe(r, np.full(n, int(self.seeds[s])), t0, ports, np.isin(ports, SEED_OPEN_PORTS), "research_scan", complete=True)
+                self.probe(
+                    r,
+                    np.full(n, int(self.seeds[s])),
+                    t0,
+                    ports,
+                    np.isin(ports, SEED_OPEN_PORTS),
+                    "research_scan",
+                    complete=True,
+                )
         # and the many other hosts they index, once each
         tg = self.research_targets
         n = len(tg)
         who = self.research[rng.integers(0, len(self.research), n)]
         t0 = self.t0 + (rng.random(n) * (self.t_end - self.t0 - HOUR)).astype(np.int64)
-        self.probe(who, tg, t0, rng.choice((80, 443, 22, 8080, 25, 3389), n), np.ones(n, bool), "research_scan", complete=True)
+        self.probe(
+            who, tg, t0, rng.choice((80, 443, 22, 8080, 25, 3389), n), np.ones(n, bool), "research_scan", complete=True
+        )
 
     def syn_scans(self) -> None:
         rng = self.rng
@@ -315,7 +368,15 @@ class _Builder:
                 n = int(rng.integers(2, 6))
                 t0 = first + (rng.random(n) * (stop - first - MIN)).astype(np.int64)
                 ports = rng.choice(SCAN_PORTS, n)
-                self.probe(r, np.full(n, int(self.seeds[s])), t0, ports, np.isin(ports, SEED_OPEN_PORTS), "syn_scan", complete=False)
+                self.probe(
+                    r,
+                    np.full(n, int(self.seeds[s])),
+                    t0,
+                    ports,
+                    np.isin(ports, SEED_OPEN_PORTS),
+                    "syn_scan",
+                    complete=False,
+                )
         tg = self.syn_targets
         n = len(tg)
         who = self.synscan[rng.integers(0, len(self.synscan), n)]
@@ -324,7 +385,17 @@ class _Builder:
         answers = u < 0.5  # half the address space answers at all
         self.probe(who, tg, t0, rng.choice(SCAN_PORTS, n), u < 0.3, "syn_scan", complete=False, answers=answers)
 
-    def probe(self, a: Any, b: np.ndarray, t0: np.ndarray, ports: np.ndarray, open_: np.ndarray, tag: str, complete: bool, answers: np.ndarray | None = None) -> None:
+    def probe(
+        self,
+        a: Any,
+        b: np.ndarray,
+        t0: np.ndarray,
+        ports: np.ndarray,
+        open_: np.ndarray,
+        tag: str,
+        complete: bool,
+        answers: np.ndarray | None = None,
+    ) -> None:
         """Scanner probes: a full handshake with a short exchange then RST (complete), or SYN then RST (masscan)."""
         rng = self.rng
         n = len(b)
@@ -333,13 +404,28 @@ class _Builder:
         op = open_ & answers
         cl = ~open_ & answers
         if complete:
-            c = T.tcp_established(rng, n, np.ones(n, np.int64), rng.integers(1, 4, n), rng.uniform(80, 200, n), rng.uniform(200, 1400, n), close="rst")
-            c = {k: (np.where(op, v, 0) if k in ("ack0", "ack1", "data0", "data1", "rst0") else v) for k, v in c.items()}
+            c = T.tcp_established(
+                rng,
+                n,
+                np.ones(n, np.int64),
+                rng.integers(1, 4, n),
+                rng.uniform(80, 200, n),
+                rng.uniform(200, 1400, n),
+                close="rst",
+            )
+            c = {
+                k: (np.where(op, v, 0) if k in ("ack0", "ack1", "data0", "data1", "rst0") else v) for k, v in c.items()
+            }
             c["syn1"] = np.where(answers, c["syn1"] * op, 0)
             c["rst1"] = cl.astype(np.int64)
             dur = np.where(op, rng.integers(200, 3000, n), rng.integers(20, 300, n))
         else:
-            c = {"syn0": np.ones(n, np.int64), "syn1": op.astype(np.int64), "rst0": op.astype(np.int64), "rst1": cl.astype(np.int64)}
+            c = {
+                "syn0": np.ones(n, np.int64),
+                "syn1": op.astype(np.int64),
+                "rst0": op.astype(np.int64),
+                "rst1": cl.astype(np.int64),
+            }
             dur = rng.integers(20, 300, n)
         self.add(tag, n, t0=t0, dur=dur, a=a, b=b, dport=ports, v6=self.v6, **c)
 
@@ -359,7 +445,17 @@ class _Builder:
                 port = rng.choice((443, 22), n)
                 tries = rng.integers(1, 4, n)  # SYN retransmissions
                 c = {"syn0": tries, "syn1": np.where(port == 443, tries, 0), "rst1": (port != 443).astype(np.int64)}
-                self.add("decoy", n, t0=t0, dur=np.where(tries > 1, (tries - 1) * 3000, 50), a=d, b=int(self.seeds[s]), dport=port, v6=self.v6, **c)
+                self.add(
+                    "decoy",
+                    n,
+                    t0=t0,
+                    dur=np.where(tries > 1, (tries - 1) * 3000, 50),
+                    a=d,
+                    b=int(self.seeds[s]),
+                    dport=port,
+                    v6=self.v6,
+                    **c,
+                )
 
     # ----- everything -------------------------------------------------------------------------------
 
@@ -374,7 +470,14 @@ class _Builder:
         members = np.concatenate(self.members)
         self.benign(self.seeds, self.seed_first_day, self.seed_dark - MIN, "seed_benign", 48, True)
         self.benign(self.new, self.new_first_day, np.full(len(self.new), self.t_end - HOUR), "new_benign", 48, True)
-        self.benign(members, np.zeros(len(members), np.int64), np.full(len(members), self.t_end - HOUR), "controller_benign", 12, False)
+        self.benign(
+            members,
+            np.zeros(len(members), np.int64),
+            np.full(len(members), self.t_end - HOUR),
+            "controller_benign",
+            12,
+            False,
+        )
         self.victims_beacon()
         self.research_scans()
         self.syn_scans()
@@ -395,7 +498,12 @@ class _Background:
         rng = b.rng
         self.pools: dict[tuple[str, bool], tuple[np.ndarray, np.ndarray]] = {}
         for v6 in (False, True):
-            for kind, servers in (("dns", b.resolvers[v6]), ("ntp", b.ntp[v6]), ("cdn", b.updates[v6]), ("web", b.web[v6])):
+            for kind, servers in (
+                ("dns", b.resolvers[v6]),
+                ("ntp", b.ntp[v6]),
+                ("cdn", b.updates[v6]),
+                ("web", b.web[v6]),
+            ):
                 if len(servers):
                     w = 1.0 / (np.arange(len(servers)) + 1.0) ** 0.9  # a few very popular services
                     self.pools[(kind, v6)] = (rng.permutation(servers), w / w.sum())
@@ -423,10 +531,21 @@ class _Background:
                 cli, cw = self.pools[("client", fam)]
                 a = cli[rng.choice(len(cli), m, p=cw)]
                 bb = srv[rng.choice(len(srv), m, p=sw)]
+                c: dict[str, Any]
                 if name == "dns":
-                    c = dict(proto=17, dport=53, data0=1, data1=1, dsz0=rng.uniform(60, 90, m), dsz1=rng.uniform(90, 400, m), dur=rng.integers(5, 80, m))
+                    c = dict(
+                        proto=17,
+                        dport=53,
+                        data0=1,
+                        data1=1,
+                        dsz0=rng.uniform(60, 90, m),
+                        dsz1=rng.uniform(90, 400, m),
+                        dur=rng.integers(5, 80, m),
+                    )
                 elif name == "ntp":
-                    c = dict(proto=17, dport=123, sport=123, data0=1, data1=1, dsz0=76, dsz1=76, dur=rng.integers(5, 60, m))
+                    c = dict(
+                        proto=17, dport=123, sport=123, data0=1, data1=1, dsz0=76, dsz1=76, dur=rng.integers(5, 60, m)
+                    )
                 else:
                     big = 40 if name == "cdn" else 15
                     d0 = T.lognormal_int(rng, m, 6, 1.0, 1, 20_000)
@@ -438,8 +557,16 @@ class _Background:
                     c["syn1"] = np.where(fail < 0.02, 0, c["syn1"])  # unanswered
                     c["rst1"] = ((fail >= 0.02) & (fail < 0.04)).astype(np.int64)  # refused
                     dur = T.lognormal_int(rng, m, 4 * SEC, 2.0, 30, 3 * HOUR)
-                    c = dict(c, dport=np.where(rng.random(m) < 0.85, 443, 80), dur=np.where(fail < 0.04, rng.integers(20, 3000, m), dur))
-                parts.append(T.new_sessions(m, t0=t0[ix], a=a, b=bb, v6=fam, tag=0, sport=c.pop("sport", _ephemeral(rng, m)), **c))
+                    c = dict(
+                        c,
+                        dport=np.where(rng.random(m) < 0.85, 443, 80),
+                        dur=np.where(fail < 0.04, rng.integers(20, 3000, m), dur),
+                    )
+                parts.append(
+                    T.new_sessions(
+                        m, t0=t0[ix], a=a, b=bb, v6=fam, tag=0, sport=c.pop("sport", _ephemeral(rng, m)), **c
+                    )
+                )
         return T.concat(parts)
 
 
@@ -470,7 +597,7 @@ def simulate(
     sc.validate()
     out = Path(out_dir)
     (out / "exports").mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(sc.random_seed)
+    rng = np.random.default_rng(sc.seed)
     b = _Builder(sc, rng)
     sessions = b.build()
     timeout = sc.active_timeout_s * SEC
@@ -479,13 +606,15 @@ def simulate(
     actor = T.take(actor, order)
     bg = _Background(b)
     exporters = [
-        Exporter(f"192.0.2.{i + 1}", source_id=i + 1, boot_ms=sc.start_ms - int(rng.integers(DAY, 3 * DAY))) for i in range(sc.exporters)
+        Exporter(f"192.0.2.{i + 1}", source_id=i + 1, boot_ms=sc.start_ms - int(rng.integers(DAY, 3 * DAY)))
+        for i in range(sc.exporters)
     ]
     writer = V9Writer(exporters, sc.sampling)
     days = sc.total_days
-    budget = max(0, sc.flows - len(actor["export"]))
+    # background fills the rest of --flows, and is never less than a quarter of it
+    budget = max(sc.flows - len(actor["export"]), sc.flows // 4)
     # how many exported flows one background session yields at this sampling rate
-    pilot = T.to_flows(bg.sessions(20_000, 0), sc.sampling, timeout, np.random.default_rng(sc.random_seed + 1))
+    pilot = T.to_flows(bg.sessions(20_000, 0), sc.sampling, timeout, np.random.default_rng(sc.seed + 1))
     per_session = max(len(pilot["start"]) / 20_000, 1e-4)
     carry: dict[str, np.ndarray] | None = None
     kept: list[dict[str, np.ndarray]] = []
@@ -500,7 +629,11 @@ def simulate(
     for d in range(days):
         want = budget * (d + 1) // days - budget * d // days
         n_sess = int(round(want / per_session))
-        bgf = _assign(T.to_flows(bg.sessions(n_sess, d), sc.sampling, timeout, rng), sc.exporters, rng) if n_sess else None
+        bgf = (
+            _assign(T.to_flows(bg.sessions(n_sess, d), sc.sampling, timeout, rng), sc.exporters, rng)
+            if n_sess
+            else None
+        )
         parts = [p for p in (carry, bgf, T.take(actor, np.arange(a_lo[d], a_hi[d]))) if p is not None]
         allf = T.concat(parts)
         last = d == days - 1
@@ -513,6 +646,8 @@ def simulate(
         per_day.append({"day": d + 1, "date": iso(day_edges[d])[:10], "file": str(path.relative_to(out)), **stats})
         total_flows += stats["records"]
         if keep_flows:
+            today["day"] = np.full(len(today["export"]), d + 1, np.int16)
+            today["boot"] = np.array([e.boot_ms for e in exporters], np.int64)[today["exporter"]]
             kept.append(today)
         if progress:
             progress(d + 1, days, total_flows)
@@ -529,7 +664,15 @@ def simulate(
     return truth
 
 
-def _truth(sc: Scenario, b: _Builder, actor: dict[str, np.ndarray], per_day: list[dict[str, Any]], total: int, exporters: list[Exporter], asn_rows: int) -> dict[str, Any]:
+def _truth(
+    sc: Scenario,
+    b: _Builder,
+    actor: dict[str, np.ndarray],
+    per_day: list[dict[str, Any]],
+    total: int,
+    exporters: list[Exporter],
+    asn_rows: int,
+) -> dict[str, Any]:
     text = b.book.text
     tag_names = {v: k for k, v in T.TAGS.items()}
     counts = np.bincount(actor["tag"].astype(np.int64), minlength=len(T.TAGS))
@@ -543,7 +686,7 @@ def _truth(sc: Scenario, b: _Builder, actor: dict[str, np.ndarray], per_day: lis
             "clusters": member_of,
             "decoy_target": bool(s in set(b.decoy_targets.tolist())),
         })  # fmt: skip
-    clusters = []
+    clusters: list[dict[str, Any]] = []
     for i, ((c, member_seeds, hour), seeds_ix) in enumerate(zip(b.clusters_truth, b.cluster_seeds, strict=True)):
         clusters.append({
             "id": i,
@@ -554,10 +697,21 @@ def _truth(sc: Scenario, b: _Builder, actor: dict[str, np.ndarray], per_day: lis
             "working_hours_utc": hour,
         })  # fmt: skip
     overlap = set(clusters[0]["seeds"])
-    for c in clusters[1:]:
-        overlap &= set(c["seeds"])
+    for other in clusters[1:]:
+        overlap &= set(other["seeds"])
+    pairwise = [
+        {"clusters": [i, j], "count": len(s), "seeds": sorted(s)}
+        for i in range(len(clusters))
+        for j in range(i + 1, len(clusters))
+        for s in [set(clusters[i]["seeds"]) & set(clusters[j]["seeds"])]
+    ]
     new = [
-        {"address": text(h), "provider": sc.seed_provider.as_dict(), "first_active": iso(sc.start_ms + int(fd) * DAY), "managed_by": text(np.array(mgr))}
+        {
+            "address": text(h),
+            "provider": sc.seed_provider.as_dict(),
+            "first_active": iso(sc.start_ms + int(fd) * DAY),
+            "managed_by": text(np.array(mgr)),
+        }
         for h, fd, mgr in zip(b.new, b.new_first_day, b.new_managers, strict=True)
     ]
     noise = {
@@ -584,24 +738,48 @@ def _truth(sc: Scenario, b: _Builder, actor: dict[str, np.ndarray], per_day: lis
         "seed_provider": sc.seed_provider.as_dict(),
         "seeds": seeds,
         "clusters": clusters,
-        "overlap": {"count": len(overlap), "seeds": sorted(overlap)},
+        "overlap": {"count": len(overlap), "seeds": sorted(overlap)},  # seeds every cluster manages
+        "overlaps": pairwise,
         "new_infrastructure": new,
         "noise": noise,
         "victims": b.victim_truth,
-        "decoy": {"provider": org(sc.noise.decoy_org).as_dict(), "members": text(b.decoys), "seeds": text(b.seeds[b.decoy_targets]),
-                  "behaviour": "SYN only (with retransmissions); answered by SYN-ACK on 443, RST on 22"},  # fmt: skip
-        "noise_sizes": {"research_targets": len(b.research_targets), "syn_scan_targets": len(b.syn_targets), "background_clients": b.n_clients},
+        "decoy": {
+            "provider": org(sc.noise.decoy_org).as_dict(),
+            "members": text(b.decoys),
+            "seeds": text(b.seeds[b.decoy_targets]),
+            "behaviour": "SYN only (with retransmissions); answered by SYN-ACK on 443, RST on 22",
+        },  # fmt: skip
+        "noise_sizes": {
+            "research_targets": len(b.research_targets),
+            "syn_scan_targets": len(b.syn_targets),
+            "background_clients": b.n_clients,
+        },
         "acceptance": {
-            "clusters": [{"asn": c["provider"]["asn"], "name": c["provider"]["name"], "members": sorted(c["members"]), "seeds": len(c["seeds"])} for c in clusters],
+            "clusters": [
+                {
+                    "asn": c["provider"]["asn"],
+                    "name": c["provider"]["name"],
+                    "members": sorted(c["members"]),
+                    "seeds": len(c["seeds"]),
+                }
+                for c in clusters
+            ],
             "cluster_count": len(clusters),
             "overlap": len(overlap),
+            "overlaps": [{"clusters": o["clusters"], "count": o["count"]} for o in pairwise],
             "expansion": sorted(x["address"] for x in new),
             "noise_never_in_clusters_or_expansion": sorted({a for v in noise.values() for a in v}),
             "every_seed_dark_after": iso(end_dark_day),
         },
         "sampling_rate": sc.sampling,
         "exporters": [
-            {"address": e.address, "source_id": e.source_id, "boot": iso(e.boot_ms), "collector": f"{COLLECTOR}:{COLLECTOR_PORT}"} for e in exporters
+            {
+                "address": e.address,
+                "source_id": e.source_id,
+                "boot": iso(e.boot_ms),
+                "collector": f"{COLLECTOR}:{COLLECTOR_PORT}",
+            }
+            for e in exporters
         ],
         "flows": {
             "exported": total,

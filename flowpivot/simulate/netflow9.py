@@ -119,19 +119,19 @@ class V9Writer:
         for e_ix, exp in enumerate(self.exporters):
             mine = np.flatnonzero(f["exporter"] == e_ix)
             streams = []
-            for fam in (False, True):
-                ix = mine[f["v6"][mine] == fam]
+            for is6 in (False, True):
+                ix = mine[f["v6"][mine] == is6]
                 if len(ix) == 0:
                     continue
                 ix = ix[np.argsort(f["export"][ix], kind="stable")]
-                rec = self._records(f, ix, exp, fam, v4, v6)
+                rec = self._records(f, ix, exp, is6, v4, v6)
                 buf = rec.tobytes()
-                per = PER_DGRAM[fam]
+                per = PER_DGRAM[is6]
                 nd = -(-len(ix) // per)
                 lo = np.arange(nd) * per
                 hi = np.minimum(lo + per, len(ix))
                 t = -(-f["export"][ix][hi - 1] // 1000)  # whole seconds, rounded up
-                streams.append((t, np.full(nd, fam), lo * rec.itemsize, hi * rec.itemsize, hi - lo, buf, rec.itemsize))
+                streams.append((t, np.full(nd, is6), lo * rec.itemsize, hi * rec.itemsize, hi - lo, buf, rec.itemsize))
                 n_records += len(ix)
             if not streams:
                 continue
@@ -178,7 +178,14 @@ class V9Writer:
         cnt = np.concatenate([p[5][3] for p in packets])
         src = np.concatenate([p[5][4] for p in packets])
         order = np.lexsort((seq, e_of, slot_t))
-        slot_t, e_of, kind, gkind, seq, ipid = slot_t[order], e_of[order], kind[order], gkind[order], seq[order], ipid[order]
+        slot_t, e_of, kind, gkind, seq, ipid = (
+            slot_t[order],
+            e_of[order],
+            kind[order],
+            gkind[order],
+            seq[order],
+            ipid[order],
+        )
         n = len(slot_t)
         tm = gkind < 0
         gk = np.where(tm, 0, gkind)
@@ -238,7 +245,9 @@ class V9Writer:
         Path(path).write_bytes(b"".join(pieces))
         return {"datagrams": n, "records": n_records, "template_datagrams": int(tm.sum())}
 
-    def _records(self, f: dict[str, np.ndarray], ix: np.ndarray, exp: Exporter, fam: bool, v4: np.ndarray, v6: np.ndarray) -> np.ndarray:
+    def _records(
+        self, f: dict[str, np.ndarray], ix: np.ndarray, exp: Exporter, fam: bool, v4: np.ndarray, v6: np.ndarray
+    ) -> np.ndarray:
         rec = np.zeros(len(ix), REC6 if fam else REC4)
         if fam:
             rec["src"] = v6[f["src"][ix]]

@@ -69,7 +69,16 @@ class NoiseSpec:
     ntp_servers: int = 24
     update_orgs: tuple[str, ...] = ("microsoft", "akamai", "canonical", "fastly", "cloudflare", "amazon", "google")
     update_servers: int = 48
-    client_orgs: tuple[str, ...] = ("comcast", "charter", "att", "dtag", "orange", "vodafone_de", "telefonica_br", "chinanet")
+    client_orgs: tuple[str, ...] = (
+        "comcast",
+        "charter",
+        "att",
+        "dtag",
+        "orange",
+        "vodafone_de",
+        "telefonica_br",
+        "chinanet",
+    )
     clients: int = 0  # 0: derived from --flows (flows / 100, between 2,000 and 200,000)
     hosting_orgs: tuple[str, ...] = ("hetzner", "ovh", "digitalocean", "amazon", "google", "cloudflare")
     web_servers: int = 3_000
@@ -101,7 +110,7 @@ class Scenario:
     ipv6_seeds: bool = False  # seeds, controllers, new infrastructure and whatever talks to seeds use IPv6
     start: str = "2024-04-01T00:00:00Z"
     flows: int = 3_000_000  # exported flow records, approximately
-    random_seed: int = 1
+    seed: int = 1  # random seed (``seeds`` is the number of seed hosts)
     active_timeout_s: int = 1800
     exporters: int = 2
 
@@ -126,7 +135,9 @@ class Scenario:
             if c.members < 1 or c.seeds < 1:
                 raise ValueError(f"cluster at AS{c.provider.asn} needs at least one member and one seed")
             if c.seeds < self.shared_seeds:
-                raise ValueError(f"cluster at AS{c.provider.asn} has {c.seeds} seeds, fewer than shared_seeds={self.shared_seeds}")
+                raise ValueError(
+                    f"cluster at AS{c.provider.asn} has {c.seeds} seeds, fewer than shared_seeds={self.shared_seeds}"
+                )
         used = self.shared_seeds + sum(c.seeds - self.shared_seeds for c in self.clusters)
         if used > self.seeds:
             raise ValueError(f"clusters need {used} distinct seeds but the scenario has only {self.seeds}")
@@ -180,7 +191,7 @@ def scenario_from_dict(d: dict[str, Any], base: Scenario | None = None) -> Scena
             bad = set(v) - nnames
             if bad:
                 raise ValueError(f"unknown noise field(s): {', '.join(sorted(bad))}")
-            nk = {kk: tuple(vv) if isinstance(vv, list) else vv for kk, vv in v.items()}
+            nk: dict[str, Any] = {kk: tuple(vv) if isinstance(vv, list) else vv for kk, vv in v.items()}
             kw[k] = dataclasses.replace(base.noise, **nk)
         else:
             kw[k] = v

@@ -127,7 +127,9 @@ def to_flows(s: Sessions, sampling: int, timeout_ms: int, rng: np.random.Generat
         hdr = np.where(v6, 20, 0)
         tcp = s["proto"][ss] == 6
         sm = {c: sampled[c][keep] for c in CLASSES}
-        nbytes = sm["data"] * (s[f"dsz{d}"][ss] + hdr) + sum(sm[c] * (SIZE[c] + hdr) for c in ("syn", "ack", "fin", "rst"))
+        nbytes = sm["data"] * (s[f"dsz{d}"][ss] + hdr) + sum(
+            sm[c] * (SIZE[c] + hdr) for c in ("syn", "ack", "fin", "rst")
+        )
         flags = np.zeros(len(keep), np.uint8)
         for c in CLASSES:
             flags |= np.where(sm[c] > 0, FLAG[c][d], 0).astype(np.uint8)
