@@ -1,0 +1,506 @@
+"""The live collector, flowpivot's only socket: NetFlow v5/v9 and IPFIX (RFC 3954, RFC 7011) over UDP.
+
+Two threads do the work. The receive thread does nothing but ``recvfrom`` on a socket with a
+large receive buffer, stamping each datagram with its arrival time and handing lists of them
+to the decode thread. The decode thread decodes a whole list at once (``decode_many``) and
+streams the flows into the open rotation window of the store. Every ``rotate_ms`` (5 minutes by
+default, aligned to the clock like nfcapd's files) the window is committed to the store under a
+unique key, and the counters are written to ``STORE/collector/stats.json`` and appended to
+``STORE/collector/stats.jsonl``.
+
+``stop()`` stops receiving, drains what the kernel had already buffered, decodes and commits
+it, and writes the counters: a SIGTERM loses nothing that reached the socket.
+
+    collector = Collector(Store("flows"), listen=("127.0.0.1", 2055))
+    collector.start()
+    ...
+    collector.stop()
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import datetime as dt
+import json
+import logging
+import os
+import queue
+import select
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from .errors import FlowpivotError, Problem
+from .store import Store, StoreWriter
+
+__all__ = ["Collector", "parse_listen", "DEFAULT_LISTEN", "DEFAULT_ROTATE_MS", "DEFAULT_RCVBUF"]
+
+log = logging.getLogger("flowpivot.collect")
+
+DEFAULT_LISTEN = ("127.0.0.1", 2055)
+DEFAULT_ROTATE_MS = 300_000
+DEFAULT_RCVBUF = 64 << 20
+MAX_DATAGRAM = 65_535
+# SO_RCVBUFFORCE (Linux) lets a process with CAP_NET_ADMIN go past net.core.rmem_max.
+_SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+_STOP = object()
+RECENT_PROBLEMS_KEPT = 50
+# Decoder counters that are levels, not running totals: stats.jsonl shows their value, not a difference.
+GAUGES = frozenset({"pending"})
+
+
+def parse_listen(text: str, default_port: int = DEFAULT_LISTEN[1]) -> tuple[str, int]:
+    """'127.0.0.1:2055', '[::1]:2055', '::1', '0.0.0.0', ':9995' -> (host, port)."""
+    t = text.strip()
+    if t.startswith("["):
+        host, _, rest = t[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    elif t.count(":") == 1:
+        host, port = t.split(":")
+    else:  # a bare IPv4 address, a name, or a bare IPv6 address
+        host, port = t, ""
+    host = host or DEFAULT_LISTEN[0]
+    try:
+        p = int(port) if port else default_port
+    except ValueError:
+        raise ValueError(f"not a listen address: {text!r} (use HOST:PORT, e.g. 127.0.0.1:2055 or [::1]:2055)") from None
+    if not 0 <= p <= 65535:
+        raise ValueError(f"port out of range in {text!r}")
+    return host, p
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _iso(ms: int) -> str:
+    d = dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
+    return d.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def _stats_dict(s: Any) -> dict[str, Any]:
+    if dataclasses.is_dataclass(s) and not isinstance(s, type):
+        return dataclasses.asdict(s)
+    if isinstance(s, dict):
+        return dict(s)
+    return {k: v for k, v in vars(s).items() if not k.startswith("_")}
+
+
+def kernel_drops(sock: socket.socket) -> int | None:
+    """Datagrams the kernel dropped for this socket (receive buffer full), from /proc/net/udp{,6}."""
+    try:
+        inode = os.fstat(sock.fileno()).st_ino
+    except OSError:
+        return None
+    for name in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(name) as fh:
+                next(fh)
+                for line in fh:
+                    parts = line.split()
+                    if len(parts) >= 13 and parts[9] == str(inode):
+                        return int(parts[12])
+        except (OSError, StopIteration, ValueError):
+            continue
+    return None
+
+
+def _default_decoder() -> Any:
+    from .decode import FlowDecoder
+
+    return FlowDecoder()
+
+
+class Collector:
+    """A UDP NetFlow/IPFIX collector writing rotated windows into a :class:`Store`.
+
+    The constructor only wires the configuration; ``start()`` binds the socket and starts the
+    threads, ``stop()`` drains and commits, ``run()`` does both around a wait.
+
+    ``decoder`` is anything with ``decode_many(list[(bytes, exporter, received_ms)])``,
+    ``expire(now_ms)`` (both returning an object with ``batch`` and ``problems``) and a ``stats``
+    dict of per-exporter counters; by default a new :class:`flowpivot.decode.FlowDecoder`.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        listen: tuple[str, int] = DEFAULT_LISTEN,
+        *,
+        rotate_ms: int = DEFAULT_ROTATE_MS,
+        rcvbuf: int = DEFAULT_RCVBUF,
+        decoder: Any | None = None,
+        chunk_datagrams: int = 2048,
+        chunk_ms: int = 200,
+        expire_every_ms: int = 5_000,
+        drain_timeout_s: float = 30.0,
+        clock_ms: Callable[[], int] = _now_ms,
+    ):
+        if rotate_ms <= 0:
+            raise ValueError("rotate interval must be positive")
+        self.store = store
+        self.listen = listen
+        self.rotate_ms = int(rotate_ms)
+        self.rcvbuf_requested = int(rcvbuf)
+        self.decoder = decoder
+        self.chunk_datagrams = chunk_datagrams
+        self.chunk_ms = chunk_ms
+        self.expire_every_ms = expire_every_ms
+        self.drain_timeout_s = drain_timeout_s
+        self.clock_ms = clock_ms
+        self.stats_dir = store.root / "collector"
+
+        self.address: tuple[str, int] | None = None
+        self.rcvbuf_effective: int | None = None
+        self.started_ms: int | None = None
+        self.datagrams_received = 0
+        self.bytes_received = 0
+        self.flows_stored = 0  # committed to the store
+        self.flows_decoded = 0
+        self.windows_committed = 0
+        self.problems_total = 0
+        self.recent_problems: collections.deque[Problem] = collections.deque(maxlen=RECENT_PROBLEMS_KEPT)
+        self.timing = {"decode_s": 0.0, "write_s": 0.0, "commit_s": 0.0, "max_queue_chunks": 0}
+        self.error: BaseException | None = None
+
+        self._sock: socket.socket | None = None
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self._recv_thread: threading.Thread | None = None
+        self._decode_thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._writer: StoreWriter | None = None
+        self._window_start = 0
+        self._window_flows = 0
+        self._window_first_ms: int | None = None
+        self._window_last_ms: int | None = None
+        self._exporters_at_window_start: dict[str, dict[str, Any]] = {}
+        self._last_expire_ms = 0
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> tuple[str, int]:
+        """Bind the socket and start receiving. Returns the bound (host, port)."""
+        if self._sock is not None:
+            raise FlowpivotError("collector already started")
+        if self.decoder is None:
+            self.decoder = _default_decoder()
+        host, port = self.listen
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE)
+        except socket.gaierror as e:
+            raise FlowpivotError(f"cannot resolve listen address {host!r}: {e}") from None
+        family, _, _, _, sockaddr = infos[0]
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            self.rcvbuf_effective = self._grow_rcvbuf(sock, self.rcvbuf_requested)
+            sock.bind(sockaddr)
+        except OSError as e:
+            sock.close()
+            raise FlowpivotError(f"cannot listen on {host}:{port}: {e}") from None
+        sock.setblocking(False)
+        self._sock = sock
+        self.address = sock.getsockname()[:2]
+        self.started_ms = self.clock_ms()
+        self._open_window(self.started_ms)
+        self.stats_dir.mkdir(parents=True, exist_ok=True)
+        self._recv_thread = threading.Thread(target=self._recv_loop, name="flowpivot-recv", daemon=True)
+        self._decode_thread = threading.Thread(target=self._decode_loop, name="flowpivot-decode", daemon=True)
+        self._decode_thread.start()
+        self._recv_thread.start()
+        log.debug("listening on %s:%s", *self.address)
+        return self.address
+
+    def stop(self) -> None:
+        """Stop receiving, drain the socket, decode and commit everything, write the counters."""
+        if self._sock is None or self._stopped.is_set():
+            return
+        self._stopping.set()
+        if self._recv_thread:
+            self._recv_thread.join()
+        if self._decode_thread:
+            self._decode_thread.join()
+        self._sock.close()
+        self._stopped.set()
+        if self.error is not None:
+            raise FlowpivotError(f"collector failed: {self.error}") from self.error
+
+    def run(self, stop: threading.Event, tick: Callable[[Collector], None] | None = None, tick_s: float = 1.0) -> None:
+        """Start, call ``tick`` about every ``tick_s`` until ``stop`` is set (or a thread fails), then stop."""
+        self.start()
+        try:
+            while not stop.wait(tick_s):
+                if tick:
+                    tick(self)
+                if not self.alive():
+                    break
+        finally:
+            self.stop()
+            if tick:
+                tick(self)
+
+    def alive(self) -> bool:
+        return bool(
+            self._decode_thread
+            and self._decode_thread.is_alive()
+            and self._recv_thread
+            and self._recv_thread.is_alive()
+        )
+
+    def __enter__(self) -> Collector:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    @staticmethod
+    def _grow_rcvbuf(sock: socket.socket, want: int) -> int:
+        # Linux doubles the value asked (bookkeeping overhead) and reports the doubled size.
+        for opt in (_SO_RCVBUFFORCE, socket.SO_RCVBUF):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, opt, want)
+                break
+            except OSError:
+                continue
+        return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+
+    # ---- receive thread ----------------------------------------------------------------------
+
+    def _recv_loop(self) -> None:
+        sock = self._sock
+        assert sock is not None
+        recvfrom = sock.recvfrom
+        put = self._queue.put
+        now_ns = time.time_ns
+        v6 = sock.family == socket.AF_INET6
+        chunk_n = self.chunk_datagrams
+        chunk_ns = self.chunk_ms * 1_000_000
+        pending: list[tuple[bytes, str, int]] = []
+        first_ns = 0
+        nbytes = 0
+        drain_deadline: float | None = None
+        try:
+            while True:
+                try:
+                    data, addr = recvfrom(MAX_DATAGRAM)
+                except BlockingIOError:
+                    if pending:
+                        put(pending)
+                        self.datagrams_received += len(pending)
+                        self.bytes_received += nbytes
+                        pending, nbytes = [], 0
+                    if self._stopping.is_set():
+                        break  # the kernel buffer is empty: drained
+                    select.select([sock], [], [], 0.1)
+                    continue
+                except InterruptedError:
+                    continue
+                except OSError as e:  # e.g. ICMP errors reported on the socket; never fatal
+                    log.debug("recvfrom: %s", e)
+                    continue
+                t = now_ns()
+                host = addr[0]
+                if v6 and host.startswith("::ffff:"):
+                    host = host[7:]
+                if not pending:
+                    first_ns = t
+                pending.append((data, host, t // 1_000_000))
+                nbytes += len(data)
+                if len(pending) >= chunk_n or t - first_ns >= chunk_ns:
+                    put(pending)
+                    self.datagrams_received += len(pending)
+                    self.bytes_received += nbytes
+                    pending, nbytes = [], 0
+                    if self._stopping.is_set():
+                        if drain_deadline is None:
+                            drain_deadline = time.monotonic() + self.drain_timeout_s
+                        elif time.monotonic() > drain_deadline:
+                            log.warning("still receiving %.0f s after stop: giving up draining", self.drain_timeout_s)
+                            break
+        except BaseException as e:  # pragma: no cover - reported by stop()
+            self.error = e
+            log.exception("receive thread failed")
+        finally:
+            if pending:
+                put(pending)
+                self.datagrams_received += len(pending)
+                self.bytes_received += nbytes
+            put(_STOP)
+
+    # ---- decode thread -----------------------------------------------------------------------
+
+    def _decode_loop(self) -> None:
+        get = self._queue.get
+        decoder = self.decoder
+        assert decoder is not None
+        try:
+            while True:
+                try:
+                    item = get(timeout=0.25)
+                except queue.Empty:
+                    item = None
+                if item is _STOP:
+                    break
+                if item:
+                    q = self._queue.qsize()
+                    if q > self.timing["max_queue_chunks"]:
+                        self.timing["max_queue_chunks"] = q
+                    t0 = time.perf_counter()
+                    result = decoder.decode_many(item)
+                    self.timing["decode_s"] += time.perf_counter() - t0
+                    self._take(result)
+                now = self.clock_ms()
+                if now - self._last_expire_ms >= self.expire_every_ms:
+                    self._last_expire_ms = now
+                    self._take(decoder.expire(now))
+                if now >= self._window_start + self.rotate_ms:
+                    self._rotate(now)
+            self._rotate(self.clock_ms(), final=True)
+        except BaseException as e:
+            self.error = e
+            log.exception("decode thread failed")
+            # keep the receive thread from blocking on a queue nobody reads
+            self._stopping.set()
+            try:
+                if self._writer is not None:
+                    self._writer.abort()
+            finally:
+                self._write_stats(self.clock_ms(), None, final=True)
+
+    def _take(self, result: Any) -> None:
+        problems = result.problems
+        if problems:
+            with self._lock:
+                self.problems_total += len(problems)
+                self.recent_problems.extend(problems[-RECENT_PROBLEMS_KEPT:])
+            for p in problems[:3]:
+                log.debug("bad datagram: %s", p)
+        batch: pa.RecordBatch | None = result.batch
+        if batch is None or batch.num_rows == 0:
+            return
+        if self._writer is None:
+            self._writer = self.store.writer(self._window_key(), self._window_info())
+        t0 = time.perf_counter()
+        self._writer.write(batch)
+        self.timing["write_s"] += time.perf_counter() - t0
+        self.flows_decoded += batch.num_rows
+        self._window_flows += batch.num_rows
+
+    def _window_key(self) -> str:
+        stamp = dt.datetime.fromtimestamp(self._window_start / 1000, tz=dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        return f"collect-{stamp}-{uuid.uuid4().hex[:12]}"
+
+    def _window_info(self) -> dict[str, Any]:
+        host, port = self.address or self.listen
+        return {"format": "collector", "listen": f"{host}:{port}", "window_start": _iso(self._window_start)}
+
+    def _open_window(self, now_ms: int) -> None:
+        self._window_start = now_ms - now_ms % self.rotate_ms
+        self._window_flows = 0
+        self._writer = None
+
+    def _rotate(self, now_ms: int, final: bool = False) -> None:
+        committed = None
+        if self._writer is not None:
+            t0 = time.perf_counter()
+            self._writer.info["window_end"] = _iso(min(now_ms, self._window_start + self.rotate_ms))
+            committed = self._writer.commit()
+            self.timing["commit_s"] += time.perf_counter() - t0
+            self.flows_stored += committed.rows
+            self.windows_committed += 1
+            log.debug("committed %s: %d flows", committed.key, committed.rows)
+        self._write_stats(now_ms, committed, final=final)
+        self._open_window(now_ms)
+
+    # ---- counters ----------------------------------------------------------------------------
+
+    def exporters(self) -> dict[str, dict[str, Any]]:
+        """Per-exporter counters from the decoder (datagrams, flows, malformed, lost_seq, ...)."""
+        stats = getattr(self.decoder, "stats", None) or {}
+        try:
+            items = list(stats.items())
+        except RuntimeError:  # changed size while the decode thread updated it; try once more
+            items = list(stats.items())
+        return {str(k): _stats_dict(v) for k, v in sorted(items)}
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything the live display and stats.json show."""
+        now = self.clock_ms()
+        host, port = self.address or self.listen
+        exporters = self.exporters()
+        totals: dict[str, int] = {}
+        for e in exporters.values():
+            for k, v in e.items():
+                if isinstance(v, int) and not isinstance(v, bool):
+                    totals[k] = totals.get(k, 0) + v
+        with self._lock:
+            recent = [p.as_dict() for p in list(self.recent_problems)[-10:]]
+        return {
+            "listen": f"{host}:{port}",
+            "started": _iso(self.started_ms) if self.started_ms else None,
+            "updated": _iso(now),
+            "uptime_s": round((now - self.started_ms) / 1000, 3) if self.started_ms else 0,
+            "rotate_s": self.rotate_ms / 1000,
+            "rcvbuf_requested": self.rcvbuf_requested,
+            "rcvbuf_effective": self.rcvbuf_effective,
+            "kernel_drops": kernel_drops(self._sock) if self._sock and not self._stopped.is_set() else self._last_drops,
+            "datagrams_received": self.datagrams_received,
+            "bytes_received": self.bytes_received,
+            "flows_decoded": self.flows_decoded,
+            "flows_stored": self.flows_stored,
+            "windows_committed": self.windows_committed,
+            "problems": self.problems_total,
+            "totals": totals,
+            "exporters": exporters,
+            "timing": {k: round(v, 3) if isinstance(v, float) else v for k, v in self.timing.items()},
+            "recent_problems": recent,
+        }
+
+    _last_drops: int | None = None
+
+    def _write_stats(self, now_ms: int, committed: Any, final: bool) -> None:
+        if self._sock is not None:
+            self._last_drops = kernel_drops(self._sock)
+        snap = self.snapshot()
+        snap["final"] = final
+        self.stats_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.stats_dir / f".tmp-stats-{uuid.uuid4().hex[:8]}.json"
+        tmp.write_text(json.dumps(snap, indent=2, default=str) + "\n")
+        os.replace(tmp, self.stats_dir / "stats.json")
+        exporters = snap["exporters"]
+        delta = {}
+        for name, cur in exporters.items():
+            before = self._exporters_at_window_start.get(name, {})
+            d = {
+                k: v if k in GAUGES else v - before.get(k, 0)
+                for k, v in cur.items()
+                if isinstance(v, int) and not isinstance(v, bool)
+            }
+            if any(d.values()):
+                delta[name] = d
+        self._exporters_at_window_start = exporters
+        line = {
+            "window_start": _iso(self._window_start),
+            "window_end": _iso(now_ms),
+            "key": committed.key if committed else None,
+            "flows_stored": committed.rows if committed else 0,
+            "final": final,
+            "kernel_drops": snap["kernel_drops"],
+            "exporters": delta,
+        }
+        with open(self.stats_dir / "stats.jsonl", "a") as fh:
+            fh.write(json.dumps(line) + "\n")
+
+
+def stats_path(store_root: str | os.PathLike[str]) -> Path:
+    """Where a collector writing into ``store_root`` keeps its counters."""
+    return Path(store_root) / "collector" / "stats.json"
