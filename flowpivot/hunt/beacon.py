@@ -33,6 +33,12 @@ MIN_FLOOR_GAPS = 30
 DAILY_PRESENCE = 0.8
 DAILY_MIN_DAYS = 5
 DAILY_FLOOR_P = 0.05
+#: Very thin series (heavy sampling): starts expected per bin, share of bins that must hold one,
+#: and the least evidence we call steady.
+STEADY_PER_BIN = 3.0
+STEADY_PRESENCE = 0.8
+STEADY_MIN_STARTS = 12
+STEADY_MIN_DAYS = 5
 #: Tolerance on a gap that is a multiple of the period (sampled series), as a share of the period.
 MULTIPLE_TOLERANCE = 0.15
 
@@ -81,7 +87,7 @@ def regularity(starts_ms: np.ndarray) -> Beacon | None:
     if share >= MIN_SHARE:
         return Beacon(round(period, 3), round(share, 3), "gaps", len(t))
     best = _multiples(d, len(t))
-    return best or _floor(d, len(t)) or _daily(t, d)
+    return best or _floor(d, len(t)) or _daily(t, d) or _steady(t, d)
 
 
 def _floor_pvalue(d: np.ndarray) -> tuple[float, float]:
@@ -109,6 +115,28 @@ def _daily(t: np.ndarray, d: np.ndarray) -> Beacon | None:
         return None
     low = d[(d >= x) & (d <= 1.5 * x)]
     return Beacon(round(float(np.median(low)), 3), round(len(days) / span, 3), "floor+daily", len(t))
+
+
+def _steady(t: np.ndarray, d: np.ndarray) -> Beacon | None:
+    """What 1:1000 sampling leaves of a beacon: a few connections, spread evenly over weeks.
+
+    Cut the span into bins that should each hold STEADY_PER_BIN starts at the observed mean rate;
+    a steady (automated) process fills nearly all of them (Poisson: 1 - e^-3 = 95 %), a person
+    or a one-off job fills few. The interval reported is the mean gap between observed
+    connections, an upper bound on the period.
+    """
+    n = len(t)
+    span = float(t[-1] - t[0])
+    if n < STEADY_MIN_STARTS or span < STEADY_MIN_DAYS * 86400:
+        return None
+    width = STEADY_PER_BIN * span / (n - 1)
+    bins = int(np.ceil(span / width))
+    if bins < 3:
+        return None
+    filled = len(np.unique(np.minimum(((t - t[0]) // width).astype(np.int64), bins - 1)))
+    if filled < STEADY_PRESENCE * bins:
+        return None
+    return Beacon(round(float(np.mean(d)), 3), round(filled / bins, 3), "steady", n)
 
 
 def _floor(d: np.ndarray, starts: int) -> Beacon | None:

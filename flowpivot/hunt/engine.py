@@ -31,6 +31,11 @@ __all__ = ["hunt", "FORMAT", "DEFAULTS"]
 log = logging.getLogger("flowpivot.hunt")
 
 FORMAT = "flowpivot-hunt/1"
+HOUR_MS = 3_600_000
+#: A seed is dark when it has been silent at the end of the window for at least a day, and for
+#: longer than it could plausibly be by chance given how many of its hours had traffic before.
+DARK_MIN_HOURS = 24
+DARK_CHANCE = 0.01
 
 DEFAULTS: dict[str, Any] = {
     "days": 30,
@@ -489,44 +494,57 @@ def _victims(
     )
     con.unregister("vict_arrow")
     found: dict[str, dict[str, Any]] = {}
-    for r in sorted(rows, key=lambda r: -r["flows"]):
-        if len(r["starts"]) < min_starts:
-            continue
-        b = regularity(np.asarray(r["starts"], dtype=np.int64))
-        if b is None:
-            continue
-        peer = r["peer"]
-        v = found.get(peer)
-        if v is None:
-            v = found[peer] = {
-                "_key": peer,
-                "ip": ip_of(peer),
-                "seeds": [],
-                "port": r["port"],
-                "proto": r["proto"],
-                "interval_s": b.interval_s,
-                "regularity": b.share,
-                "method": b.method,
-                "connections": b.starts,
-                "sessions": [],
-                "first_seen": _iso(min(r["starts"])),
-                "last_seen": _iso(max(r["starts"])),
-            }
-        seed = ip_of(r["anchor"])
-        if seed not in v["seeds"]:
-            v["seeds"].append(seed)
-        pair = next(p for p in by_peer[peer] if p["anchor"] == r["anchor"])
-        v["sessions"].append(
-            {
-                "seed": seed,
-                "port": r["port"],
-                "session": pair["session"],
-                "established": pair["established"],
-                "flows": pair["flows"],
-                "rejected_flows": pair["rejected_flows"],
-                "interval_s": b.interval_s,
-            }
-        )
+    per_peer: dict[tuple[str, int, int], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        per_peer[(r["peer"], r["proto"], r["port"])].append(r)
+    for (peer, proto, port), rs in sorted(per_peer.items()):
+        tested = []
+        for r in rs:
+            b = regularity(np.asarray(r["starts"], dtype=np.int64)) if len(r["starts"]) >= min_starts else None
+            if b is not None:
+                tested.append((r, b))
+        if not tested and len(rs) > 1:
+            # one implant beaconing to two seeds in turn: the union of its starts is the beacon
+            starts = np.concatenate([np.asarray(r["starts"], dtype=np.int64) for r in rs])
+            b = regularity(starts) if len(starts) >= min_starts else None
+            if b is not None:
+                tested = [(r, b) for r in rs]
+        for r, b in tested:
+            v = found.get(peer)
+            if v is None:
+                v = found[peer] = {
+                    "_key": peer,
+                    "ip": ip_of(peer),
+                    "seeds": [],
+                    "port": port,
+                    "proto": proto,
+                    "interval_s": b.interval_s,
+                    "regularity": b.share,
+                    "method": b.method,
+                    "connections": 0,
+                    "sessions": [],
+                    "first_seen": _iso(min(r["starts"])),
+                    "last_seen": _iso(max(r["starts"])),
+                }
+            seed = ip_of(r["anchor"])
+            if seed not in v["seeds"]:
+                v["seeds"].append(seed)
+            v["connections"] += len(r["starts"])
+            v["first_seen"] = min(v["first_seen"], _iso(min(r["starts"])))
+            v["last_seen"] = max(v["last_seen"], _iso(max(r["starts"])))
+            pair = next(p for p in by_peer[peer] if p["anchor"] == r["anchor"])
+            v["sessions"].append(
+                {
+                    "seed": seed,
+                    "port": port,
+                    "session": pair["session"],
+                    "established": pair["established"],
+                    "flows": pair["flows"],
+                    "rejected_flows": pair["rejected_flows"],
+                    "interval_s": b.interval_s,
+                    "method": b.method,
+                }
+            )
     return sorted(found.values(), key=lambda v: _ip_key(v["ip"]))
 
 
@@ -799,7 +817,8 @@ def _seed_status(
 ) -> list[dict[str, Any]]:
     rows = (
         con.sql(
-            f"""SELECT anchor, min(ts) AS first_ms, max(te) AS last_ms, list(DISTINCT ts // {DAY_MS}) AS days, count(*) AS flows
+            f"""SELECT anchor, min(ts) AS first_ms, max(te) AS last_ms, list(DISTINCT ts // {DAY_MS}) AS days,
+                   count(DISTINCT ts // {HOUR_MS}) AS hours, count(*) AS flows
             FROM sp_flows GROUP BY anchor"""
         )
         .to_arrow_table()
@@ -817,7 +836,6 @@ def _seed_status(
     keep = [k for k in seed_keys if k in seen or by_ip[ip_of(k)].network is None]
     infos = prov.lookup([ip_of(k) for k in keep])
     out = []
-    until_day = until_ms // DAY_MS
     for k in keep:
         ip = ip_of(k)
         r = seen.get(k)
@@ -828,10 +846,12 @@ def _seed_status(
         else:
             days = sorted(r["days"])
             gaps = np.diff(days) if len(days) > 1 else np.array([0])
-            max_gap = int(gaps.max())
-            silent = int(until_day - days[-1])
-            # dark: silent at the end of the window for longer than the seed ever was inside it
-            dark = silent > max(1, max_gap)
+            span_h = max(1.0, (r["last_ms"] - r["first_ms"]) / HOUR_MS)
+            presence = min(1.0, r["hours"] / span_h)  # share of hours with traffic while it was up
+            silent_h = max(0.0, (until_ms - r["last_ms"]) / HOUR_MS)
+            # chance that a seed still up, with that presence, stays silent that long
+            chance = (1.0 - presence) ** silent_h if presence < 1.0 else 0.0
+            dark = silent_h >= DARK_MIN_HOURS and chance < DARK_CHANCE
             entry.update(
                 {
                     "first_seen": _iso(r["first_ms"]),
@@ -839,8 +859,9 @@ def _seed_status(
                     "status": "dark" if dark else "active",
                     "flows": r["flows"],
                     "active_days": len(days),
-                    "silent_days": silent,
-                    "longest_gap_days": max_gap,
+                    "silent_hours": round(silent_h, 1),
+                    "hourly_presence": round(presence, 4),
+                    "longest_gap_days": int(gaps.max()),
                 }
             )
         entry.update(dict(per.get(k, {})))
