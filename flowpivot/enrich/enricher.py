@@ -246,6 +246,7 @@ class Enricher:
         canon, i4, v4, i6, v6 = parse_ips(ips)
         out: list[dict[str, Any]] = [{}] * len(ips)
         all_dbs = "+".join(self.source_names.tolist()) or None
+        names, countries, src_names = self.as_names.tolist(), self.countries.tolist(), self.source_names.tolist()
         for fam, pos, vals in ((self._v4, i4, v4), (self._v6, i6, v6)):
             if not pos:
                 continue
@@ -255,17 +256,21 @@ class Enricher:
                 hi = np.fromiter((v >> 64 for v in vals), U64, len(vals))
                 lo = np.fromiter((v & 0xFFFFFFFFFFFFFFFF for v in vals), U64, len(vals))
                 seg = fam.find(hi, lo)
-            for p, s in zip(pos, seg.tolist(), strict=True):
-                asn = int(fam.asn[s])
-                name_i, cc_i, src_i, csrc_i = int(fam.name[s]), int(fam.country[s]), int(fam.source[s]), int(fam.country_source[s])
+            asn_l, name_l, cc_l = fam.asn[seg].tolist(), fam.name[seg].tolist(), fam.country[seg].tolist()
+            src_l, csrc_l = fam.source[seg].tolist(), fam.country_source[seg].tolist()
+            prefixes: dict[int, str | None] = {}
+            for k, (p, s) in enumerate(zip(pos, seg.tolist(), strict=True)):
+                asn, name_i, cc_i, src_i, csrc_i = asn_l[k], name_l[k], cc_l[k], src_l[k], csrc_l[k]
+                if s not in prefixes:
+                    prefixes[s] = self._prefix(fam, s)
                 out[p] = {
                     "ip": canon[p],
                     "asn": asn or None,
-                    "as_name": self.as_names[name_i] if name_i >= 0 else None,
-                    "country": self.countries[cc_i] if cc_i >= 0 else None,
-                    "prefix": self._prefix(fam, s),
-                    "source": self.source_names[src_i] if src_i >= 0 else all_dbs,
-                    "country_source": self.source_names[csrc_i] if csrc_i >= 0 else None,
+                    "as_name": names[name_i] if name_i >= 0 else None,
+                    "country": countries[cc_i] if cc_i >= 0 else None,
+                    "prefix": prefixes[s],
+                    "source": src_names[src_i] if src_i >= 0 else all_dbs,
+                    "country_source": src_names[csrc_i] if csrc_i >= 0 else None,
                     "status": "routed" if asn else "unrouted",
                 }
         for p, text in enumerate(ips):

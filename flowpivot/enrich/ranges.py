@@ -179,9 +179,9 @@ def layer_steps(layers: list[Steps]) -> np.ndarray | Steps:
 def range_text(first: int, last: int, v6: bool) -> str:
     """``a.b.c.0/22`` when the range is one CIDR block, else ``first-last``."""
     cls = ipaddress.IPv6Address if v6 else ipaddress.IPv4Address
-    nets = list(ipaddress.summarize_address_range(cls(first), cls(last)))
-    if len(nets) == 1:
-        return str(nets[0])
+    size = last - first + 1
+    if size & (size - 1) == 0 and first % size == 0:
+        return f"{cls(first)}/{(128 if v6 else 32) - size.bit_length() + 1}"
     return f"{cls(first)}-{cls(last)}"
 
 

@@ -20,6 +20,7 @@ import hashlib
 import ipaddress
 import logging
 import os
+import socket
 import sqlite3
 import tempfile
 import time
@@ -46,42 +47,55 @@ INET_KEYS = ("netname", "descr", "country", "org", "status", "abuse-c", "abuse-m
 
 @dataclass
 class RpslObject:
+    """One object: its class and its attributes in order (values kept as bytes until asked for)."""
+
     cls: str
-    attrs: list[tuple[str, str]]
+    raw: list[tuple[str, bytes]]
     file: str
     line: int
 
+    @property
+    def attrs(self) -> list[tuple[str, str]]:
+        return [(k, as_text(v)) for k, v in self.raw]
+
     def first(self, key: str) -> str | None:
-        for k, v in self.attrs:
+        for k, v in self.raw:
             if k == key:
-                return v
+                return as_text(v)
         return None
 
     def all(self, key: str) -> list[str]:
-        return [v for k, v in self.attrs if k == key]
+        return [as_text(v) for k, v in self.raw if k == key]
+
+    def firsts(self, keys: tuple[str, ...]) -> dict[str, str | None]:
+        """The first value of each of ``keys`` in one pass."""
+        out: dict[str, str | None] = dict.fromkeys(keys)
+        for k, v in self.raw:
+            if k in out and out[k] is None:
+                out[k] = as_text(v)
+        return out
+
+
+_KEY_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
 def parse_objects(path: str | Path, problems: list[Problem], classes: set[str] | None = None) -> Iterator[RpslObject]:
     """RPSL objects of a dump, one at a time. Continuation lines (space, tab, ``+``) join the value."""
     src = str(path)
-    attrs: list[tuple[str, str]] = []
+    attrs: list[tuple[str, bytes]] = []
     start = 0
     size = 0
     keep = True
     cut = False
-
-    def done() -> RpslObject | None:
-        if attrs and keep:
-            return RpslObject(attrs[0][0], list(attrs), src, start)
-        return None
-
+    keys: dict[bytes, str] = {}
     for n, raw in numbered_lines(path, problems):
-        if not raw.strip():
-            if (obj := done()) is not None:
-                yield obj
+        if not raw or raw.isspace():
+            if attrs and keep:
+                yield RpslObject(attrs[0][0], attrs, src, start)
             attrs, size, keep, cut = [], 0, True, False
             continue
-        if raw[:1] in (b"%", b"#"):
+        c0 = raw[0]
+        if c0 == 37 or c0 == 35:  # % and # comment lines
             continue
         if not keep:
             continue
@@ -91,30 +105,32 @@ def parse_objects(path: str | Path, problems: list[Problem], classes: set[str] |
                 add_problem(problems, src, f"line {n}", f"object larger than {MAX_OBJECT_BYTES} bytes; the rest is ignored")
                 cut = True
             continue
-        if raw[:1] in (b" ", b"\t", b"+"):
+        if c0 == 32 or c0 == 9 or c0 == 43:  # space, tab, + : continuation
             if attrs:
                 k, v = attrs[-1]
-                more = as_text(raw[1:]).strip()
-                attrs[-1] = (k, f"{v} {more}" if v and more else v or more)
+                more = raw[1:].strip()
+                attrs[-1] = (k, v + b" " + more if v and more else v or more)
             else:
                 add_problem(problems, src, f"line {n}", "continuation line outside an object")
             continue
         colon = raw.find(b":")
-        key = raw[:colon].strip().lower() if colon > 0 else b""
-        if colon <= 0 or not key.replace(b"-", b"").replace(b"_", b"").isalnum() or len(key) > 64:
-            add_problem(problems, src, f"line {n}", "not an `attribute: value` line")
-            if not attrs:
-                keep = False  # garbage where an object should start: skip up to the next blank line
-            continue
-        k = key.decode("ascii")
+        kb = raw[:colon].rstrip().lower() if 0 < colon <= 64 else b""
+        k = keys.get(kb) if kb else None
+        if k is None:
+            if not kb or not _KEY_CHARS.issuperset(kb):
+                add_problem(problems, src, f"line {n}", "not an `attribute: value` line")
+                if not attrs:
+                    keep = False  # garbage where an object should start: skip up to the next blank line
+                continue
+            k = keys[kb] = kb.decode("ascii")
         if not attrs:
             start = n
             if classes is not None and k not in classes:
                 keep = False
                 continue
-        attrs.append((k, as_text(raw[colon + 1 :]).strip()))
-    if (obj := done()) is not None:
-        yield obj
+        attrs.append((k, raw[colon + 1 :].strip()))
+    if attrs and keep:
+        yield RpslObject(attrs[0][0], attrs, src, start)
 
 
 def _ref(value: str | None) -> str | None:
@@ -125,23 +141,35 @@ def _ref(value: str | None) -> str | None:
     return v.split()[0].upper() if v else None
 
 
+def _addr(text: str) -> tuple[int, bytes] | None:
+    try:
+        if ":" in text:
+            return 6, socket.inet_pton(socket.AF_INET6, text)
+        return 4, socket.inet_pton(socket.AF_INET, text)
+    except (OSError, ValueError):
+        return None
+
+
 def _inet_range(cls: str, value: str) -> tuple[int, bytes, bytes] | None:
     """(family, first, last) as big-endian bytes, from ``a - b``, ``a-b`` or ``prefix/len``."""
     v = value.split("#", 1)[0].strip()
-    try:
-        if "-" in v and "/" not in v:
-            a, b = (x.strip() for x in v.split("-", 1))
-            first, last = ipaddress.ip_address(a), ipaddress.ip_address(b)
-            if first.version != last.version or first > last:
-                return None
-        else:
+    if "/" in v:
+        try:
             net = ipaddress.ip_network(v, strict=False)
-            first, last = net.network_address, net.broadcast_address
-    except ValueError:
+        except ValueError:
+            return None
+        fam, first, last = net.version, net.network_address.packed, net.broadcast_address.packed
+    else:
+        parts = v.split("-") if ":" not in v else v.split(" - ")
+        if len(parts) != 2:
+            return None
+        a, b = _addr(parts[0].strip()), _addr(parts[1].strip())
+        if a is None or b is None or a[0] != b[0] or a[1] > b[1]:
+            return None
+        fam, first, last = a[0], a[1], b[1]
+    if (cls == "inet6num") != (fam == 6):
         return None
-    if (cls == "inet6num") != (first.version == 6):
-        return None
-    return first.version, first.packed, last.packed
+    return fam, first, last
 
 
 def _range_text(fam: int, first: bytes, last: bytes) -> str:
@@ -225,13 +253,13 @@ def build_index(files: list[Path], out: Path, batch: int = 20000) -> BuildReport
         for f in files:
             for obj in parse_objects(f, rep.problems, CLASSES):
                 rep.objects[obj.cls] = rep.objects.get(obj.cls, 0) + 1
-                key = obj.attrs[0][1]
+                key = as_text(obj.raw[0][1])
                 if obj.cls in ("inetnum", "inet6num"):
                     r = _inet_range(obj.cls, key)
                     if r is None:
                         add_problem(rep.problems, str(f), f"line {obj.line}", f"{obj.cls} value is not an address range")
                         continue
-                    v = {k: obj.first(k) for k in INET_KEYS}
+                    v = obj.firsts(INET_KEYS)
                     inets.append((r[0], r[1], r[2], v["netname"], v["descr"], v["country"], _ref(v["org"]),
                                   (v["status"] or "").split("#", 1)[0].strip().upper() or None, _ref(v["abuse-c"]),
                                   v["abuse-mailbox"], " ".join(filter(None, (_ref(m) for m in obj.all("mnt-by")))) or None,
