@@ -45,7 +45,12 @@ def test_real_database_knows_the_report_networks(real: Enricher) -> None:
     assert (smartape["asn"], smartape["as_name"]) == (62212, "EE - SmartApe OU")
     assert stark6["asn"] == 44477 and stark6["status"] == "routed"
     # Stark's 2024 IPv4 space is no longer announced in the 2026 database: unrouted, not guessed.
-    assert stark4["status"] == "unrouted" and stark4["asn"] is None and stark4["as_name"] is None and stark4["prefix"] is None
+    assert (
+        stark4["status"] == "unrouted"
+        and stark4["asn"] is None
+        and stark4["as_name"] is None
+        and stark4["prefix"] is None
+    )
     for a in (post, smartape, stark6):
         assert a["source"] == "iptoasn-asn-2026-09-16.mmdb"
         assert a["country"] is None  # this database has no country
@@ -112,14 +117,23 @@ def test_vectorised_ipv6_equals_maxminddb_get_on_100k_random(real: Enricher, rea
 
 
 def test_arrow_table_has_dictionary_names(real: Enricher) -> None:
-    t = real.table_v4(np.array([int(ipaddress.IPv4Address("5.133.76.1")), int(ipaddress.IPv4Address("86.104.72.16"))], np.uint32))
+    t = real.table_v4(
+        np.array([int(ipaddress.IPv4Address("5.133.76.1")), int(ipaddress.IPv4Address("86.104.72.16"))], np.uint32)
+    )
     rows = t.to_pylist()
-    assert rows[0]["asn"] == 12494 and rows[0]["as_name"] == "ASN-POSTLTD" and rows[0]["source"] == "iptoasn-asn-2026-09-16.mmdb"
+    assert (
+        rows[0]["asn"] == 12494
+        and rows[0]["as_name"] == "ASN-POSTLTD"
+        and rows[0]["source"] == "iptoasn-asn-2026-09-16.mmdb"
+    )
     assert rows[1] == {"asn": None, "as_name": None, "country": None, "source": None}
 
 
 def test_second_open_reads_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    db = write_mmdb(tmp_path / "a.mmdb", [("192.0.2.0/24", {"autonomous_system_number": 64500, "autonomous_system_organization": "ONE"})])
+    db = write_mmdb(
+        tmp_path / "a.mmdb",
+        [("192.0.2.0/24", {"autonomous_system_number": 64500, "autonomous_system_organization": "ONE"})],
+    )
     first = Enricher.open([db], cache_dir=tmp_path / "c")
     assert list((tmp_path / "c").glob("asn-mmdb-*.npz"))
 
@@ -164,7 +178,10 @@ def _write_ip2asn(path: Path, rows: list[tuple[str, str, int, str, str]], gz: bo
 def test_ip2asn_tsv_against_a_plain_range_search(tmp_path: Path, gz: bool) -> None:
     tsv = _write_ip2asn(tmp_path / ("ip2asn.tsv.gz" if gz else "ip2asn.tsv"), IP2ASN_ROWS, gz)
     enr = Enricher.open([tsv], cache_dir=tmp_path / "c")
-    ranges = sorted((int(ipaddress.ip_address(a)), int(ipaddress.ip_address(b)), asn, cc, d, ":" in a) for a, b, asn, cc, d in IP2ASN_ROWS)
+    ranges = sorted(
+        (int(ipaddress.ip_address(a)), int(ipaddress.ip_address(b)), asn, cc, d, ":" in a)
+        for a, b, asn, cc, d in IP2ASN_ROWS
+    )
     starts = [r[0] for r in ranges]
 
     def oracle(ip: str) -> tuple[int | None, str | None]:
@@ -177,7 +194,12 @@ def test_ip2asn_tsv_against_a_plain_range_search(tmp_path: Path, gz: bool) -> No
     rng = np.random.default_rng(3)
     probes = [str(ipaddress.IPv4Address(int(v))) for v in rng.integers(0, 1 << 32, 2000)]
     for a, b, *_ in IP2ASN_ROWS:  # every boundary and its neighbours
-        for v in (int(ipaddress.ip_address(a)) - 1, int(ipaddress.ip_address(a)), int(ipaddress.ip_address(b)), int(ipaddress.ip_address(b)) + 1):
+        for v in (
+            int(ipaddress.ip_address(a)) - 1,
+            int(ipaddress.ip_address(a)),
+            int(ipaddress.ip_address(b)),
+            int(ipaddress.ip_address(b)) + 1,
+        ):
             if 0 <= v < (1 << 128 if ":" in a else 1 << 32):
                 probes.append(str(ipaddress.ip_address(v) if ":" not in a else ipaddress.IPv6Address(v)))
     ans = enr.lookup(probes)
@@ -195,12 +217,14 @@ def test_ip2asn_tsv_against_a_plain_range_search(tmp_path: Path, gz: bool) -> No
 
 def test_ip2asn_bad_rows_are_reported_and_the_rest_kept(tmp_path: Path) -> None:
     tsv = tmp_path / "bad.tsv"
-    tsv.write_bytes(b"1.0.0.0\t1.0.0.255\t13335\tUS\tCLOUDFLARENET\n"
-                    b"not-an-ip\t1.2.3.4\t1\tUS\tX\n"
-                    b"1.0.0.128\t1.0.1.10\t99\tUS\tOVERLAPS\n"
-                    b"9.9.9.0\t9.9.9.255\tAS19281\tUS\tQUAD9\n"
-                    b"8.8.8.8\t8.8.8.0\t15169\tUS\tREVERSED\n"
-                    b"7.7.7.0\n")
+    tsv.write_bytes(
+        b"1.0.0.0\t1.0.0.255\t13335\tUS\tCLOUDFLARENET\n"
+        b"not-an-ip\t1.2.3.4\t1\tUS\tX\n"
+        b"1.0.0.128\t1.0.1.10\t99\tUS\tOVERLAPS\n"
+        b"9.9.9.0\t9.9.9.255\tAS19281\tUS\tQUAD9\n"
+        b"8.8.8.8\t8.8.8.0\t15169\tUS\tREVERSED\n"
+        b"7.7.7.0\n"
+    )
     enr = Enricher.open([tsv], cache_dir=tmp_path / "c")
     a = enr.lookup(["1.0.0.200", "9.9.9.9", "8.8.8.8"])
     assert [x["asn"] for x in a] == [13335, 19281, None]
@@ -209,19 +233,44 @@ def test_ip2asn_bad_rows_are_reported_and_the_rest_kept(tmp_path: Path) -> None:
 
 
 def test_layering_first_database_wins_and_each_answer_names_its_source(tmp_path: Path) -> None:
-    historical = _write_ip2asn(tmp_path / "ip2asn-2024.tsv", [("86.104.72.0", "86.104.75.255", 44477, "GB", "STARK-INDUSTRIES"),
-                                                               ("5.133.76.0", "5.133.76.255", 64999, "XX", "OLD-HOLDER")])
-    current = write_mmdb(tmp_path / "current.mmdb", [
-        ("5.133.76.0/22", {"autonomous_system_number": 12494, "autonomous_system_organization": "ASN-POSTLTD"}),
-        ("91.199.147.0/24", {"autonomous_system_number": 62212, "autonomous_system_organization": "EE - SmartApe OU"}),
-    ])
-    country = write_mmdb(tmp_path / "GeoLite2-Country.mmdb", [
-        ("91.199.147.0/24", {"country": {"iso_code": "EE", "names": {"en": "Estonia"}}, "continent": {"code": "EU"}}),
-        ("86.104.72.0/22", {"registered_country": {"iso_code": "GB"}}),
-    ], database_type="GeoLite2-Country")
+    historical = _write_ip2asn(
+        tmp_path / "ip2asn-2024.tsv",
+        [
+            ("86.104.72.0", "86.104.75.255", 44477, "GB", "STARK-INDUSTRIES"),
+            ("5.133.76.0", "5.133.76.255", 64999, "XX", "OLD-HOLDER"),
+        ],
+    )
+    current = write_mmdb(
+        tmp_path / "current.mmdb",
+        [
+            ("5.133.76.0/22", {"autonomous_system_number": 12494, "autonomous_system_organization": "ASN-POSTLTD"}),
+            (
+                "91.199.147.0/24",
+                {"autonomous_system_number": 62212, "autonomous_system_organization": "EE - SmartApe OU"},
+            ),
+        ],
+    )
+    country = write_mmdb(
+        tmp_path / "GeoLite2-Country.mmdb",
+        [
+            (
+                "91.199.147.0/24",
+                {"country": {"iso_code": "EE", "names": {"en": "Estonia"}}, "continent": {"code": "EU"}},
+            ),
+            ("86.104.72.0/22", {"registered_country": {"iso_code": "GB"}}),
+        ],
+        database_type="GeoLite2-Country",
+    )
     enr = Enricher.open([historical, current, country], cache_dir=tmp_path / "c")
-    stark, post_old, post_new, smart, none = enr.lookup(["86.104.72.16", "5.133.76.9", "5.133.77.9", "91.199.147.152", "192.0.2.1"])
-    assert (stark["asn"], stark["source"], stark["country"], stark["country_source"]) == (44477, "ip2asn-2024.tsv", "GB", "ip2asn-2024.tsv")
+    stark, post_old, post_new, smart, none = enr.lookup(
+        ["86.104.72.16", "5.133.76.9", "5.133.77.9", "91.199.147.152", "192.0.2.1"]
+    )
+    assert (stark["asn"], stark["source"], stark["country"], stark["country_source"]) == (
+        44477,
+        "ip2asn-2024.tsv",
+        "GB",
+        "ip2asn-2024.tsv",
+    )
     assert (post_old["asn"], post_old["source"]) == (64999, "ip2asn-2024.tsv")  # historical wins where it covers
     assert (post_new["asn"], post_new["source"], post_new["prefix"]) == (12494, "current.mmdb", "5.133.76.0/22")
     assert (smart["asn"], smart["country"], smart["country_source"]) == (62212, "EE", "GeoLite2-Country.mmdb")
@@ -238,12 +287,21 @@ def test_geolite2_city_and_asn_schemas_match_maxminddb(tmp_path: Path) -> None:
     for i, v in enumerate(rng.integers(0, 1 << 32, 300)):
         plen = int(rng.integers(12, 29))
         net = ipaddress.IPv4Network((int(v) >> (32 - plen) << (32 - plen), plen))
-        nets_asn.append((str(net), {"autonomous_system_number": 64512 + i, "autonomous_system_organization": f"ORG {i}"}))
+        nets_asn.append(
+            (str(net), {"autonomous_system_number": 64512 + i, "autonomous_system_organization": f"ORG {i}"})
+        )
         cc = ["EE", "RU", "GB", "NL", "DE"][i % 5]
-        nets_city.append((str(net), {"city": {"names": {"en": "Somewhere"}}, "country": {"iso_code": cc}, "location": {"latitude": 1.5}}))
+        nets_city.append(
+            (
+                str(net),
+                {"city": {"names": {"en": "Somewhere"}}, "country": {"iso_code": cc}, "location": {"latitude": 1.5}},
+            )
+        )
     for i in range(50):
         net = ipaddress.IPv6Network((0x2A00 << 112 | int(rng.integers(0, 1 << 62)) << 50, 46 + i % 20), strict=False)
-        nets_asn.append((str(net), {"autonomous_system_number": 4200000000 + i, "autonomous_system_organization": f"V6 ORG {i}"}))
+        nets_asn.append(
+            (str(net), {"autonomous_system_number": 4200000000 + i, "autonomous_system_organization": f"V6 ORG {i}"})
+        )
         nets_city.append((str(net), {"registered_country": {"iso_code": "SE"}}))
     a_db = write_mmdb(tmp_path / "GeoLite2-ASN.mmdb", nets_asn, database_type="GeoLite2-ASN")
     c_db = write_mmdb(tmp_path / "GeoLite2-City.mmdb", nets_city, database_type="GeoLite2-City")
@@ -271,8 +329,16 @@ ORG-SMART|20240101|SmartApe OU|EE|RIPE
 
 
 def test_pfx2as_most_specific_prefix_wins_with_as2org_names(tmp_path: Path) -> None:
-    rows = [("5.0.0.0", 8, "3356"), ("5.133.0.0", 16, "1299"), ("5.133.76.0", 22, "12494"), ("5.133.77.0", 24, "62212_12494"),
-            ("91.199.147.0", 24, "62212,64500"), ("0.0.0.0", 0, "65000"), ("2a09:7c40::", 31, "44477"), ("2a09:7c40:1::", 48, "62212")]
+    rows = [
+        ("5.0.0.0", 8, "3356"),
+        ("5.133.0.0", 16, "1299"),
+        ("5.133.76.0", 22, "12494"),
+        ("5.133.77.0", 24, "62212_12494"),
+        ("91.199.147.0", 24, "62212,64500"),
+        ("0.0.0.0", 0, "65000"),
+        ("2a09:7c40::", 31, "44477"),
+        ("2a09:7c40:1::", 48, "62212"),
+    ]
     pfx = tmp_path / "routeviews-rv2-20240601-1200.pfx2as.gz"
     with gzip.open(pfx, "wt") as fh:
         fh.write("".join(f"{a}\t{n}\t{s}\n" for a, n, s in rows) + "garbage line\n")
@@ -283,11 +349,23 @@ def test_pfx2as_most_specific_prefix_wins_with_as2org_names(tmp_path: Path) -> N
 
     def oracle(ip: str) -> int | None:
         x = ipaddress.ip_address(ip)
-        best = max((n for n in nets if n[0].version == x.version and x in n[0]), key=lambda n: n[0].prefixlen, default=None)
+        best = max(
+            (n for n in nets if n[0].version == x.version and x in n[0]), key=lambda n: n[0].prefixlen, default=None
+        )
         return best[1] if best else None
 
     rng = np.random.default_rng(5)
-    probes = ["5.133.77.1", "5.133.78.1", "5.133.1.1", "5.1.1.1", "91.199.147.152", "8.8.8.8", "2a09:7c40:1::1", "2a09:7c41::1", "2a0a::1"]
+    probes = [
+        "5.133.77.1",
+        "5.133.78.1",
+        "5.133.1.1",
+        "5.1.1.1",
+        "91.199.147.152",
+        "8.8.8.8",
+        "2a09:7c40:1::1",
+        "2a09:7c41::1",
+        "2a0a::1",
+    ]
     probes += [str(ipaddress.IPv4Address(int(v))) for v in rng.integers(0x05000000, 0x06000000, 500)]
     ans = enr.lookup(probes)
     assert [a["asn"] for a in ans] == [oracle(p) for p in probes]
@@ -316,7 +394,9 @@ def test_unreadable_databases_raise_with_the_path(tmp_path: Path) -> None:
 
 
 def test_mmdb_whose_tree_loops_is_refused_quickly(tmp_path: Path) -> None:
-    good = write_mmdb(tmp_path / "g.mmdb", [("192.0.2.0/24", {"autonomous_system_number": 1}), ("2001:db8::/32", {"x": 1})])
+    good = write_mmdb(
+        tmp_path / "g.mmdb", [("192.0.2.0/24", {"autonomous_system_number": 1}), ("2001:db8::/32", {"x": 1})]
+    )
     raw = bytearray(good.read_bytes())
     node_count = maxminddb.open_database(str(good)).metadata().node_count
     # Point every record of the tree back at the root: every path is infinite.

@@ -90,16 +90,32 @@ def test_whois_strings_are_kept_verbatim(hostile: tuple[Path, Path], tmp_path: P
 
 
 def test_database_strings_are_kept_verbatim(hostile: tuple[Path, Path], tmp_path: Path) -> None:
-    mmdb = write_mmdb(tmp_path / "evil.mmdb", [
-        ("198.18.0.0/16", {"autonomous_system_number": 64600, "autonomous_system_organization": MARKUP + CONTROL,
-                           "country": {"iso_code": HTML}}),
-        ("198.19.0.0/16", {"autonomous_system_number": "not a number", "autonomous_system_organization": 12345}),
-        ("198.20.0.0/16", {"autonomous_system_number": -5, "country": "not a dict"}),
-    ])
+    mmdb = write_mmdb(
+        tmp_path / "evil.mmdb",
+        [
+            (
+                "198.18.0.0/16",
+                {
+                    "autonomous_system_number": 64600,
+                    "autonomous_system_organization": MARKUP + CONTROL,
+                    "country": {"iso_code": HTML},
+                },
+            ),
+            ("198.19.0.0/16", {"autonomous_system_number": "not a number", "autonomous_system_organization": 12345}),
+            ("198.20.0.0/16", {"autonomous_system_number": -5, "country": "not a dict"}),
+        ],
+    )
     enr = Enricher.open([hostile[1], mmdb], cache_dir=tmp_path / "c")
-    a = {x["ip"]: x for x in enr.lookup(["198.51.100.1", "203.0.113.1", "203.0.113.200", "192.0.2.1", "198.18.0.1", "198.19.0.1", "198.20.0.1"])}
+    a = {
+        x["ip"]: x
+        for x in enr.lookup(
+            ["198.51.100.1", "203.0.113.1", "203.0.113.200", "192.0.2.1", "198.18.0.1", "198.19.0.1", "198.20.0.1"]
+        )
+    }
     assert a["198.51.100.1"]["as_name"] == HTML and a["198.51.100.1"]["country"] is None  # ZZ = unknown
-    assert a["203.0.113.1"]["as_name"] == CONTROL.replace("\t", " ").strip() and a["203.0.113.1"]["country"] == "\x1b[31m"
+    assert (
+        a["203.0.113.1"]["as_name"] == CONTROL.replace("\t", " ").strip() and a["203.0.113.1"]["country"] == "\x1b[31m"
+    )
     assert a["203.0.113.200"]["as_name"] == INVALID.decode("latin-1")
     assert a["192.0.2.1"]["as_name"] == BIG
     assert a["198.18.0.1"]["as_name"] == MARKUP + CONTROL and a["198.18.0.1"]["country"] == HTML
@@ -109,7 +125,17 @@ def test_database_strings_are_kept_verbatim(hostile: tuple[Path, Path], tmp_path
 
 
 def test_cli_prints_hostile_strings_as_data(hostile: tuple[Path, Path], tmp_path: Path) -> None:
-    args = ["enrich", "198.51.100.7", "203.0.113.1", "--asn-db", str(hostile[1]), "--whois", str(hostile[0]), "--cache-dir", str(tmp_path / "c")]
+    args = [
+        "enrich",
+        "198.51.100.7",
+        "203.0.113.1",
+        "--asn-db",
+        str(hostile[1]),
+        "--whois",
+        str(hostile[0]),
+        "--cache-dir",
+        str(tmp_path / "c"),
+    ]
     res = CliRunner().invoke(app, [*args, "--json"])
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
@@ -117,6 +143,8 @@ def test_cli_prints_hostile_strings_as_data(hostile: tuple[Path, Path], tmp_path
     assert data[1]["as_name"] == CONTROL.replace("\t", " ").strip()
     res = CliRunner().invoke(app, args, env={"COLUMNS": "2000"})
     assert res.exit_code == 0, res.output
-    assert "\x1b" not in res.stdout and "\x07" not in res.stdout and "\x00" not in res.stdout  # escaped, not sent to the terminal
+    assert (
+        "\x1b" not in res.stdout and "\x07" not in res.stdout and "\x00" not in res.stdout
+    )  # escaped, not sent to the terminal
     assert MARKUP in res.stdout and HTML in res.stdout  # shown as text, not taken as markup
     assert "\\x1b[31mRED" in res.stdout  # the escape sequence shown escaped

@@ -62,7 +62,12 @@ def test_rdap_chain_follows_up_links(server: _Server, tmp_path: Path) -> None:
     assert [(c["range"], c["status"], c["org_name"], c["abuse_mailbox"]) for c in chain] == [
         ("198.18.5.0 - 198.18.5.255", "ASSIGNED PA", "Customer Shell Co", None),
         ("198.18.4.0 - 198.18.7.255", "SUB-ALLOCATED PA", "Resale Servers LLC", "abuse@resale-servers.test"),
-        ("198.18.0.0 - 198.19.255.255", "ALLOCATED PA", "Example Hosting Ltd", "abuse@example-hosting.test"),  # nested entity
+        (
+            "198.18.0.0 - 198.19.255.255",
+            "ALLOCATED PA",
+            "Example Hosting Ltd",
+            "abuse@example-hosting.test",
+        ),  # nested entity
     ]
     assert {c["source"] for c in chain} == {"rdap"}
     assert server.requests == ["/ip/198.18.5.7", "/ip/198.18.4.0/22", "/ip/198.18.0.0/15"]
@@ -81,8 +86,12 @@ def test_enricher_uses_rdap_where_whois_has_nothing(server: _Server, tmp_path: P
     client = RdapClient(tmp_path, server.base, public_only=False)
     enr = Enricher.open([], None, rdap=client, cache_dir=tmp_path)
     a, missing = enr.lookup(["198.18.5.7", "192.0.2.55"])
-    assert a["reseller"] == {"org": "ORG-RSL2-RIPE", "org_name": "Resale Servers LLC", "netname": "RESALE-SERVERS-NET",
-                             "range": "198.18.4.0 - 198.18.7.255"}
+    assert a["reseller"] == {
+        "org": "ORG-RSL2-RIPE",
+        "org_name": "Resale Servers LLC",
+        "netname": "RESALE-SERVERS-NET",
+        "range": "198.18.4.0 - 198.18.7.255",
+    }
     assert a["abuse_mailbox"] == "abuse@resale-servers.test" and a["country"] == "RU" and a["country_source"] == "rdap"
     assert missing["allocation"] == []  # 404
     assert any(s["kind"] == "rdap" for s in enr.sources)
@@ -90,7 +99,12 @@ def test_enricher_uses_rdap_where_whois_has_nothing(server: _Server, tmp_path: P
 
 def test_private_and_documentation_space_is_never_sent(server: _Server, tmp_path: Path) -> None:
     enr = Enricher.open([], None, rdap=True, cache_dir=tmp_path, rdap_base=server.base)
-    assert [a["allocation"] for a in enr.lookup(["10.1.2.3", "198.18.5.7", "2001:db8::1", "fe80::1"])] == [[], [], [], []]
+    assert [a["allocation"] for a in enr.lookup(["10.1.2.3", "198.18.5.7", "2001:db8::1", "fe80::1"])] == [
+        [],
+        [],
+        [],
+        [],
+    ]
     assert server.requests == []
 
 

@@ -37,13 +37,26 @@ def test_three_level_chain_in_order_with_reseller_and_abuse(index: WhoisIndex) -
 
 
 def test_enricher_names_the_reseller(tmp_path: Path) -> None:
-    db = write_mmdb(tmp_path / "asn.mmdb", [("198.18.0.0/15", {"autonomous_system_number": 64500, "autonomous_system_organization": "EXAMPLE-HOSTING"})])
+    db = write_mmdb(
+        tmp_path / "asn.mmdb",
+        [("198.18.0.0/15", {"autonomous_system_number": 64500, "autonomous_system_organization": "EXAMPLE-HOSTING"})],
+    )
     enr = Enricher.open([db], FIXTURES, cache_dir=tmp_path)
-    cust, sibling, direct, outside, v6 = enr.lookup(["198.18.5.7", "198.18.6.1", "198.18.9.9", "192.0.2.1", "2001:db8:100:5::1"])
-    assert cust["reseller"] == {"org": "ORG-RSL2-RIPE", "org_name": "Resale Servers LLC", "netname": "RESALE-SERVERS-NET",
-                                "range": "198.18.4.0 - 198.18.7.255"}
+    cust, sibling, direct, outside, v6 = enr.lookup(
+        ["198.18.5.7", "198.18.6.1", "198.18.9.9", "192.0.2.1", "2001:db8:100:5::1"]
+    )
+    assert cust["reseller"] == {
+        "org": "ORG-RSL2-RIPE",
+        "org_name": "Resale Servers LLC",
+        "netname": "RESALE-SERVERS-NET",
+        "range": "198.18.4.0 - 198.18.7.255",
+    }
     assert cust["abuse_mailbox"] == "abuse@resale-servers.test"  # most specific link that has one
-    assert cust["asn"] == 64500 and [c["status"] for c in cust["allocation"]] == ["ASSIGNED PA", "SUB-ALLOCATED PA", "ALLOCATED PA"]
+    assert cust["asn"] == 64500 and [c["status"] for c in cust["allocation"]] == [
+        "ASSIGNED PA",
+        "SUB-ALLOCATED PA",
+        "ALLOCATED PA",
+    ]
     assert sibling["reseller"]["org_name"] == "Resale Servers LLC" and sibling["allocation"][0]["org"] is None
     assert direct["reseller"] is None and direct["abuse_mailbox"] == "abuse@example-hosting.test"
     assert outside["allocation"] == [] and outside["reseller"] is None and outside["status"] == "unrouted"
@@ -79,15 +92,22 @@ def test_whole_dump_with_classes_mixed_and_objects_we_do_not_need(tmp_path: Path
     dump = tmp_path / "ripe.db"
     dump.write_text(text)
     idx = WhoisIndex.open(dump, cache_dir=tmp_path)
-    assert [c["netname"] for c in idx.chain("198.18.5.7")] == ["CUSTOMER-VPS-5", "RESALE-SERVERS-NET", "EXAMPLE-HOSTING-NET"]
+    assert [c["netname"] for c in idx.chain("198.18.5.7")] == [
+        "CUSTOMER-VPS-5",
+        "RESALE-SERVERS-NET",
+        "EXAMPLE-HOSTING-NET",
+    ]
     assert idx.meta["duplicates"] == "1"
-    assert [(p.where, p.reason) for p in idx.problems] == [(f"line {text[: text.index('not a range')].count(chr(10)) + 1}",
-                                                            "inetnum value is not an address range")]
+    assert [(p.where, p.reason) for p in idx.problems] == [
+        (f"line {text[: text.index('not a range')].count(chr(10)) + 1}", "inetnum value is not an address range")
+    ]
 
 
 def test_parse_objects_streams_continuations_and_skips_comments(tmp_path: Path) -> None:
     f = tmp_path / "x.db"
-    f.write_bytes(b"% comment\n# comment\n\ninetnum: 10.0.0.0 - 10.0.0.255\ndescr: a\n+ b\n\tc\nnetname: N # note\n\n\n\nrole: R\nnic-hdl: R1\n")
+    f.write_bytes(
+        b"% comment\n# comment\n\ninetnum: 10.0.0.0 - 10.0.0.255\ndescr: a\n+ b\n\tc\nnetname: N # note\n\n\n\nrole: R\nnic-hdl: R1\n"
+    )
     problems: list = []
     objs = list(parse_objects(f, problems))
     assert [(o.cls, o.line) for o in objs] == [("inetnum", 4), ("role", 12)]

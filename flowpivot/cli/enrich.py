@@ -51,15 +51,44 @@ def _read_ip_file(path: str, problems: list[Problem]) -> list[str]:
 
 
 def enrich(
-    ips: Annotated[list[str] | None, typer.Argument(help="Addresses to look up (IPv4 or IPv6).", show_default=False)] = None,
-    file: Annotated[str | None, typer.Option("--file", "-f", help="Read addresses from this file, one a line ('-' for stdin).")] = None,
-    asn_db: Annotated[list[Path] | None, typer.Option("--asn-db", help="ASN/country database: MMDB, ip2asn TSV, pfx2as or as2org (repeat to layer; the first given wins). Default: $FLOWPIVOT_ASN_DB.")] = None,
-    whois: Annotated[list[Path] | None, typer.Option("--whois", help="RPSL whois dump file or directory of split dumps (indexed once, then reused), or a built index.")] = None,
-    rdap: Annotated[bool, typer.Option("--rdap", help="Ask RDAP (network) for addresses the whois data does not cover; answers are cached.")] = False,
+    ips: Annotated[
+        list[str] | None, typer.Argument(help="Addresses to look up (IPv4 or IPv6).", show_default=False)
+    ] = None,
+    file: Annotated[
+        str | None, typer.Option("--file", "-f", help="Read addresses from this file, one a line ('-' for stdin).")
+    ] = None,
+    asn_db: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--asn-db",
+            help="ASN/country database: MMDB, ip2asn TSV, pfx2as or as2org (repeat to layer; the first given wins). Default: $FLOWPIVOT_ASN_DB.",
+        ),
+    ] = None,
+    whois: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--whois",
+            help="RPSL whois dump file or directory of split dumps (indexed once, then reused), or a built index.",
+        ),
+    ] = None,
+    rdap: Annotated[
+        bool,
+        typer.Option(
+            "--rdap", help="Ask RDAP (network) for addresses the whois data does not cover; answers are cached."
+        ),
+    ] = False,
     rdap_url: Annotated[str, typer.Option("--rdap-url", help="RDAP base URL.")] = "https://rdap.org",
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of answers instead of a table.")] = False,
-    cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Where flattened databases and the whois index are kept. Default: $XDG_CACHE_HOME/flowpivot.")] = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Rebuild the lookup tables instead of using the cache.")] = False,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--cache-dir",
+            help="Where flattened databases and the whois index are kept. Default: $XDG_CACHE_HOME/flowpivot.",
+        ),
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Rebuild the lookup tables instead of using the cache.")
+    ] = False,
 ) -> None:
     """Look up who holds addresses: ASN, AS name, country, prefix and the whois allocation chain (with the reseller).
 
@@ -79,11 +108,18 @@ def enrich(
     if not dbs and not whois and not rdap:
         raise fail("give at least one --asn-db (or set FLOWPIVOT_ASN_DB), --whois or --rdap")
     with errors_as_exit():
-        enr = Enricher.open(dbs, whois if whois else None, rdap=rdap, cache_dir=cache_dir, rdap_base=rdap_url, use_cache=not no_cache)
+        enr = Enricher.open(
+            dbs, whois if whois else None, rdap=rdap, cache_dir=cache_dir, rdap_base=rdap_url, use_cache=not no_cache
+        )
         answers = enr.lookup(addrs)
     for s in enr.sources:
-        err.print(f"source: {s['name']} ({s['kind']}, {s['entries'] if s['entries'] is not None else '?'} entries"
-                  + (f", built {s['build_date']}" if s.get("build_date") else "") + f") {s['path']}", markup=False, highlight=False)
+        err.print(
+            f"source: {s['name']} ({s['kind']}, {s['entries'] if s['entries'] is not None else '?'} entries"
+            + (f", built {s['build_date']}" if s.get("build_date") else "")
+            + f") {s['path']}",
+            markup=False,
+            highlight=False,
+        )
     problems.extend(enr.problems)
     for a in answers:
         if a["status"] == "invalid":
@@ -101,12 +137,22 @@ def enrich(
     for c in cols:
         t.add_column(c, overflow="fold")
     for a in answers:
-        chain = " < ".join(f"{x.get('netname') or '?'} [{x.get('status') or '?'}] {x.get('org_name') or ''}".strip() for x in a["allocation"])
+        chain = " < ".join(
+            f"{x.get('netname') or '?'} [{x.get('status') or '?'}] {x.get('org_name') or ''}".strip()
+            for x in a["allocation"]
+        )
         res = a.get("reseller")
         cells = {
-            "ip": a["ip"], "asn": a["asn"] and f"AS{a['asn']}", "as_name": a["as_name"], "country": a["country"], "prefix": a["prefix"],
-            "status": a["status"], "source": a["source"], "allocation (most specific first)": chain or None,
-            "reseller": res and (res.get("org_name") or res.get("org") or res.get("netname")), "abuse": a.get("abuse_mailbox"),
+            "ip": a["ip"],
+            "asn": a["asn"] and f"AS{a['asn']}",
+            "as_name": a["as_name"],
+            "country": a["country"],
+            "prefix": a["prefix"],
+            "status": a["status"],
+            "source": a["source"],
+            "allocation (most specific first)": chain or None,
+            "reseller": res and (res.get("org_name") or res.get("org") or res.get("netname")),
+            "abuse": a.get("abuse_mailbox"),
         }
         t.add_row(*(_safe(cells[c]) for c in cols))
     out.print(t)

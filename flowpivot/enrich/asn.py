@@ -75,8 +75,14 @@ class AsnSource:
         return len(self.asn)
 
     def provenance(self) -> dict[str, Any]:
-        return {"path": self.path, "name": Path(self.path).name, "kind": self.kind, "entries": self.entries, **self.meta,
-                "problems": len(self.problems)}
+        return {
+            "path": self.path,
+            "name": Path(self.path).name,
+            "kind": self.kind,
+            "entries": self.entries,
+            **self.meta,
+            "problems": len(self.problems),
+        }
 
 
 # ----------------------------------------------------------------------------- detection
@@ -96,7 +102,9 @@ def detect_kind(path: str | Path) -> str:
     except (OSError, EOFError) as e:
         raise EnrichError(f"{path}: cannot read ({e})") from None
     lines = [ln for ln in head.split(b"\n")[:50] if ln.strip()]
-    if any(ln.startswith(b"# format:") for ln in lines) or (lines and all(ln.count(b"|") >= 4 for ln in lines[:5] if not ln.startswith(b"#"))):
+    if any(ln.startswith(b"# format:") for ln in lines) or (
+        lines and all(ln.count(b"|") >= 4 for ln in lines[:5] if not ln.startswith(b"#"))
+    ):
         return "as2org"
     for ln in lines:
         if ln.startswith(b"#"):
@@ -155,9 +163,12 @@ def _mmdb_fields(rec: Any) -> tuple[int, str | None, str | None]:
     """ASN, AS organisation and ISO country of a record in any of the common MMDB schemas."""
     if not isinstance(rec, dict):
         return 0, None, None
-    traits = rec.get("traits") if isinstance(rec.get("traits"), dict) else {}
+    traits: dict[str, Any] = rec["traits"] if isinstance(rec.get("traits"), dict) else {}
     asn = rec.get("autonomous_system_number", traits.get("autonomous_system_number", rec.get("asn")))
-    org = rec.get("autonomous_system_organization", traits.get("autonomous_system_organization", rec.get("as_name", rec.get("organization"))))
+    org = rec.get(
+        "autonomous_system_organization",
+        traits.get("autonomous_system_organization", rec.get("as_name", rec.get("organization"))),
+    )
     cc = None
     for key in ("country", "registered_country"):
         c = rec.get(key)
@@ -218,7 +229,9 @@ def _walk(children: np.ndarray, n: int, root: int, bits: int, path: Path) -> tup
         node = c.reshape(-1)
         budget -= len(node)
         if budget < 0:
-            raise EnrichError(f"{path}: MMDB search tree loops or is far larger than its node count; not a valid database")
+            raise EnrichError(
+                f"{path}: MMDB search tree loops or is far larger than its node count; not a valid database"
+            )
         hi = np.repeat(hi, 2)
         lo = np.repeat(lo, 2)
         b = bits - 1 - d
@@ -291,14 +304,22 @@ def read_mmdb(path: Path) -> AsnSource:
                 try:
                     rec = reader.get(ipaddress.IPv6Address(addr) if v6 else ipaddress.IPv4Address(addr))
                 except Exception as e:
-                    add_problem(problems, str(path), f"data record {rec_id - n - 16}", f"cannot be decoded ({e}); its networks are left out")
+                    add_problem(
+                        problems,
+                        str(path),
+                        f"data record {rec_id - n - 16}",
+                        f"cannot be decoded ({e}); its networks are left out",
+                    )
                     rec = None
                 asn, org, cc = _mmdb_fields(rec)
                 rec_fields[rec_id] = (asn, names.add(org), countries.add(cc))
             ent[v6] = (H, L, D, V)
         build = int(getattr(m, "build_epoch", 0) or 0)
-        meta = {"database_type": str(m.database_type), "ip_version": int(m.ip_version),
-                "build_date": time.strftime("%Y-%m-%d", time.gmtime(build)) if build else None}
+        meta = {
+            "database_type": str(m.database_type),
+            "ip_version": int(m.ip_version),
+            "build_date": time.strftime("%Y-%m-%d", time.gmtime(build)) if build else None,
+        }
     finally:
         reader.close()
     cols: dict[str, list[np.ndarray]] = {k: [] for k in ("fh", "fl", "lh", "ll", "v6", "asn", "name", "cc")}
@@ -331,9 +352,24 @@ def read_mmdb(path: Path) -> AsnSource:
         steps[v6] = Steps(AH, AL, leaf_entry).compact()
         offset += k
     cat = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in cols.items()}
-    return AsnSource(str(path), "mmdb", steps[False], steps[True], cat["fh"].astype(U64), cat["fl"].astype(U64),
-                     cat["lh"].astype(U64), cat["ll"].astype(U64), cat["v6"].astype(bool), cat["asn"].astype(np.uint32),
-                     cat["name"].astype(np.int32), cat["cc"].astype(np.int32), names.items, countries.items, meta, problems)
+    return AsnSource(
+        str(path),
+        "mmdb",
+        steps[False],
+        steps[True],
+        cat["fh"].astype(U64),
+        cat["fl"].astype(U64),
+        cat["lh"].astype(U64),
+        cat["ll"].astype(U64),
+        cat["v6"].astype(bool),
+        cat["asn"].astype(np.uint32),
+        cat["name"].astype(np.int32),
+        cat["cc"].astype(np.int32),
+        names.items,
+        countries.items,
+        meta,
+        problems,
+    )
 
 
 def addr_text(value: int, v6: bool) -> str:
@@ -374,8 +410,15 @@ def read_ip2asn(path: Path) -> AsnSource:
     return _source_from_ranges(path, "ip2asn", rows, names, countries, problems, {})
 
 
-def _source_from_ranges(path: Path, kind: str, rows: dict[bool, list[tuple[int, int, int, int, int, int]]], names: _Strings,
-                        countries: _Strings, problems: list[Problem], meta: dict[str, Any]) -> AsnSource:
+def _source_from_ranges(
+    path: Path,
+    kind: str,
+    rows: dict[bool, list[tuple[int, int, int, int, int, int]]],
+    names: _Strings,
+    countries: _Strings,
+    problems: list[Problem],
+    meta: dict[str, Any],
+) -> AsnSource:
     cols: dict[str, list[np.ndarray]] = {k: [] for k in ("fh", "fl", "lh", "ll", "v6", "asn", "name", "cc")}
     steps = {}
     offset = 0
@@ -385,7 +428,12 @@ def _source_from_ranges(path: Path, kind: str, rows: dict[bool, list[tuple[int, 
         prev_last = -1
         for r in rs:
             if r[0] <= prev_last:
-                add_problem(problems, str(path), f"line {r[5]}", f"range {addr_text(r[0], v6)}-{addr_text(r[1], v6)} overlaps an earlier row; dropped")
+                add_problem(
+                    problems,
+                    str(path),
+                    f"line {r[5]}",
+                    f"range {addr_text(r[0], v6)}-{addr_text(r[1], v6)} overlaps an earlier row; dropped",
+                )
                 continue
             kept.append(r)
             prev_last = r[1]
@@ -405,8 +453,24 @@ def _source_from_ranges(path: Path, kind: str, rows: dict[bool, list[tuple[int, 
             steps[v6] = steps[v6].below(1 << 32)
         offset += k
     cat = {k: np.concatenate(v) for k, v in cols.items()}
-    return AsnSource(str(path), kind, steps[False], steps[True], cat["fh"], cat["fl"], cat["lh"], cat["ll"], cat["v6"].astype(bool),
-                     cat["asn"], cat["name"], cat["cc"], names.items, countries.items, meta, problems)
+    return AsnSource(
+        str(path),
+        kind,
+        steps[False],
+        steps[True],
+        cat["fh"],
+        cat["fl"],
+        cat["lh"],
+        cat["ll"],
+        cat["v6"].astype(bool),
+        cat["asn"],
+        cat["name"],
+        cat["cc"],
+        names.items,
+        countries.items,
+        meta,
+        problems,
+    )
 
 
 # ----------------------------------------------------------------------------- CAIDA pfx2as + as2org
@@ -482,9 +546,16 @@ def read_pfx2as(path: Path, as2org: dict[int, tuple[str, str | None]] | None = N
         lh, ll = _split128([r[1] for r in rs])
         size = [r[1] - r[0] + 1 for r in rs]
         plen_a = np.fromiter(((128 if v6 else 32) - (s.bit_length() - 1) for s in size), np.int16, k)
-        for key, arr in (("fh", fh), ("fl", fl), ("lh", lh), ("ll", ll), ("v6", np.full(k, v6)),
-                         ("asn", np.fromiter((r[2] for r in rs), np.uint32, k)), ("name", np.fromiter((r[3] for r in rs), np.int32, k)),
-                         ("cc", np.fromiter((r[4] for r in rs), np.int32, k))):
+        for key, arr in (
+            ("fh", fh),
+            ("fl", fl),
+            ("lh", lh),
+            ("ll", ll),
+            ("v6", np.full(k, v6)),
+            ("asn", np.fromiter((r[2] for r in rs), np.uint32, k)),
+            ("name", np.fromiter((r[3] for r in rs), np.int32, k)),
+            ("cc", np.fromiter((r[4] for r in rs), np.int32, k)),
+        ):
             cols[key].append(arr)
         steps[v6] = steps_from_nested(fh, fl, lh, ll, plen_a, np.arange(offset, offset + k, dtype=np.int64))
         if not v6:
@@ -492,8 +563,24 @@ def read_pfx2as(path: Path, as2org: dict[int, tuple[str, str | None]] | None = N
         offset += k
     cat = {k: np.concatenate(v) for k, v in cols.items()}
     meta = {"as2org": bool(as2org)}
-    return AsnSource(src, "pfx2as", steps[False], steps[True], cat["fh"], cat["fl"], cat["lh"], cat["ll"], cat["v6"].astype(bool),
-                     cat["asn"], cat["name"], cat["cc"], names.items, countries.items, meta, problems)
+    return AsnSource(
+        src,
+        "pfx2as",
+        steps[False],
+        steps[True],
+        cat["fh"],
+        cat["fl"],
+        cat["lh"],
+        cat["ll"],
+        cat["v6"].astype(bool),
+        cat["asn"],
+        cat["name"],
+        cat["cc"],
+        names.items,
+        countries.items,
+        meta,
+        problems,
+    )
 
 
 # ----------------------------------------------------------------------------- cache
@@ -520,25 +607,41 @@ def _pack_strings(items: list[str]) -> tuple[np.ndarray, np.ndarray]:
 def _unpack_strings(blob: np.ndarray, offsets: np.ndarray) -> list[str]:
     raw = blob.tobytes()
     o = offsets.tolist()
-    return [raw[o[i]:o[i + 1]].decode("utf-8", "surrogatepass") for i in range(len(o) - 1)]
+    return [raw[o[i] : o[i + 1]].decode("utf-8", "surrogatepass") for i in range(len(o) - 1)]
 
 
 def _save(src: AsnSource, file: Path) -> None:
     nb, no = _pack_strings(src.names)
     cb, co = _pack_strings(src.countries)
     arrays = {
-        "v4h": src.v4.start_hi, "v4l": src.v4.start_lo, "v4e": src.v4.entry,
-        "v6h": src.v6.start_hi, "v6l": src.v6.start_lo, "v6e": src.v6.entry,
-        "fh": src.first_hi, "fl": src.first_lo, "lh": src.last_hi, "ll": src.last_lo, "is6": src.is_v6,
-        "asn": src.asn, "name": src.name, "cc": src.country, "nb": nb, "no": no, "cb": cb, "co": co,
-        "meta": np.frombuffer(json.dumps({"kind": src.kind, "meta": src.meta,
-                                          "problems": [p.as_dict() for p in src.problems]}).encode(), np.uint8),
+        "v4h": src.v4.start_hi,
+        "v4l": src.v4.start_lo,
+        "v4e": src.v4.entry,
+        "v6h": src.v6.start_hi,
+        "v6l": src.v6.start_lo,
+        "v6e": src.v6.entry,
+        "fh": src.first_hi,
+        "fl": src.first_lo,
+        "lh": src.last_hi,
+        "ll": src.last_lo,
+        "is6": src.is_v6,
+        "asn": src.asn,
+        "name": src.name,
+        "cc": src.country,
+        "nb": nb,
+        "no": no,
+        "cb": cb,
+        "co": co,
+        "meta": np.frombuffer(
+            json.dumps({"kind": src.kind, "meta": src.meta, "problems": [p.as_dict() for p in src.problems]}).encode(),
+            np.uint8,
+        ),
     }
     file.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=".tmp-", suffix=".npz")
     try:
         with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
+            np.savez(fh, **arrays)  # type: ignore[arg-type]
         os.replace(tmp, file)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -550,13 +653,29 @@ def _load(path: Path, file: Path) -> AsnSource:
     with np.load(file, allow_pickle=False) as z:
         a = {k: z[k] for k in z.files}
     info = json.loads(a["meta"].tobytes())
-    return AsnSource(str(path), info["kind"], Steps(a["v4h"], a["v4l"], a["v4e"]), Steps(a["v6h"], a["v6l"], a["v6e"]),
-                     a["fh"], a["fl"], a["lh"], a["ll"], a["is6"], a["asn"], a["name"], a["cc"],
-                     _unpack_strings(a["nb"], a["no"]), _unpack_strings(a["cb"], a["co"]), info["meta"],
-                     [Problem(**p) for p in info["problems"]])
+    return AsnSource(
+        str(path),
+        info["kind"],
+        Steps(a["v4h"], a["v4l"], a["v4e"]),
+        Steps(a["v6h"], a["v6l"], a["v6e"]),
+        a["fh"],
+        a["fl"],
+        a["lh"],
+        a["ll"],
+        a["is6"],
+        a["asn"],
+        a["name"],
+        a["cc"],
+        _unpack_strings(a["nb"], a["no"]),
+        _unpack_strings(a["cb"], a["co"]),
+        info["meta"],
+        [Problem(**p) for p in info["problems"]],
+    )
 
 
-def open_source(path: str | Path, *, as2org: str | Path | None = None, cache_dir: Path | None = None, use_cache: bool = True) -> AsnSource:
+def open_source(
+    path: str | Path, *, as2org: str | Path | None = None, cache_dir: Path | None = None, use_cache: bool = True
+) -> AsnSource:
     """Read one ASN/country database (cached flattened form if the file has not changed)."""
     path = Path(path)
     if not path.is_file():

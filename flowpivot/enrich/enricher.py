@@ -122,11 +122,24 @@ class Enricher:
                 valid = e >= 0
                 ei = np.where(valid, e, 0)
                 g = np.where(valid, e + offset, -1)
-                layers[(v6, "asn")].append(Steps(st.start_hi, st.start_lo, np.where(valid & (s.asn[ei] > 0), g, -1)).compact())
-                layers[(v6, "cc")].append(Steps(st.start_hi, st.start_lo, np.where(valid & (s.country[ei] >= 0), g, -1)).compact())
+                layers[(v6, "asn")].append(
+                    Steps(st.start_hi, st.start_lo, np.where(valid & (s.asn[ei] > 0), g, -1)).compact()
+                )
+                layers[(v6, "cc")].append(
+                    Steps(st.start_hi, st.start_lo, np.where(valid & (s.country[ei] >= 0), g, -1)).compact()
+                )
             offset += s.entries
-        empty = {"asn": np.zeros(0, np.uint32), "name": np.zeros(0, np.int32), "cc": np.zeros(0, np.int32), "src": np.zeros(0, np.int16),
-                 "fh": np.zeros(0, U64), "fl": np.zeros(0, U64), "lh": np.zeros(0, U64), "ll": np.zeros(0, U64), "v6": np.zeros(0, bool)}
+        empty: dict[str, np.ndarray] = {
+            "asn": np.zeros(0, np.uint32),
+            "name": np.zeros(0, np.int32),
+            "cc": np.zeros(0, np.int32),
+            "src": np.zeros(0, np.int16),
+            "fh": np.zeros(0, U64),
+            "fl": np.zeros(0, U64),
+            "lh": np.zeros(0, U64),
+            "ll": np.zeros(0, U64),
+            "v6": np.zeros(0, bool),
+        }
         self._ent = {k: (np.concatenate(v) if v else empty[k]) for k, v in cols.items()}
         self.as_names = np.array(list(names), dtype=object)
         self.countries = np.array(list(countries), dtype=object)
@@ -142,8 +155,16 @@ class Enricher:
     # ------------------------------------------------------------------ construction
 
     @classmethod
-    def open(cls, asn_dbs: Sequence[str | Path] = (), whois: str | Path | Sequence[str | Path] | None = None, *, rdap: bool | RdapClient = False,
-             cache_dir: Path | None = None, rdap_base: str = DEFAULT_BASE, use_cache: bool = True) -> Enricher:
+    def open(
+        cls,
+        asn_dbs: Sequence[str | Path] = (),
+        whois: str | Path | Sequence[str | Path] | None = None,
+        *,
+        rdap: bool | RdapClient = False,
+        cache_dir: Path | None = None,
+        rdap_base: str = DEFAULT_BASE,
+        use_cache: bool = True,
+    ) -> Enricher:
         """Open the databases (first given wins where it covers an address) and the whois index.
 
         CAIDA as2org files among ``asn_dbs`` name the ASes of the pfx2as files among them.
@@ -158,8 +179,11 @@ class Enricher:
         as2org = [p for p, k in zip(paths, kinds, strict=True) if k == "as2org"]
         if len(as2org) > 1:
             raise EnrichError("give at most one as2org file")
-        sources = [open_source(p, as2org=as2org[0] if as2org else None, cache_dir=cache_dir, use_cache=use_cache)
-                   for p, k in zip(paths, kinds, strict=True) if k != "as2org"]
+        sources = [
+            open_source(p, as2org=as2org[0] if as2org else None, cache_dir=cache_dir, use_cache=use_cache)
+            for p, k in zip(paths, kinds, strict=True)
+            if k != "as2org"
+        ]
         idx = WhoisIndex.open(whois, cache_dir) if whois is not None else None
         client = rdap if isinstance(rdap, RdapClient) else RdapClient(cache_dir, rdap_base) if rdap else None
         return cls(sources, idx, client)
@@ -171,7 +195,15 @@ class Enricher:
         if self.whois is not None:
             out.append(self.whois.provenance())
         if self.rdap is not None:
-            out.append({"path": self.rdap.base_url, "name": "rdap", "kind": "rdap", "entries": None, "cache": str(self.rdap.cache_dir)})
+            out.append(
+                {
+                    "path": self.rdap.base_url,
+                    "name": "rdap",
+                    "kind": "rdap",
+                    "entries": None,
+                    "cache": str(self.rdap.cache_dir),
+                }
+            )
         return out
 
     @property
@@ -190,13 +222,25 @@ class Enricher:
         a = np.asarray(addrs, dtype=np.uint32)
         f = self._v4
         seg = f.find4(a)
-        return {"asn": f.asn[seg], "name_index": f.name[seg], "country_index": f.country[seg], "source_index": f.source[seg], "segment": seg}
+        return {
+            "asn": f.asn[seg],
+            "name_index": f.name[seg],
+            "country_index": f.country[seg],
+            "source_index": f.source[seg],
+            "segment": seg,
+        }
 
     def lookup_v6(self, hi: np.ndarray, lo: np.ndarray) -> dict[str, np.ndarray]:
         """Same columns for IPv6 addresses given as high and low 64-bit halves."""
         f = self._v6
         seg = f.find(np.asarray(hi, U64), np.asarray(lo, U64))
-        return {"asn": f.asn[seg], "name_index": f.name[seg], "country_index": f.country[seg], "source_index": f.source[seg], "segment": seg}
+        return {
+            "asn": f.asn[seg],
+            "name_index": f.name[seg],
+            "country_index": f.country[seg],
+            "source_index": f.source[seg],
+            "segment": seg,
+        }
 
     def lookup_v6_bytes(self, addrs: np.ndarray | pa.Array) -> dict[str, np.ndarray]:
         """IPv6 addresses as 16-byte big-endian values (the store's ``*_v6`` columns)."""
@@ -219,8 +263,14 @@ class Enricher:
             return pa.DictionaryArray.from_arrays(pa.array(idx32, mask=idx32 < 0), pa.array(list(values), pa.string()))
 
         asn = pa.array(c["asn"], pa.uint32(), mask=c["asn"] == 0)
-        return pa.table({"asn": asn, "as_name": dic(c["name_index"], self.as_names), "country": dic(c["country_index"], self.countries),
-                         "source": dic(c["source_index"], self.source_names)})
+        return pa.table(
+            {
+                "asn": asn,
+                "as_name": dic(c["name_index"], self.as_names),
+                "country": dic(c["country_index"], self.countries),
+                "source": dic(c["source_index"], self.source_names),
+            }
+        )
 
     def prefix_v4(self, segment: int) -> str | None:
         return self._prefix(self._v4, segment)
@@ -275,8 +325,16 @@ class Enricher:
                 }
         for p, text in enumerate(ips):
             if canon[p] is None:
-                out[p] = {"ip": text, "asn": None, "as_name": None, "country": None, "prefix": None, "source": None,
-                          "country_source": None, "status": "invalid"}
+                out[p] = {
+                    "ip": text,
+                    "asn": None,
+                    "as_name": None,
+                    "country": None,
+                    "prefix": None,
+                    "source": None,
+                    "country_source": None,
+                    "status": "invalid",
+                }
         for ans in out:
             chain: list[dict[str, Any]] = []
             if ans["status"] != "invalid":

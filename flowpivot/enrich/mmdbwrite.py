@@ -69,8 +69,13 @@ def _encode(v: Any) -> bytes:
     raise TypeError(f"cannot encode {type(v).__name__} in an MMDB")
 
 
-def write_mmdb(path: str | Path, networks: Iterable[tuple[str, dict[str, Any]]], database_type: str = "flowpivot-test",
-               build_epoch: int | None = None, description: str = "written by flowpivot") -> Path:
+def write_mmdb(
+    path: str | Path,
+    networks: Iterable[tuple[str, dict[str, Any]]],
+    database_type: str = "flowpivot-test",
+    build_epoch: int | None = None,
+    description: str = "written by flowpivot",
+) -> Path:
     """Write ``(cidr, record)`` pairs as an IPv6 MaxMind DB with 28- or 32-bit records."""
     root: list[Any] = [None, None]
     data = bytearray()
@@ -113,7 +118,7 @@ def write_mmdb(path: str | Path, networks: Iterable[tuple[str, dict[str, Any]]],
     count = len(nodes)
     record_size = 28 if count + 16 + len(data) < 1 << 28 else 32
 
-    def rec(c: Any) -> int:
+    def record(c: Any) -> int:
         if c is None:
             return count
         if isinstance(c, list):
@@ -122,15 +127,24 @@ def write_mmdb(path: str | Path, networks: Iterable[tuple[str, dict[str, Any]]],
 
     tree = bytearray()
     for n in nodes:
-        left, right = rec(n[0]), rec(n[1])
+        left, right = record(n[0]), record(n[1])
         if record_size == 28:
-            tree += (left & 0xFFFFFF).to_bytes(3, "big") + bytes([((left >> 24) << 4) | (right >> 24)]) + (right & 0xFFFFFF).to_bytes(3, "big")
+            tree += (
+                (left & 0xFFFFFF).to_bytes(3, "big")
+                + bytes([((left >> 24) << 4) | (right >> 24)])
+                + (right & 0xFFFFFF).to_bytes(3, "big")
+            )
         else:
             tree += left.to_bytes(4, "big") + right.to_bytes(4, "big")
     meta = {
-        "binary_format_major_version": _Uint(5, 2), "binary_format_minor_version": _Uint(5, 0),
-        "build_epoch": _Uint(9, int(build_epoch if build_epoch is not None else time.time())), "database_type": database_type,
-        "description": {"en": description}, "ip_version": _Uint(5, 6), "languages": ["en"], "node_count": _Uint(6, count),
+        "binary_format_major_version": _Uint(5, 2),
+        "binary_format_minor_version": _Uint(5, 0),
+        "build_epoch": _Uint(9, int(build_epoch if build_epoch is not None else time.time())),
+        "database_type": database_type,
+        "description": {"en": description},
+        "ip_version": _Uint(5, 6),
+        "languages": ["en"],
+        "node_count": _Uint(6, count),
         "record_size": _Uint(5, record_size),
     }
     p = Path(path)

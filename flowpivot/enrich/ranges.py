@@ -135,7 +135,9 @@ def steps_from_disjoint(fh: np.ndarray, fl: np.ndarray, lh: np.ndarray, ll: np.n
     return Steps(sh[~dup], sl[~dup], se[~dup]).compact()
 
 
-def steps_from_nested(fh: np.ndarray, fl: np.ndarray, lh: np.ndarray, ll: np.ndarray, plen: np.ndarray, entry: np.ndarray) -> Steps:
+def steps_from_nested(
+    fh: np.ndarray, fl: np.ndarray, lh: np.ndarray, ll: np.ndarray, plen: np.ndarray, entry: np.ndarray
+) -> Steps:
     """Step function of prefixes that may nest: the longest (most specific) prefix wins.
 
     Elementary segments come from every prefix boundary; prefixes are painted level by level from

@@ -96,8 +96,15 @@ def network_link(obj: dict[str, Any]) -> dict[str, Any] | None:
 class RdapClient:
     """RDAP look-ups with an on-disk cache; at most ``max_queries`` network requests per client."""
 
-    def __init__(self, cache_dir: Path, base_url: str = DEFAULT_BASE, timeout: float = 10.0, max_queries: int = 20,
-                 max_age_s: float = 30 * 86400, public_only: bool = True):
+    def __init__(
+        self,
+        cache_dir: Path,
+        base_url: str = DEFAULT_BASE,
+        timeout: float = 10.0,
+        max_queries: int = 20,
+        max_age_s: float = 30 * 86400,
+        public_only: bool = True,
+    ):
         self.cache_dir = Path(cache_dir) / "rdap"
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
@@ -122,7 +129,9 @@ class RdapClient:
             self.errors.append(f"{url}: not asked, more than {self.max_queries} RDAP queries in one run")
             return None
         self.queries += 1
-        req = urllib.request.Request(url, headers={"Accept": "application/rdap+json, application/json", "User-Agent": "flowpivot"})
+        req = urllib.request.Request(
+            url, headers={"Accept": "application/rdap+json, application/json", "User-Agent": "flowpivot"}
+        )
         body: dict[str, Any] | None = None
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310 (http(s) URL built here)
@@ -173,7 +182,12 @@ class RdapClient:
             links.append(link)
             url = None
             for lk in obj.get("links") or []:
-                if isinstance(lk, dict) and lk.get("rel") == "up" and isinstance(lk.get("href"), str) and lk["href"].startswith(("http://", "https://")):
+                if (
+                    isinstance(lk, dict)
+                    and lk.get("rel") == "up"
+                    and isinstance(lk.get("href"), str)
+                    and lk["href"].startswith(("http://", "https://"))
+                ):
                     url = lk["href"]
                     break
         return links

@@ -102,7 +102,9 @@ def parse_objects(path: str | Path, problems: list[Problem], classes: set[str] |
         size += len(raw)
         if size > MAX_OBJECT_BYTES:
             if not cut:
-                add_problem(problems, src, f"line {n}", f"object larger than {MAX_OBJECT_BYTES} bytes; the rest is ignored")
+                add_problem(
+                    problems, src, f"line {n}", f"object larger than {MAX_OBJECT_BYTES} bytes; the rest is ignored"
+                )
                 cut = True
             continue
         if c0 == 32 or c0 == 9 or c0 == 43:  # space, tab, + : continuation
@@ -115,14 +117,15 @@ def parse_objects(path: str | Path, problems: list[Problem], classes: set[str] |
             continue
         colon = raw.find(b":")
         kb = raw[:colon].rstrip().lower() if 0 < colon <= 64 else b""
-        k = keys.get(kb) if kb else None
-        if k is None:
+        known = keys.get(kb) if kb else None
+        if known is None:
             if not kb or not _KEY_CHARS.issuperset(kb):
                 add_problem(problems, src, f"line {n}", "not an `attribute: value` line")
                 if not attrs:
                     keep = False  # garbage where an object should start: skip up to the next blank line
                 continue
-            k = keys[kb] = kb.decode("ascii")
+            known = keys[kb] = kb.decode("ascii")
+        k = known
         if not attrs:
             start = n
             if classes is not None and k not in classes:
@@ -158,7 +161,8 @@ def _inet_range(cls: str, value: str) -> tuple[int, bytes, bytes] | None:
             net = ipaddress.ip_network(v, strict=False)
         except ValueError:
             return None
-        fam, first, last = net.version, net.network_address.packed, net.broadcast_address.packed
+        fam: int = net.version
+        first, last = net.network_address.packed, net.broadcast_address.packed
     else:
         parts = v.split("-") if ":" not in v else v.split(" - ")
         if len(parts) != 2:
@@ -199,8 +203,13 @@ def _inputs(paths: Sequence[str | Path]) -> list[Path]:
     for p in map(Path, paths):
         if p.is_dir():
             # Dump files by their registry names: ripe.db.inetnum.gz, apnic.db.role, afrinic.db.gz, x.rpsl
-            out.extend(sorted(q for q in p.iterdir() if q.is_file() and not q.name.startswith(".")
-                              and (".db" in q.name or ".rpsl" in q.name)))
+            out.extend(
+                sorted(
+                    q
+                    for q in p.iterdir()
+                    if q.is_file() and not q.name.startswith(".") and (".db" in q.name or ".rpsl" in q.name)
+                )
+            )
         elif p.is_file():
             out.append(p)
         else:
@@ -237,7 +246,10 @@ def build_index(files: list[Path], out: Path, batch: int = 20000) -> BuildReport
     tmp = Path(tmp_name)
     con = sqlite3.connect(tmp)
     try:
-        con.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA temp_store=FILE; PRAGMA cache_size=-65536;" + SCHEMA)
+        con.executescript(
+            "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA temp_store=FILE; PRAGMA cache_size=-65536;"
+            + SCHEMA
+        )
         inets: list[tuple[Any, ...]] = []
         orgs: list[tuple[Any, ...]] = []
         roles: list[tuple[Any, ...]] = []
@@ -248,7 +260,8 @@ def build_index(files: list[Path], out: Path, batch: int = 20000) -> BuildReport
             con.executemany("INSERT OR REPLACE INTO org VALUES (?,?,?,?,?,?)", orgs)
             con.executemany("INSERT OR REPLACE INTO role VALUES (?,?,?)", roles)
             con.executemany("INSERT OR REPLACE INTO mntner VALUES (?,?,?)", mnts)
-            inets.clear(), orgs.clear(), roles.clear(), mnts.clear()
+            for buf in (inets, orgs, roles, mnts):
+                buf.clear()
 
         for f in files:
             for obj in parse_objects(f, rep.problems, CLASSES):
@@ -257,16 +270,40 @@ def build_index(files: list[Path], out: Path, batch: int = 20000) -> BuildReport
                 if obj.cls in ("inetnum", "inet6num"):
                     r = _inet_range(obj.cls, key)
                     if r is None:
-                        add_problem(rep.problems, str(f), f"line {obj.line}", f"{obj.cls} value is not an address range")
+                        add_problem(
+                            rep.problems, str(f), f"line {obj.line}", f"{obj.cls} value is not an address range"
+                        )
                         continue
                     v = obj.firsts(INET_KEYS)
-                    inets.append((r[0], r[1], r[2], v["netname"], v["descr"], v["country"], _ref(v["org"]),
-                                  (v["status"] or "").split("#", 1)[0].strip().upper() or None, _ref(v["abuse-c"]),
-                                  v["abuse-mailbox"], " ".join(filter(None, (_ref(m) for m in obj.all("mnt-by")))) or None,
-                                  (v["source"] or "").split("#", 1)[0].strip() or None, str(f), obj.line))
+                    inets.append(
+                        (
+                            r[0],
+                            r[1],
+                            r[2],
+                            v["netname"],
+                            v["descr"],
+                            v["country"],
+                            _ref(v["org"]),
+                            (v["status"] or "").split("#", 1)[0].strip().upper() or None,
+                            _ref(v["abuse-c"]),
+                            v["abuse-mailbox"],
+                            " ".join(filter(None, (_ref(m) for m in obj.all("mnt-by")))) or None,
+                            (v["source"] or "").split("#", 1)[0].strip() or None,
+                            str(f),
+                            obj.line,
+                        )
+                    )
                 elif obj.cls == "organisation":
-                    orgs.append((_ref(key), obj.first("org-name"), obj.first("org-type"), obj.first("country"),
-                                 _ref(obj.first("abuse-c")), obj.first("abuse-mailbox")))
+                    orgs.append(
+                        (
+                            _ref(key),
+                            obj.first("org-name"),
+                            obj.first("org-type"),
+                            obj.first("country"),
+                            _ref(obj.first("abuse-c")),
+                            obj.first("abuse-mailbox"),
+                        )
+                    )
                 elif obj.cls == "role":
                     hdl = _ref(obj.first("nic-hdl"))
                     if hdl:
@@ -281,8 +318,10 @@ def build_index(files: list[Path], out: Path, batch: int = 20000) -> BuildReport
         rows: list[tuple[Any, ...]] = []
         next_id = 0
         last_key: tuple[int, bytes, bytes] | None = None
-        cur = con.execute('SELECT fam, start, "end", netname, descr, country, org, status, abuse_c, abuse_mailbox, mnt_by, source'
-                          ' FROM raw_inet ORDER BY fam, start, "end" DESC, file, line')
+        cur = con.execute(
+            'SELECT fam, start, "end", netname, descr, country, org, status, abuse_c, abuse_mailbox, mnt_by, source'
+            ' FROM raw_inet ORDER BY fam, start, "end" DESC, file, line'
+        )
         ins = con.cursor()
         while chunk := cur.fetchmany(batch):
             for r in chunk:
@@ -300,12 +339,17 @@ def build_index(files: list[Path], out: Path, batch: int = 20000) -> BuildReport
             ins.executemany("INSERT INTO inet VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
             rows.clear()
         rep.ranges = next_id
-        con.executescript('DROP TABLE raw_inet; CREATE INDEX inet_start ON inet(fam, start, id);')
-        con.executemany('INSERT INTO problem VALUES (?,?,?)', [(p.source, p.where, p.reason) for p in rep.problems])
+        con.executescript("DROP TABLE raw_inet; CREATE INDEX inet_start ON inet(fam, start, id);")
+        con.executemany("INSERT INTO problem VALUES (?,?,?)", [(p.source, p.where, p.reason) for p in rep.problems])
         rep.seconds = time.perf_counter() - t0
-        meta = {"version": str(INDEX_VERSION), "files": "\n".join(str(f) for f in files), "ranges": str(rep.ranges),
-                "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "duplicates": str(rep.duplicates),
-                **{f"objects.{k}": str(v) for k, v in rep.objects.items()}}
+        meta = {
+            "version": str(INDEX_VERSION),
+            "files": "\n".join(str(f) for f in files),
+            "ranges": str(rep.ranges),
+            "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "duplicates": str(rep.duplicates),
+            **{f"objects.{k}": str(v) for k, v in rep.objects.items()},
+        }
         con.executemany("INSERT INTO meta VALUES (?,?)", meta.items())
         con.commit()
         con.execute("VACUUM")
@@ -348,13 +392,21 @@ class WhoisIndex:
         self.con.close()
 
     def provenance(self) -> dict[str, Any]:
-        return {"path": str(self.path), "name": "whois", "kind": "rpsl", "entries": int(self.meta.get("ranges", 0)),
-                "files": self.meta.get("files", "").split("\n"), "build_date": self.meta.get("built"),
-                "problems": len(self.problems)}
+        return {
+            "path": str(self.path),
+            "name": "whois",
+            "kind": "rpsl",
+            "entries": int(self.meta.get("ranges", 0)),
+            "files": self.meta.get("files", "").split("\n"),
+            "build_date": self.meta.get("built"),
+            "problems": len(self.problems),
+        }
 
     def _most_specific(self, fam: int, key: bytes) -> int | None:
-        row = self.con.execute('SELECT id, "end", parent FROM inet WHERE fam=? AND start<=? ORDER BY start DESC, id DESC LIMIT 1',
-                               (fam, key)).fetchone()
+        row = self.con.execute(
+            'SELECT id, "end", parent FROM inet WHERE fam=? AND start<=? ORDER BY start DESC, id DESC LIMIT 1',
+            (fam, key),
+        ).fetchone()
         hops = 0
         while row is not None and row[1] < key and hops < MAX_CHAIN:
             if row[2] is None:
@@ -373,12 +425,23 @@ class WhoisIndex:
                 """SELECT i.parent, i.fam, i.start, i."end", i.netname, i.org, o.name, i.status, i.country, i.descr, i.mnt_by,
                           i.source, ri.abuse_mailbox, i.abuse_mailbox, ro.abuse_mailbox, o.abuse_mailbox, o.country
                    FROM inet i LEFT JOIN org o ON o.id = i.org LEFT JOIN role ri ON ri.id = i.abuse_c
-                   LEFT JOIN role ro ON ro.id = o.abuse_c WHERE i.id = ?""", (rid,)).fetchone()
-            links.append({
-                "range": _range_text(r[1], r[2], r[3]), "netname": r[4], "org": r[5], "org_name": r[6], "status": r[7],
-                "country": r[8] or r[16], "abuse_mailbox": r[12] or r[13] or r[14] or r[15], "descr": r[9], "mnt_by": r[10],
-                "source": f"whois:{r[11]}" if r[11] else "whois",
-            })
+                   LEFT JOIN role ro ON ro.id = o.abuse_c WHERE i.id = ?""",
+                (rid,),
+            ).fetchone()
+            links.append(
+                {
+                    "range": _range_text(r[1], r[2], r[3]),
+                    "netname": r[4],
+                    "org": r[5],
+                    "org_name": r[6],
+                    "status": r[7],
+                    "country": r[8] or r[16],
+                    "abuse_mailbox": r[12] or r[13] or r[14] or r[15],
+                    "descr": r[9],
+                    "mnt_by": r[10],
+                    "source": f"whois:{r[11]}" if r[11] else "whois",
+                }
+            )
             rid = r[0]
         return links
 
@@ -390,7 +453,12 @@ def reseller_of(chain: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The holder of the most specific sub-allocation in a chain: the reseller the space was bought through."""
     for link in chain:
         if (link.get("status") or "").upper() in RESELLER_STATUSES:
-            return {"org": link.get("org"), "org_name": link.get("org_name"), "netname": link.get("netname"), "range": link.get("range")}
+            return {
+                "org": link.get("org"),
+                "org_name": link.get("org_name"),
+                "netname": link.get("netname"),
+                "range": link.get("range"),
+            }
     return None
 
 

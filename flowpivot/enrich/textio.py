@@ -47,7 +47,9 @@ def numbered_lines(path: str | Path, problems: list[Problem], max_line: int = MA
             try:
                 line = fh.readline(max_line + 1)
             except (OSError, EOFError) as e:
-                add_problem(problems, str(path), f"line {n + 1}", f"file is truncated or corrupt ({e}); reading stopped")
+                add_problem(
+                    problems, str(path), f"line {n + 1}", f"file is truncated or corrupt ({e}); reading stopped"
+                )
                 return
             if not line:
                 return
