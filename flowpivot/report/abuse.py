@@ -98,7 +98,7 @@ def _letter(p: Provider, report: Report, *, tlp: str, actor: str | None, now: da
     hosts_n = sum(len(c.members) for c in p.clusters) + len(p.new_hosts) + len(p.active_seeds)
     L.append(f"To: {to}")
     L.append(
-        f"Subject: [TLP:{tlp.upper()}] {plural(hosts_n, 'host')} in AS{p.asn} ({p.name}) used by criminal infrastructure"
+        f"Subject: [TLP:{tlp.upper()}] {plural(hosts_n, 'host')} in AS{p.asn} ({p.name}) working with known malicious infrastructure"
     )
     L.append(f"Date: {now.strftime('%Y-%m-%d')}")
     L.append(f"Our reference: {ref}-{p.key}")
@@ -166,7 +166,7 @@ def _letter(p: Provider, report: Report, *, tlp: str, actor: str | None, now: da
     if p.whois:
         L.append("Allocation (whois, most specific first):")
         for a in p.whois:
-            bits = [a.range, a.netname, a.org_name, a.status, a.country]
+            bits = [defang(a.range) if a.range else None, a.netname, a.org_name, a.status, a.country]
             L.append("  " + " | ".join(b for b in bits if b) + (f" ({a.source})" if a.source else ""))
         L.append("")
 

@@ -130,6 +130,7 @@ def _data(report: Report, tlp: str) -> dict[str, Any]:
                 "label": c.label,
                 "provider": c.provider,
                 "asn": c.asn,
+                "as_name": c.as_name,
                 "country": c.country,
                 "members": c.members,
                 "seeds": c.seeds,
@@ -294,6 +295,7 @@ def render_html_report(report: Report, *, tlp: str, actor: str | None, now: date
         rows.append(
             f'<tr class="clickable" data-cluster="{_e(c.id)}"><td>{_e(c.id)}</td><td>{_e(c.provider)}</td>'
             + _num_td(c.asn, f"AS{c.asn}" if c.asn is not None else None)
+            + f"<td>{_e(c.as_name)}</td>"
             + f"<td>{_e(c.country)}</td>"
             + _num_td(len(c.members))
             + _num_td(len(c.seeds))
@@ -310,6 +312,7 @@ def render_html_report(report: Report, *, tlp: str, actor: str | None, now: date
         ("Cluster", False),
         ("Provider", False),
         ("ASN", True),
+        ("AS name", False),
         ("Country", False),
         ("Hosts", True),
         ("Seeds", True),

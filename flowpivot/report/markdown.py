@@ -99,6 +99,10 @@ def render_markdown_report(report: Report, *, tlp: str, actor: str | None, now: 
         for c in report.clusters:
             L.append(f"### {md(c.id)}: {md(c.label)}")
             L.append("")
+            if c.asn is not None or c.as_name:
+                L.append(
+                    f"- Autonomous system: {'AS' + str(c.asn) if c.asn is not None else '–'} {md(c.as_name)}".rstrip()
+                )
             L.append(f"- Members ({len(c.members)}): " + ", ".join(_code(ip) for ip in c.members))
             L.append(f"- Seeds ({len(c.seeds)}): " + ", ".join(_code(ip) for ip in c.seeds))
             if c.services:

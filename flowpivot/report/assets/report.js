@@ -136,7 +136,8 @@
     details.setAttribute("data-id", c.id);
     details.appendChild(el("h3", { text: "Cluster " + c.id + ": " + c.label }));
     details.appendChild(dl([
-      ["Provider", c.provider], ["ASN", c.asn === null ? "unknown" : "AS" + c.asn], ["Country", c.country || "–"],
+      ["Provider", c.provider], ["ASN", c.asn === null ? "unknown" : "AS" + c.asn], ["AS name", c.as_name || "–"],
+      ["Country", c.country || "–"],
       ["Established", c.established ? "yes (TCP handshake seen)" : "no"], ["Initiator", c.initiator || "–"],
       ["Seen", fmtTime(c.first_seen) + " to " + fmtTime(c.last_seen)], ["Flows", num(c.flows)],
       ["Packets (est.)", num(c.packets_est)], ["Bytes (est.)", num(c.bytes_est)],
