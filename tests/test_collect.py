@@ -1,0 +1,369 @@
+"""The live collector: datagrams built by scapy (an independent NetFlow v5 encoder) sent over real UDP
+sockets, the store and the counters compared with what was sent. No sleeps: every wait polls."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+from flowpivot.collect import Collector, parse_listen
+from flowpivot.decode import FlowDecoder
+from flowpivot.schema import to_output
+from flowpivot.store import Store
+
+REPO = Path(__file__).resolve().parents[1]
+FlowKey = tuple[Any, ...]
+
+# ---- helpers shared with test_collect_tools.py --------------------------------------------------
+
+
+def wait_for(pred: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    """Poll ``pred`` until it returns something truthy (and return it)."""
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(delay)  # polling interval, not a wait for an outcome
+        delay = min(delay * 2, 0.1)
+
+
+def start_cli_collector(
+    store: Path, log: Path, *args: str, listen: str = "127.0.0.1:0"
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Run ``flowpivot collect`` in a subprocess; return it and the UDP port it bound (read from its log)."""
+    cmd = [
+        sys.executable,
+        "-c",
+        "from flowpivot.cli import main; main()",
+        "collect",
+        "--store",
+        str(store),
+        "--listen",
+        listen,
+        *args,
+    ]
+    fh = open(log, "wb")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=fh, cwd=REPO)
+    fh.close()
+
+    def port() -> int | None:
+        if proc.poll() is not None:
+            raise AssertionError(f"flowpivot collect exited early ({proc.returncode}): {log.read_text()}")
+        for line in log.read_text().splitlines():
+            if line.startswith("listening on "):
+                return int(line.split()[2].rsplit(":", 1)[1])
+        return None
+
+    return proc, wait_for(port, what="flowpivot collect to listen")
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 60.0) -> int:
+    proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout=timeout)
+
+
+def random_v5_flows(rng: random.Random, n: int) -> list[dict[str, Any]]:
+    flows = []
+    for _ in range(n):
+        proto = rng.choice((6, 6, 6, 17, 17, 1))
+        first = rng.randrange(0, 50_000)
+        flows.append(
+            dict(
+                src=f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}",
+                dst=f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}",
+                srcport=rng.randrange(1024, 65536) if proto != 1 else 0,
+                dstport=rng.choice((443, 80, 53, 22, 8080, 3389))
+                if proto != 1
+                else rng.choice((0x0800, 0x0000, 0x0303)),
+                prot=proto,
+                tcpFlags=rng.choice((0x02, 0x12, 0x14, 0x1B, 0x1F, 0x18)) if proto == 6 else 0,
+                dpkts=rng.randrange(1, 5000),
+                dOctets=rng.randrange(40, 5_000_000),
+                first=first,
+                last=first + rng.randrange(0, 10_000),
+                input=rng.randrange(1, 9),
+                output=rng.randrange(1, 9),
+            )
+        )
+    return flows
+
+
+def v5_datagrams(
+    flows: list[dict[str, Any]], per: int = 30, seq0: int = 0, uptime: int = 60_000, secs: int | None = None
+) -> list[bytes]:
+    """NetFlow v5 export datagrams (scapy's encoder) carrying ``flows``, ``per`` records each."""
+    from scapy.layers.netflow import NetflowHeader, NetflowHeaderV5, NetflowRecordV5  # type: ignore[import-untyped]
+
+    secs = int(time.time()) if secs is None else secs
+    out = []
+    for i in range(0, len(flows), per):
+        chunk = flows[i : i + per]
+        header = NetflowHeader() / NetflowHeaderV5(
+            count=len(chunk), sysUptime=uptime, unixSecs=secs, flowSequence=seq0 + i
+        )
+        out.append(bytes(header) + b"".join(bytes(NetflowRecordV5(**f)) for f in chunk))
+    return out
+
+
+def expected_v5(flows: list[dict[str, Any]], uptime: int = 60_000, secs: int = 0) -> Counter[FlowKey]:
+    """What the v5 format says each record means (start/end = export time - uptime + first/last)."""
+    base = secs * 1000 - uptime
+    return Counter(
+        (
+            f["src"],
+            f["dst"],
+            f["srcport"],
+            f["dstport"],
+            f["prot"],
+            f["tcpFlags"],
+            f["dpkts"],
+            f["dOctets"],
+            base + f["first"],
+            base + f["last"],
+        )
+        for f in flows
+    )
+
+
+def stored_flows(store: Path, times: bool = True) -> Counter[FlowKey]:
+    t = to_output(Store(store).query())
+    rows = t.to_pylist()
+    key = ("src_addr", "dst_addr", "src_port", "dst_port", "protocol", "tcp_flags", "packets", "bytes")
+    out: Counter[FlowKey] = Counter()
+    for r in rows:
+        k = tuple(r[c] or 0 if c in ("src_port", "dst_port", "tcp_flags") else r[c] for c in key)
+        if times:
+            k += (int(r["start"].timestamp() * 1000), int(r["end"].timestamp() * 1000))
+        out[k] += 1
+    return out
+
+
+def stored_v5_flows(store: Path) -> Counter[FlowKey]:
+    """As stored_flows, with ICMP type/code folded back into the v5 destination port."""
+    t = to_output(Store(store).query()).to_pylist()
+    out: Counter[FlowKey] = Counter()
+    for r in t:
+        dport = r["dst_port"] or 0
+        if r["protocol"] == 1 and not dport:
+            dport = ((r["icmp_type"] or 0) << 8) | (r["icmp_code"] or 0)
+        out[
+            (r["src_addr"], r["dst_addr"], r["src_port"] or 0, dport, r["protocol"], r["tcp_flags"] or 0, r["packets"], r["bytes"],
+             int(r["start"].timestamp() * 1000), int(r["end"].timestamp() * 1000))
+        ] += 1  # fmt: skip
+    return out
+
+
+def send_all(datagrams: list[bytes], addr: tuple[str, int], family: int = socket.AF_INET) -> None:
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        for d in datagrams:
+            s.sendto(d, addr)
+
+
+def read_stats(store: Path) -> dict[str, Any]:
+    return json.loads((store / "collector" / "stats.json").read_text())
+
+
+def read_stats_lines(store: Path) -> list[dict[str, Any]]:
+    p = store / "collector" / "stats.jsonl"
+    return [json.loads(x) for x in p.read_text().splitlines()] if p.exists() else []
+
+
+# ---- library ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("127.0.0.1:2055", ("127.0.0.1", 2055)),
+        ("0.0.0.0:9995", ("0.0.0.0", 9995)),
+        ("[::1]:4739", ("::1", 4739)),
+        ("::1", ("::1", 2055)),
+        ("10.0.0.1", ("10.0.0.1", 2055)),
+        (":6343", ("127.0.0.1", 6343)),
+    ],
+)
+def test_parse_listen(text: str, expected: tuple[str, int]) -> None:
+    assert parse_listen(text) == expected
+
+
+@pytest.mark.parametrize("text", ["127.0.0.1:port", "[::1]:70000", "1.2.3.4:-1"])
+def test_parse_listen_rejects(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_listen(text)
+
+
+def test_constructor_touches_nothing(tmp_path: Path) -> None:
+    Collector(Store(tmp_path / "s"), ("127.0.0.1", 0))
+    assert not (tmp_path / "s").exists()
+
+
+def test_stores_what_was_sent_and_counts_malformed(tmp_path: Path) -> None:
+    rng = random.Random(5)
+    secs = int(time.time())
+    flows = random_v5_flows(rng, 600)
+    good = v5_datagrams(flows, secs=secs)
+    malformed = [
+        b"\x00\x05\x00",  # shorter than any header
+        good[0][:24] + b"\x01" * 20,  # v5 header announcing 30 records, less than one present
+        b"\x42\x42" + bytes(100),  # no such export version
+    ]
+    stream = good[:7] + [malformed[0]] + good[7:13] + malformed[1:] + good[13:]
+    store = tmp_path / "store"
+    c = Collector(Store(store), ("127.0.0.1", 0), decoder=FlowDecoder())
+    addr = c.start()
+    try:
+        send_all(stream, addr)
+    finally:
+        c.stop()
+    assert stored_v5_flows(store) == expected_v5(flows, secs=secs)
+    stats = read_stats(store)
+    e = stats["exporters"]["127.0.0.1"]
+    assert (e["datagrams"], e["flows"], e["malformed"], e["lost_seq"]) == (len(stream), 600, 3, 0)
+    assert stats["final"] is True and stats["flows_stored"] == 600 and stats["datagrams_received"] == len(stream)
+    assert stats["rcvbuf_effective"] >= 1 << 16 and stats["kernel_drops"] == 0
+    assert len(stats["recent_problems"]) == 3 and all(p["source"] == "127.0.0.1" for p in stats["recent_problems"])
+    lines = read_stats_lines(store)
+    assert lines[-1]["final"] is True and sum(x["flows_stored"] for x in lines) == 600
+    assert sum(x["exporters"]["127.0.0.1"]["malformed"] for x in lines if x["exporters"]) == 3
+
+
+def test_sequence_gap_is_counted(tmp_path: Path) -> None:
+    rng = random.Random(6)
+    flows = random_v5_flows(rng, 300)
+    dgrams = v5_datagrams(flows)
+    store = tmp_path / "store"
+    with Collector(Store(store), ("127.0.0.1", 0), decoder=FlowDecoder()) as c:
+        assert c.address is not None
+        send_all(dgrams[:4] + dgrams[6:], c.address)  # two datagrams of 30 flows never arrive
+    e = read_stats(store)["exporters"]["127.0.0.1"]
+    assert (e["flows"], e["lost_seq"]) == (240, 60)
+
+
+def test_rotation_commits_each_window(tmp_path: Path) -> None:
+    now = [1_800_000_000_000]  # a window boundary (divisible by 60 s)
+    rng = random.Random(7)
+    first, second = random_v5_flows(rng, 90), random_v5_flows(rng, 60)
+    store = tmp_path / "store"
+    c = Collector(Store(store), ("127.0.0.1", 0), rotate_ms=60_000, decoder=FlowDecoder(), clock_ms=lambda: now[0])
+    addr = c.start()
+    try:
+        send_all(v5_datagrams(first, secs=1_800_000_000), addr)
+        wait_for(lambda: c.flows_decoded == 90, what="the first window's flows")
+        assert c.windows_committed == 0 and not Store(store).files()
+        now[0] += 60_000
+        wait_for(lambda: c.windows_committed == 1, what="the first rotation")
+        assert sum(pq.read_metadata(f).num_rows for f in Store(store).files()) == 90
+        send_all(v5_datagrams(second, seq0=90, secs=1_800_000_060), addr)
+        wait_for(lambda: c.flows_decoded == 150, what="the second window's flows")
+    finally:
+        c.stop()
+    files = Store(store).files()
+    assert len(files) == 2 and sorted(pq.read_metadata(f).num_rows for f in files) == [60, 90]
+    lines = read_stats_lines(store)
+    assert [(x["window_start"], x["flows_stored"], x["final"]) for x in lines] == [
+        ("2027-01-15T08:00:00.000Z", 90, False),
+        ("2027-01-15T08:01:00.000Z", 60, True),
+    ]
+    keys = {x["key"] for x in lines}
+    assert all(Store(store).has_source(k) for k in keys) and len(keys) == 2
+    assert stored_v5_flows(store) == expected_v5(first, secs=1_800_000_000) + expected_v5(second, secs=1_800_000_060)
+
+
+def test_ipv6_listener_names_the_exporter(tmp_path: Path) -> None:
+    rng = random.Random(8)
+    flows = random_v5_flows(rng, 45)
+    secs = int(time.time())
+    store = tmp_path / "store"
+    with Collector(Store(store), ("::1", 0), decoder=FlowDecoder()) as c:
+        assert c.address is not None and c.address[0] == "::1"
+        send_all(v5_datagrams(flows, secs=secs), c.address, socket.AF_INET6)
+    assert stored_v5_flows(store) == expected_v5(flows, secs=secs)
+    assert set(to_output(Store(store).query()).column("exporter").to_pylist()) == {"::1"}
+    assert read_stats(store)["exporters"]["::1"]["flows"] == 45
+
+
+def test_junk_never_stops_it(tmp_path: Path) -> None:
+    rng = random.Random(9)
+    flows = random_v5_flows(rng, 150)
+    secs = int(time.time())
+    good = v5_datagrams(flows, secs=secs)
+    junk = []
+    for _ in range(120):
+        head = rng.choice((b"", b"\x00\x05", b"\x00\x09", b"\x00\x0a", b"\x00\x00\x00\x05"))
+        junk.append(head + rng.randbytes(rng.randrange(0, 1500)))
+    stream = junk[:60] + good + junk[60:]
+    store = tmp_path / "store"
+    c = Collector(Store(store), ("127.0.0.1", 0), decoder=FlowDecoder())
+    addr = c.start()
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))  # junk from its own exporter address, good flows from another socket
+            for d in stream[:60]:
+                s.sendto(d, addr)
+            send_all(good, addr)
+            for d in stream[60 + len(good) :]:
+                s.sendto(d, addr)
+        wait_for(lambda: c.datagrams_received == len(stream), what="every datagram")
+        assert c.alive()
+    finally:
+        c.stop()
+    got = stored_v5_flows(store)
+    assert not expected_v5(flows, secs=secs) - got  # every good flow is there
+    stats = read_stats(store)
+    assert stats["datagrams_received"] == len(stream)
+    assert stats["totals"]["malformed"] + stats["totals"]["unsupported"] > 30
+
+
+# ---- the command --------------------------------------------------------------------------------
+
+
+def test_cli_sigterm_loses_nothing(tmp_path: Path) -> None:
+    """Flows sent just before SIGTERM are decoded and committed; exit status 0."""
+    rng = random.Random(10)
+    flows = random_v5_flows(rng, 3000)
+    secs = int(time.time())
+    dgrams = v5_datagrams(flows, secs=secs)
+    store, log = tmp_path / "store", tmp_path / "collect.log"
+    proc, port = start_cli_collector(store, log)
+    try:
+        send_all(dgrams, ("127.0.0.1", port))
+    finally:
+        rc = stop_process(proc)  # straight after the last sendto: most datagrams are still in the socket
+    assert rc == 0, log.read_text()
+    assert stored_v5_flows(store) == expected_v5(flows, secs=secs)
+    stats = read_stats(store)
+    assert stats["final"] and stats["flows_stored"] == 3000 and stats["exporters"]["127.0.0.1"]["malformed"] == 0
+    text = log.read_text()
+    assert "stopped: 3,000 flows stored" in text and "receive buffer" in text
+
+
+def test_cli_rejects_bad_listen(tmp_path: Path) -> None:
+    cmd = [
+        sys.executable,
+        "-c",
+        "from flowpivot.cli import main; main()",
+        "collect",
+        "--store",
+        str(tmp_path),
+        "--listen",
+        "127.0.0.1:http",
+    ]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, "COLUMNS": "200"})
+    assert res.returncode == 2 and "not a listen address" in res.stderr
