@@ -18,13 +18,16 @@ from __future__ import annotations
 import io
 import json
 import os
+import queue
 import re
 import shutil
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import pyarrow as pa
@@ -124,7 +127,7 @@ _SAMPLER_RE = re.compile(r"Sampler.*?(?:packet\s+)?interval:\s*(\d+)(?:,\s*packe
 
 def nfdump_exporters(path: Path) -> dict[int, Exporter]:
     """Exporters recorded in an nfdump file (``nfdump -E``), by SysID, with their sampling rate."""
-    res = subprocess.run([_nfdump(), "-E", str(path)], capture_output=True, env=_env(), timeout=600)
+    res = subprocess.run([_nfdump(), "-E", str(path)], capture_output=True, env=_env())
     out: dict[int, Exporter] = {}
     current: list | None = None
     rates: dict[int, list[int]] = {}
@@ -154,20 +157,19 @@ def nfdump_exporters(path: Path) -> dict[int, Exporter]:
 
 def _flow_count(path: Path) -> int | None:
     try:
-        res = subprocess.run([_nfdump(), "-r", str(path), "-I"], capture_output=True, env=_env(), timeout=600)
+        res = subprocess.run([_nfdump(), "-r", str(path), "-I"], capture_output=True, env=_env())
     except (OSError, subprocess.SubprocessError):
         return None
     m = re.search(rb"^Flows:\s*(\d+)", res.stdout, re.M)
     return int(m.group(1)) if m else None
 
 
-def _ndjson(chunk: bytes) -> bytes:
-    """nfdump's pretty-printed JSON array -> one object per line."""
+def _objects(chunk: bytes) -> bytes:
+    """nfdump's JSON records, pretty-printed and comma-separated -> a stream of objects for pyarrow."""
     for noise in _NOISE:
         chunk = chunk.replace(noise, b"")
-    data = chunk.replace(b"\n\t", b" ").replace(b"\n}", b"}").replace(b"},\n{", b"}\n{")
-    data = data.strip()
-    if data.startswith(b"["):
+    data = chunk.replace(b"},\n{", b"}\n{").strip()
+    if data.startswith(b"["):  # without -q, nfdump wraps the records in an array
         data = data[1:].lstrip()
     if data.endswith(b"]"):
         data = data[:-1].rstrip()
@@ -176,12 +178,23 @@ def _ndjson(chunk: bytes) -> bytes:
     return data + b"\n" if data else b""
 
 
-def _json_records(stream: io.BufferedReader, report: ReadReport) -> Iterator[tuple[pa.Table, int]]:
+def _reader_thread(stream: IO[bytes], q: queue.Queue) -> None:
+    # drain nfdump's stdout while the previous chunk is parsed, so that both run at once
+    try:
+        while block := stream.read(READ_BYTES):
+            q.put(block)
+    finally:
+        q.put(b"")
+
+
+def _json_records(stream: IO[bytes], report: ReadReport) -> Iterator[tuple[pa.Table, int]]:
     """Stream nfdump -o json into tables of records; yields (table, number of the first record)."""
+    q: queue.Queue = queue.Queue(maxsize=4)
+    threading.Thread(target=_reader_thread, args=(stream, q), daemon=True).start()
     buf = b""
     record = 1
     while True:
-        block = stream.read(READ_BYTES)
+        block = q.get()
         if block:
             buf += block
             cut = buf.rfind(b"\n},\n{")
@@ -190,28 +203,29 @@ def _json_records(stream: io.BufferedReader, report: ReadReport) -> Iterator[tup
             chunk, buf = buf[: cut + 3], buf[cut + 4 :]
         else:
             chunk, buf = buf, b""
-        data = _ndjson(chunk)
+        data = _objects(chunk)
         if data.strip():
-            table = _parse_ndjson(data, record, report)
+            table = _parse_objects(data, record, report)
             yield table, record
-            record += data.count(b"\n")
+            record += data.count(b"}\n{") + 1
         if not block:
             break
 
 
-def _parse_ndjson(data: bytes, first: int, report: ReadReport) -> pa.Table:
+def _parse_objects(data: bytes, first: int, report: ReadReport) -> pa.Table:
     try:
         return pajson.read_json(
-            io.BytesIO(data), read_options=pajson.ReadOptions(use_threads=False, block_size=len(data) + 1)
+            io.BytesIO(data),
+            read_options=pajson.ReadOptions(use_threads=False, block_size=len(data) + 1),
+            parse_options=pajson.ParseOptions(newlines_in_values=True),
         )
     except pa.ArrowInvalid:
         pass
     rows = []
-    for i, line in enumerate(data.split(b"\n")):
-        if not line.strip():
-            continue
+    for i, text in enumerate(data.split(b"}\n{")):
+        text = (b"" if i == 0 else b"{") + text + (b"}" if not text.rstrip().endswith(b"}") else b"")
         try:
-            obj = json.loads(line)
+            obj = json.loads(text)
         except ValueError as e:
             report.problem(f"record {first + i}", f"nfdump printed a record that is not JSON: {e}")
             continue
@@ -261,8 +275,8 @@ def _records_to_batch(
         ms, bad = parse_times_ms(c)
         check.flag(bad, name, c, "not a time")
         cols[name] = ms
-    for side, keys in (("src_addr", ("src4_addr", "src6_addr")), ("dst_addr", ("dst4_addr", "dst6_addr"))):
-        c4, c6 = _column(t, keys[0]), _column(t, keys[1])
+    for side, pair in (("src_addr", ("src4_addr", "src6_addr")), ("dst_addr", ("dst4_addr", "dst6_addr"))):
+        c4, c6 = _column(t, pair[0]), _column(t, pair[1])
         if c4 is None and c6 is None:
             check.flag(np.ones(n, bool), side, None, "no address")
             continue
@@ -382,7 +396,7 @@ def read_nfdump(path: Path, report: ReadReport) -> Iterator[pa.RecordBatch]:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errf, env=_env())
         assert proc.stdout is not None
         try:
-            for table, first in _json_records(proc.stdout, report):  # type: ignore[arg-type]
+            for table, first in _json_records(proc.stdout, report):
                 if table.num_rows == 0:
                     continue
                 batch = _records_to_batch(table, first, report, exporters, path.name)
@@ -422,7 +436,7 @@ def read_nfdump_csv(path: Path, report: ReadReport) -> Iterator[pa.RecordBatch]:
     """
     path = Path(path)
     with open_text(path, report) as fh:
-        reader = fh if isinstance(fh, io.BufferedReader) else io.BufferedReader(fh)  # type: ignore[arg-type]
+        reader = fh
         first_line = 2
         if NFDUMP_CSV_ROW.match(reader.peek(64)[:64]):
             names = list(NFDUMP_CSV_COLUMNS)

@@ -84,15 +84,15 @@ class _CountingReader(io.RawIOBase):
         super().close()
 
 
-def open_text(path: Path, report: ReadReport) -> IO[bytes]:
+def open_text(path: Path, report: ReadReport) -> io.BufferedReader:  # type: ignore[type-arg]
     """The file's bytes, gunzipped when it starts with the gzip magic; progress counts raw bytes."""
     raw = open(path, "rb")
     gz = raw.read(2) == b"\x1f\x8b"
     raw.seek(0)
     counted = io.BufferedReader(_CountingReader(raw, report), buffer_size=1 << 20)
     if gz:
-        return gzip.GzipFile(fileobj=counted, mode="rb")  # type: ignore[return-value]
-    return counted
+        return io.BufferedReader(gzip.GzipFile(fileobj=counted, mode="rb"), buffer_size=1 << 20)  # type: ignore[arg-type]
+    return counted  # type: ignore[return-value]
 
 
 def line_chunks(fh: IO[bytes], first_line: int = 1, chunk_bytes: int = CHUNK_BYTES) -> Iterator[tuple[bytes, int]]:
@@ -123,26 +123,39 @@ def csv_chunk(
     delimiter: str = ",",
     quoting: bool = True,
     skip_line: Callable[[str], bool] | None = None,
+    include: list[str] | None = None,
 ) -> tuple[pa.Table, np.ndarray]:
     """Parse whole lines into a table of strings; returns it and the line number of each row.
 
-    A line with the wrong number of fields is reported (unless ``skip_line`` says it is a
-    comment) and dropped. A chunk pyarrow cannot split (a stray quote) is re-read line by line.
+    Only the ``include`` columns are kept (all when None). A line with the wrong number of fields
+    is reported (unless ``skip_line`` says it is a comment) and dropped; blank lines are skipped.
+    A chunk pyarrow cannot split (a stray quote) is re-read line by line.
     """
+    keep = list(include) if include is not None else list(names)
+    # physical line number of each non-blank line (pyarrow numbers rows without the blank ones)
+    if b"\n\n" in data or data.startswith(b"\n") or b"\n\r\n" in data:
+        ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+        starts = np.concatenate(([0], ends[:-1] + 1))
+        length = ends - starts
+        cr = np.frombuffer(data, dtype=np.uint8)[np.minimum(starts, len(data) - 1)] == 13
+        blank = (length == 0) | ((length == 1) & cr)
+        nonblank = np.flatnonzero(~blank).astype(np.int64) + first_line
+    else:
+        nonblank = np.arange(first_line, first_line + data.count(b"\n"), dtype=np.int64)
     invalid: list[int] = []
     reasons: list[tuple[int, str]] = []
 
     def on_invalid(row: Any) -> str:
         text = row.text or ""
-        line = first_line + (row.number or 1) - 1
-        invalid.append(line)
+        k = (row.number or 1) - 1
+        invalid.append(k)
         if text.strip() and not (skip_line and skip_line(text)):
+            line = int(nonblank[k]) if 0 <= k < len(nonblank) else first_line + k
             reasons.append(
                 (line, f"{row.actual_columns} fields where {row.expected_columns} were expected: {text[:80]!r}")
             )
         return "skip"
 
-    nlines = data.count(b"\n")
     try:
         table = pacsv.read_csv(
             io.BytesIO(data),
@@ -153,28 +166,30 @@ def csv_chunk(
                 delimiter=delimiter,
                 quote_char='"' if quoting else False,
                 double_quote=quoting,
-                ignore_empty_lines=False,
+                ignore_empty_lines=True,
                 newlines_in_values=False,
                 invalid_row_handler=on_invalid,
             ),
             convert_options=pacsv.ConvertOptions(
-                column_types={n: pa.string() for n in names},
+                column_types={n: pa.string() for n in keep},
+                include_columns=keep,
                 strings_can_be_null=False,
                 quoted_strings_can_be_null=False,
             ),
         )
     except (pa.ArrowInvalid, UnicodeDecodeError):
-        return _csv_lines(data, first_line, names, report, delimiter, quoting, skip_line)
-    if table.num_rows + len(invalid) != nlines:
-        # a quote swallowed line ends: re-read this chunk line by line, where it cannot
-        return _csv_lines(data, first_line, names, report, delimiter, quoting, skip_line)
+        table = None
+    if table is None or table.num_rows + len(invalid) != len(nonblank):
+        # a quote swallowed line ends (or the bytes are not text): re-read line by line
+        t, lines = _csv_lines(data, first_line, names, report, delimiter, quoting, skip_line)
+        return t.select(keep), lines
     for line, why in reasons:
         report.problem(f"line {line}", why)
-    bad = np.zeros(nlines, dtype=bool)
     if invalid:
-        bad[np.asarray(invalid, dtype=np.int64) - first_line] = True
-    lines = np.flatnonzero(~bad).astype(np.int64) + first_line
-    return _drop_blank(table, lines)
+        mask = np.ones(len(nonblank), dtype=bool)
+        mask[np.asarray(invalid, dtype=np.int64)] = False
+        nonblank = nonblank[mask]
+    return table, nonblank
 
 
 def _csv_lines(
@@ -213,19 +228,6 @@ def _csv_lines(
         lines.append(line)
     table = pa.table({n: pa.array(c, pa.string()) for n, c in zip(names, cols, strict=True)})
     return table, np.asarray(lines, dtype=np.int64)
-
-
-def _drop_blank(table: pa.Table, lines: np.ndarray) -> tuple[pa.Table, np.ndarray]:
-    if table.num_rows == 0:
-        return table, lines
-    blank = None
-    for col in table.columns:
-        empty = pc.equal(pc.utf8_length(col), 0)
-        blank = empty if blank is None else pc.and_(blank, empty)
-    mask = np.asarray(blank.to_numpy(zero_copy_only=False), dtype=bool)
-    if mask.any():
-        return table.filter(pa.array(~mask)), lines[~mask]
-    return table, lines
 
 
 # ----- value parsers: vectorised, each returns a "bad" mask instead of raising ---------------------
@@ -304,6 +306,17 @@ def parse_uint(col: pa.Array, typ: pa.DataType) -> tuple[pa.Array, np.ndarray]:
         vals = pc.if_else(pa.array(bad), pa.scalar(None, pa.float64()), col.cast(pa.float64()))
         return vals.cast(pa.uint64()).cast(typ), bad
     s = nullify(col)
+    try:  # fast path: every value a plain decimal number
+        v = s.cast(pa.uint64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    else:
+        bad = np.zeros(len(s), dtype=bool)
+        if limit < _INT_MAX[pa.uint64()]:
+            bad = _np_bool(pc.greater(v, pa.scalar(limit, pa.uint64())))
+            if bad.any():
+                v = pc.if_else(pa.array(bad), pa.scalar(None, pa.uint64()), v)
+        return v.cast(typ), bad
     dec = pc.match_substring_regex(s, r"^\d{1,20}$")
     hexa = pc.match_substring_regex(s, r"^0[xX][0-9a-fA-F]{1,16}$")
     valid = _np_bool(pc.is_valid(s))
@@ -339,6 +352,12 @@ def parse_decimal_usec(col: pa.Array) -> tuple[pa.Array, np.ndarray]:
     if pa.types.is_integer(col.type):
         return pc.multiply(col.cast(pa.int64()), 1_000_000), np.zeros(len(col), dtype=bool)
     s = nullify(col)
+    if not _np_bool(pc.match_substring(s, "-")).any():
+        try:  # fast path: at most 6 decimals, as Zeek writes them
+            us = pc.multiply(s.cast(pa.decimal128(24, 6)), pa.scalar(1_000_000, pa.decimal128(7, 0)))
+            return us.cast(pa.int64()), np.zeros(len(s), dtype=bool)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
     parts = pc.extract_regex(s, r"^(?P<i>\d{1,12})(?:\.(?P<f>\d*))?$")
     valid = _np_bool(pc.is_valid(s))
     ok = _np_bool(pc.is_valid(parts))
@@ -369,6 +388,15 @@ def parse_times_ms(col: pa.Array) -> tuple[pa.Array, np.ndarray]:
         return pc.floor(ms).cast(pa.int64()), np.zeros(n, dtype=bool)
     s = nullify(col)
     valid = _np_bool(pc.is_valid(s))
+    if valid.any() and _np_bool(pc.match_substring(s, "-")).any():
+        # fast paths: all ISO 8601 with a zone (as flowpivot writes), or all without one (UTC)
+        sample = str(s.filter(pa.array(valid))[0])
+        zoned = sample.endswith("Z") or sample[-6:-5] in ("+", "-")
+        for typ in (TS_MS, pa.timestamp("ms")) if zoned else (pa.timestamp("ms"), TS_MS):
+            try:
+                return s.cast(typ).cast(pa.int64()), np.zeros(n, dtype=bool)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                pass
     numeric = _np_bool(pc.match_substring_regex(s, r"^\d{1,17}(\.\d+)?$"))
     out = np.zeros(n, dtype=np.int64)
     bad = np.zeros(n, dtype=bool)
@@ -405,6 +433,25 @@ def parse_times_ms(col: pa.Array) -> tuple[pa.Array, np.ndarray]:
     return pa.array(out, pa.int64(), mask=~keep), bad
 
 
+def _ipv4_fast(s: pa.Array, valid: np.ndarray) -> tuple[pa.Array, pa.Array, np.ndarray] | None:
+    """All values dotted quads of small numbers: split and cast, no regex. None when that does not hold."""
+    if not valid.any() or _np_bool(pc.match_substring(s, ":")).any():
+        return None
+    filled = s.fill_null("0.0.0.0") if not valid.all() else s
+    parts = pc.split_pattern(filled, ".")
+    if not _np_bool(pc.equal(pc.list_value_length(parts), 4)).all():
+        return None
+    try:
+        flat = pc.list_flatten(parts).cast(pa.uint16())  # "" or " 1" or "x" fail here
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    o = np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.uint32).reshape(-1, 4)
+    if (o > 255).any():
+        return None
+    v4 = (o[:, 0] << 24) | (o[:, 1] << 16) | (o[:, 2] << 8) | o[:, 3]
+    return pa.array(v4, pa.uint32(), mask=~valid), pa.nulls(len(s), IP6), np.zeros(len(s), dtype=bool)
+
+
 _V4_RE = r"^(?P<a>\d{1,3})\.(?P<b>\d{1,3})\.(?P<c>\d{1,3})\.(?P<d>\d{1,3})$"
 
 
@@ -413,6 +460,9 @@ def parse_addresses(col: pa.Array) -> tuple[pa.Array, pa.Array, np.ndarray]:
     s = nullify(col)
     n = len(s)
     valid = _np_bool(pc.is_valid(s))
+    fast = _ipv4_fast(s, valid)
+    if fast is not None:
+        return fast
     parts = pc.extract_regex(s, _V4_RE)
     is4 = _np_bool(pc.is_valid(parts))
     v4 = np.zeros(n, dtype=np.uint64)
@@ -539,9 +589,9 @@ def read_csv(path: Path, report: ReadReport) -> Iterator[pa.RecordBatch]:
         if extra:
             report.count("ignored columns", len(extra))
         for data, first in line_chunks(fh, first_line=2):
-            table, lines = csv_chunk(data, first, names, report)
+            table, lines = csv_chunk(data, first, names, report, include=[n for n in names if n in known])
             if table.num_rows:
-                batch = canonical_batch(table.select([n for n in names if n in known]), lines, report)
+                batch = canonical_batch(table, lines, report)
                 report.records += batch.num_rows
                 yield batch
 

@@ -201,7 +201,7 @@ def read_zeek(path: Path, report: ReadReport) -> Iterator[pa.RecordBatch]:
     """A Zeek conn.log (TSV or JSON lines, optionally gzipped) -> store batches."""
     path = Path(path)
     with open_text(path, report) as fh:
-        reader = fh if isinstance(fh, io.BufferedReader) else io.BufferedReader(fh)  # type: ignore[arg-type]
+        reader = fh
         first = reader.peek(1)[:1]
         if first == b"{":
             yield from _read_json(reader, path, report)
@@ -217,13 +217,20 @@ def read_zeek(path: Path, report: ReadReport) -> Iterator[pa.RecordBatch]:
         used = [c for c in names if c in USED]
         for data, first_line in line_chunks(reader, first_line=line):
             table, lines = csv_chunk(
-                data, first_line, names, report, delimiter=sep, quoting=False, skip_line=lambda s: s.startswith("#")
+                data,
+                first_line,
+                names,
+                report,
+                delimiter=sep,
+                quoting=False,
+                skip_line=lambda s: s.startswith("#"),
+                include=used,
             )
             if table.num_rows:
-                comment = _np_bool(pc.starts_with(table.column(names[0]), "#"))
-                if comment.any():  # a second header block from concatenated logs
+                comment = _np_bool(pc.starts_with(table.column(names[0]), "#")) if names[0] in used else None
+                if comment is not None and comment.any():  # a second header block from concatenated logs
                     table, lines = table.filter(pa.array(~comment)), lines[~comment]
-                batch = _zeek_batch(table.select(used), lines, report)
+                batch = _zeek_batch(table, lines, report)
                 report.records += batch.num_rows
                 yield batch
 
