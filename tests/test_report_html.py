@@ -1,0 +1,267 @@
+"""The HTML report in real headless Chromium (Debian's chromium through Playwright): it renders offline,
+fetches nothing, logs no error, its graph, timeline and tables work, and hostile values stay text.
+
+A screenshot is kept in tests/artifacts/report.png (CI keeps that folder).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import need_tool
+
+from flowpivot.report import render_html
+from flowpivot.report.text import defang
+
+HERE = Path(__file__).parent
+FIXTURE = HERE / "fixtures" / "hunt_result.json"
+HOSTILE = HERE / "fixtures" / "hunt_result_hostile.json"
+ARTIFACTS = HERE / "artifacts"
+NOW = datetime(2024, 5, 2, 8, 0, tzinfo=UTC)
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+LOCAL = ("file:", "data:", "blob:", "about:")
+
+
+def load(p: Path) -> dict:
+    return json.loads(p.read_text())
+
+
+class _Tags(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+
+def tags(html: str) -> list[tuple[str, dict[str, str | None]]]:
+    p = _Tags()
+    p.feed(html)
+    return p.tags
+
+
+# ---- the file itself ------------------------------------------------------------------------------------
+
+
+def test_page_is_self_contained_and_locked_down() -> None:
+    html = render_html(load(FIXTURE), now=NOW, actor="FIN7")
+    t = tags(html)
+    scripts = [a for n, a in t if n == "script"]
+    # the data block plus three inline scripts (cytoscape, chart.js, the report's own); none loaded
+    assert [s.get("type") for s in scripts] == ["application/json", None, None, None]
+    assert not any("src" in s for s in scripts)
+    for name, attrs in t:
+        for key in ("src", "href", "action", "poster", "srcset"):
+            v = attrs.get(key)
+            assert v is None or v.startswith("#") or v.startswith("data:"), (name, key, v)
+    assert not re.search(r"<link\b", html, flags=re.I)
+    csp = next(a["content"] for n, a in t if n == "meta" and a.get("http-equiv") == "Content-Security-Policy")
+    assert (
+        "default-src 'none'" in csp
+        and "connect-src 'none'" in csp
+        and "'unsafe-inline'" not in csp.split("style-src")[0]
+    )
+    assert "sourceMappingURL" not in html
+    # the vendored libraries really are inside
+    assert "Cytoscape Consortium" in html and "Chart.js v4" in html
+
+
+def test_hostile_values_cannot_break_out_of_the_markup() -> None:
+    html = render_html(load(HOSTILE), now=NOW, actor="</script><script>alert(9)</script>")
+    t = tags(html)
+    assert [a.get("type") for n, a in t if n == "script"] == ["application/json", None, None, None]
+    # the same elements as the benign twin of this fixture: nothing injected became an element
+    benign = tags(render_html(load(FIXTURE), now=NOW, actor="FIN7"))
+    assert Counter(n for n, _ in t) == Counter(n for n, _ in benign)
+    assert not any(n in ("img", "svg", "iframe", "textarea") for n, _ in t)
+    assert not any(k.startswith("on") for _, a in t for k in a)  # no event handler attributes at all
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    data = html.split('<script type="application/json" id="fp-data">', 1)[1].split("</script>", 1)[0]
+    assert "<" not in data and ">" not in data
+    assert json.loads(data)["clusters"][0]["as_name"] == "<script>alert(1)</script>"
+
+
+# ---- in Chromium ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    chromium = need_tool("chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+class Page:
+    """A page opened from a file, recording console problems, page errors, dialogs and every request."""
+
+    def __init__(self, browser: Any, path: Path) -> None:
+        self.ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+        self.ctx.grant_permissions(["clipboard-read", "clipboard-write"])
+        self.page = self.ctx.new_page()
+        self.problems: list[str] = []
+        self.requests: list[str] = []
+        self.dialogs: list[str] = []
+        pg = self.page
+        pg.on(
+            "console", lambda m: self.problems.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None
+        )
+        pg.on("pageerror", lambda e: self.problems.append(f"pageerror: {e}"))
+        pg.on("request", lambda r: self.requests.append(r.url))
+        pg.on("requestfailed", lambda r: self.problems.append(f"request failed: {r.url}"))
+        pg.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+        pg.goto(path.resolve().as_uri())
+        pg.wait_for_selector("body[data-ready='1']", timeout=20000)
+
+    def close(self) -> None:
+        self.ctx.close()
+
+    def offsite(self) -> list[str]:
+        return [u for u in self.requests if not u.startswith(LOCAL)]
+
+
+def write(tmp_path: Path, name: str, doc: dict, **kw: Any) -> Path:
+    p = tmp_path / name
+    p.write_text(render_html(doc, now=NOW, **kw), encoding="utf-8")
+    return p
+
+
+def node_center(pg: Any, node_id: str) -> tuple[float, float]:
+    x, y = pg.evaluate(
+        """(id) => { const n = window.fpCy.getElementById(id); const r = n.renderedPosition();
+                     const b = document.getElementById('cy').getBoundingClientRect(); return [r.x + b.left, r.y + b.top]; }""",
+        node_id,
+    )
+    return x, y
+
+
+@pytest.mark.tools
+def test_report_renders_and_works_in_chromium(browser: Any, tmp_path: Path) -> None:
+    doc = load(FIXTURE)
+    page = Page(browser, write(tmp_path, "report.html", doc, actor="FIN7"))
+    pg = page.page
+    try:
+        # graph: one node per cluster, member, seed, new host and victim
+        ips = {m for c in doc["clusters"] for m in c["members"]} | {s["ip"] for s in doc["seeds"]}
+        ips |= {e["ip"] for e in doc["expansion"]} | {v["ip"] for v in doc["victims"]}
+        assert pg.evaluate("window.fpCy.nodes().length") == len(doc["clusters"]) + len(ips)
+        assert pg.evaluate("window.fpCy.edges().length") > 0
+        assert pg.locator("#cy canvas").count() >= 1
+        # timeline: both charts drawn with data; dark seeds marked
+        assert pg.evaluate("Chart.getChart('tl-clusters').data.datasets.length") == len(doc["clusters"])
+        assert pg.evaluate("Chart.getChart('tl-seeds').data.datasets.reduce((n, d) => n + d.data.length, 0)") > 0
+        n_dark = sum(s["status"] == "dark" for s in doc["seeds"])
+        assert pg.evaluate("Chart.getChart('tl-seeds').options.plugins.darkMarks.points.length") == n_dark
+        # tables have rows, with defanged addresses and copy buttons
+        assert pg.locator("#clusters-table tbody tr").count() == len(doc["clusters"])
+        n_hosts = len({m for c in doc["clusters"] for m in c["members"]}) + len(doc["expansion"]) + len(doc["seeds"])
+        assert pg.locator("#hosts-table tbody tr").count() == n_hosts
+        assert pg.locator("#hosts-table button.copy").count() == n_hosts
+        first_ip = pg.locator("#hosts-table tbody tr td[data-ip]").first.get_attribute("data-ip")
+        assert "[.]" in first_ip or "[:]" in first_ip
+        # sorting: the Flows column, both ways
+        flows_col = [h.inner_text().strip() for h in pg.locator("#clusters-table thead th").all()].index("Flows")
+        header = pg.locator("#clusters-table thead th").nth(flows_col).locator("button")
+
+        def flows() -> list[float]:
+            cells = pg.locator(f"#clusters-table tbody tr td:nth-child({flows_col + 1})")
+            return [float(c.get_attribute("data-v")) for c in cells.all()]
+
+        header.click()
+        assert flows() == sorted(c["flows"] for c in doc["clusters"])
+        header.click()
+        assert flows() == sorted((c["flows"] for c in doc["clusters"]), reverse=True)
+        # clicking a cluster node in the graph shows its details
+        pg.evaluate("document.getElementById('graph').scrollIntoView()")
+        c2 = doc["clusters"][1]
+        x, y = node_center(pg, f"cluster:{c2['id']}")
+        pg.mouse.click(x, y)
+        details = pg.locator("#details")
+        assert details.get_attribute("data-id") == c2["id"]
+        text = details.inner_text()
+        assert "SmartApe OU" in text and all(defang(m) in text for m in c2["members"])
+        assert "...AP.SF" in text
+        # and so does clicking a row of the cluster table
+        pg.locator("#clusters-table tbody tr[data-cluster='C1']").click()
+        assert details.get_attribute("data-id") == "C1" and "Post Ltd" in details.inner_text()
+        # hovering a node shows a tooltip
+        pg.evaluate("document.getElementById('graph').scrollIntoView()")
+        x, y = node_center(pg, f"ip:{doc['expansion'][0]['ip']}")
+        pg.mouse.move(x, y)
+        pg.wait_for_selector("#tooltip", state="visible")
+        assert defang(doc["expansion"][0]["ip"]) in pg.locator("#tooltip").inner_text()
+        # copy button puts the defanged address on the clipboard
+        btn = pg.locator("#hosts-table tbody tr button.copy").first
+        btn.click()
+        pg.wait_for_function("document.querySelector('#hosts-table tbody tr button.copy').hasAttribute('data-copied')")
+        assert btn.get_attribute("data-copied") == first_ip
+        assert pg.evaluate("navigator.clipboard.readText()") == first_ip
+        # keep a picture of the top of the report
+        pg.mouse.move(1, 1)
+        pg.evaluate("window.scrollTo(0, 0)")
+        ARTIFACTS.mkdir(exist_ok=True)
+        pg.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+        assert page.offsite() == [], page.offsite()
+        assert page.problems == [] and page.dialogs == []
+    finally:
+        page.close()
+
+
+@pytest.mark.tools
+def test_hostile_values_show_as_text_in_chromium(browser: Any, tmp_path: Path) -> None:
+    page = Page(browser, write(tmp_path, "hostile.html", load(HOSTILE), actor="<img src=x onerror=alert(8)>"))
+    pg = page.page
+    try:
+        assert page.dialogs == [] and page.problems == [] and page.offsite() == []
+        assert pg.locator("#clusters-table").get_by_text("<script>alert(1)</script>", exact=True).count() == 1
+        assert pg.locator("img, iframe, svg").count() == 0
+        assert pg.locator("script").count() == 4
+        pg.locator("#clusters-table tbody tr[data-cluster='C1']").click()
+        assert "<script>alert(1)</script>" in pg.locator("#details").inner_text()
+        pg.locator("#clusters-table tbody tr[data-cluster='C2']").click()
+        assert page.dialogs == [] and page.problems == []
+    finally:
+        page.close()
+
+
+@pytest.mark.tools
+def test_report_without_timeline_data_falls_back_to_spans(browser: Any, tmp_path: Path) -> None:
+    doc = copy.deepcopy(load(FIXTURE))
+    for c in doc["clusters"]:
+        c.pop("timeline", None)
+    for s in doc["seeds"]:
+        s.pop("daily", None)
+    doc.pop("provenance", None)
+    doc["overlaps"] = []
+    doc["victims"] = []
+    page = Page(browser, write(tmp_path, "plain.html", doc))
+    pg = page.page
+    try:
+        assert pg.evaluate("Chart.getChart('tl-clusters').config.type") == "bar"
+        assert pg.evaluate("Chart.getChart('tl-seeds').config.type") == "bar"
+        assert page.problems == [] and page.offsite() == []
+        assert "Not recorded by the hunt." in pg.locator("#provenance").inner_text()
+    finally:
+        page.close()
