@@ -90,8 +90,10 @@ def test_hostile_values_cannot_break_out_of_the_markup() -> None:
     t = tags(html)
     assert [a.get("type") for n, a in t if n == "script"] == ["application/json", None, None, None]
     # the same elements as the benign twin of this fixture: nothing injected became an element
-    benign = tags(render_html(load(FIXTURE), now=NOW, actor="FIN7"))
-    assert Counter(n for n, _ in t) == Counter(n for n, _ in benign)
+    # (up to the provenance section, which lists the hostile fixture's one unusable whois field)
+    benign_html = render_html(load(FIXTURE), now=NOW, actor="FIN7")
+    cut = '<section id="provenance">'
+    assert Counter(n for n, _ in tags(html.split(cut)[0])) == Counter(n for n, _ in tags(benign_html.split(cut)[0]))
     assert not any(n in ("img", "svg", "iframe", "textarea") for n, _ in t)
     assert not any(k.startswith("on") for _, a in t for k in a)  # no event handler attributes at all
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
