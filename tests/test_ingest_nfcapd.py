@@ -122,3 +122,28 @@ def test_nfcapd_file_with_v5_v9_ipfix_icmp_ipv6_and_sampling(nfcapd_file: Path, 
     domains = set(t.column("observation_domain").to_pylist())
     assert None in domains  # v5 has no observation domain
     assert pa.compute.min(store.query().column("sampling_rate")).as_py() == RATE
+
+
+def test_a_record_that_is_not_json_is_reported_and_its_neighbours_kept(nfcapd_file: Path) -> None:
+    """nfdump's real output for the file, with one record garbled (as nfdump's unquoted 'sni' would)."""
+    import io
+
+    from flowpivot.ingest.base import ReadReport
+    from flowpivot.ingest.nfdump import _json_records
+
+    res = subprocess.run(
+        [need_tool("nfdump"), "-r", str(nfcapd_file), "-q", "-N", "-6", "-o", "json"],
+        capture_output=True, env={**os.environ, "TZ": "UTC"}, check=True,
+    )  # fmt: skip
+    text = res.stdout
+    total = text.count(b'"type" :')
+    assert b'"src6_addr"' in text and b'"src4_addr"' in text
+    third = [i for i in range(len(text)) if text.startswith(b'"type" :', i)][2]
+    garbled = text[:third] + b'"sni" : www.example.com,\n\t' + text[third:]
+    rep = ReadReport("nfdump")
+    tables = [t for t, _ in _json_records(io.BytesIO(garbled), rep)]
+    rows = sum(t.num_rows for t in tables)
+    assert rows == total - 1
+    assert [p.where for p in rep.problems] == ["record 3"]
+    names = set().union(*(t.column_names for t in tables))
+    assert {"src4_addr", "src6_addr"} <= names  # records of both families survive the fallback

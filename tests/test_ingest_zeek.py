@@ -177,3 +177,24 @@ def test_other_zeek_logs_are_not_taken_for_connections(tmp_path: Path) -> None:
     assert detect_format(dns) is None
     [rep] = ingest_paths([dns], Store(tmp_path / "s"), fmt="zeek")
     assert rep.status == "unreadable" and "not conn.log" in rep.error
+
+
+def test_json_lines_with_iso_times_missing_fields_and_garbage(tmp_path: Path) -> None:
+    """Zeek's JSON writer leaves unset fields out and may write ISO 8601 times; a bad line is skipped."""
+    path = tmp_path / "conn.json"
+    path.write_text(
+        '{"ts":"2023-02-22T00:00:03.714845Z","uid":"C1","id.orig_h":"2001:db8::1","id.orig_p":128,'
+        '"id.resp_h":"2001:db8::2","id.resp_p":0,"proto":"icmp","conn_state":"OTH","orig_pkts":1}\n'
+        '{"ts":1677024003.5,"uid":"C2","id.orig_h":"10.0.0.1","id.orig_p":1,"id.resp_h":"10.0.0.2",'
+        '"id.resp_p":2,"proto":"udp","duration":0.25,"conn_state":"SF"}\n'
+        "not json\n"
+    )
+    rep = ReadReport(str(path))
+    rows = {r["uid"]: r for r in to_output(pa.Table.from_batches(list(read_zeek(path, rep)))).to_pylist()}
+    assert [p.where for p in rep.problems] == ["line 3"]
+    c1, c2 = rows["C1"], rows["C2"]
+    assert (c1["protocol"], c1["icmp_type"], c1["icmp_code"], c1["packets"]) == (58, 128, 0, 1)
+    assert round(c1["start"].timestamp() * 1000) == 1677024003714
+    assert round(c2["start"].timestamp() * 1000) == 1677024003500
+    assert round(c2["end"].timestamp() * 1000) == 1677024003750
+    assert c2["packets"] is None

@@ -230,7 +230,13 @@ def _parse_objects(data: bytes, first: int, report: ReadReport) -> pa.Table:
             report.problem(f"record {first + i}", f"nfdump printed a record that is not JSON: {e}")
             continue
         rows.append({k: (v if not isinstance(v, (dict, list)) else json.dumps(v)) for k, v in obj.items()})
-    return pa.Table.from_pylist(rows) if rows else pa.table({})
+    if not rows:
+        return pa.table({})
+    keys = list(dict.fromkeys(k for r in rows for k in r))  # IPv4 and IPv6 records have different keys
+    return pa.Table.from_pylist(
+        [{k: None if v is None else v if isinstance(v, str) else json.dumps(v) for k, v in r.items()} for r in rows],
+        schema=pa.schema([(k, pa.string()) for k in keys]),
+    )
 
 
 def _column(t: pa.Table, *names: str) -> pa.Array | None:

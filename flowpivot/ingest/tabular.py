@@ -51,6 +51,7 @@ REQUIRED_COLUMNS = ("start", "end", "src_addr", "dst_addr")
 CHUNK_BYTES = 8 << 20
 BATCH_ROWS = 1 << 18
 TS_MS = pa.timestamp("ms", tz="UTC")
+TS_NS = pa.timestamp("ns", tz="UTC")
 _INT_MAX = {
     pa.uint8(): 0xFF,
     pa.uint16(): 0xFFFF,
@@ -392,9 +393,9 @@ def parse_times_ms(col: pa.Array) -> tuple[pa.Array, np.ndarray]:
         # fast paths: all ISO 8601 with a zone (as flowpivot writes), or all without one (UTC)
         sample = str(s.filter(pa.array(valid))[0])
         zoned = sample.endswith("Z") or sample[-6:-5] in ("+", "-")
-        for typ in (TS_MS, pa.timestamp("ms")) if zoned else (pa.timestamp("ms"), TS_MS):
+        for typ in (TS_NS, pa.timestamp("ns")) if zoned else (pa.timestamp("ns"), TS_NS):
             try:
-                return s.cast(typ).cast(pa.int64()), np.zeros(n, dtype=bool)
+                return _ns_to_ms(s.cast(typ)), np.zeros(n, dtype=bool)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 pass
     numeric = _np_bool(pc.match_substring_regex(s, r"^\d{1,17}(\.\d+)?$"))
@@ -416,14 +417,14 @@ def parse_times_ms(col: pa.Array) -> tuple[pa.Array, np.ndarray]:
         has_zone = pc.match_substring_regex(t, r"(Z|[+-]\d\d:?\d\d)$")
         t = pc.if_else(has_zone, t, pc.binary_join_element_wise(t, "Z", ""))
         try:
-            ms = t.cast(TS_MS).cast(pa.int64()).to_numpy(zero_copy_only=False)
+            ms = _ns_to_ms(t.cast(TS_NS)).to_numpy(zero_copy_only=False)
             iso_bad = np.zeros(len(t), dtype=bool)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             ms = np.zeros(len(t), dtype=np.int64)
             iso_bad = np.zeros(len(t), dtype=bool)
             for j, v in enumerate(t.to_pylist()):
                 try:
-                    ms[j] = pa.scalar(v).cast(TS_MS).cast(pa.int64()).as_py()
+                    ms[j] = _ns_to_ms(pa.array([v]).cast(TS_NS))[0].as_py()
                 except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                     iso_bad[j] = True
         idx = np.flatnonzero(iso)
@@ -450,6 +451,16 @@ def _ipv4_fast(s: pa.Array, valid: np.ndarray) -> tuple[pa.Array, pa.Array, np.n
         return None
     v4 = (o[:, 0] << 24) | (o[:, 1] << 16) | (o[:, 2] << 8) | o[:, 3]
     return pa.array(v4, pa.uint32(), mask=~valid), pa.nulls(len(s), IP6), np.zeros(len(s), dtype=bool)
+
+
+def _ns_to_ms(ts: pa.Array) -> pa.Array:
+    """Timestamps of any precision -> int64 ms since epoch, rounded down (as a flow's start is)."""
+    ns = ts.cast(pa.int64())
+    return (
+        pc.floor(pc.divide(ns.cast(pa.float64()), 1e6)).cast(pa.int64())
+        if _np_bool(pc.less(ns, 0)).any()
+        else pc.divide(ns, 1_000_000)
+    )
 
 
 _V4_RE = r"^(?P<a>\d{1,3})\.(?P<b>\d{1,3})\.(?P<c>\d{1,3})\.(?P<d>\d{1,3})$"

@@ -288,9 +288,12 @@ def _json_chunk(data: bytes, first_line: int, report: ReadReport) -> tuple[pa.Ta
         keep.append(first_line + i)
     if not rows:
         return pa.table({}), np.zeros(0, dtype=np.int64)
-    # one Python type per column: numbers that arrived as strings stay parseable as strings
+    # every key of every row (from_pylist would look at the first row only), all as strings:
+    # numbers written as JSON numbers stay exact decimals this way ("1677024003.714845")
+    keys = list(dict.fromkeys(k for r in rows for k in r))
     table = pa.Table.from_pylist(
-        [{k: None if v is None else str(v) if not isinstance(v, str) else v for k, v in r.items()} for r in rows]
+        [{k: None if v is None else v if isinstance(v, str) else json.dumps(v) for k, v in r.items()} for r in rows],
+        schema=pa.schema([(k, pa.string()) for k in keys]),
     )
     return table, np.asarray(keep, dtype=np.int64)
 
