@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -24,6 +25,15 @@ class _Bar:
 
     def advance(self, nbytes: int) -> None:
         self.progress.advance(self.task, nbytes)  # type: ignore[arg-type]
+
+
+def _short(path: str) -> str:
+    """A path as the user would type it: relative to the current directory when that is shorter."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return path
+    return rel if len(rel) < len(path) else path
 
 
 def ingest(
@@ -80,7 +90,7 @@ def ingest(
         for r in reports:
             status = r.status
             style = "" if r.ok else "red"
-            table.add_row(r.source, r.fmt or "-", f"{r.records:,}", f"{r.bad:,}", status, style=style)
+            table.add_row(_short(r.source), r.fmt or "-", f"{r.records:,}", f"{r.bad:,}", status, style=style)
         out.print(table)
         flows = sum(r.records for r in reports)
         err.print(f"{flows:,} flows from {sum(r.status == 'ingested' for r in reports)} file(s)", highlight=False)
