@@ -48,12 +48,11 @@ def ingest(
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Read flow files into the store: pcaps of NetFlow/IPFIX exports, nfdump/nfcapd files,
-    nfdump CSV, Zeek conn.log (TSV or JSON), canonical CSV or Parquet.
+    """Read flow files into the store: pcaps of NetFlow/IPFIX exports, nfdump/nfcapd files, nfdump CSV, Zeek conn.log (TSV or JSON), canonical CSV or Parquet.
 
-    A file already in the store is skipped, so ingesting twice never duplicates flows. Bad records
-    are skipped and listed with where and why. Exit status: 0 when every input was read (bad
-    records are warnings), 1 when an input could not be read at all, 2 for a usage error.
+    A file already in the store is skipped, so ingesting twice never duplicates flows. Bad records are skipped and listed with where and why.
+
+    Exit status: 0 when every input was read (bad records are warnings), 1 when an input could not be read at all, 2 for a usage error.
     """
     from ..ingest import FORMATS, expand_paths, ingest_paths
     from ..store import Store
