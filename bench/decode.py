@@ -45,7 +45,12 @@ IPFIX_FIELDS = [(2, 8), (1, 8), (27, 16), (28, 16), (10, 4), (14, 4), (152, 8), 
 
 
 def _dtype(fields: list[tuple[int, int]]) -> np.dtype:
-    return np.dtype([(f"ie{i}_{eid}", ">u1" if n == 1 else f">u{n}" if n in (2, 4, 8) else ("u1", (n,))) for i, (eid, n) in enumerate(fields)])
+    return np.dtype(
+        [
+            (f"ie{i}_{eid}", ">u1" if n == 1 else f">u{n}" if n in (2, 4, 8) else ("u1", (n,)))
+            for i, (eid, n) in enumerate(fields)
+        ]
+    )
 
 
 def _fill(rec: np.ndarray, rng: np.random.Generator, now_ms: int) -> None:
@@ -76,7 +81,11 @@ def datagrams(n_flows: int, seed: int = 1) -> list[tuple[bytes, str, int]]:
     third = n_flows // 3
     v9_dt, ipfix_dt = _dtype(V9_FIELDS), _dtype(IPFIX_FIELDS)
     seq: dict[str, int] = {}
-    for version, per, dt, total in ((5, 30, V5_REC, third), (9, 27, v9_dt, third), (10, 12, ipfix_dt, n_flows - 2 * third)):
+    for version, per, dt, total in (
+        (5, 30, V5_REC, third),
+        (9, 27, v9_dt, third),
+        (10, 12, ipfix_dt, n_flows - 2 * third),
+    ):
         rec = np.zeros(total, dtype=dt)
         _fill(rec, rng, now * 1000)
         raw = rec.tobytes()
@@ -113,7 +122,19 @@ def write_pcap(path: Path, dgrams: list[tuple[bytes, str, int]], port: int = 205
         eth = b"\x00\x53\x00\x44\x55\x66\x00\x53\x00\x11\x22\x33\x08\x00"
         for data, exporter, ts in dgrams:
             udp = struct.pack(">HHHH", 40000, port, 8 + len(data), 0)
-            ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 28 + len(data), 0, 0, 64, 17, 0, socket.inet_aton(exporter), socket.inet_aton("192.0.2.254"))
+            ip = struct.pack(
+                ">BBHHHBBH4s4s",
+                0x45,
+                0,
+                28 + len(data),
+                0,
+                0,
+                64,
+                17,
+                0,
+                socket.inet_aton(exporter),
+                socket.inet_aton("192.0.2.254"),
+            )
             frame = eth + ip + udp + data
             fh.write(struct.pack("<IIII", ts // 1000, (ts % 1000) * 1000, len(frame), len(frame)))
             fh.write(frame)

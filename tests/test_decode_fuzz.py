@@ -39,7 +39,9 @@ TEMPLATES = [d for n, d in CORPUS if "template" in n]
 DATA = [d for n, d in CORPUS if d[:2] in (b"\x00\x05", b"\x00\x09", b"\x00\x0a")]
 
 EXAMPLES = 600
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 
 
 def primed() -> FlowDecoder:
@@ -79,7 +81,9 @@ def test_random_bytes(prefix: bytes, body: bytes) -> None:
     version=st.sampled_from([9, 10]),
     domain=st.sampled_from([0, 1, 65536, 16777216, 17170432, 369099009]),
     sets=st.lists(
-        st.tuples(st.sampled_from([0, 1, 2, 3, 256, 257, 258, 260, 384, 1024, 1507, 2510, 65535]), st.binary(max_size=300)),
+        st.tuples(
+            st.sampled_from([0, 1, 2, 3, 256, 257, 258, 260, 384, 1024, 1507, 2510, 65535]), st.binary(max_size=300)
+        ),
         max_size=6,
     ),
 )
@@ -121,11 +125,15 @@ def test_truncated_real_datagrams(index: int, cut: int) -> None:
 
 @FUZZ
 @given(
-    name=st.sampled_from(["netflow-nfv5.pcap", "netflow-physicalinterfaces.pcap", "netflow-mpls.pcap", "sflow-data-qinq.pcap"]),
+    name=st.sampled_from(
+        ["netflow-nfv5.pcap", "netflow-physicalinterfaces.pcap", "netflow-mpls.pcap", "sflow-data-qinq.pcap"]
+    ),
     flips=st.lists(st.tuples(st.integers(0, 1 << 16), st.integers(0, 255)), max_size=6),
     cut=st.one_of(st.none(), st.integers(0, 1 << 16)),
 )
-def test_mutated_pcap_files(name: str, flips: list[tuple[int, int]], cut: int | None, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_mutated_pcap_files(
+    name: str, flips: list[tuple[int, int]], cut: int | None, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     raw = bytearray((AKV / name).read_bytes())
     for pos, value in flips:
         raw[pos % len(raw)] = value

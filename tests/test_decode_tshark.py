@@ -14,13 +14,12 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from conftest import need_tool, shared
 
 from flowpivot.decode import FlowDecoder
 from flowpivot.ingest.base import ReadReport
 from flowpivot.ingest.pcap import read_pcap
 from flowpivot.schema import to_output
-
-from conftest import need_tool, shared
 
 pytestmark = pytest.mark.tools
 
@@ -89,7 +88,7 @@ def _abs_ms(text: str) -> int:
     # "Oct  5, 2009 06:06:07.492059999 UTC"
     text = " ".join(text.replace(" UTC", "").split())
     stamp, frac = text.rsplit(".", 1)
-    d = dt.datetime.strptime(stamp, "%b %d, %Y %H:%M:%S").replace(tzinfo=dt.timezone.utc)
+    d = dt.datetime.strptime(stamp, "%b %d, %Y %H:%M:%S").replace(tzinfo=dt.UTC)
     return int(d.timestamp()) * 1000 + int(frac.ljust(9, "0")[:3])
 
 
@@ -120,7 +119,10 @@ def tshark_flows(pcap: Path, port: int, second_half: bool = False) -> list[dict[
         exporter = layers["ip"]["ip.src"] if "ip" in layers else layers["ipv6"]["ipv6.src"]
         version = int(cf["cflow.version"])
         if version == 5:
-            export_ms = int(cf["cflow.timestamp_tree"]["cflow.unix_secs"]) * 1000 + int(cf["cflow.timestamp_tree"]["cflow.unix_nsecs"]) // 1_000_000
+            export_ms = (
+                int(cf["cflow.timestamp_tree"]["cflow.unix_secs"]) * 1000
+                + int(cf["cflow.timestamp_tree"]["cflow.unix_nsecs"]) // 1_000_000
+            )
             sets = [{k: v for k, v in cf.items() if k.startswith("pdu ")}]
             domain = int(cf["cflow.engine_id"])
             header_rate = int(cf["cflow.samplerate"]) or 1
@@ -149,10 +151,19 @@ def tshark_flows(pcap: Path, port: int, second_half: bool = False) -> list[dict[
                     elif "cflow.sampler_random_interval" in rec:
                         rate = _int(rec["cflow.sampler_random_interval"])
                     elif "cflow.sampling_packet_interval" in rec:
-                        i, sp = _int(rec["cflow.sampling_packet_interval"]), _int(rec.get("cflow.sampling_packet_space", "0"))
+                        i, sp = (
+                            _int(rec["cflow.sampling_packet_interval"]),
+                            _int(rec.get("cflow.sampling_packet_space", "0")),
+                        )
                         rate = (i + sp) // i if i else None
                     if rate:
-                        k = ("s", _int(rec["cflow.sampler_id"])) if "cflow.sampler_id" in rec else ("t", _int(rec["cflow.template_id"])) if "cflow.template_id" in rec else None
+                        k = (
+                            ("s", _int(rec["cflow.sampler_id"]))
+                            if "cflow.sampler_id" in rec
+                            else ("t", _int(rec["cflow.template_id"]))
+                            if "cflow.template_id" in rec
+                            else None
+                        )
                         rates[k] = rate
                     continue
                 if number >= skip_frames:
@@ -164,13 +175,18 @@ def _flow(rec, s, exporter, version, domain, export_ms, uptime, header_rate, rat
     r: dict[str, object] = {"exporter": exporter, "observation_domain": domain}
     v4s, v4d = rec.get("cflow.srcaddr"), rec.get("cflow.dstaddr")
     v6s, v6d = rec.get("cflow.srcaddrv6"), rec.get("cflow.dstaddrv6")
-    use6 = v6s is not None and (v4s is None or rec.get("cflow.ip_version") == "6" or ("cflow.ip_version" not in rec and v4s == "0.0.0.0"))
+    use6 = v6s is not None and (
+        v4s is None or rec.get("cflow.ip_version") == "6" or ("cflow.ip_version" not in rec and v4s == "0.0.0.0")
+    )
     r["src_addr"], r["dst_addr"] = (v6s, v6d) if use6 else (v4s, v4d)
     r["src_port"], r["dst_port"] = _int(rec.get("cflow.srcport")), _int(rec.get("cflow.dstport"))
     r["protocol"] = _int(rec.get("cflow.protocol"))
     r["tcp_flags"] = _int(rec.get("cflow.tcpflags"))
     r["rev_tcp_flags"] = _int(_second(rec.get("cflow.tcpflags")))
-    for name, keys in (("packets", ("cflow.packets", "cflow.packets64")), ("bytes", ("cflow.octets", "cflow.octets64"))):
+    for name, keys in (
+        ("packets", ("cflow.packets", "cflow.packets64")),
+        ("bytes", ("cflow.octets", "cflow.octets64")),
+    ):
         v = next((rec[k] for k in keys if k in rec), None)
         r[name] = _int(v)
         r["rev_" + name] = _int(_second(v))
@@ -186,7 +202,10 @@ def _flow(rec, s, exporter, version, domain, export_ms, uptime, header_rate, rat
         value = _int(tc) if tc is not None else r["dst_port"]
         r["icmp_type"], r["icmp_code"] = value >> 8, value & 0xFF
     td = rec.get("cflow.timedelta_tree", {})
-    for name, ab, rel in (("start", "cflow.abstimestart", "cflow.timestart"), ("end", "cflow.abstimeend", "cflow.timeend")):
+    for name, ab, rel in (
+        ("start", "cflow.abstimestart", "cflow.timestart"),
+        ("end", "cflow.abstimeend", "cflow.timeend"),
+    ):
         if ab in td:
             r[name] = _abs_ms(td[ab])
         elif rel in td:
@@ -234,7 +253,9 @@ def test_every_record_matches_tshark(name: str, files: list[str], port: int, tmp
     # arrives (netflow-data+templates.pcap has one); tshark cannot. So tshark reads the captures
     # twice and the second pass, with every template known, is the reference.
     merged = tmp_path / "merged.pcap"
-    subprocess.run([mergecap, "-a", "-F", "pcap", "-w", str(merged), *map(str, paths * 2)], check=True, capture_output=True)
+    subprocess.run(
+        [mergecap, "-a", "-F", "pcap", "-w", str(merged), *map(str, paths * 2)], check=True, capture_output=True
+    )
     expected = tshark_flows(merged, port, second_half=True)
     got, dec = flowpivot_flows(paths)
     assert len(got) == len(expected), f"{name}: flowpivot {len(got)} flows, tshark {len(expected)}"
@@ -263,7 +284,9 @@ def test_sampling_rates_per_sampler_match_options_records(tmp_path: Path) -> Non
         "netflow-multiplesamplingrates-data.pcap",
     ]
     merged = tmp_path / "m.pcap"
-    subprocess.run([need_tool("mergecap"), "-a", "-F", "pcap", "-w", str(merged), *(str(shared(A + f)) for f in files)], check=True)
+    subprocess.run(
+        [need_tool("mergecap"), "-a", "-F", "pcap", "-w", str(merged), *(str(shared(A + f)) for f in files)], check=True
+    )
     out = subprocess.run(
         [need_tool("tshark"), "-r", str(merged), "-d", "udp.port==2055,cflow", "-T", "fields", "-E", "occurrence=a",
          "-e", "cflow.sampler_id", "-e", "cflow.sampler_random_interval", "-e", "cflow.srcaddrv6"],

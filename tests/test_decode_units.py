@@ -154,7 +154,9 @@ def test_v9_sequence_counts_lost_packets() -> None:
     dec = FlowDecoder()
     t = template_set(300, BASIC, False)
     recs = [basic_record("10.0.0.1", "10.0.0.2", 1, 2, 17, 1, 10)] * 4
-    rows(dec, v9([t, data_set(300, recs)], seq=10), v9([data_set(300, recs)], seq=11), v9([data_set(300, recs)], seq=14))
+    rows(
+        dec, v9([t, data_set(300, recs)], seq=10), v9([data_set(300, recs)], seq=11), v9([data_set(300, recs)], seq=14)
+    )
     st = dec.stats["192.0.2.1"]
     assert st.lost_seq_packets == 2 and st.lost_seq == 8  # 2 packets x 4 flows per packet seen so far
 
@@ -255,7 +257,9 @@ def test_ipfix_variable_length_record_past_set_end_is_malformed() -> None:
     bad = ip4("10.0.0.1") + ip4("10.0.0.2") + bytes([200]) + b"short"
     good_set = data_set(257, [basic_record("10.1.1.1", "10.2.2.2", 1, 2, 6, 1, 1)])
     dec = FlowDecoder()
-    res = dec.decode(ipfix([template_set(256, fields), template_set(257, BASIC), data_set(256, [bad]), good_set]), "192.0.2.1", 0)
+    res = dec.decode(
+        ipfix([template_set(256, fields), template_set(257, BASIC), data_set(256, [bad]), good_set]), "192.0.2.1", 0
+    )
     assert res.batch is not None and to_output(res.batch).column("src_addr").to_pylist() == ["10.1.1.1"]
     assert dec.stats["192.0.2.1"].malformed == 1 and "past" in res.problems[0].reason
 
@@ -347,7 +351,9 @@ def test_bad_set_length_keeps_earlier_sets() -> None:
     dec = FlowDecoder()
     good = data_set(256, [basic_record("10.0.0.1", "10.0.0.2", 1, 2, 6, 1, 1)])
     bad = struct.pack(">HH", 256, 900) + b"\0" * 8
-    res = dec.decode_many([(ipfix([template_set(256, BASIC), good, bad]), "192.0.2.1", 0)], where=lambda i: f"packet {i + 7}")
+    res = dec.decode_many(
+        [(ipfix([template_set(256, BASIC), good, bad]), "192.0.2.1", 0)], where=lambda i: f"packet {i + 7}"
+    )
     assert res.batch is not None and res.batch.num_rows == 1
     (p,) = res.problems
     assert p.source == "192.0.2.1" and p.where == f"packet 7 offset {16 + len(template_set(256, BASIC)) + len(good)}"

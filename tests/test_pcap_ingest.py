@@ -71,7 +71,7 @@ def frames(kind: str, data: list[bytes], src: str) -> list:
             "sll2": lambda ip=ip: CookedLinuxV2(proto=0x86DD if ":" in src else 0x0800) / ip,
             "raw": lambda ip=ip: ip,
             "null": lambda ip=ip: Loopback(type=24 if ":" in src else 2) / ip,
-            "ipv6-ext": lambda: Eth() / IPv6(src=src, dst="2001:db8::fe") / IPv6ExtHdrDestOpt() / udp,
+            "ipv6-ext": lambda udp=udp: Eth() / IPv6(src=src, dst="2001:db8::fe") / IPv6ExtHdrDestOpt() / udp,
         }[kind]()
         pkt.time = T0 + i
         out.append(pkt)
@@ -160,7 +160,12 @@ def test_truncated_last_packet_and_garbage_between_good_datagrams(exports: list[
 
 
 def test_fragments_and_other_packets_are_counted(exports: list[bytes], tmp_path: Path) -> None:
-    first = Eth() / IP(src="192.0.2.100", dst="192.0.2.254", flags="MF", frag=0) / UDP(sport=1, dport=2055) / Raw(exports[2][:600])
+    first = (
+        Eth()
+        / IP(src="192.0.2.100", dst="192.0.2.254", flags="MF", frag=0)
+        / UDP(sport=1, dport=2055)
+        / Raw(exports[2][:600])
+    )
     later = Eth() / IP(src="192.0.2.100", dst="192.0.2.254", frag=75, proto=17) / Raw(exports[2][600:])
     tcp = Eth() / IP(src="192.0.2.100", dst="192.0.2.254") / TCP()
     arp_like = Eth(type=0x0806) / Raw(b"\0" * 28)
@@ -168,7 +173,11 @@ def test_fragments_and_other_packets_are_counted(exports: list[bytes], tmp_path:
     path = tmp_path / "mixed.pcap"
     write(path, good + [first, later, tcp, arp_like], "pcap")
     table, report, dec = read(path)
-    assert report.counters.get("ip_fragments") == 1 and report.counters.get("not_udp") == 1 and report.counters.get("not_ip") == 1
+    assert (
+        report.counters.get("ip_fragments") == 1
+        and report.counters.get("not_udp") == 1
+        and report.counters.get("not_ip") == 1
+    )
     # the first fragment holds a cut v5 datagram: its complete records are kept, the cut reported
     assert table is not None and table.num_rows == 4 + (600 - 24) // 48
     assert dec.stats["192.0.2.100"].malformed == 1
@@ -182,7 +191,9 @@ def test_port_filter(exports: list[bytes], tmp_path: Path) -> None:
     assert report.counters["other_ports"] == 3
 
 
-@pytest.mark.parametrize("content", [b"", b"\xd4\xc3\xb2\xa1\x02\x00", b"not a capture at all", b"\x0a\x0d\x0d\x0a" + b"\xff" * 20])
+@pytest.mark.parametrize(
+    "content", [b"", b"\xd4\xc3\xb2\xa1\x02\x00", b"not a capture at all", b"\x0a\x0d\x0d\x0a" + b"\xff" * 20]
+)
 def test_unreadable_files_are_problems_not_errors(content: bytes, tmp_path: Path) -> None:
     path = tmp_path / "x.pcap"
     path.write_bytes(content)

@@ -31,7 +31,9 @@ _H = struct.Struct(">H")
 _HH = struct.Struct(">HH")
 _HHH = struct.Struct(">HHH")
 _I = struct.Struct(">I")
-_V5 = struct.Struct(">HHIIIIBBH")  # version count sysuptime unix_secs unix_nsecs sequence engine_type engine_id sampling
+_V5 = struct.Struct(
+    ">HHIIIIBBH"
+)  # version count sysuptime unix_secs unix_nsecs sequence engine_type engine_id sampling
 _V9 = struct.Struct(">HHIIII")  # version count sysuptime unix_secs sequence source_id
 _IPFIX = struct.Struct(">HHIII")  # version length export_time sequence domain
 
@@ -344,7 +346,12 @@ class FlowDecoder:
                 if tid == 0 and not any(body[start:]):
                     break  # padding
                 if scope_len % 4 or opt_len % 4:
-                    self._bad(st, exporter, where, f"options template {tid}: scope/option lengths {scope_len}/{opt_len} are not multiples of 4")
+                    self._bad(
+                        st,
+                        exporter,
+                        where,
+                        f"options template {tid}: scope/option lengths {scope_len}/{opt_len} are not multiples of 4",
+                    )
                     return
                 scope_count, count = scope_len // 4, (scope_len + opt_len) // 4
             else:
@@ -540,7 +547,9 @@ class FlowDecoder:
         )
         return build_batch(roles, n, t.version, ctx, [g.exporter])
 
-    def _sampling_for(self, t: Template, exporter: str, domain: int, roles: dict[str, np.ndarray], n: int) -> np.ndarray:
+    def _sampling_for(
+        self, t: Template, exporter: str, domain: int, roles: dict[str, np.ndarray], n: int
+    ) -> np.ndarray:
         """Per record: the rate the record states, else its sampler's, its template's, the exporter's."""
         rate = sampling_rates(roles, n)
         table = self._sampling.get((exporter, t.version, domain))

@@ -43,8 +43,14 @@ def _ntp_to_ms(v: np.ndarray) -> np.ndarray:
 
 def _time(roles: dict[str, np.ndarray], which: str, version: int, ctx: Context) -> np.ndarray:
     """Start (``which='start'``) or end time in ms since the epoch, from the best element present."""
-    ms, s, us, ns, delta, uptime = (f"{which}_ms", f"{which}_s", f"{which}_us", f"{which}_ns", f"{which}_delta_us",
-                                    "first_uptime" if which == "start" else "last_uptime")
+    ms, s, us, ns, delta, uptime = (
+        f"{which}_ms",
+        f"{which}_s",
+        f"{which}_us",
+        f"{which}_ns",
+        f"{which}_delta_us",
+        "first_uptime" if which == "start" else "last_uptime",
+    )
     if ms in roles:
         return roles[ms].astype(np.int64)
     if s in roles:
@@ -80,7 +86,11 @@ def sampling_rates(roles: dict[str, np.ndarray], n: int) -> np.ndarray:
         rate = np.where(rate == 0, roles["sampler_random_interval"].astype(np.uint64), rate)
     if "sampling_packet_interval" in roles:
         interval = roles["sampling_packet_interval"].astype(np.uint64)
-        space = roles["sampling_packet_space"].astype(np.uint64) if "sampling_packet_space" in roles else np.zeros(n, dtype=np.uint64)
+        space = (
+            roles["sampling_packet_space"].astype(np.uint64)
+            if "sampling_packet_space" in roles
+            else np.zeros(n, dtype=np.uint64)
+        )
         per = np.where(interval > 0, (interval + space) // np.maximum(interval, U64(1)), U64(0))
         rate = np.where(rate == 0, per, rate)
     return rate
@@ -110,7 +120,9 @@ def _strings(index: np.ndarray, values: list[str]) -> pa.Array:
         raw = values[0].encode()
         offsets = np.arange(n + 1, dtype=np.int32) * len(raw)
         return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(raw * n)])
-    return pa.DictionaryArray.from_arrays(pa.array(index.astype(np.int32), pa.int32()), pa.array(values, pa.string())).cast(pa.string())
+    return pa.DictionaryArray.from_arrays(
+        pa.array(index.astype(np.int32), pa.int32()), pa.array(values, pa.string())
+    ).cast(pa.string())
 
 
 def _nulls(type_: pa.DataType, n: int) -> pa.Array:
@@ -180,11 +192,13 @@ def build_batch(
         proto = roles["protocol"]
         is_icmp = (proto == 1) | (proto == 58)
         if is_icmp.any():
-            tc = None
+            typ: np.ndarray | None = None
+            code: np.ndarray | None = None
             if "icmp_type_code_v4" in roles or "icmp_type_code_v6" in roles:
                 a = roles.get("icmp_type_code_v4")
                 b = roles.get("icmp_type_code_v6")
-                tc = a if b is None else b if a is None else np.where(proto == 58, b, a)
+                tc: np.ndarray = b if a is None else a if b is None else np.where(proto == 58, b, a)  # type: ignore[assignment]
+                tc = tc.astype(np.uint64)
                 typ, code = tc >> U64(8), tc & U64(0xFF)
             elif "icmp_type_v4" in roles or "icmp_type_v6" in roles:
                 zero = np.zeros(n, dtype=np.uint64)
@@ -195,11 +209,9 @@ def build_batch(
                 use6 = (proto == 58) if (has4 and has6) else np.full(n, has6)
                 typ, code = np.where(use6, t6, t4), np.where(use6, c6, c4)
             elif "dst_port" in roles:
-                dp = roles["dst_port"]
+                dp = roles["dst_port"].astype(np.uint64)
                 typ, code = dp >> U64(8), dp & U64(0xFF)
-            else:
-                typ = code = None
-            if typ is not None:
+            if typ is not None and code is not None:
                 cols["icmp_type"] = _arr(_u(typ & U64(0xFF), np.uint8), pa.uint8(), mask=~is_icmp)
                 cols["icmp_code"] = _arr(_u(code, np.uint8), pa.uint8(), mask=~is_icmp)
 

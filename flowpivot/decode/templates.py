@@ -105,7 +105,9 @@ class Template:
                 raise RecordError(f"record at offset {start} runs past the data set ({pos - end} bytes short)")
             starts.append(start)
             widths.append(row)
-        return np.asarray(starts, dtype=np.int64), np.asarray(widths, dtype=np.int64).reshape(len(starts), len(self.var_fields))
+        return np.asarray(starts, dtype=np.int64), np.asarray(widths, dtype=np.int64).reshape(
+            len(starts), len(self.var_fields)
+        )
 
 
 def _as_role(values: np.ndarray, length: int, role: str) -> np.ndarray:

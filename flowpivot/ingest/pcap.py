@@ -36,7 +36,16 @@ PCAP_MAGIC = {
 }
 PCAPNG_SHB = 0x0A0D0D0A
 
-LINK_NULL, LINK_ETHERNET, LINK_RAW, LINK_LOOP, LINK_SLL, LINK_IPV4, LINK_IPV6, LINK_SLL2 = 0, 1, 101, 108, 113, 228, 229, 276
+LINK_NULL, LINK_ETHERNET, LINK_RAW, LINK_LOOP, LINK_SLL, LINK_IPV4, LINK_IPV6, LINK_SLL2 = (
+    0,
+    1,
+    101,
+    108,
+    113,
+    228,
+    229,
+    276,
+)
 LINK_RAW_ALIASES = {12, 14}  # DLT_RAW on some BSDs
 ETH_VLAN = {0x8100, 0x88A8, 0x9100, 0x9200}
 AF_INET6_BSD = {24, 28, 30, 10}
@@ -196,7 +205,10 @@ def _pcap_packets(mm: mmap.mmap | bytes, size: int, report: ReadReport, bo: str,
                 break
             caplen = caplen_at(mm, off + 8)[0]
             if caplen > MAX_CAPLEN:
-                stop = (f"packet {n + len(heads) + 1} offset {off}", f"captured length {caplen} is impossible; rest of the file skipped")
+                stop = (
+                    f"packet {n + len(heads) + 1} offset {off}",
+                    f"captured length {caplen} is impossible; rest of the file skipped",
+                )
                 break
             if off + 16 + caplen > size:
                 stop = (
@@ -214,14 +226,23 @@ def _pcap_packets(mm: mmap.mmap | bytes, size: int, report: ReadReport, bo: str,
             stamps = fields["sec"].astype(np.int64) * 1000 + fields["frac"].astype(np.int64) // per_ms
             origlen = fields["origlen"].astype(np.int64)
             snapped = int((origlen > ends - starts).sum())
-            yield _Batch(list(range(n + 1, n + 1 + len(heads))), starts.tolist(), ends.tolist(), [link] * len(heads), stamps.tolist(), snapped)
+            yield _Batch(
+                list(range(n + 1, n + 1 + len(heads))),
+                starts.tolist(),
+                ends.tolist(),
+                [link] * len(heads),
+                stamps.tolist(),
+                snapped,
+            )
             n += len(heads)
         if stop is not None:
             report.problem(*stop)
             return
 
 
-def _pcapng_packets(mm: mmap.mmap | bytes, size: int, report: ReadReport) -> Iterator[tuple[int, int, int, int, int, int]]:
+def _pcapng_packets(
+    mm: mmap.mmap | bytes, size: int, report: ReadReport
+) -> Iterator[tuple[int, int, int, int, int, int]]:
     report.fmt = "pcapng"
     off, n = 0, 0
     bo = "<"
@@ -247,7 +268,10 @@ def _pcapng_packets(mm: mmap.mmap | bytes, size: int, report: ReadReport) -> Ite
             report.problem(f"offset {off}", f"pcapng block length {blen} is invalid; rest of the file skipped")
             return
         if off + blen > size:
-            report.problem(f"offset {off}", f"pcapng block truncated: {blen} bytes announced, {size - off} in the file; file ends here")
+            report.problem(
+                f"offset {off}",
+                f"pcapng block truncated: {blen} bytes announced, {size - off} in the file; file ends here",
+            )
             return
         body = off + 8
         if btype == 1 and blen >= 20:  # interface description
@@ -257,7 +281,10 @@ def _pcapng_packets(mm: mmap.mmap | bytes, size: int, report: ReadReport) -> Ite
             iface, tsh, tsl, caplen, origlen = struct.unpack_from(bo + "IIIII", mm, body)
             n += 1
             if iface >= len(ifaces) or body + 20 + caplen > off + blen - 4:
-                report.problem(f"packet {n} offset {off}", f"enhanced packet block names interface {iface} or overruns its block; skipped")
+                report.problem(
+                    f"packet {n} offset {off}",
+                    f"enhanced packet block names interface {iface} or overruns its block; skipped",
+                )
             else:
                 link, ms_per_tick = ifaces[iface]
                 yield n, body + 20, body + 20 + caplen, link, int(((tsh << 32) | tsl) * ms_per_tick), origlen
@@ -278,7 +305,7 @@ def _tsresol_ms(mm: mmap.mmap | bytes, off: int, end: int, bo: str) -> float:
             break
         if code == 9 and length >= 1:
             v = mm[off + 4]
-            return 1000.0 * (2.0 ** -(v & 0x7F) if v & 0x80 else 10.0 ** -v)
+            return 1000.0 * (2.0 ** -(v & 0x7F) if v & 0x80 else 10.0**-v)
         off += 4 + length + (-length) % 4
     return 1e-3
 
@@ -307,7 +334,12 @@ def read_pcap(
 
 
 def _udp_batch(
-    mm: mmap.mmap | bytes, u8: np.ndarray, starts: list[int], ends: list[int], links: list[int], counters: dict[str, int]
+    mm: mmap.mmap | bytes,
+    u8: np.ndarray,
+    starts: list[int],
+    ends: list[int],
+    links: list[int],
+    counters: dict[str, int],
 ) -> tuple[list[int], list[int], list[str | None], list[int]]:
     """Payload bounds, exporter and destination port of a batch of packets (exporter None: skipped).
 
@@ -350,7 +382,9 @@ def _udp_batch(
     return pay_a.tolist(), pay_b.tolist(), exporters, dport.tolist()
 
 
-def _read(mm: mmap.mmap | bytes, report: ReadReport, decoder: FlowDecoder, ports: set[int] | None) -> Iterator[pa.RecordBatch]:
+def _read(
+    mm: mmap.mmap | bytes, report: ReadReport, decoder: FlowDecoder, ports: set[int] | None
+) -> Iterator[pa.RecordBatch]:
     u8 = np.frombuffer(mm, dtype=np.uint8) if len(mm) else np.zeros(0, dtype=np.uint8)
     mv = memoryview(mm)
     counters: dict[str, int] = {}
