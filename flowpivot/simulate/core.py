@@ -515,11 +515,14 @@ class _Background:
         self.hour_p = hours / hours.sum()
         self.v6_share = b.sc.noise.ipv6_share if ("client", True) in self.pools else 0.0
 
-    def sessions(self, n: int, day: int) -> T.Sessions:
+    def sessions(self, n: int, day: int, hours: tuple[int, int] = (0, 24)) -> T.Sessions:
+        """n sessions starting on ``day`` within ``hours`` (UTC), by the daily rhythm."""
         b, rng = self.b, self.b.rng
         kind = rng.choice(len(self.MIX), n, p=[p for _, p in self.MIX])
         v6 = rng.random(n) < self.v6_share
-        t0 = b.t0 + day * DAY + rng.choice(24, n, p=self.hour_p) * HOUR + rng.integers(0, HOUR, n)
+        hp = self.hour_p[hours[0] : hours[1]]
+        hour = hours[0] + rng.choice(len(hp), n, p=hp / hp.sum())
+        t0 = b.t0 + day * DAY + hour * HOUR + rng.integers(0, HOUR, n)
         parts = []
         for ki, (name, _) in enumerate(self.MIX):
             for fam in (False, True):
@@ -622,35 +625,48 @@ def simulate(
     files, per_day = [], []
     total_flows = 0
     day_edges = sc.start_ms + np.arange(days + 1) * DAY
-    a_lo = np.searchsorted(actor["export"], day_edges[:-1])
-    a_hi = np.searchsorted(actor["export"], day_edges[1:])
-    a_hi[-1] = len(actor["export"])
-    a_lo[0] = 0
-    for d in range(days):
-        want = budget * (d + 1) // days - budget * d // days
+    # Days are written in slices of a few hours, so memory follows the slice, not the day or the run.
+    slice_h = 6
+    slices = [(d, h) for d in range(days) for h in range(0, 24, slice_h)]
+    share = np.array([bg.hour_p[h : h + slice_h].sum() for _, h in slices])
+    cum = np.concatenate([[0.0], np.cumsum(share) / share.sum()])
+    boot = np.array([e.boot_ms for e in exporters], np.int64)
+    day_stats: dict[str, int] = {}
+    for k, (d, h) in enumerate(slices):
+        lo, hi = day_edges[d] + h * HOUR, day_edges[d] + (h + slice_h) * HOUR
+        last = k == len(slices) - 1
+        want = int(round(budget * cum[k + 1])) - int(round(budget * cum[k]))
         n_sess = int(round(want / per_session))
-        bgf = (
-            _assign(T.to_flows(bg.sessions(n_sess, d), sc.sampling, timeout, rng), sc.exporters, rng)
-            if n_sess
-            else None
-        )
-        parts = [p for p in (carry, bgf, T.take(actor, np.arange(a_lo[d], a_hi[d]))) if p is not None]
+        bgf = None
+        if n_sess:
+            bgf = _assign(
+                T.to_flows(bg.sessions(n_sess, d, (h, h + slice_h)), sc.sampling, timeout, rng), sc.exporters, rng
+            )
+        i0, i1 = np.searchsorted(actor["export"], [lo, hi]) if k else (0, np.searchsorted(actor["export"], hi))
+        if last:
+            i1 = len(actor["export"])
+        parts = [p for p in (carry, bgf, T.take(actor, np.arange(i0, i1))) if p is not None]
         allf = T.concat(parts)
-        last = d == days - 1
-        now = np.ones(len(allf["export"]), bool) if last else allf["export"] < day_edges[d + 1]
-        today = T.take(allf, np.flatnonzero(now))
+        now = np.ones(len(allf["export"]), bool) if last else allf["export"] < hi
+        part = T.take(allf, np.flatnonzero(now))
         carry = T.take(allf, np.flatnonzero(~now))
         path = out / "exports" / f"day-{d + 1:02d}.pcap"
-        stats = writer.write(path, today, v4, v6)
-        files.append(path)
-        per_day.append({"day": d + 1, "date": iso(day_edges[d])[:10], "file": str(path.relative_to(out)), **stats})
+        stats = writer.write(path, part, v4, v6, append=h > 0)
+        for key, v in stats.items():
+            day_stats[key] = day_stats.get(key, 0) + v
         total_flows += stats["records"]
         if keep_flows:
-            today["day"] = np.full(len(today["export"]), d + 1, np.int16)
-            today["boot"] = np.array([e.boot_ms for e in exporters], np.int64)[today["exporter"]]
-            kept.append(today)
-        if progress:
-            progress(d + 1, days, total_flows)
+            part["day"] = np.full(len(part["export"]), d + 1, np.int16)
+            part["boot"] = boot[part["exporter"]]
+            kept.append(part)
+        if h + slice_h == 24:
+            files.append(path)
+            per_day.append(
+                {"day": d + 1, "date": iso(day_edges[d])[:10], "file": str(path.relative_to(out)), **day_stats}
+            )
+            day_stats = {}
+            if progress:
+                progress(d + 1, days, total_flows)
     flows = T.concat(kept) if keep_flows else None
     book = b.book
     (out / "seeds.txt").write_text(

@@ -4,7 +4,7 @@ Each exporter sends, per its source id, data FlowSets for an IPv4 template (256)
 (257), plus an options template (258) carrying the sampler: FLOW_SAMPLER_ID (48), FLOW_SAMPLER_MODE
 (49), FLOW_SAMPLER_RANDOM_INTERVAL (50), SAMPLING_INTERVAL (34) and SAMPLING_ALGORITHM (35), scoped
 to the system. Templates and options are re-sent every 20 export packets and at the start of each
-file, so a single day's file can be decoded alone. The header's sequence number counts export packets
+write (every file, and every few hours within it), so a single day's file can be decoded alone. The header's sequence number counts export packets
 per source id; sysUptime and unix_secs are whole-second export times (so flow times are exact to the
 millisecond when decoded as unix_secs*1000 - sysUptime + FIRST_SWITCHED).
 """
@@ -111,8 +111,13 @@ class V9Writer:
         self.sampling = sampling
         self.template = [_template_body(e, sampling) for e in exporters]
 
-    def write(self, path: Path, f: dict[str, np.ndarray], v4: np.ndarray, v6: np.ndarray) -> dict[str, int]:
-        """Write flows ``f`` (columns incl. export, exporter; src/dst as address-book indices) to ``path``."""
+    def write(
+        self, path: Path, f: dict[str, np.ndarray], v4: np.ndarray, v6: np.ndarray, append: bool = False
+    ) -> dict[str, int]:
+        """Write flows ``f`` (columns incl. export, exporter; src/dst as address-book indices) to ``path``.
+
+        Each call starts every exporter's packets with the templates; ``append`` adds to an existing file.
+        """
         packets = []  # per exporter: (seconds, kind, body pieces ...)
         bodies: list[bytes] = []
         n_records = 0
@@ -162,8 +167,9 @@ class V9Writer:
             exp.ip_id += total
             packets.append((slot_t, np.full(total, e_ix), kind, seq, ipid, (fam, b0, b1, cnt, src)))
         if not packets:
-            Path(path).write_bytes(PCAP_GLOBAL)
-            return {"datagrams": 0, "records": 0}
+            if not append:
+                Path(path).write_bytes(PCAP_GLOBAL)
+            return {"datagrams": 0, "records": 0, "template_datagrams": 0}
         # all exporters, in time order
         slot_t = np.concatenate([p[0] for p in packets])
         e_of = np.concatenate([p[1] for p in packets])
@@ -233,7 +239,7 @@ class V9Writer:
         P = PREFIX.itemsize
         tm_l, e_l, gk_l = tm.tolist(), e_of.tolist(), gk.tolist()
         b0_l, b1_l, src_l = b0.tolist(), b1.tolist(), src.tolist()
-        pieces: list[bytes | memoryview] = [PCAP_GLOBAL]
+        pieces: list[bytes | memoryview] = [] if append else [PCAP_GLOBAL]
         for i in range(n):  # one step per datagram (~30 flows); the bytes themselves were built above
             pieces.append(pview[i * P : (i + 1) * P])
             if tm_l[i]:
@@ -242,7 +248,8 @@ class V9Writer:
                 g = gk_l[i]
                 pieces.append(fview[i * 4 : i * 4 + 4])
                 pieces.append(bviews[src_l[g]][b0_l[g] : b1_l[g]])
-        Path(path).write_bytes(b"".join(pieces))
+        with open(path, "ab" if append else "wb") as fh:
+            fh.write(b"".join(pieces))
         return {"datagrams": n, "records": n_records, "template_datagrams": int(tm.sum())}
 
     def _records(
