@@ -178,38 +178,54 @@ def _objects(chunk: bytes) -> bytes:
     return data + b"\n" if data else b""
 
 
-def _reader_thread(stream: IO[bytes], q: queue.Queue) -> None:
+def _reader_thread(stream: IO[bytes], q: queue.Queue, stop: threading.Event) -> None:
     # drain nfdump's stdout while the previous chunk is parsed, so that both run at once
     try:
-        while block := stream.read(READ_BYTES):
-            q.put(block)
+        while not stop.is_set():
+            try:
+                block = stream.read(READ_BYTES)
+            except (OSError, ValueError):  # the pipe was closed under us: the reader gave up
+                block = b""
+            while not stop.is_set():
+                try:
+                    q.put(block, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+            if not block:
+                return
     finally:
-        q.put(b"")
+        stop.set()
 
 
 def _json_records(stream: IO[bytes], report: ReadReport) -> Iterator[tuple[pa.Table, int]]:
     """Stream nfdump -o json into tables of records; yields (table, number of the first record)."""
     q: queue.Queue = queue.Queue(maxsize=4)
-    threading.Thread(target=_reader_thread, args=(stream, q), daemon=True).start()
+    stop = threading.Event()
+    reader = threading.Thread(target=_reader_thread, args=(stream, q, stop), daemon=True)
+    reader.start()
     buf = b""
     record = 1
-    while True:
-        block = q.get()
-        if block:
-            buf += block
-            cut = buf.rfind(b"\n},\n{")
-            if cut < 0:
-                continue
-            chunk, buf = buf[: cut + 3], buf[cut + 4 :]
-        else:
-            chunk, buf = buf, b""
-        data = _objects(chunk)
-        if data.strip():
-            table = _parse_objects(data, record, report)
-            yield table, record
-            record += data.count(b"}\n{") + 1
-        if not block:
-            break
+    try:
+        while True:
+            block = q.get()
+            if block:
+                buf += block
+                cut = buf.rfind(b"\n},\n{")
+                if cut < 0:
+                    continue
+                chunk, buf = buf[: cut + 3], buf[cut + 4 :]
+            else:
+                chunk, buf = buf, b""
+            data = _objects(chunk)
+            if data.strip():
+                table = _parse_objects(data, record, report)
+                yield table, record
+                record += data.count(b"}\n{") + 1
+            if not block:
+                break
+    finally:
+        stop.set()
 
 
 def _parse_objects(data: bytes, first: int, report: ReadReport) -> pa.Table:
@@ -401,8 +417,9 @@ def read_nfdump(path: Path, report: ReadReport) -> Iterator[pa.RecordBatch]:
     with tempfile.TemporaryFile() as errf:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errf, env=_env())
         assert proc.stdout is not None
+        records = _json_records(proc.stdout, report)
         try:
-            for table, first in _json_records(proc.stdout, report):
+            for table, first in records:
                 if table.num_rows == 0:
                     continue
                 batch = _records_to_batch(table, first, report, exporters, path.name)
@@ -413,6 +430,7 @@ def read_nfdump(path: Path, report: ReadReport) -> Iterator[pa.RecordBatch]:
                     advanced += step
                 yield batch
         finally:
+            records.close()
             if proc.poll() is None:
                 proc.kill()
             proc.stdout.close()
