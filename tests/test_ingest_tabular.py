@@ -175,3 +175,39 @@ def test_cli_reports_and_exit_codes(tmp_path: Path) -> None:
     assert runner.invoke(app, ["ingest", "--store", str(store)]).exit_code == 2
     missing = runner.invoke(app, ["ingest", str(tmp_path / "nope.csv"), "--store", str(store)])
     assert missing.exit_code == 1 and "No such file" in missing.stderr
+
+
+def test_clean_canonical_rows_convert_exactly_as_schema_from_output(source_store: Store) -> None:
+    """The validating reader and the schema's own interchange -> store conversion agree on clean data."""
+    import numpy as np
+
+    from flowpivot.ingest.tabular import canonical_batch
+    from flowpivot.schema import from_output
+
+    out = to_output(source_store.query())
+    extra = pa.table(
+        {
+            "start": out.column("start")[:2],
+            "end": out.column("end")[:2],
+            "src_addr": ["::ffff:192.0.2.1", "2001:db8::1"],
+            "dst_addr": ["2001:db8::2", "10.1.2.3"],
+            "sampling_rate": pa.array([1, 100], pa.uint32()),
+        }
+    )
+    mixed = pa.concat_tables([out, extra], promote_options="default")
+    rep = ReadReport("t")
+    ours = canonical_batch(mixed, np.arange(mixed.num_rows), rep, "row")
+    theirs = from_output(mixed)
+    assert rep.bad == 0
+    for name in (
+        "src_addr_v4",
+        "src_addr_v6",
+        "dst_addr_v4",
+        "dst_addr_v6",
+        "start",
+        "end",
+        "packets",
+        "tcp_flags",
+        "history",
+    ):
+        assert ours.column(name).equals(theirs.column(name)), name
