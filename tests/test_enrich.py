@@ -55,6 +55,11 @@ def test_real_database_knows_the_report_networks(real: Enricher) -> None:
         assert a["source"] == "iptoasn-asn-2026-09-16.mmdb"
         assert a["country"] is None  # this database has no country
     assert post["prefix"] == "5.133.76.0/22"  # maxminddb.get_with_prefix_len says /22 as well
+    mapped = real.lookup(["::ffff:5.133.76.1"])[0]
+    assert (mapped["ip"], mapped["asn"]) == (
+        str(ipaddress.ip_address("::ffff:5.133.76.1")),
+        12494,
+    )  # looked up as the IPv4 address it carries
     src = real.sources[0]
     assert src["kind"] == "mmdb" and src["build_date"] == "2026-09-16" and src["entries"] > 700_000
 
@@ -224,12 +229,13 @@ def test_ip2asn_bad_rows_are_reported_and_the_rest_kept(tmp_path: Path) -> None:
         b"9.9.9.0\t9.9.9.255\tAS19281\tUS\tQUAD9\n"
         b"8.8.8.8\t8.8.8.0\t15169\tUS\tREVERSED\n"
         b"7.7.7.0\n"
+        b"1.2.3\x00.4\t1.2.3.5\t1\tUS\tNUL\n"
     )
     enr = Enricher.open([tsv], cache_dir=tmp_path / "c")
     a = enr.lookup(["1.0.0.200", "9.9.9.9", "8.8.8.8"])
     assert [x["asn"] for x in a] == [13335, 19281, None]
     where = {(p.where, p.reason.split()[0]) for p in enr.problems}
-    assert {w for w, _ in where} == {"line 2", "line 3", "line 5", "line 6"}
+    assert {w for w, _ in where} == {"line 2", "line 3", "line 5", "line 6", "line 7"}
 
 
 def test_layering_first_database_wins_and_each_answer_names_its_source(tmp_path: Path) -> None:

@@ -128,7 +128,7 @@ def _ip_int(text: bytes) -> tuple[int, bool] | None:
         if ":" in s:
             return int.from_bytes(socket.inet_pton(socket.AF_INET6, s), "big"), True
         return int.from_bytes(socket.inet_pton(socket.AF_INET, s), "big"), False
-    except OSError:
+    except (OSError, ValueError):
         return None
 
 

@@ -36,15 +36,22 @@ class _Family:
     """The merged step function of one address family, with per-segment answer columns."""
 
     def __init__(self, steps_asn: Steps, steps_cc: Steps, ent: dict[str, np.ndarray]):
-        sh = np.concatenate([steps_asn.start_hi, steps_cc.start_hi])
-        sl = np.concatenate([steps_asn.start_lo, steps_cc.start_lo])
-        order = np.lexsort((sl, sh))
-        sh, sl = sh[order], sl[order]
-        keep = np.ones(len(sh), bool)
-        keep[1:] = (sh[1:] != sh[:-1]) | (sl[1:] != sl[:-1])
-        sh, sl = sh[keep], sl[keep]
-        a = steps_asn.entry[steps_asn.find(sh, sl)]
-        c = steps_cc.entry[steps_cc.find(sh, sl)]
+        if len(steps_cc) == 1 or len(steps_asn) == 1:
+            # One side is constant (e.g. an ASN-only database): the other side's steps are the answer.
+            base, other = (steps_asn, steps_cc) if len(steps_cc) == 1 else (steps_cc, steps_asn)
+            sh, sl = base.start_hi, base.start_lo
+            const = np.full(len(sh), other.entry[0], np.int64)
+            a, c = (base.entry, const) if base is steps_asn else (const, base.entry)
+        else:
+            sh = np.concatenate([steps_asn.start_hi, steps_cc.start_hi])
+            sl = np.concatenate([steps_asn.start_lo, steps_cc.start_lo])
+            order = np.lexsort((sl, sh))
+            sh, sl = sh[order], sl[order]
+            keep = np.ones(len(sh), bool)
+            keep[1:] = (sh[1:] != sh[:-1]) | (sl[1:] != sl[:-1])
+            sh, sl = sh[keep], sl[keep]
+            a = steps_asn.entry[steps_asn.find(sh, sl)]
+            c = steps_cc.entry[steps_cc.find(sh, sl)]
         keep = np.ones(len(sh), bool)
         keep[1:] = (a[1:] != a[:-1]) | (c[1:] != c[:-1])
         self.start_hi, self.start_lo, self.asn_entry, self.cc_entry = sh[keep], sl[keep], a[keep], c[keep]
@@ -57,6 +64,31 @@ class _Family:
         self.source = np.where(has_a, ent["src"][ai], -1).astype(np.int16)
         self.country = np.where(has_c, ent["cc"][ci], -1).astype(np.int32)
         self.country_source = np.where(has_c, ent["src"][ci], -1).astype(np.int16)
+        # Distinct answers (asn, name, country, source): few (~100 k), so their columns stay in cache.
+        k1 = (self.asn.astype(np.uint64) << np.uint64(32)) | (self.name.astype(np.int64) + 1).astype(np.uint64)
+        k2 = (
+            ((self.country.astype(np.int64) + 1) << 32)
+            | ((self.source.astype(np.int64) + 1) << 16)
+            | (self.country_source.astype(np.int64) + 1)
+        )
+        u1, i1 = np.unique(k1, return_inverse=True)
+        u2, i2 = np.unique(k2, return_inverse=True)
+        u, inv = np.unique(i1.astype(np.int64) * len(u2) + i2, return_inverse=True)
+        self.answer = inv.astype(np.int32)
+        a1, a2 = u1[u // len(u2)], u2[u % len(u2)]
+        uniq = np.stack(
+            [
+                (a1 >> np.uint64(32)).astype(np.int64),
+                (a1 & np.uint64(0xFFFFFFFF)).astype(np.int64) - 1,
+                (a2 >> 32) - 1,
+                ((a2 >> 16) & 0xFFFF) - 1,
+            ],
+            1,
+        )
+        self.ans_asn = uniq[:, 0].astype(np.uint32)
+        self.ans_name = uniq[:, 1].astype(np.int32)
+        self.ans_country = uniq[:, 2].astype(np.int32)
+        self.ans_source = uniq[:, 3].astype(np.int16)
         self.table: np.ndarray | None = None
 
     def __len__(self) -> int:
@@ -76,23 +108,29 @@ class _Family4(_Family):
         self.starts = self.start_lo.astype(np.uint32)
 
     def block_table(self) -> np.ndarray:
-        """Segment of each /24 block, or -1 where a segment starts inside the block."""
+        """Answer of each /24 block, or -1 where a segment starts inside the block."""
         if self.table is None:
             nblocks = 1 << (32 - BLOCK_SHIFT)
             blk = self.starts >> BLOCK_SHIFT
             # Segment holding the last address of each block = number of starts in blocks <= it, minus one.
             table = (np.cumsum(np.bincount(blk, minlength=nblocks)) - 1).astype(np.int32)
             inner = self.starts[(self.starts & ((1 << BLOCK_SHIFT) - 1)) != 0]
+            table = self.answer[table]
             table[inner >> BLOCK_SHIFT] = -1
             self.table = table
         return self.table
 
     def find4(self, addrs: np.ndarray) -> np.ndarray:
-        seg = self.block_table()[addrs >> BLOCK_SHIFT]
-        mixed = np.nonzero(seg < 0)[0]
+        """Segment of each address."""
+        return np.searchsorted(self.starts, addrs, "right") - 1
+
+    def answers4(self, addrs: np.ndarray) -> np.ndarray:
+        """Answer id of each address: the /24 table, and a search only in blocks a boundary cuts."""
+        aid = self.block_table()[addrs >> BLOCK_SHIFT]
+        mixed = np.nonzero(aid < 0)[0]
         if len(mixed):
-            seg[mixed] = np.searchsorted(self.starts, addrs[mixed], "right") - 1
-        return seg
+            aid[mixed] = self.answer[np.searchsorted(self.starts, addrs[mixed], "right") - 1]
+        return aid
 
 
 class Enricher:
@@ -215,20 +253,22 @@ class Enricher:
 
     # ------------------------------------------------------------------ vectorised
 
-    def lookup_v4(self, addrs: np.ndarray) -> dict[str, np.ndarray]:
+    def lookup_v4(self, addrs: np.ndarray, segments: bool = False) -> dict[str, np.ndarray]:
         """Columns for IPv4 addresses (uint32): ``asn`` (0 = unrouted), ``name_index`` into
         :attr:`as_names`, ``country_index`` into :attr:`countries`, ``source_index`` into
-        :attr:`source_names` (-1 = none), and ``segment`` (for :meth:`prefix_v4`)."""
+        :attr:`source_names` (-1 = none); with ``segments=True`` also ``segment`` (for :meth:`prefix_v4`)."""
         a = np.asarray(addrs, dtype=np.uint32)
         f = self._v4
-        seg = f.find4(a)
-        return {
-            "asn": f.asn[seg],
-            "name_index": f.name[seg],
-            "country_index": f.country[seg],
-            "source_index": f.source[seg],
-            "segment": seg,
+        aid = f.answers4(a)
+        out = {
+            "asn": f.ans_asn[aid],
+            "name_index": f.ans_name[aid],
+            "country_index": f.ans_country[aid],
+            "source_index": f.ans_source[aid],
         }
+        if segments:
+            out["segment"] = f.find4(a)
+        return out
 
     def lookup_v6(self, hi: np.ndarray, lo: np.ndarray) -> dict[str, np.ndarray]:
         """Same columns for IPv6 addresses given as high and low 64-bit halves."""

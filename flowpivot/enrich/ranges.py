@@ -188,7 +188,9 @@ def range_text(first: int, last: int, v6: bool) -> str:
 
 
 def parse_ips(ips: list[str]) -> tuple[list[str | None], list[int], list[int], list[int], list[int]]:
-    """Canonical text of each address (None if not an address) and the positions/ints of v4 and v6 ones."""
+    """Canonical text of each address (None if not an address) and the positions/ints of v4 and v6 ones.
+
+    IPv4-mapped IPv6 addresses are looked up as the IPv4 address they carry."""
     canon: list[str | None] = []
     i4: list[int] = []
     v4: list[int] = []
@@ -206,6 +208,9 @@ def parse_ips(ips: list[str]) -> tuple[list[str | None], list[int], list[int], l
         if a.version == 4:
             i4.append(i)
             v4.append(int(a))
+        elif a.ipv4_mapped is not None:  # ::ffff:a.b.c.d is the IPv4 host a.b.c.d
+            i4.append(i)
+            v4.append(int(a.ipv4_mapped))
         else:
             i6.append(i)
             v6.append(int(a))
