@@ -1,12 +1,13 @@
 """The live collector, flowpivot's only socket: NetFlow v5/v9 and IPFIX (RFC 3954, RFC 7011) over UDP.
 
-Two threads do the work. The receive thread does nothing but ``recvfrom`` on a socket with a
-large receive buffer, stamping each datagram with its arrival time and handing lists of them
-to the decode thread. The decode thread decodes a whole list at once (``decode_many``) and
-streams the flows into the open rotation window of the store. Every ``rotate_ms`` (5 minutes by
-default, aligned to the clock like nfcapd's files) the window is committed to the store under a
-unique key, and the counters are written to ``STORE/collector/stats.json`` and appended to
-``STORE/collector/stats.jsonl``.
+Three threads form a pipeline. The receive thread does nothing but ``recvfrom`` on a socket
+with a large receive buffer, stamping each datagram with its arrival time and handing lists of
+them to the decode thread. The decode thread decodes a whole list at once (``decode_many``) and
+gathers the flows into batches of a row group (a million rows). The write thread streams those
+into the open rotation window of the store; Parquet encoding runs there, outside the GIL, while
+the next datagrams are decoded. Every ``rotate_ms`` (5 minutes by default, aligned to the clock
+like nfcapd's files) the window is committed to the store under a unique key, and the counters
+are written to ``STORE/collector/stats.json`` and appended to ``STORE/collector/stats.jsonl``.
 
 ``stop()`` stops receiving, drains what the kernel had already buffered, decodes and commits
 it, and writes the counters: a SIGTERM loses nothing that reached the socket.
@@ -38,7 +39,7 @@ from typing import Any
 import pyarrow as pa
 
 from .errors import FlowpivotError, Problem
-from .store import Store, StoreWriter
+from .store import ROW_GROUP_ROWS, Store, StoreWriter
 
 __all__ = ["Collector", "parse_listen", "DEFAULT_LISTEN", "DEFAULT_ROTATE_MS", "DEFAULT_RCVBUF"]
 
@@ -141,6 +142,8 @@ class Collector:
         chunk_ms: int = 200,
         expire_every_ms: int = 5_000,
         drain_timeout_s: float = 30.0,
+        write_rows: int = ROW_GROUP_ROWS,
+        write_queue_batches: int = 2,
         clock_ms: Callable[[], int] = _now_ms,
     ):
         if rotate_ms <= 0:
@@ -154,6 +157,7 @@ class Collector:
         self.chunk_ms = chunk_ms
         self.expire_every_ms = expire_every_ms
         self.drain_timeout_s = drain_timeout_s
+        self.write_rows = write_rows
         self.clock_ms = clock_ms
         self.stats_dir = store.root / "collector"
 
@@ -177,11 +181,11 @@ class Collector:
         self._recv_thread: threading.Thread | None = None
         self._decode_thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._writer: StoreWriter | None = None
+        self._write_thread: threading.Thread | None = None
+        self._write_queue: queue.Queue[Any] = queue.Queue(maxsize=write_queue_batches)
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
         self._window_start = 0
-        self._window_flows = 0
-        self._window_first_ms: int | None = None
-        self._window_last_ms: int | None = None
         self._exporters_at_window_start: dict[str, dict[str, Any]] = {}
         self._last_expire_ms = 0
 
@@ -214,6 +218,8 @@ class Collector:
         self.stats_dir.mkdir(parents=True, exist_ok=True)
         self._recv_thread = threading.Thread(target=self._recv_loop, name="flowpivot-recv", daemon=True)
         self._decode_thread = threading.Thread(target=self._decode_loop, name="flowpivot-decode", daemon=True)
+        self._write_thread = threading.Thread(target=self._write_loop, name="flowpivot-write", daemon=True)
+        self._write_thread.start()
         self._decode_thread.start()
         self._recv_thread.start()
         log.debug("listening on %s:%s", *self.address)
@@ -228,6 +234,8 @@ class Collector:
             self._recv_thread.join()
         if self._decode_thread:
             self._decode_thread.join()
+        if self._write_thread:
+            self._write_thread.join()
         self._sock.close()
         self._stopped.set()
         if self.error is not None:
@@ -364,17 +372,15 @@ class Collector:
                     self._take(decoder.expire(now))
                 if now >= self._window_start + self.rotate_ms:
                     self._rotate(now)
-            self._rotate(self.clock_ms(), final=True)
         except BaseException as e:
             self.error = e
             log.exception("decode thread failed")
-            # keep the receive thread from blocking on a queue nobody reads
-            self._stopping.set()
-            try:
-                if self._writer is not None:
-                    self._writer.abort()
+            self._stopping.set()  # the receive thread drains and ends; nothing reads its queue any more
+        finally:
+            try:  # what was decoded is committed even when the decoder failed
+                self._rotate(self.clock_ms(), final=True)
             finally:
-                self._write_stats(self.clock_ms(), None, final=True)
+                self._write_queue.put(_STOP)
 
     def _take(self, result: Any) -> None:
         problems = result.problems
@@ -387,39 +393,76 @@ class Collector:
         batch: pa.RecordBatch | None = result.batch
         if batch is None or batch.num_rows == 0:
             return
-        if self._writer is None:
-            self._writer = self.store.writer(self._window_key(), self._window_info())
-        t0 = time.perf_counter()
-        self._writer.write(batch)
-        self.timing["write_s"] += time.perf_counter() - t0
+        self._pending.append(batch)
+        self._pending_rows += batch.num_rows
         self.flows_decoded += batch.num_rows
-        self._window_flows += batch.num_rows
+        if self._pending_rows >= self.write_rows:
+            self._hand_over()
 
-    def _window_key(self) -> str:
-        stamp = dt.datetime.fromtimestamp(self._window_start / 1000, tz=dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-        return f"collect-{stamp}-{uuid.uuid4().hex[:12]}"
-
-    def _window_info(self) -> dict[str, Any]:
-        host, port = self.address or self.listen
-        return {"format": "collector", "listen": f"{host}:{port}", "window_start": _iso(self._window_start)}
+    def _hand_over(self) -> None:
+        """Give the decoded rows to the write thread as one batch (one chunk: the store sorts it fastest)."""
+        if not self._pending:
+            return
+        batch = self._pending[0] if len(self._pending) == 1 else pa.concat_batches(self._pending)
+        self._pending, self._pending_rows = [], 0
+        self._write_queue.put(("rows", self._window_start, batch))
 
     def _open_window(self, now_ms: int) -> None:
         self._window_start = now_ms - now_ms % self.rotate_ms
-        self._window_flows = 0
-        self._writer = None
 
     def _rotate(self, now_ms: int, final: bool = False) -> None:
-        committed = None
-        if self._writer is not None:
-            t0 = time.perf_counter()
-            self._writer.info["window_end"] = _iso(min(now_ms, self._window_start + self.rotate_ms))
-            committed = self._writer.commit()
-            self.timing["commit_s"] += time.perf_counter() - t0
-            self.flows_stored += committed.rows
-            self.windows_committed += 1
-            log.debug("committed %s: %d flows", committed.key, committed.rows)
-        self._write_stats(now_ms, committed, final=final)
+        self._hand_over()
+        self._write_queue.put(("commit", self._window_start, now_ms, final, self.exporters()))
         self._open_window(now_ms)
+
+    # ---- write thread ------------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        writer: StoreWriter | None = None
+        failed = False
+        while True:
+            item = self._write_queue.get()
+            if item is _STOP:
+                break
+            if failed:
+                continue  # keep emptying the queue so the decode thread never blocks
+            try:
+                if item[0] == "rows":
+                    _, window_start, batch = item
+                    if writer is None:
+                        writer = self.store.writer(self._window_key(window_start), self._window_info(window_start))
+                    t0 = time.perf_counter()
+                    writer.write(batch)
+                    self.timing["write_s"] += time.perf_counter() - t0
+                else:
+                    _, window_start, now_ms, final, exporters = item
+                    committed = None
+                    if writer is not None:
+                        t0 = time.perf_counter()
+                        writer.info["window_end"] = _iso(min(now_ms, window_start + self.rotate_ms))
+                        committed = writer.commit()
+                        writer = None
+                        self.timing["commit_s"] += time.perf_counter() - t0
+                        self.flows_stored += committed.rows
+                        self.windows_committed += 1
+                        log.debug("committed %s: %d flows", committed.key, committed.rows)
+                    self._write_stats(window_start, now_ms, committed, final, exporters)
+            except BaseException as e:
+                failed = True
+                self.error = e
+                log.exception("write thread failed")
+                self._stopping.set()
+                if writer is not None:
+                    writer.abort()
+                    writer = None
+
+    def _window_key(self, window_start: int) -> str:
+        stamp = dt.datetime.fromtimestamp(window_start / 1000, tz=dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        return f"collect-{stamp}-{uuid.uuid4().hex[:12]}"
+
+    def _window_info(self, window_start: int) -> dict[str, Any]:
+        host, port = self.address or self.listen
+        return {"format": "collector", "listen": f"{host}:{port}", "window_start": _iso(window_start)}
 
     # ---- counters ----------------------------------------------------------------------------
 
@@ -467,7 +510,9 @@ class Collector:
 
     _last_drops: int | None = None
 
-    def _write_stats(self, now_ms: int, committed: Any, final: bool) -> None:
+    def _write_stats(
+        self, window_start: int, now_ms: int, committed: Any, final: bool, exporters: dict[str, dict[str, Any]]
+    ) -> None:
         if self._sock is not None:
             self._last_drops = kernel_drops(self._sock)
         snap = self.snapshot()
@@ -476,7 +521,6 @@ class Collector:
         tmp = self.stats_dir / f".tmp-stats-{uuid.uuid4().hex[:8]}.json"
         tmp.write_text(json.dumps(snap, indent=2, default=str) + "\n")
         os.replace(tmp, self.stats_dir / "stats.json")
-        exporters = snap["exporters"]
         delta = {}
         for name, cur in exporters.items():
             before = self._exporters_at_window_start.get(name, {})
@@ -489,7 +533,7 @@ class Collector:
                 delta[name] = d
         self._exporters_at_window_start = exporters
         line = {
-            "window_start": _iso(self._window_start),
+            "window_start": _iso(window_start),
             "window_end": _iso(now_ms),
             "key": committed.key if committed else None,
             "flows_stored": committed.rows if committed else 0,
