@@ -226,6 +226,8 @@ def from_output(table: pa.Table) -> pa.RecordBatch:
             cols[f"{f.name}_v4"], cols[f"{f.name}_v6"] = ip_columns_from_strings(col.cast(pa.string()))
         else:
             cols[f.name] = col
+    if "sampling_rate" not in cols:
+        cols["sampling_rate"] = pa.array(np.ones(table.num_rows, dtype=np.uint32))
     return conform(cols, table.num_rows)
 
 
