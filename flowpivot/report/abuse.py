@@ -88,7 +88,7 @@ def _sender(report: Report, reporter: str | None) -> str:
     if reporter:
         return clean(reporter) or ""
     r = report.parameters.get("reporter") if isinstance(report.parameters, dict) else None
-    return clean(r) if isinstance(r, str) and r.strip() else "[name, organisation, and how to reach you]"
+    return (clean(r) or "") if isinstance(r, str) and r.strip() else "[name, organisation, and how to reach you]"
 
 
 def _letter(p: Provider, report: Report, *, tlp: str, actor: str | None, now: datetime, ref: str, sender: str) -> str:

@@ -421,15 +421,15 @@ def render_html_report(report: Report, *, tlp: str, actor: str | None, now: date
             + _time_td(e.last_seen)
             + "</tr>"
         )
-    for s in report.seeds:
+    for sd in report.seeds:
         hrows.append(
             "<tr>"
-            + _ip_cell(s.ip)
-            + f"<td>seed</td><td>{_e(', '.join(seed_cl.get(s.ip, [])))}</td>"
-            + f"<td>{_e(provider_label(s.asn, report.provider_name(s.asn, s.as_name), s.country))}</td>"
-            + f'<td><span class="badge {_e(s.status)}">{_e(s.status)}</span></td>'
-            + _time_td(s.first_seen)
-            + _time_td(s.last_seen)
+            + _ip_cell(sd.ip)
+            + f"<td>seed</td><td>{_e(', '.join(seed_cl.get(sd.ip, [])))}</td>"
+            + f"<td>{_e(provider_label(sd.asn, report.provider_name(sd.asn, sd.as_name), sd.country))}</td>"
+            + f'<td><span class="badge {_e(sd.status)}">{_e(sd.status)}</span></td>'
+            + _time_td(sd.first_seen)
+            + _time_td(sd.last_seen)
             + "</tr>"
         )
     w(
@@ -542,7 +542,7 @@ def render_html_report(report: Report, *, tlp: str, actor: str | None, now: date
         + "; style-src 'unsafe-inline'; img-src data: blob:; font-src data:; connect-src 'none'; "
         "base-uri 'none'; form-action 'none'"
     )
-    head = (
+    page_head = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{csp}">'
         '<meta name="referrer" content="no-referrer"><meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -552,4 +552,4 @@ def render_html_report(report: Report, *, tlp: str, actor: str | None, now: date
     )
     data = f'<script type="application/json" id="fp-data">{_json_for_script(_data(report, tlp))}</script>'
     body_scripts = "".join(f"<script>{s}</script>" for s in scripts)
-    return head + "".join(P) + data + body_scripts + "</body></html>\n"
+    return page_head + "".join(P) + data + body_scripts + "</body></html>\n"

@@ -123,8 +123,8 @@ def build_event(
         o.timestamp = now
         for m in e.contacted_by:
             if m in member_obj:
-                ref = o.add_reference(member_obj[m].uuid, "contacted-by")
-                ref.uuid = uid("ref", o.uuid, member_obj[m].uuid)
+                oref = o.add_reference(member_obj[m].uuid, "contacted-by")
+                oref.uuid = uid("ref", o.uuid, member_obj[m].uuid)
         ev.add_object(o)
 
     for s in report.seeds:

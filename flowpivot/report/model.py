@@ -276,7 +276,7 @@ class _Reader:
             self.bad(where, f"not an ISO 8601 time: {clean(repr(value), 80)}")
             return None
 
-    def int(self, value: Any, where: str) -> int | None:
+    def integer(self, value: Any, where: str) -> int | None:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int | float | str):
@@ -288,7 +288,7 @@ class _Reader:
             self.bad(where, f"not a number: {clean(repr(value), 80)}")
             return None
 
-    def float(self, value: Any, where: str) -> float | None:
+    def real(self, value: Any, where: str) -> float | None:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int | float | str):
@@ -336,7 +336,7 @@ class _Reader:
         out: dict[str, float] = {}
         for d, n in pairs:
             t = self.time(d, where)
-            f = self.float(n, where)
+            f = self.real(n, where)
             if t is not None and f is not None:
                 key = fmt_day(t)
                 out[key] = out.get(key, 0.0) + f
@@ -363,7 +363,7 @@ def _asn(r: _Reader, value: Any, where: str) -> int | None:
         return None
     if isinstance(value, str) and value.upper().startswith("AS"):
         value = value[2:]
-    n = r.int(value, where)
+    n = r.integer(value, where)
     if n is not None and not (0 <= n < 2**32):
         r.bad(where, f"ASN out of range: {n}")
         return None
@@ -420,7 +420,7 @@ def read_result(doc: dict[str, Any], source: str = "result.json") -> Report:
     if not isinstance(doc, dict):
         raise InputError(f"{source}: expected a hunt result object, got {type(doc).__name__}")
     r = _Reader(source)
-    window = doc.get("window") if isinstance(doc.get("window"), dict) else {}
+    window: dict[str, Any] = doc["window"] if isinstance(doc.get("window"), dict) else {}
     if "window" in doc and not isinstance(doc.get("window"), dict):
         r.bad("window", "expected {start, end}")
     timeline = doc.get("timeline")
@@ -456,8 +456,8 @@ def read_result(doc: dict[str, Any], source: str = "result.json") -> Report:
             services.append(
                 {
                     "proto": _proto(sv.get("proto")) or "?",
-                    "port": r.int(sv.get("port"), f"{where}.services[{i}].port"),
-                    "flows": r.int(sv.get("flows"), f"{where}.services[{i}].flows"),
+                    "port": r.integer(sv.get("port"), f"{where}.services[{i}].port"),
+                    "flows": r.integer(sv.get("flows"), f"{where}.services[{i}].flows"),
                 }
             )
         clusters.append(
@@ -476,12 +476,12 @@ def read_result(doc: dict[str, Any], source: str = "result.json") -> Report:
                 established=bool(c.get("established")),
                 initiator=clean(c.get("initiator"), 20),
                 services=services,
-                flows=r.int(c.get("flows"), f"{where}.flows"),
-                packets_est=r.int(c.get("packets_est"), f"{where}.packets_est"),
-                bytes_est=r.int(c.get("bytes_est"), f"{where}.bytes_est"),
+                flows=r.integer(c.get("flows"), f"{where}.flows"),
+                packets_est=r.integer(c.get("packets_est"), f"{where}.packets_est"),
+                bytes_est=r.integer(c.get("bytes_est"), f"{where}.bytes_est"),
                 first_seen=r.time(c.get("first_seen"), f"{where}.first_seen"),
                 last_seen=r.time(c.get("last_seen"), f"{where}.last_seen"),
-                score=r.float(c.get("score"), f"{where}.score"),
+                score=r.real(c.get("score"), f"{where}.score"),
                 evidence=c.get("evidence"),
                 daily=_daily_for(r, c, where, timeline, "clusters", cid),
             )
@@ -491,10 +491,10 @@ def read_result(doc: dict[str, Any], source: str = "result.json") -> Report:
     for where, o in r.items(doc, "overlaps"):
         ids = [clean(x, 60) or "?" for x in (o.get("clusters") or [])] if isinstance(o.get("clusters"), list) else []
         shared = r.ips(o.get("shared_seeds"), f"{where}.shared_seeds")
-        count = r.int(o.get("count"), f"{where}.count")
+        count = r.integer(o.get("count"), f"{where}.count")
         overlaps.append(
             Overlap(
-                ids, shared, count if count is not None else len(shared), r.float(o.get("jaccard"), f"{where}.jaccard")
+                ids, shared, count if count is not None else len(shared), r.real(o.get("jaccard"), f"{where}.jaccard")
             )
         )
 
@@ -513,7 +513,7 @@ def read_result(doc: dict[str, Any], source: str = "result.json") -> Report:
                 clusters=[clean(x, 60) or "?" for x in (e.get("clusters") or []) if x is not None]
                 if isinstance(e.get("clusters"), list)
                 else [],
-                score=r.float(e.get("score"), f"{where}.score"),
+                score=r.real(e.get("score"), f"{where}.score"),
                 first_seen=r.time(e.get("first_seen"), f"{where}.first_seen"),
                 last_seen=r.time(e.get("last_seen"), f"{where}.last_seen"),
                 allocation=_allocation(
@@ -533,8 +533,8 @@ def read_result(doc: dict[str, Any], source: str = "result.json") -> Report:
             Victim(
                 ip=ip,
                 seeds=r.ips(v.get("seeds"), f"{where}.seeds"),
-                port=r.int(v.get("port"), f"{where}.port"),
-                interval_s=r.float(v.get("interval_s"), f"{where}.interval_s"),
+                port=r.integer(v.get("port"), f"{where}.port"),
+                interval_s=r.real(v.get("interval_s"), f"{where}.interval_s"),
                 asn=_asn(r, v.get("asn"), f"{where}.asn"),
                 as_name=clean(v.get("as_name"), 200),
             )
@@ -549,8 +549,8 @@ def read_result(doc: dict[str, Any], source: str = "result.json") -> Report:
 
     pairs = [p for where, item in r.items(doc, "pairs") if (p := _pair(r, item, where)) is not None]
 
-    params = doc.get("parameters") if isinstance(doc.get("parameters"), dict) else {}
-    prov = doc.get("provenance") if isinstance(doc.get("provenance"), dict) else {}
+    params: dict[str, Any] = doc["parameters"] if isinstance(doc.get("parameters"), dict) else {}
+    prov: dict[str, Any] = doc["provenance"] if isinstance(doc.get("provenance"), dict) else {}
     return Report(
         window_start=r.time(window.get("start"), "window.start"),
         window_end=r.time(window.get("end"), "window.end"),
@@ -574,18 +574,18 @@ def _pair(r: _Reader, p: dict[str, Any], where: str) -> Pair | None:
         return None
     from .summary import tcp_flags  # summary imports this module
 
-    svc = p.get("services") if isinstance(p.get("services"), list) else []
-    top = max((s for s in svc if isinstance(s, dict)), key=lambda s: s.get("flows") or 0, default={})
-    s2p = p.get("seed_to_peer") if isinstance(p.get("seed_to_peer"), dict) else {}
-    p2s = p.get("peer_to_seed") if isinstance(p.get("peer_to_seed"), dict) else {}
+    svc: list[Any] = p["services"] if isinstance(p.get("services"), list) else []
+    top: dict[str, Any] = max((s for s in svc if isinstance(s, dict)), key=lambda s: s.get("flows") or 0, default={})
+    s2p: dict[str, Any] = p["seed_to_peer"] if isinstance(p.get("seed_to_peer"), dict) else {}
+    p2s: dict[str, Any] = p["peer_to_seed"] if isinstance(p.get("peer_to_seed"), dict) else {}
     return Pair(
         seed=seed,
         peer=peer,
         established=bool(p.get("established")),
         initiator=clean(p.get("initiator"), 20),
         proto=_proto(top.get("proto")),
-        port=r.int(top.get("port"), f"{where}.services.port"),
-        flows=r.int(p.get("flows"), f"{where}.flows"),
+        port=r.integer(top.get("port"), f"{where}.services.port"),
+        flows=r.integer(p.get("flows"), f"{where}.flows"),
         flags_seed=tcp_flags({"flags": s2p.get("tcp_flags")}),
         flags_peer=tcp_flags({"flags": p2s.get("tcp_flags")}),
         first_seen=r.time(p.get("first_seen"), f"{where}.first_seen"),
