@@ -12,6 +12,13 @@ from .scenario import Provider
 __all__ = ["AddressBook"]
 
 
+def _merge(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Sorted union of two uint32 arrays (np.union1d's hashing is slow on large arrays)."""
+    c = np.concatenate([a, b.astype(np.uint32)])
+    c.sort()
+    return c[np.concatenate([[True], c[1:] != c[:-1]])] if len(c) else c
+
+
 class AddressBook:
     """Every simulated address, indexed by an int; IPv4 as uint32, IPv6 as 16 network-order bytes."""
 
@@ -24,8 +31,7 @@ class AddressBook:
         self.n = 0
         self.providers: list[Provider] = []
         self._provider_ix: dict[tuple[int, str], int] = {}
-        self._used4: set[int] = set()
-        self._used4_arr = np.zeros(0, np.uint32)
+        self._used4 = np.zeros(0, np.uint32)  # sorted
         self._used6: set[bytes] = set()
         self._cache: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
@@ -80,8 +86,7 @@ class AddressBook:
                 self._used6.add(ip.packed)
             else:
                 v4[i] = int(ip)
-                self._used4.add(int(ip))
-        self._used4_arr = np.array(sorted(self._used4), np.uint32)
+                self._used4 = _merge(self._used4, np.array([int(ip)], np.uint32))
         return self._append(v4, rows, fam, np.full(len(addrs), pix, np.int32))
 
     def _append(self, v4: np.ndarray, rows: np.ndarray, fam: np.ndarray, org: np.ndarray) -> np.ndarray:
@@ -97,21 +102,22 @@ class AddressBook:
     def _draw_v4(self, nets: list, n: int) -> np.ndarray:
         starts = np.array([int(x.network_address) for x in nets], np.int64)
         sizes = np.array([x.num_addresses for x in nets], np.int64)
+        cdf = np.cumsum(sizes) / sizes.sum()
         got = np.zeros(0, np.uint32)
         while len(got) < n:
             k = (n - len(got)) * 2 + 8
-            which = self.rng.choice(len(nets), size=k, p=sizes / sizes.sum())
+            which = np.minimum(np.searchsorted(cdf, self.rng.random(k), side="right"), len(nets) - 1)
             off = (self.rng.random(k) * sizes[which]).astype(np.int64)
             cand = (starts[which] + off).astype(np.uint32)
             last = cand & 0xFF
-            cand = cand[(last != 0) & (last != 255) | (sizes[which] < 256)]
-            cand = cand[~np.isin(cand, self._used4_arr)]
-            _, first = np.unique(cand, return_index=True)
-            cand = cand[np.sort(first)]
-            cand = cand[~np.isin(cand, got)]
-            got = np.concatenate([got, cand[: n - len(got)]])
-        self._used4.update(got.tolist())
-        self._used4_arr = np.array(sorted(self._used4), np.uint32)
+            cand = cand[((last != 0) & (last != 255)) | (sizes[which] < 256)]
+            taken = _merge(self._used4, got)
+            pos = np.minimum(np.searchsorted(taken, cand), max(len(taken) - 1, 0))
+            if len(taken):
+                cand = cand[taken[pos] != cand]
+            _, first = np.unique(cand, return_index=True)  # keep the draw order, drop repeats
+            got = np.concatenate([got, cand[np.sort(first)][: n - len(got)]])
+        self._used4 = _merge(self._used4, got)
         return got
 
     def _draw_v6(self, nets: list, n: int) -> np.ndarray:

@@ -485,6 +485,11 @@ class _Builder:
         return T.concat(self.parts)
 
 
+def _draw(rng: np.random.Generator, cdf: np.ndarray, n: int) -> np.ndarray:
+    """n indices drawn by a cumulative distribution (rng.choice with p, without re-checking p each call)."""
+    return np.minimum(np.searchsorted(cdf, rng.random(n), side="right"), len(cdf) - 1)
+
+
 # ----- background --------------------------------------------------------------------------------
 
 
@@ -506,11 +511,11 @@ class _Background:
             ):
                 if len(servers):
                     w = 1.0 / (np.arange(len(servers)) + 1.0) ** 0.9  # a few very popular services
-                    self.pools[(kind, v6)] = (rng.permutation(servers), w / w.sum())
+                    self.pools[(kind, v6)] = (rng.permutation(servers), np.cumsum(w / w.sum()))
             cl = b.clients[v6]
             if len(cl):
                 w = rng.lognormal(0, 1.2, len(cl))
-                self.pools[("client", v6)] = (cl, w / w.sum())
+                self.pools[("client", v6)] = (cl, np.cumsum(w / w.sum()))
         hours = np.array([2, 1, 1, 1, 1, 2, 3, 5, 6, 6, 6, 6, 6, 6, 6, 6, 6, 7, 8, 9, 9, 8, 6, 4], float)
         self.hour_p = hours / hours.sum()
         self.v6_share = b.sc.noise.ipv6_share if ("client", True) in self.pools else 0.0
@@ -521,7 +526,7 @@ class _Background:
         kind = rng.choice(len(self.MIX), n, p=[p for _, p in self.MIX])
         v6 = rng.random(n) < self.v6_share
         hp = self.hour_p[hours[0] : hours[1]]
-        hour = hours[0] + rng.choice(len(hp), n, p=hp / hp.sum())
+        hour = hours[0] + _draw(rng, np.cumsum(hp / hp.sum()), n)
         t0 = b.t0 + day * DAY + hour * HOUR + rng.integers(0, HOUR, n)
         parts = []
         for ki, (name, _) in enumerate(self.MIX):
@@ -532,8 +537,8 @@ class _Background:
                     continue
                 srv, sw = self.pools[(name, fam)]
                 cli, cw = self.pools[("client", fam)]
-                a = cli[rng.choice(len(cli), m, p=cw)]
-                bb = srv[rng.choice(len(srv), m, p=sw)]
+                a = cli[_draw(rng, cw, m)]
+                bb = srv[_draw(rng, sw, m)]
                 c: dict[str, Any]
                 if name == "dns":
                     c = dict(

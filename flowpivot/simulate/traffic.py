@@ -117,7 +117,13 @@ def to_flows(s: Sessions, sampling: int, timeout_ms: int, rng: np.random.Generat
         if sampling == 1:
             sampled = {c: counts[f"{c}{d}"] for c in CLASSES}
         else:
-            sampled = {c: rng.binomial(counts[f"{c}{d}"], p) for c in CLASSES}
+            sampled = {}
+            for c in CLASSES:
+                n_c = counts[f"{c}{d}"]
+                if c in ("syn", "fin", "rst") and (len(n_c) == 0 or n_c.max() <= 1):
+                    sampled[c] = n_c * (rng.random(len(n_c)) < p)  # one packet: kept with probability 1/N
+                else:
+                    sampled[c] = rng.binomial(n_c, p)
         pk = sampled["syn"] + sampled["ack"] + sampled["data"] + sampled["fin"] + sampled["rst"]
         keep = np.flatnonzero(pk > 0)
         if len(keep) == 0:
