@@ -282,6 +282,11 @@ def test_layering_first_database_wins_and_each_answer_names_its_source(tmp_path:
     assert (smart["asn"], smart["country"], smart["country_source"]) == (62212, "EE", "GeoLite2-Country.mmdb")
     assert none["status"] == "unrouted" and none["source"] == "ip2asn-2024.tsv+current.mmdb+GeoLite2-Country.mmdb"
     assert [s["name"] for s in enr.sources] == ["ip2asn-2024.tsv", "current.mmdb", "GeoLite2-Country.mmdb"]
+    # A second open reads the merged arrays from the cache and answers the same.
+    assert list((tmp_path / "c").glob("asn-merged-*.npz"))
+    probes = ["86.104.72.16", "5.133.76.9", "5.133.77.9", "91.199.147.152", "192.0.2.1", "86.104.75.255", "86.104.76.0"]
+    again = Enricher.open([historical, current, country], cache_dir=tmp_path / "c")
+    assert again.lookup(probes) == enr.lookup(probes)
     # Reversed order: the current database now wins on 5.133.76.0/24.
     rev = Enricher.open([current, historical], cache_dir=tmp_path / "c")
     assert rev.lookup(["5.133.76.9"])[0]["asn"] == 12494

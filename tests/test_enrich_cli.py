@@ -24,7 +24,9 @@ def test_json_on_the_real_database(tmp_path: Path) -> None:
         "# peers\n5.133.76.1\n91.199.147.152:443\n\nnot-an-ip\n2a09:7c40::1, seen twice\n86.104.72.16  # Stark 2024\n"
     )
     res = CliRunner().invoke(
-        app, ["enrich", "--file", str(ips), "--asn-db", str(db), "--json", "--cache-dir", str(tmp_path / "c")]
+        app,
+        ["enrich", "--file", str(ips), "--asn-db", str(db), "--json", "--cache-dir", str(tmp_path / "c")],
+        env={"COLUMNS": "1000"},
     )
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)

@@ -69,6 +69,7 @@ class AsnSource:
     countries: list[str]
     meta: dict[str, Any] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    key: str = ""  # cache key of the file this was read from ("" = not cached)
 
     @property
     def entries(self) -> int:
@@ -692,6 +693,7 @@ def open_source(
         if cache_file.exists():
             try:
                 src = _load(path, cache_file)
+                src.key = cache_file.stem
                 log.debug("loaded %s from cache %s", path, cache_file)
                 return src
             except (OSError, ValueError, KeyError, EOFError) as e:
@@ -705,6 +707,7 @@ def open_source(
         src = read_pfx2as(path, read_as2org(as2org) if as2org else None)
     log.debug("flattened %s (%s, %d entries) in %.2fs", path, kind, src.entries, time.perf_counter() - t0)
     if cache_file is not None:
+        src.key = cache_file.stem
         try:
             _save(src, cache_file)
         except OSError as e:

@@ -10,8 +10,12 @@ rest. An address no database gives an AS for is ``unrouted``; nothing is guessed
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import ipaddress
 import logging
+import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,13 +31,48 @@ from .rpsl import WhoisIndex, abuse_mailbox_of, reseller_of
 
 __all__ = ["Enricher"]
 
+MERGED_VERSION = 1
+
 log = logging.getLogger(__name__)
 
 BLOCK_SHIFT = 8  # the IPv4 direct table has one slot per /24
 
 
+STATE = (
+    "start_hi",
+    "start_lo",
+    "asn_entry",
+    "cc_entry",
+    "asn",
+    "name",
+    "source",
+    "country",
+    "country_source",
+    "answer",
+    "ans_asn",
+    "ans_name",
+    "ans_country",
+    "ans_source",
+)
+
+
 class _Family:
     """The merged step function of one address family, with per-segment answer columns."""
+
+    @classmethod
+    def from_state(cls, state: dict[str, np.ndarray]) -> _Family:
+        f = cls.__new__(cls)
+        for k in STATE:
+            setattr(f, k, state[k])
+        f.table = None
+        f._ready()
+        return f
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {k: getattr(self, k) for k in STATE}
+
+    def _ready(self) -> None:
+        pass
 
     def __init__(self, steps_asn: Steps, steps_cc: Steps, ent: dict[str, np.ndarray]):
         if len(steps_cc) == 1 or len(steps_asn) == 1:
@@ -90,6 +129,7 @@ class _Family:
         self.ans_country = uniq[:, 2].astype(np.int32)
         self.ans_source = uniq[:, 3].astype(np.int16)
         self.table: np.ndarray | None = None
+        self._ready()
 
     def __len__(self) -> int:
         return len(self.asn)
@@ -103,8 +143,7 @@ class _Family:
 class _Family4(_Family):
     """IPv4: uint32 starts, and a direct table from /24 block to segment for most lookups."""
 
-    def __init__(self, *args: Any):
-        super().__init__(*args)
+    def _ready(self) -> None:
         self.starts = self.start_lo.astype(np.uint32)
 
     def block_table(self) -> np.ndarray:
@@ -136,25 +175,69 @@ class _Family4(_Family):
 class Enricher:
     """ASN, AS name, country and allocation chain of addresses, from offline sources (and RDAP if asked)."""
 
-    def __init__(self, sources: list[AsnSource], whois: WhoisIndex | None = None, rdap: RdapClient | None = None):
+    def __init__(
+        self,
+        sources: list[AsnSource],
+        whois: WhoisIndex | None = None,
+        rdap: RdapClient | None = None,
+        merged_cache: Path | None = None,
+    ):
         self._sources = sources
         self.whois = whois
         self.rdap = rdap
         self.source_names = np.array([Path(s.path).name for s in sources], dtype=object)
-        names: dict[str, int] = {}
-        countries: dict[str, int] = {}
         cols: dict[str, list[np.ndarray]] = {k: [] for k in ("asn", "name", "cc", "src", "fh", "fl", "lh", "ll", "v6")}
-        layers: dict[tuple[bool, str], list[Steps]] = {(v6, f): [] for v6 in (False, True) for f in ("asn", "cc")}
-        offset = 0
-        for si, s in enumerate(sources):
-            nmap = np.array([names.setdefault(x, len(names)) for x in s.names] + [-1], np.int32)
-            cmap = np.array([countries.setdefault(x, len(countries)) for x in s.countries] + [-1], np.int32)
-            cols["asn"].append(s.asn.astype(np.uint32))
-            cols["name"].append(nmap[s.name])  # -1 indexes the trailing -1
-            cols["cc"].append(cmap[s.country])
+        maps: list[tuple[np.ndarray | None, np.ndarray | None]]
+        if len(sources) == 1:  # nothing to merge: use the source's own tables
+            s0 = sources[0]
+            names_l, countries_l = list(s0.names), list(s0.countries)
+            maps = [(None, None)]
+        else:
+            names: dict[str, int] = {}
+            countries: dict[str, int] = {}
+            maps = []
+            for s in sources:
+                maps.append(
+                    (
+                        np.array([names.setdefault(x, len(names)) for x in s.names] + [-1], np.int32),
+                        np.array([countries.setdefault(x, len(countries)) for x in s.countries] + [-1], np.int32),
+                    )
+                )
+            names_l, countries_l = list(names), list(countries)
+        for si, (s, (nmap, cmap)) in enumerate(zip(sources, maps, strict=True)):
+            cols["asn"].append(s.asn.astype(np.uint32, copy=False))
+            cols["name"].append(s.name if nmap is None else nmap[s.name])  # -1 indexes the trailing -1
+            cols["cc"].append(s.country if cmap is None else cmap[s.country])
             cols["src"].append(np.full(s.entries, si, np.int16))
             for k, v in (("fh", s.first_hi), ("fl", s.first_lo), ("lh", s.last_hi), ("ll", s.last_lo), ("v6", s.is_v6)):
                 cols[k].append(v)
+        empty: dict[str, np.ndarray] = {
+            "asn": np.zeros(0, np.uint32),
+            "name": np.zeros(0, np.int32),
+            "cc": np.zeros(0, np.int32),
+            "src": np.zeros(0, np.int16),
+            "fh": np.zeros(0, U64),
+            "fl": np.zeros(0, U64),
+            "lh": np.zeros(0, U64),
+            "ll": np.zeros(0, U64),
+            "v6": np.zeros(0, bool),
+        }
+        self._ent = {k: (v[0] if len(v) == 1 else np.concatenate(v) if v else empty[k]) for k, v in cols.items()}
+        self.as_names = np.array(names_l, dtype=object)
+        self.countries = np.array(countries_l, dtype=object)
+        state = _load_state(merged_cache) if merged_cache is not None else None
+        if state is not None:
+            self._v4: _Family4 = _Family4.from_state(state["v4"])  # type: ignore[assignment]
+            self._v6 = _Family.from_state(state["v6"])
+        else:
+            self._v4, self._v6 = self._merge()
+            if merged_cache is not None:
+                _save_state(merged_cache, {"v4": self._v4.state(), "v6": self._v6.state()})
+
+    def _merge(self) -> tuple[_Family4, _Family]:
+        layers: dict[tuple[bool, str], list[Steps]] = {(v6, f): [] for v6 in (False, True) for f in ("asn", "cc")}
+        offset = 0
+        for s in self._sources:
             for v6, st in ((False, s.v4.below(1 << 32)), (True, s.v6)):
                 e = st.entry
                 valid = e >= 0
@@ -167,28 +250,15 @@ class Enricher:
                     Steps(st.start_hi, st.start_lo, np.where(valid & (s.country[ei] >= 0), g, -1)).compact()
                 )
             offset += s.entries
-        empty: dict[str, np.ndarray] = {
-            "asn": np.zeros(0, np.uint32),
-            "name": np.zeros(0, np.int32),
-            "cc": np.zeros(0, np.int32),
-            "src": np.zeros(0, np.int16),
-            "fh": np.zeros(0, U64),
-            "fl": np.zeros(0, U64),
-            "lh": np.zeros(0, U64),
-            "ll": np.zeros(0, U64),
-            "v6": np.zeros(0, bool),
-        }
-        self._ent = {k: (np.concatenate(v) if v else empty[k]) for k, v in cols.items()}
-        self.as_names = np.array(list(names), dtype=object)
-        self.countries = np.array(list(countries), dtype=object)
         nothing = Steps(np.zeros(1, U64), np.zeros(1, U64), np.full(1, -1, np.int64))
 
         def merged(v6: bool, f: str) -> Steps:
             ls = layers[(v6, f)]
             return layer_steps(ls) if ls else nothing  # type: ignore[return-value]
 
-        self._v4 = _Family4(merged(False, "asn"), merged(False, "cc"), self._ent)
-        self._v6 = _Family(merged(True, "asn"), merged(True, "cc"), self._ent)
+        return _Family4(merged(False, "asn"), merged(False, "cc"), self._ent), _Family(
+            merged(True, "asn"), merged(True, "cc"), self._ent
+        )
 
     # ------------------------------------------------------------------ construction
 
@@ -224,7 +294,13 @@ class Enricher:
         ]
         idx = WhoisIndex.open(whois, cache_dir) if whois is not None else None
         client = rdap if isinstance(rdap, RdapClient) else RdapClient(cache_dir, rdap_base) if rdap else None
-        return cls(sources, idx, client)
+        merged_cache = None
+        if use_cache and sources and all(s.key for s in sources):
+            key = hashlib.sha256(f"merged-v{MERGED_VERSION}|{'|'.join(s.key for s in sources)}".encode()).hexdigest()[
+                :32
+            ]
+            merged_cache = cache_dir / f"asn-merged-{key}.npz"
+        return cls(sources, idx, client, merged_cache)
 
     @property
     def sources(self) -> list[dict[str, Any]]:
@@ -408,3 +484,32 @@ class Enricher:
 def ip_to_u32(ips: Sequence[str]) -> np.ndarray:
     """IPv4 text to uint32 (for callers building :meth:`Enricher.lookup_v4` input)."""
     return np.fromiter((int(ipaddress.IPv4Address(x)) for x in ips), np.uint32, len(ips))
+
+
+def _save_state(path: Path, state: dict[str, dict[str, np.ndarray]]) -> None:
+    """Write the merged lookup arrays (atomically: temporary file, then rename)."""
+    arrays = {f"{fam}_{k}": v for fam, st in state.items() for k, v in st.items()}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, **arrays)  # type: ignore[arg-type]
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    except OSError as e:
+        log.warning("cannot write cache %s (%s)", path, e)
+
+
+def _load_state(path: Path) -> dict[str, dict[str, np.ndarray]] | None:
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {fam: {k: z[f"{fam}_{k}"] for k in STATE} for fam in ("v4", "v6")}
+    except (OSError, ValueError, KeyError, EOFError) as e:
+        log.warning("cache %s unreadable (%s); rebuilding", path, e)
+        return None
