@@ -347,13 +347,15 @@ def render_html_report(report: Report, *, tlp: str, actor: str | None, now: date
         w("</dl>")
         if c.services:
             srows = [
-                f"<tr><td>{_e(s['proto'])}</td>" + _num_td(s["port"]) + _num_td(s["flows"]) + "</tr>"
+                f"<tr><td>{_e(s['proto'])}</td>"
+                + _num_td(s["port"])
+                + f"<td>{_e(s.get('side')) or '–'}</td>"
+                + _num_td(s["flows"])
+                + "</tr>"
                 for s in c.services
             ]
-            w(
-                "<h4>Services</h4>"
-                + _table(f"svc-{_e(c.id)}", [("Protocol", False), ("Port", True), ("Flows", True)], srows)
-            )
+            head_svc = [("Protocol", False), ("Port", True), ("Listening side", False), ("Flows", True)]
+            w("<h4>Services</h4>" + _table(f"svc-{_e(c.id)}", head_svc, srows))
         if c.allocation:
             arows = [
                 "<tr>"

@@ -415,6 +415,14 @@ def _daily_for(
     return []
 
 
+def _seed_source(src: Any) -> str | None:
+    """Where the hunt read a seed (its file and line), as a short note when the seed has no comment."""
+    if not isinstance(src, dict) or not src.get("file"):
+        return None
+    name = str(src["file"]).replace("\\", "/").rsplit("/", 1)[-1]
+    return clean(f"from {name}" + (f", {src['where']}" if src.get("where") else ""), 200)
+
+
 def read_result(doc: dict[str, Any], source: str = "result.json") -> Report:
     """A hunt result document as a :class:`Report`; bad entries are skipped and listed in ``problems``."""
     if not isinstance(doc, dict):
@@ -440,7 +448,7 @@ def read_result(doc: dict[str, Any], source: str = "result.json") -> Report:
                 first_seen=r.time(s.get("first_seen"), f"{where}.first_seen"),
                 last_seen=r.time(s.get("last_seen"), f"{where}.last_seen"),
                 status=status,
-                comment=clean(s.get("comment"), 300),
+                comment=clean(s.get("comment"), 300) or _seed_source(s.get("source")),
                 daily=_daily_for(r, s, where, timeline, "seeds", ip),
             )
         )
@@ -458,6 +466,7 @@ def read_result(doc: dict[str, Any], source: str = "result.json") -> Report:
                     "proto": _proto(sv.get("proto")) or "?",
                     "port": r.integer(sv.get("port"), f"{where}.services[{i}].port"),
                     "flows": r.integer(sv.get("flows"), f"{where}.services[{i}].flows"),
+                    "side": clean(sv.get("side"), 20),  # which end listens: "seed" or "member"
                 }
             )
         clusters.append(

@@ -216,7 +216,7 @@
   var cy = cytoscape({
     container: document.getElementById("cy"),
     elements: elements,
-    minZoom: 0.15, maxZoom: 4,
+    minZoom: 0.02, maxZoom: 4,
     style: [
       { selector: "node", style: { "background-color": "data(color)", width: "data(size)", height: "data(size)", label: "data(label)",
         "font-size": 9, color: "#333", "text-valign": "bottom", "text-margin-y": 3, "min-zoomed-font-size": 7 } },
@@ -233,8 +233,11 @@
       { selector: ":selected", style: { "border-width": 4, "border-color": "#0b5cad" } },
       { selector: ".faded", style: { opacity: 0.15 } }
     ],
-    layout: { name: "cose", animate: false, nodeRepulsion: function () { return 9000; }, idealEdgeLength: function () { return 70; },
-      padding: 20, randomize: true, componentSpacing: 60 }
+    // cose (force-directed) reads best; past a few thousand elements it is slow, so big hunts get concentric rings
+    layout: elements.length > 3000 ? { name: "concentric", animate: false, minNodeSpacing: 4,
+      concentric: function (n) { return { cluster: 4, member: 3, expansion: 2, seed: 1 }[n.data("kind")] || 0; } } :
+      { name: "cose", animate: false, nodeRepulsion: function () { return 9000; }, idealEdgeLength: function () { return 70; },
+        padding: 20, randomize: true, componentSpacing: 60 }
   });
   window.fpCy = cy;
   cy.on("tap", "node", function (ev) {
