@@ -36,6 +36,8 @@ _V5 = struct.Struct(
 )  # version count sysuptime unix_secs unix_nsecs sequence engine_type engine_id sampling
 _V9 = struct.Struct(">HHIIII")  # version count sysuptime unix_secs sequence source_id
 _IPFIX = struct.Struct(">HHIII")  # version length export_time sequence domain
+_IPFIX_SET = struct.Struct(">HHIIIHH")  # the IPFIX header and the first set header
+_V9_SET = struct.Struct(">HHIIIIHH")
 
 MAX_TEMPLATES = 100_000
 MAX_PROBLEMS = 10_000
@@ -87,6 +89,18 @@ class _Held:
     where: str
 
 
+class _Stream:
+    """State of one export stream: an exporter's version and observation domain (RFC 7011 section 3.1)."""
+
+    __slots__ = ("templates", "next_seq", "records", "datagrams")
+
+    def __init__(self) -> None:
+        self.templates: dict[int, Template] = {}
+        self.next_seq: int | None = None
+        self.records = 0  # data records and datagrams seen: v9 flows per sequence number
+        self.datagrams = 0
+
+
 class _Group:
     """Data sets of one template (and exporter, domain) waiting to be read together."""
 
@@ -111,14 +125,13 @@ class FlowDecoder:
         self.pending_timeout_ms = pending_timeout_ms
         self.max_pending = max_pending
         self.stats: dict[str, ExporterStats] = {}
-        self._templates: dict[tuple[str, int, int, int], Template] = {}
+        self._streams: dict[tuple[str, int, int], _Stream] = {}
+        self._n_templates = 0
         self._pending: OrderedDict[tuple[str, int, int, int], list[_Held]] = OrderedDict()
         self._pending_count = 0
         # (exporter, version, domain) -> {("s", sampler id) | ("t", template id) | None: rate}
         self._sampling: dict[tuple[str, int, int], dict[object, int]] = {}
         self._system_init: dict[tuple[str, int], int] = {}
-        self._seq: dict[tuple[str, int, int], int] = {}
-        self._seq_rate: dict[tuple[str, int, int], list[int]] = {}  # v9: [records, datagrams]
         # per-batch state
         self._groups: dict[object, _Group] = {}
         self._batches: list[pa.RecordBatch] = []
@@ -162,6 +175,8 @@ class FlowDecoder:
                 data = bytes(data)  # memoryviews (e.g. of a mapped capture) are read without a copy
             walk = walkers.get(data[1]) if len(data) >= 4 and data[0] == 0 else None
             try:
+                if walk is not None and data[1] != 5 and self._one_data_set(data, exporter, st):
+                    continue
                 if walk is not None:
                     walk(data, exporter, received_ms, st)
                 else:
@@ -206,6 +221,45 @@ class FlowDecoder:
         st.malformed += 1
         self._problem(exporter, where, reason)
 
+    def _one_data_set(self, data: bytes, exporter: str, st: ExporterStats) -> bool:
+        """The usual datagram, decoded lean: a v9/IPFIX header and one data set of a known flow template.
+
+        Returns False (nothing done) for anything else, which then takes the general walk.
+        """
+        if data[1] == 10:
+            if len(data) < 20:
+                return False
+            _, length, export_s, seq, domain, set_id, set_len = _IPFIX_SET.unpack_from(data, 0)
+            if length != len(data) or set_len != length - 16 or self._system_init:
+                return False
+            hdr, uptime, export_ms = 16, -1, export_s * 1000
+        else:
+            if len(data) < 24:
+                return False
+            _, _count, uptime, secs, seq, domain, set_id, set_len = _V9_SET.unpack_from(data, 0)
+            if set_len != len(data) - 20:
+                return False
+            hdr, export_ms = 20, secs * 1000
+        stream = self._streams.get((exporter, data[1], domain))
+        if stream is None:
+            return False
+        t = stream.templates.get(set_id)
+        if t is None or not t.plain:
+            return False
+        count = (set_len - 4) // t.record_length
+        if count:
+            g = self._groups.get(t)
+            if g is None:
+                g = self._groups[t] = _Group(t, exporter, domain)
+            g.sets.append((data[hdr + 4 : hdr + 4 + count * t.record_length], count, export_ms, uptime, 0))
+        if hdr == 20:
+            stream.records += count
+            stream.datagrams += 1
+            self._check_seq(stream, seq, 1, 9, st)
+        else:
+            self._check_seq(stream, seq, count, 10, st)
+        return True
+
     def _walk_other(self, data: bytes, exporter: str, st: ExporterStats) -> None:
         n = len(data)
         if n < 4:
@@ -233,7 +287,7 @@ class FlowDecoder:
             count = fit
         if count == 0:
             return
-        self._check_seq(exporter, 5, engine_type << 8 | engine_id, seq, count, st, flows_per_seq=1)
+        self._check_seq(self._stream(exporter, 5, engine_type << 8 | engine_id), seq, count, 5, st)
         g = self._group(V5_TEMPLATE, exporter, engine_id)
         g.sets.append((data[24 : 24 + 48 * count], count, secs * 1000 + nsecs // 1_000_000, uptime, sampling & 0x3FFF))
 
@@ -242,13 +296,14 @@ class FlowDecoder:
             self._bad(st, exporter, 0, f"NetFlow v9 header truncated ({len(data)} of 20 bytes)")
             return
         _, _count, uptime, secs, seq, domain = _V9.unpack_from(data, 0)
-        records = self._walk_sets(data, 20, len(data), 9, exporter, domain, secs * 1000, uptime, received_ms, st)
-        key = (exporter, 9, domain)
-        rate = self._seq_rate.setdefault(key, [0, 0])
+        stream = self._streams.get((exporter, 9, domain)) or self._stream(exporter, 9, domain)
+        records = self._walk_sets(
+            data, 20, len(data), 9, stream, exporter, domain, secs * 1000, uptime, received_ms, st
+        )
         if records is not None:
-            rate[0] += records
-            rate[1] += 1
-        self._check_seq(exporter, 9, domain, seq, 1, st, flows_per_seq=rate[0] / rate[1] if rate[1] else 0.0)
+            stream.records += records
+            stream.datagrams += 1
+        self._check_seq(stream, seq, 1, 9, st)
 
     def _walk_ipfix(self, data: bytes, exporter: str, received_ms: int, st: ExporterStats) -> None:
         if len(data) < 16:
@@ -267,36 +322,45 @@ class FlowDecoder:
         else:
             end = length
         uptime = self._system_init.get((exporter, domain), -1) if self._system_init else -1
-        records = self._walk_sets(data, 16, end, 10, exporter, domain, export_s * 1000, uptime, received_ms, st)
+        stream = self._streams.get((exporter, 10, domain)) or self._stream(exporter, 10, domain)
+        records = self._walk_sets(data, 16, end, 10, stream, exporter, domain, export_s * 1000, uptime, received_ms, st)
         if records is None:
-            self._seq.pop((exporter, 10, domain), None)  # cannot know the next sequence number
+            stream.next_seq = (
+                None  # a set waits for its template: its record count, so the next sequence number, is unknown
+            )
         else:
-            self._check_seq(exporter, 10, domain, seq, records, st, flows_per_seq=1)
+            self._check_seq(stream, seq, records, 10, st)
 
-    def _check_seq(
-        self, exporter: str, version: int, domain: int, seq: int, advance: int, st: ExporterStats, flows_per_seq: float
-    ) -> None:
+    def _stream(self, exporter: str, version: int, domain: int) -> _Stream:
         key = (exporter, version, domain)
-        expected = self._seq.get(key)
-        self._seq[key] = (seq + advance) & 0xFFFFFFFF
+        stream = self._streams.get(key)
+        if stream is None:
+            stream = self._streams[key] = _Stream()
+        return stream
+
+    @staticmethod
+    def _check_seq(stream: _Stream, seq: int, advance: int, version: int, st: ExporterStats) -> None:
+        """Count what a gap in the sequence numbers lost (v5 and IPFIX count records, v9 packets)."""
+        expected = stream.next_seq
+        stream.next_seq = (seq + advance) & 0xFFFFFFFF
         if expected is None:
             return
         gap = (seq - expected) & 0xFFFFFFFF
         if 0 < gap < 1 << 31:  # larger: reordered or restarted, not lost
             if version == 9:
                 st.lost_seq_packets += gap
-                st.lost_seq += round(gap * flows_per_seq)
+                st.lost_seq += round(gap * stream.records / stream.datagrams) if stream.datagrams else 0
             else:
                 st.lost_seq += gap
 
     def _walk_sets(
-        self, data: bytes, off: int, end: int, version: int, exporter: str, domain: int,
+        self, data: bytes, off: int, end: int, version: int, stream: _Stream, exporter: str, domain: int,
         export_ms: int, uptime: int, received_ms: int, st: ExporterStats,
     ) -> int | None:  # fmt: skip
         """Walk the (flow)sets of one v9 packet / IPFIX message; returns data records seen (None: unknown)."""
         records: int | None = 0
         tmpl_set, opt_set = (0, 1) if version == 9 else (2, 3)
-        templates, groups = self._templates, self._groups
+        templates, groups = stream.templates, self._groups
         while end - off >= 4:
             set_id, set_len = _HH.unpack_from(data, off)
             if set_len < 4 or off + set_len > end:
@@ -308,7 +372,7 @@ class FlowDecoder:
                 )  # fmt: skip
                 return records
             if set_id >= 256:
-                t = templates.get((exporter, version, domain, set_id))
+                t = templates.get(set_id)
                 if t is not None and t.plain:  # the common case, kept lean: file the set under its template
                     count = (set_len - 4) // t.record_length
                     if count:
@@ -323,18 +387,21 @@ class FlowDecoder:
             body = data[off + 4 : off + set_len]
             where = off
             if set_id == tmpl_set:
-                self._templates_set(body, version, exporter, domain, False, st, where)
+                self._templates_set(body, version, stream, exporter, domain, False, st, where)
             elif set_id == opt_set:
-                self._templates_set(body, version, exporter, domain, True, st, where)
+                self._templates_set(body, version, stream, exporter, domain, True, st, where)
             elif set_id >= 256:
-                n = self._data_set(body, version, exporter, domain, set_id, export_ms, uptime, received_ms, st, where)
+                n = self._data_set(
+                    body, version, stream, exporter, domain, set_id, export_ms, uptime, received_ms, st, where
+                )
                 records = None if n is None or records is None else records + n
             off += set_len
         return records
 
     def _templates_set(
-        self, body: bytes, version: int, exporter: str, domain: int, options: bool, st: ExporterStats, where: int | str
-    ) -> None:
+        self, body: bytes, version: int, stream: _Stream, exporter: str, domain: int, options: bool,
+        st: ExporterStats, where: int | str,
+    ) -> None:  # fmt: skip
         p, end = 0, len(body)
         while end - p >= 4:
             start = p
@@ -368,12 +435,14 @@ class FlowDecoder:
                     p += 2
             if tid < 256:
                 if version == 10 and count == 0 and tid in (2, 3):
-                    self._withdraw_all(exporter, version, domain)
+                    self._n_templates -= len(stream.templates)
+                    stream.templates.clear()
                     continue
                 self._bad(st, exporter, where, f"template id {tid} is reserved (must be 256 or more)")
                 return
             if count == 0:  # IPFIX template withdrawal (RFC 7011 section 8.1)
-                self._templates.pop((exporter, version, domain, tid), None)
+                if stream.templates.pop(tid, None) is not None:
+                    self._n_templates -= 1
                 continue
             if options and (scope_count == 0 or scope_count > count):
                 self._bad(st, exporter, where, f"options template {tid} has {scope_count} scope fields of {count}")
@@ -397,16 +466,18 @@ class FlowDecoder:
                     pen = -1  # v9 scope types (system, interface, ...) are not field types
                 fields.append((pen, eid, length))
             key = (exporter, version, domain, tid)
-            t = self._templates.get(key)  # exporters resend their templates: compile only what changed
+            old = t = stream.templates.get(tid)  # exporters resend their templates: compile only what changed
             if t is None or t.fields != tuple(fields) or t.scope_count != scope_count or t.options != options:
                 t = compile_template(version, tid, fields, scope_count=scope_count, options=options)
             if t.fixed and t.record_length == 0:
                 self._bad(st, exporter, where, f"template {tid} has records of length 0")
                 continue
-            if key not in self._templates and len(self._templates) >= MAX_TEMPLATES:
-                self._bad(st, exporter, where, f"template {tid} dropped: {MAX_TEMPLATES} templates already held")
-                continue
-            self._templates[key] = t
+            if old is None:
+                if self._n_templates >= MAX_TEMPLATES:
+                    self._bad(st, exporter, where, f"template {tid} dropped: {MAX_TEMPLATES} templates already held")
+                    continue
+                self._n_templates += 1
+            stream.templates[tid] = t
             held = self._pending.pop(key, None)
             if held:
                 self._pending_count -= len(held)
@@ -414,17 +485,13 @@ class FlowDecoder:
                 for h in held:
                     self._use_data(t, h.body, version, exporter, domain, h.export_ms, h.uptime_ms, st, h.where)
 
-    def _withdraw_all(self, exporter: str, version: int, domain: int) -> None:
-        for key in [k for k in self._templates if k[:3] == (exporter, version, domain)]:
-            del self._templates[key]
-
     def _data_set(
-        self, body: bytes, version: int, exporter: str, domain: int, set_id: int,
+        self, body: bytes, version: int, stream: _Stream, exporter: str, domain: int, set_id: int,
         export_ms: int, uptime: int, received_ms: int, st: ExporterStats, where: int | str,
     ) -> int | None:  # fmt: skip
-        key = (exporter, version, domain, set_id)
-        t = self._templates.get(key)
+        t = stream.templates.get(set_id)
         if t is None:
+            key = (exporter, version, domain, set_id)
             self._hold(key, _Held(bytes(body), export_ms, uptime, received_ms, self._where(where)), st)
             return None
         return self._use_data(t, body, version, exporter, domain, export_ms, uptime, st, where)
@@ -534,25 +601,25 @@ class FlowDecoder:
             n = int(counts.sum())
         if n == 0:
             return None
+        sampling: np.ndarray | int
         if t.version == 5:
-            sampling = np.repeat(np.asarray(v5_sampling, dtype=np.uint64), counts)
+            lo, hi = min(v5_sampling), max(v5_sampling)
+            sampling = lo if lo == hi else np.repeat(np.asarray(v5_sampling, dtype=np.uint64), counts)
         else:
             sampling = self._sampling_for(t, g.exporter, g.domain, roles, n)
-        ctx = Context(
-            export_ms=np.repeat(np.asarray(export_ms, dtype=np.int64), counts),
-            uptime_ms=np.repeat(np.asarray(uptime_ms, dtype=np.int64), counts),
-            exporter=np.zeros(n, dtype=np.int32),
-            domain=np.full(n, g.domain, dtype=np.uint32),
-            sampling=sampling,
-        )
-        return build_batch(roles, n, t.version, ctx, [g.exporter])
+        ctx = Context(counts, export_ms, uptime_ms, g.exporter, g.domain, sampling)
+        return build_batch(roles, n, t.version, ctx)
 
     def _sampling_for(
         self, t: Template, exporter: str, domain: int, roles: dict[str, np.ndarray], n: int
-    ) -> np.ndarray:
+    ) -> np.ndarray | int:
         """Per record: the rate the record states, else its sampler's, its template's, the exporter's."""
-        rate = sampling_rates(roles, n)
         table = self._sampling.get((exporter, t.version, domain))
+        if not t.states_sampling:
+            fallback = table and (table.get(("t", t.template_id)) or table.get(None))
+            if not (table and t.has_sampler_id):
+                return fallback or 0  # one rate for every record: no per-record array
+        rate = sampling_rates(roles, n)
         if not table:
             return rate
         ids = roles.get("sampler_id", roles.get("selector_id"))

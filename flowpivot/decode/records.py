@@ -8,7 +8,7 @@ delta microseconds before the export time, or sysUpTime plus systemInitTimeMilli
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pyarrow as pa
@@ -23,15 +23,30 @@ TS = pa.timestamp("ms", tz="UTC")
 _NULL_CACHE: dict[tuple[str, int], pa.Array] = {}
 
 
-@dataclass
 class Context:
-    """Per-record values that come from the datagram header or the exporter's state, not the record."""
+    """What records owe to their datagram header or exporter rather than to themselves.
 
-    export_ms: np.ndarray  # int64, export time of the datagram
-    uptime_ms: np.ndarray  # int64, v5/v9 header sysUpTime; IPFIX: systemInitTime if known, else -1
-    exporter: np.ndarray  # int32 index into the exporters list
-    domain: np.ndarray  # uint32, v9 source id / IPFIX ODID / v5 engine id
-    sampling: np.ndarray  # uint32, 0 where the record and its context say nothing
+    Header values are kept per data set and repeated per record only when a column needs them.
+    """
+
+    def __init__(
+        self, counts: np.ndarray, export_ms: tuple[int, ...], uptime_ms: tuple[int, ...], exporter: str, domain: int,
+        sampling: np.ndarray | int,
+    ) -> None:  # fmt: skip
+        self.counts = counts
+        self._export_ms = export_ms  # per set: export time of the datagram
+        self._uptime_ms = uptime_ms  # per set: v5/v9 sysUpTime; IPFIX: systemInitTime if known, else -1
+        self.exporter = exporter
+        self.domain = domain  # v9 source id / IPFIX ODID / v5 engine id
+        self.sampling = sampling  # per record or for all; 0 where nothing says
+
+    @cached_property
+    def export_ms(self) -> np.ndarray:
+        return np.repeat(np.asarray(self._export_ms, dtype=np.int64), self.counts)
+
+    @cached_property
+    def uptime_ms(self) -> np.ndarray:
+        return np.repeat(np.asarray(self._uptime_ms, dtype=np.int64), self.counts)
 
 
 def _ntp_to_ms(v: np.ndarray) -> np.ndarray:
@@ -101,28 +116,40 @@ def _u(a: np.ndarray, dtype: type) -> np.ndarray:
 
 
 def _arr(values: np.ndarray, type_: pa.DataType, mask: np.ndarray | None = None) -> pa.Array:
-    return pa.array(values, type=type_, mask=mask)
+    if mask is not None:
+        return pa.array(values, type=type_, mask=mask)
+    data = np.ascontiguousarray(values, dtype=type_.to_pandas_dtype())
+    return pa.Array.from_buffers(type_, len(data), [None, pa.py_buffer(data)])
+
+
+def _const(value: int, type_: pa.DataType, n: int) -> pa.Array:
+    return _arr(np.full(n, value, dtype=type_.to_pandas_dtype()), type_)
 
 
 def _v6(raw: np.ndarray, valid: np.ndarray | None) -> pa.Array:
     n = raw.shape[0]
-    data = pa.py_buffer(np.ascontiguousarray(raw).tobytes())
+    data = pa.py_buffer(np.ascontiguousarray(raw))
     if valid is None or valid.all():
         return pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), n, [None, data])
     bitmap = pa.array(valid, pa.bool_()).buffers()[1]
     return pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), n, [bitmap, data], null_count=int(n - valid.sum()))
 
 
-def _strings(index: np.ndarray, values: list[str]) -> pa.Array:
-    """A string column from indexes into ``values``, built from buffers (no per-row objects)."""
-    n = len(index)
-    if len(values) == 1:
-        raw = values[0].encode()
-        offsets = np.arange(n + 1, dtype=np.int32) * len(raw)
-        return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(raw * n)])
-    return pa.DictionaryArray.from_arrays(
-        pa.array(index.astype(np.int32), pa.int32()), pa.array(values, pa.string())
-    ).cast(pa.string())
+_STRING_CACHE: dict[str, pa.Array] = {}
+
+
+def _repeated(value: str, n: int) -> pa.Array:
+    """``value`` n times as a string column: a zero-copy slice of a cached column."""
+    arr = _STRING_CACHE.get(value)
+    if arr is None or len(arr) < n:
+        if len(_STRING_CACHE) > 4096:
+            _STRING_CACHE.clear()
+        size = max(n, 1 << 16)
+        raw = value.encode()
+        offsets = np.arange(size + 1, dtype=np.int32) * len(raw)
+        arr = pa.Array.from_buffers(pa.string(), size, [None, pa.py_buffer(offsets), pa.py_buffer(raw * size)])
+        _STRING_CACHE[value] = arr
+    return arr.slice(0, n)
 
 
 def _nulls(type_: pa.DataType, n: int) -> pa.Array:
@@ -135,9 +162,7 @@ def _nulls(type_: pa.DataType, n: int) -> pa.Array:
     return arr
 
 
-def build_batch(
-    roles: dict[str, np.ndarray], n: int, version: int, ctx: Context, exporters: list[str]
-) -> pa.RecordBatch:
+def build_batch(roles: dict[str, np.ndarray], n: int, version: int, ctx: Context) -> pa.RecordBatch:
     """One STORE_SCHEMA batch from the role arrays of ``n`` records and their context."""
     cols: dict[str, pa.Array] = {}
     for which in ("start", "end"):
@@ -215,10 +240,13 @@ def build_batch(
                 cols["icmp_type"] = _arr(_u(typ & U64(0xFF), np.uint8), pa.uint8(), mask=~is_icmp)
                 cols["icmp_code"] = _arr(_u(code, np.uint8), pa.uint8(), mask=~is_icmp)
 
-    rate = np.where(ctx.sampling == 0, 1, ctx.sampling)
-    cols["sampling_rate"] = _arr(_u(np.minimum(rate, 0xFFFFFFFF), np.uint32), pa.uint32())
-    cols["observation_domain"] = _arr(_u(ctx.domain, np.uint32), pa.uint32())
-    cols["exporter"] = _strings(ctx.exporter, exporters)
+    if isinstance(ctx.sampling, np.ndarray):
+        rate = np.where(ctx.sampling == 0, 1, np.minimum(ctx.sampling, 0xFFFFFFFF))
+        cols["sampling_rate"] = _arr(_u(rate, np.uint32), pa.uint32())
+    else:
+        cols["sampling_rate"] = _const(min(ctx.sampling, 0xFFFFFFFF) or 1, pa.uint32(), n)
+    cols["observation_domain"] = _const(ctx.domain, pa.uint32(), n)
+    cols["exporter"] = _repeated(ctx.exporter, n)
 
     arrays = [cols[f.name] if f.name in cols else _nulls(f.type, n) for f in STORE_SCHEMA]
     return pa.RecordBatch.from_arrays(arrays, schema=STORE_SCHEMA)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .elements import BYTES_ROLES, ROLES
+from .elements import BYTES_ROLES, ROLES, SAMPLING_ROLES
 
 __all__ = ["Template", "compile_template", "VARIABLE"]
 
@@ -42,6 +42,8 @@ class Template:
 
     has_address: bool = False  # records are flows (they carry an address)
     plain: bool = False  # fixed-length flow template: the decoder's fast path
+    states_sampling: bool = False  # records carry their own sampling rate
+    has_sampler_id: bool = False  # records name their sampler (samplerId / selectorId)
 
     def has(self, role: str) -> bool:
         return role in self.roles
@@ -165,6 +167,8 @@ def compile_template(
     )
     t.has_address = any(r in roles for r in ("src_v4", "dst_v4", "src_v6", "dst_v6"))
     t.plain = t.fixed and not options and t.has_address and pos > 0
+    t.states_sampling = any(r in roles for r in SAMPLING_ROLES)
+    t.has_sampler_id = "sampler_id" in roles or "selector_id" in roles
     if t.fixed:
         names, formats, offs = [], [], []
         for role, (i, length) in roles.items():
