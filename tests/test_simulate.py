@@ -423,3 +423,28 @@ def test_ingest_stores_exactly_the_exported_flows(world_v6, tmp_path: Path) -> N
     )
     assert stored == want
     assert any(":" in r[2] for r in want) and any("." in r[2] for r in want)
+
+
+def test_actor_is_the_same_at_any_sampling_and_size(world1, world100) -> None:
+    """Only the volume and the sampler change with --flows and --sampling; the actor and noise hosts do not."""
+    t1, t100 = world1[1].data, world100[1].data
+    for k in ("seeds", "new_infrastructure", "noise", "victims", "decoy", "overlap"):
+        if k == "new_infrastructure":
+            strip = lambda xs: [{a: b for a, b in x.items() if a != "exported_flows"} for x in xs]  # noqa: E731
+            assert strip(t1[k]) == strip(t100[k])
+        else:
+            assert t1[k] == t100[k], k
+    assert [c["member_seeds"] for c in t1["clusters"]] == [c["member_seeds"] for c in t100["clusters"]]
+
+
+def test_truth_counts_what_the_exports_show(world100) -> None:
+    """truth.json's exported_flows per managed pair equals the flows the pcaps carry for that pair."""
+    _, truth = world100
+    f = truth.flows
+    src = np.array(truth.book.text(f["src"]))
+    dst = np.array(truth.book.text(f["dst"]))
+    for c in truth.data["clusters"]:
+        for member, per_seed in c["exported_flows"].items():
+            for seed, n in per_seed.items():
+                both = ((src == member) & (dst == seed)) | ((src == seed) & (dst == member))
+                assert both.sum() == n > 0

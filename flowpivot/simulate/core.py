@@ -143,6 +143,10 @@ class _Builder:
         self.research = self.spread(self.orgs_with(nz.research_orgs, v6), nz.research_scanners, v6)
         self.synscan = self.spread(self.orgs_with(nz.syn_scanner_orgs, v6), nz.syn_scanners, v6)
         self.decoys = self.book.allocate(org(nz.decoy_org), nz.decoys, v6)
+
+    def bulk_hosts(self) -> None:
+        """The hosts whose number follows --flows: scan targets and background clients (drawn last)."""
+        nz, v6 = self.sc.noise, self.v6
         target_orgs = self.orgs_with(nz.client_orgs + nz.hosting_orgs, v6)
         self.research_targets = self.spread(target_orgs, self.n_research_targets, v6)
         self.syn_targets = self.spread(target_orgs, self.n_syn_targets, v6)
@@ -479,9 +483,11 @@ class _Builder:
             False,
         )
         self.victims_beacon()
+        self.decoy_syns()
+        # everything above is the same whatever --flows; the bulk below grows with it
+        self.bulk_hosts()
         self.research_scans()
         self.syn_scans()
-        self.decoy_syns()
         return T.concat(self.parts)
 
 
@@ -707,6 +713,13 @@ def _truth(
             "clusters": member_of,
             "decoy_target": bool(s in set(b.decoy_targets.tolist())),
         })  # fmt: skip
+    managed = np.isin(actor["tag"], [T.TAGS["controller_seed"], T.TAGS["controller_new"]])
+    ctrl = np.where(actor["dir"][managed] == 0, actor["src"][managed], actor["dst"][managed])
+    host = np.where(actor["dir"][managed] == 0, actor["dst"][managed], actor["src"][managed])
+    seen: dict[tuple[int, int], int] = {}
+    if managed.any():
+        pairs, n_pair = np.unique(np.stack([ctrl, host], axis=1), axis=0, return_counts=True)
+        seen = {(p[0], p[1]): k for p, k in zip(pairs.tolist(), n_pair.tolist(), strict=True)}
     clusters: list[dict[str, Any]] = []
     for i, ((c, member_seeds, hour), seeds_ix) in enumerate(zip(b.clusters_truth, b.cluster_seeds, strict=True)):
         clusters.append({
@@ -715,6 +728,11 @@ def _truth(
             "members": text(b.members[i]),
             "seeds": text(b.seeds[seeds_ix]),
             "member_seeds": {text(b.members[i][m]): text(np.array(v)) for m, v in member_seeds.items()},
+            # what the exports show of each managed pair at this sampling rate (both directions)
+            "exported_flows": {
+                text(b.members[i][m]): {text(x): int(seen.get((int(b.members[i][m]), x), 0)) for x in v}
+                for m, v in member_seeds.items()
+            },
             "working_hours_utc": hour,
         })  # fmt: skip
     overlap = set(clusters[0]["seeds"])
@@ -732,6 +750,7 @@ def _truth(
             "provider": sc.seed_provider.as_dict(),
             "first_active": iso(sc.start_ms + int(fd) * DAY),
             "managed_by": text(np.array(mgr)),
+            "exported_flows": {text(m): seen.get((m, int(h)), 0) for m in mgr},
         }
         for h, fd, mgr in zip(b.new, b.new_first_day, b.new_managers, strict=True)
     ]
