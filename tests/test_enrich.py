@@ -13,6 +13,7 @@ from pathlib import Path
 
 import maxminddb
 import numpy as np
+import pyarrow as pa
 import pytest
 from conftest import shared
 
@@ -119,6 +120,8 @@ def test_vectorised_ipv6_equals_maxminddb_get_on_100k_random(real: Enricher, rea
     b = np.empty((n, 2), ">u8")
     b[:, 0], b[:, 1] = hi, lo
     assert np.array_equal(real.lookup_v6_bytes(b.view("S16").ravel())["asn"], exp_asn)
+    col = pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), n, [None, pa.py_buffer(b.tobytes())]).slice(10)  # with an offset
+    assert np.array_equal(real.lookup_v6_bytes(col)["asn"], exp_asn[10:])
 
 
 def test_arrow_table_has_dictionary_names(real: Enricher) -> None:
