@@ -362,7 +362,7 @@ def render_html_report(report: Report, *, tlp: str, actor: str | None, now: date
                 + "".join(
                     f"<td>{_e(x)}</td>"
                     for x in (
-                        a.range,
+                        defang(a.range) if a.range else None,
                         a.netname,
                         a.org_name,
                         a.org,

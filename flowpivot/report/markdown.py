@@ -115,7 +115,7 @@ def render_markdown_report(report: Report, *, tlp: str, actor: str | None, now: 
             if c.allocation:
                 L.append("- Allocation (whois, most specific first):")
                 for a in c.allocation:
-                    bits = [a.range, a.netname, a.org_name, a.org, a.status, a.country]
+                    bits = [defang(a.range) if a.range else None, a.netname, a.org_name, a.org, a.status, a.country]
                     line = " · ".join(md(b) for b in bits if b)
                     src = f" ({md(a.source)})" if a.source else ""
                     abuse = f", abuse: {md(a.abuse_mailbox)}" if a.abuse_mailbox else ""
