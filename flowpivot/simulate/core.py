@@ -239,8 +239,12 @@ class _Builder:
         d = np.repeat(active, per_day)
         t0 = self.times_on_days(d, hour, 3.0)
         dur = T.lognormal_int(rng, len(d), 40 * MIN, 0.8, 2 * MIN, 4 * HOUR)
-        ok = t0 + dur < stop_ms - MIN
+        ok = (t0 + dur < stop_ms - MIN) & (t0 < self.t_end - 2 * HOUR)
         t0, dur = t0[ok], dur[ok]
+        if len(t0) == 0:  # a pair that exists has at least one session, however short its window
+            begin = self.t0 + first_day * DAY
+            t0 = np.array([max(begin, stop_ms - 2 * HOUR)], np.int64)
+            dur = np.array([max(MIN, min(40 * MIN, stop_ms - MIN - int(t0[0])))], np.int64)
         n = len(t0)
         c = T.tcp_established(
             rng, n,
