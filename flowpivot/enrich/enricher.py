@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from ..errors import EnrichError
 from .asn import AsnSource, default_cache_dir, detect_kind, open_source
-from .ranges import U64, Steps, layer_steps, range_text
+from .ranges import U64, Steps, layer_steps, parse_ips, range_text, rank_right
 from .rdap import DEFAULT_BASE, RdapClient
 from .rpsl import WhoisIndex, abuse_mailbox_of, reseller_of
 
@@ -135,8 +135,6 @@ class _Family:
         return len(self.asn)
 
     def find(self, qh: np.ndarray, ql: np.ndarray) -> np.ndarray:
-        from .ranges import rank_right
-
         return rank_right(self.start_hi, self.start_lo, qh, ql) - 1
 
 
@@ -254,7 +252,7 @@ class Enricher:
 
         def merged(v6: bool, f: str) -> Steps:
             ls = layers[(v6, f)]
-            return layer_steps(ls) if ls else nothing  # type: ignore[return-value]
+            return layer_steps(ls) if ls else nothing
 
         return _Family4(merged(False, "asn"), merged(False, "cc"), self._ent), _Family(
             merged(True, "asn"), merged(True, "cc"), self._ent
@@ -406,8 +404,6 @@ class Enricher:
         """One answer per address, in order: ``ip``, ``asn``, ``as_name``, ``country``, ``prefix``,
         ``source``, ``status`` (routed/unrouted), ``allocation`` (most specific first), ``reseller``,
         ``abuse_mailbox``. A string that is not an address gets ``status`` ``invalid``."""
-        from .ranges import parse_ips
-
         ips = list(ips)
         canon, i4, v4, i6, v6 = parse_ips(ips)
         out: list[dict[str, Any]] = [{}] * len(ips)

@@ -163,7 +163,7 @@ def steps_from_nested(
     return Steps(sh, sl, seg).compact()
 
 
-def layer_steps(layers: list[Steps]) -> np.ndarray | Steps:
+def layer_steps(layers: list[Steps]) -> Steps:
     """Overlay step functions, the first layer winning wherever its entry is not -1.
 
     Entry ids must already be global (distinct between layers).
