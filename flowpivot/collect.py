@@ -144,6 +144,7 @@ class Collector:
         drain_timeout_s: float = 30.0,
         write_rows: int = ROW_GROUP_ROWS,
         write_queue_batches: int = 2,
+        max_backlog_bytes: int = 1 << 30,
         clock_ms: Callable[[], int] = _now_ms,
     ):
         if rotate_ms <= 0:
@@ -158,6 +159,7 @@ class Collector:
         self.expire_every_ms = expire_every_ms
         self.drain_timeout_s = drain_timeout_s
         self.write_rows = write_rows
+        self.max_backlog_bytes = max_backlog_bytes
         self.clock_ms = clock_ms
         self.stats_dir = store.root / "collector"
 
@@ -171,7 +173,16 @@ class Collector:
         self.windows_committed = 0
         self.problems_total = 0
         self.recent_problems: collections.deque[Problem] = collections.deque(maxlen=RECENT_PROBLEMS_KEPT)
-        self.timing = {"decode_s": 0.0, "write_s": 0.0, "commit_s": 0.0, "max_queue_chunks": 0}
+        self.timing: dict[str, float | int] = {
+            "decode_s": 0.0,
+            "decode_cpu_s": 0.0,
+            "write_s": 0.0,
+            "write_cpu_s": 0.0,
+            "commit_s": 0.0,
+            "wait_writer_s": 0.0,
+            "max_queue_chunks": 0,
+            "backlog_waits": 0,
+        }
         self.error: BaseException | None = None
 
         self._sock: socket.socket | None = None
@@ -183,6 +194,9 @@ class Collector:
         self._lock = threading.Lock()
         self._write_thread: threading.Thread | None = None
         self._write_queue: queue.Queue[Any] = queue.Queue(maxsize=write_queue_batches)
+        self._backlog = 0  # bytes of datagrams received and not yet decoded
+        self._backlog_cond = threading.Condition()
+        self._decode_done = threading.Event()
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
         self._window_start = 0
@@ -287,7 +301,6 @@ class Collector:
         sock = self._sock
         assert sock is not None
         recvfrom = sock.recvfrom
-        put = self._queue.put
         now_ns = time.time_ns
         v6 = sock.family == socket.AF_INET6
         chunk_n = self.chunk_datagrams
@@ -302,9 +315,7 @@ class Collector:
                     data, addr = recvfrom(MAX_DATAGRAM)
                 except BlockingIOError:
                     if pending:
-                        put(pending)
-                        self.datagrams_received += len(pending)
-                        self.bytes_received += nbytes
+                        self._hand_to_decoder(pending, nbytes)
                         pending, nbytes = [], 0
                     if self._stopping.is_set():
                         break  # the kernel buffer is empty: drained
@@ -324,9 +335,7 @@ class Collector:
                 pending.append((data, host, t // 1_000_000))
                 nbytes += len(data)
                 if len(pending) >= chunk_n or t - first_ns >= chunk_ns:
-                    put(pending)
-                    self.datagrams_received += len(pending)
-                    self.bytes_received += nbytes
+                    self._hand_to_decoder(pending, nbytes)
                     pending, nbytes = [], 0
                     if self._stopping.is_set():
                         if drain_deadline is None:
@@ -339,10 +348,20 @@ class Collector:
             log.exception("receive thread failed")
         finally:
             if pending:
-                put(pending)
-                self.datagrams_received += len(pending)
-                self.bytes_received += nbytes
-            put(_STOP)
+                self._hand_to_decoder(pending, nbytes, wait=False)
+            self._queue.put(_STOP)
+
+    def _hand_to_decoder(self, datagrams: list[tuple[bytes, str, int]], nbytes: int, wait: bool = True) -> None:
+        """Queue a list for the decoder; while the backlog is over its bound, stop reading the socket
+        (the kernel buffer fills, and what it drops is counted in kernel_drops) rather than grow without limit."""
+        self._queue.put((datagrams, nbytes))
+        self.datagrams_received += len(datagrams)
+        self.bytes_received += nbytes
+        with self._backlog_cond:
+            self._backlog += nbytes
+            while wait and self._backlog > self.max_backlog_bytes and not self._decode_done.is_set():
+                self.timing["backlog_waits"] += 1
+                self._backlog_cond.wait(0.1)
 
     # ---- decode thread -----------------------------------------------------------------------
 
@@ -359,13 +378,18 @@ class Collector:
                 if item is _STOP:
                     break
                 if item:
+                    datagrams, nbytes = item
                     q = self._queue.qsize()
                     if q > self.timing["max_queue_chunks"]:
                         self.timing["max_queue_chunks"] = q
-                    t0 = time.perf_counter()
-                    result = decoder.decode_many(item)
+                    t0, c0 = time.perf_counter(), time.thread_time()
+                    result = decoder.decode_many(datagrams)
                     self.timing["decode_s"] += time.perf_counter() - t0
+                    self.timing["decode_cpu_s"] += time.thread_time() - c0
                     self._take(result)
+                    with self._backlog_cond:
+                        self._backlog -= nbytes
+                        self._backlog_cond.notify()
                 now = self.clock_ms()
                 if now - self._last_expire_ms >= self.expire_every_ms:
                     self._last_expire_ms = now
@@ -377,6 +401,9 @@ class Collector:
             log.exception("decode thread failed")
             self._stopping.set()  # the receive thread drains and ends; nothing reads its queue any more
         finally:
+            self._decode_done.set()
+            with self._backlog_cond:
+                self._backlog_cond.notify_all()
             try:  # what was decoded is committed even when the decoder failed
                 self._rotate(self.clock_ms(), final=True)
             finally:
@@ -405,7 +432,9 @@ class Collector:
             return
         batch = self._pending[0] if len(self._pending) == 1 else pa.concat_batches(self._pending)
         self._pending, self._pending_rows = [], 0
+        t0 = time.perf_counter()
         self._write_queue.put(("rows", self._window_start, batch))
+        self.timing["wait_writer_s"] += time.perf_counter() - t0
 
     def _open_window(self, now_ms: int) -> None:
         self._window_start = now_ms - now_ms % self.rotate_ms
@@ -431,9 +460,10 @@ class Collector:
                     _, window_start, batch = item
                     if writer is None:
                         writer = self.store.writer(self._window_key(window_start), self._window_info(window_start))
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.thread_time()
                     writer.write(batch)
                     self.timing["write_s"] += time.perf_counter() - t0
+                    self.timing["write_cpu_s"] += time.thread_time() - c0
                 else:
                     _, window_start, now_ms, final, exporters = item
                     committed = None
