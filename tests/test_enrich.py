@@ -120,7 +120,9 @@ def test_vectorised_ipv6_equals_maxminddb_get_on_100k_random(real: Enricher, rea
     b = np.empty((n, 2), ">u8")
     b[:, 0], b[:, 1] = hi, lo
     assert np.array_equal(real.lookup_v6_bytes(b.view("S16").ravel())["asn"], exp_asn)
-    col = pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), n, [None, pa.py_buffer(b.tobytes())]).slice(10)  # with an offset
+    col = pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), n, [None, pa.py_buffer(b.tobytes())]).slice(
+        10
+    )  # with an offset
     assert np.array_equal(real.lookup_v6_bytes(col)["asn"], exp_asn[10:])
 
 
@@ -172,8 +174,11 @@ IP2ASN_ROWS = [
 ]
 
 
-def _write_ip2asn(path: Path, rows: list[tuple[str, str, int, str, str]], gz: bool = False) -> Path:
-    text = "".join(f"{a}\t{b}\t{asn}\t{cc}\t{d}\n" for a, b, asn, cc, d in rows)
+def _write_ip2asn(
+    path: Path, rows: list[tuple[str, str, int, str, str]], gz: bool = False, header: bool = False
+) -> Path:
+    text = "range_start\trange_end\tAS_number\tcountry_code\tAS_description\n" if header else ""
+    text += "".join(f"{a}\t{b}\t{asn}\t{cc}\t{d}\n" for a, b, asn, cc, d in rows)
     if gz:
         with gzip.open(path, "wt") as fh:
             fh.write(text)
@@ -184,8 +189,9 @@ def _write_ip2asn(path: Path, rows: list[tuple[str, str, int, str, str]], gz: bo
 
 @pytest.mark.parametrize("gz", [False, True])
 def test_ip2asn_tsv_against_a_plain_range_search(tmp_path: Path, gz: bool) -> None:
-    tsv = _write_ip2asn(tmp_path / ("ip2asn.tsv.gz" if gz else "ip2asn.tsv"), IP2ASN_ROWS, gz)
+    tsv = _write_ip2asn(tmp_path / ("ip2asn.tsv.gz" if gz else "ip2asn.tsv"), IP2ASN_ROWS, gz, header=gz)
     enr = Enricher.open([tsv], cache_dir=tmp_path / "c")
+    assert enr.problems == []
     ranges = sorted(
         (int(ipaddress.ip_address(a)), int(ipaddress.ip_address(b)), asn, cc, d, ":" in a)
         for a, b, asn, cc, d in IP2ASN_ROWS

@@ -107,15 +107,13 @@ def detect_kind(path: str | Path) -> str:
         lines and all(ln.count(b"|") >= 4 for ln in lines[:5] if not ln.startswith(b"#"))
     ):
         return "as2org"
-    for ln in lines:
-        if ln.startswith(b"#"):
-            continue
+    data = [ln for ln in lines if not ln.startswith(b"#")]
+    for ln in data[:3]:  # the first data line, or the one after a header line
         parts = ln.rstrip(b"\r").split(b"\t")
         if len(parts) >= 4 and _ip_int(parts[0]) is not None:
             return "ip2asn"
         if len(parts) == 3 and parts[1].isdigit() and _ip_int(parts[0]) is not None:
             return "pfx2as"
-        break
     raise EnrichError(f"{path}: not an MMDB, ip2asn TSV, pfx2as or as2org file; give one of those to --asn-db")
 
 
@@ -390,6 +388,8 @@ def read_ip2asn(path: Path) -> AsnSource:
         if not line.strip() or line.startswith(b"#"):
             continue
         parts = line.split(b"\t")
+        if n == 1 and parts[0].strip().lower() in (b"range_start", b"start", b"ip_start", b"start_ip"):
+            continue  # a header line
         if len(parts) < 3:
             add_problem(problems, src, f"line {n}", f"expected 5 tab-separated fields, found {len(parts)}")
             continue
