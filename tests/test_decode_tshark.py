@@ -48,7 +48,9 @@ CASES = [
     ("ipfix-mpls", ["netflow-mpls.pcap"], 2055),
     ("ipfix-physicalinterfaces", ["netflow-physicalinterfaces.pcap"], 2055),
     ("ipfix-datalink", ["netflow-datalink-template.pcap", "netflow-datalink-data.pcap"], 2055),
-    ("ipfix-eompls", ["netflow-ethernet-over-mpls-with-control-word-template.pcap", "netflow-ethernet-over-mpls-with-control-word-data.pcap"], 2055),
+    # The pseudowires of this capture carry a control word (its name says so); tshark's heuristic
+    # misses it on one frame, so tshark is told.
+    ("ipfix-eompls", ["netflow-ethernet-over-mpls-with-control-word-template.pcap", "netflow-ethernet-over-mpls-with-control-word-data.pcap"], 2055, ["-d", "mpls.label==0-1048575,pwethcw"]),
     ("ipfix-srv6", ["netflow-ipfix-srv6-template.pcap", "netflow-ipfix-srv6-data.pcap"], 2055),
     ("ipfix-juniper-cpid", ["netflow-juniper-cpid-template.pcap", "netflow-juniper-cpid-data.pcap"], 2055),
 ]  # fmt: skip
@@ -100,11 +102,13 @@ def _int(v: object) -> int | None:
     return int(s, 16) if s.startswith("0x") else int(s)
 
 
-def tshark_flows(pcap: Path, port: int, second_half: bool = False) -> list[dict[str, object]]:
+def tshark_flows(
+    pcap: Path, port: int, second_half: bool = False, extra: list[str] | None = None
+) -> list[dict[str, object]]:
     """tshark's flow records of a capture, in flowpivot's field names (of its second half of frames if asked)."""
     tshark = need_tool("tshark")
     out = subprocess.run(
-        [tshark, "-r", str(pcap), "-d", f"udp.port=={port},cflow", "-T", "json"],
+        [tshark, "-r", str(pcap), "-d", f"udp.port=={port},cflow", *(extra or []), "-T", "json"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     frames = json.loads(out, object_pairs_hook=_pairs)
@@ -143,6 +147,12 @@ def tshark_flows(pcap: Path, port: int, second_half: bool = False) -> list[dict[
             for key, rec in s.items():
                 if not (key.startswith("Flow ") or key.startswith("pdu ")) or not isinstance(rec, dict):
                     continue
+                tree = rec.get("cflow.data_link_frame_section_tree")
+                if isinstance(tree, dict):  # a sampled packet header, which tshark dissects
+                    flow = _sampled_flow(rec, tree, exporter, domain, export_ms)
+                    if flow is not None and number >= skip_frames:
+                        flows.append(flow)
+                    continue
                 # options records: remember the sampling rate they announce
                 if not any(k in rec for k in ("cflow.srcaddr", "cflow.dstaddr", "cflow.srcaddrv6", "cflow.dstaddrv6")):
                     rate = None
@@ -169,6 +179,50 @@ def tshark_flows(pcap: Path, port: int, second_half: bool = False) -> list[dict[
                 if number >= skip_frames:
                     flows.append(_flow(rec, s, exporter, version, domain, export_ms, uptime, header_rate, rates))
     return flows
+
+
+def _last(v: object) -> object:
+    return v[-1] if isinstance(v, _Multi) else v
+
+
+def _sampled_flow(rec, tree, exporter, domain, export_ms) -> dict[str, object] | None:
+    """One sampled packet as a flow, from tshark's dissection of its header: the innermost IP packet."""
+    ips = [k for k in tree if k in ("ip", "ipv6")]
+    if not ips:
+        return None
+    ip = _last(tree[ips[-1]])
+    v4 = ips[-1] == "ip"
+    r: dict[str, object] = {"exporter": exporter, "observation_domain": domain, "start": export_ms, "end": export_ms}
+    r["src_addr"] = ip["ip.src" if v4 else "ipv6.src"]
+    r["dst_addr"] = ip["ip.dst" if v4 else "ipv6.dst"]
+    r["bytes"] = int(ip["ip.len"]) if v4 else int(ip["ipv6.plen"]) + 40
+    r["packets"], r["sampling_rate"] = 1, 1
+    l4 = {k: _last(tree[k]) for k in ("tcp", "udp", "icmp", "icmpv6") if k in tree}
+    r["protocol"] = (
+        6
+        if "tcp" in l4
+        else 17
+        if "udp" in l4
+        else 1
+        if "icmp" in l4
+        else 58
+        if "icmpv6" in l4
+        else int(ip["ip.proto" if v4 else "ipv6.nxt"])
+    )
+    r["src_port"] = r["dst_port"] = r["tcp_flags"] = 0
+    r["icmp_type"] = r["icmp_code"] = None
+    for k in ("tcp", "udp"):
+        if k in l4:
+            r["src_port"], r["dst_port"] = int(l4[k][f"{k}.srcport"]), int(l4[k][f"{k}.dstport"])
+    if "tcp" in l4:
+        r["tcp_flags"] = int(l4["tcp"]["tcp.flags"], 16) & 0xFF
+    for k in ("icmp", "icmpv6"):
+        if k in l4:
+            r["icmp_type"], r["icmp_code"] = int(l4[k][f"{k}.type"]), int(l4[k][f"{k}.code"])
+    r["in_if"], r["out_if"] = _int(rec.get("cflow.inputint")), _int(rec.get("cflow.outputint"))
+    r["direction"] = _int(rec.get("cflow.direction"))
+    r["src_as"] = r["dst_as"] = r["rev_packets"] = r["rev_bytes"] = r["rev_tcp_flags"] = None
+    return r
 
 
 def _flow(rec, s, exporter, version, domain, export_ms, uptime, header_rate, rates) -> dict[str, object]:
@@ -245,8 +299,8 @@ def _key(r: dict[str, object]) -> tuple:
     return tuple((r[k] is None, str(r[k])) for k in FIELDS)
 
 
-@pytest.mark.parametrize("name,files,port", CASES, ids=[c[0] for c in CASES])
-def test_every_record_matches_tshark(name: str, files: list[str], port: int, tmp_path: Path) -> None:
+@pytest.mark.parametrize("name,files,port,extra", [(*c, [])[:4] for c in CASES], ids=[c[0] for c in CASES])
+def test_every_record_matches_tshark(name: str, files: list[str], port: int, extra: list[str], tmp_path: Path) -> None:
     mergecap = need_tool("mergecap")
     paths = [shared(A + f) for f in files]
     # flowpivot holds a data set that comes before its template and decodes it when the template
@@ -256,7 +310,7 @@ def test_every_record_matches_tshark(name: str, files: list[str], port: int, tmp
     subprocess.run(
         [mergecap, "-a", "-F", "pcap", "-w", str(merged), *map(str, paths * 2)], check=True, capture_output=True
     )
-    expected = tshark_flows(merged, port, second_half=True)
+    expected = tshark_flows(merged, port, second_half=True, extra=extra)
     got, dec = flowpivot_flows(paths)
     assert len(got) == len(expected), f"{name}: flowpivot {len(got)} flows, tshark {len(expected)}"
     for g, e in zip(sorted(got, key=_key), sorted(expected, key=_key), strict=True):
@@ -264,15 +318,6 @@ def test_every_record_matches_tshark(name: str, files: list[str], port: int, tmp
         assert not diff, f"{name}: flowpivot vs tshark differ {diff}\nflowpivot {g}\ntshark    {e}"
     st = sum(s.malformed for s in dec.stats.values())
     assert st == 0
-
-
-def test_templateless_captures_are_counted_not_invented() -> None:
-    """Packet-sample templates (dataLinkFrameSection, no addresses) give no flows, but are counted."""
-    dec = FlowDecoder()
-    for f in ("netflow-datalink-template.pcap", "netflow-datalink-data.pcap"):
-        list(read_pcap(shared(A + f), ReadReport(f), dec))
-    st = dec.stats["49.49.49.49"]
-    assert st.flows == 0 and st.other_records > 0 and st.malformed == 0
 
 
 def test_sampling_rates_per_sampler_match_options_records(tmp_path: Path) -> None:

@@ -366,3 +366,40 @@ def test_ipfix_template_withdrawal() -> None:
     withdraw = struct.pack(">HHHH", 2, 8, 256, 0)
     got = rows(dec, ipfix([template_set(256, BASIC), rec]), ipfix([withdraw, rec]))
     assert len(got) == 1 and dec.stats["192.0.2.1"].pending == 1
+
+
+def test_sampled_frame_sections() -> None:
+    """dataLinkFrameSection: VLAN + IPv4/TCP, IPv6 in IPv6, MPLS + control word + Ethernet, and an ARP frame (no flow)."""
+    eth = bytes(6) + bytes(6)
+    tcp4 = (bytes([0x45, 0]) + struct.pack(">H", 1500) + bytes(5) + bytes([6]) + bytes(2) + ip4("10.0.0.1") + ip4("10.0.0.2")
+            + struct.pack(">HH", 443, 50000) + bytes(9) + bytes([0x18]))  # fmt: skip
+    udp6 = (
+        struct.pack(">IHBB", 6 << 28, 20, 17, 64)
+        + ip6("2001:db8::1")
+        + ip6("2001:db8::2")
+        + struct.pack(">HH", 53, 5353)
+    )
+    outer6 = struct.pack(">IHBB", 6 << 28, len(udp6), 41, 64) + ip6("2001:db8:f::1") + ip6("2001:db8:f::2") + udp6
+    frames = [
+        eth + struct.pack(">HHH", 0x8100, 10, 0x0800) + tcp4,
+        eth + struct.pack(">H", 0x86DD) + outer6,
+        eth
+        + struct.pack(">H", 0x8847)
+        + struct.pack(">I", (16 << 12) | 0x1FF)
+        + bytes(4)
+        + eth
+        + struct.pack(">H", 0x0800)
+        + tcp4,
+        eth + struct.pack(">H", 0x0806) + bytes(28),
+    ]
+    fields = [(10, 4), (315, 0xFFFF)]
+    records = [struct.pack(">I", 7) + bytes([len(f)]) + f for f in frames]
+    dec = FlowDecoder()
+    got = rows(dec, ipfix([template_set(256, fields), data_set(256, records)]))
+    assert [(r["src_addr"], r["dst_addr"], r["protocol"], r["src_port"], r["dst_port"], r["tcp_flags"], r["bytes"], r["packets"], r["in_if"])
+            for r in got] == [
+        ("10.0.0.1", "10.0.0.2", 6, 443, 50000, 0x18, 1500, 1, 7),
+        ("2001:db8::1", "2001:db8::2", 17, 53, 5353, 0, 60, 1, 7),  # the inner packet of the tunnel
+        ("10.0.0.1", "10.0.0.2", 6, 443, 50000, 0x18, 1500, 1, 7),
+    ]  # fmt: skip
+    assert dec.stats["192.0.2.1"].other_records == 1 and dec.stats["192.0.2.1"].malformed == 0

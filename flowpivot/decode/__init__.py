@@ -599,6 +599,11 @@ class FlowDecoder:
             parts = [t.read(b)[0] for b in bodies]
             roles = {r: np.concatenate([p[r] for p in parts]) for r in parts[0]}
             n = int(counts.sum())
+        keep = roles.pop("_sampled_ip", None)
+        if keep is not None:  # sampled packet headers: those without an IP packet are no flow
+            self.stats[g.exporter].other_records += int(n - keep.sum())
+            roles = {r: v[keep] for r, v in roles.items()}
+            n = int(keep.sum())
         if n == 0:
             return None
         sampling: np.ndarray | int
@@ -607,7 +612,7 @@ class FlowDecoder:
             sampling = lo if lo == hi else np.repeat(np.asarray(v5_sampling, dtype=np.uint64), counts)
         else:
             sampling = self._sampling_for(t, g.exporter, g.domain, roles, n)
-        ctx = Context(counts, export_ms, uptime_ms, g.exporter, g.domain, sampling)
+        ctx = Context(counts, export_ms, uptime_ms, g.exporter, g.domain, sampling, keep)
         return build_batch(roles, n, t.version, ctx)
 
     def _sampling_for(

@@ -64,12 +64,17 @@ ROLES: dict[tuple[int, int], str] = {
     (0, 48): "sampler_id",  # v9 FLOW_SAMPLER_ID / IPFIX samplerId
     (0, 302): "selector_id",
     (0, 145): "template_id",  # templateId, as an options scope
+    (0, 315): "frame_section",  # dataLinkFrameSection: a sampled frame's first bytes (see packets.py)
+    (0, 313): "ip_section",  # ipHeaderPacketSection: a sampled packet's first bytes, from the IP header
     (REVERSE_PEN, 1): "rev_bytes",
     (REVERSE_PEN, 2): "rev_packets",
     (REVERSE_PEN, 85): "rev_bytes_total",
     (REVERSE_PEN, 86): "rev_packets_total",
     (REVERSE_PEN, 6): "rev_tcp_flags",
 }
+
+#: Roles whose value is a sampled packet header, read by flowpivot.decode.packets.
+SECTION_ROLES = frozenset({"frame_section", "ip_section"})
 
 #: Roles whose value is raw bytes (addresses); every other role is an unsigned integer.
 BYTES_ROLES = frozenset({"src_v6", "dst_v6"})

@@ -31,7 +31,7 @@ class Context:
 
     def __init__(
         self, counts: np.ndarray, export_ms: tuple[int, ...], uptime_ms: tuple[int, ...], exporter: str, domain: int,
-        sampling: np.ndarray | int,
+        sampling: np.ndarray | int, keep: np.ndarray | None = None,
     ) -> None:  # fmt: skip
         self.counts = counts
         self._export_ms = export_ms  # per set: export time of the datagram
@@ -39,14 +39,17 @@ class Context:
         self.exporter = exporter
         self.domain = domain  # v9 source id / IPFIX ODID / v5 engine id
         self.sampling = sampling  # per record or for all; 0 where nothing says
+        self.keep = keep  # records kept (sampled packet headers that held an IP packet); None: all
 
     @cached_property
     def export_ms(self) -> np.ndarray:
-        return np.repeat(np.asarray(self._export_ms, dtype=np.int64), self.counts)
+        out = np.repeat(np.asarray(self._export_ms, dtype=np.int64), self.counts)
+        return out if self.keep is None else out[self.keep]
 
     @cached_property
     def uptime_ms(self) -> np.ndarray:
-        return np.repeat(np.asarray(self._uptime_ms, dtype=np.int64), self.counts)
+        out = np.repeat(np.asarray(self._uptime_ms, dtype=np.int64), self.counts)
+        return out if self.keep is None else out[self.keep]
 
 
 def _ntp_to_ms(v: np.ndarray) -> np.ndarray:

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .elements import BYTES_ROLES, ROLES, SAMPLING_ROLES
+from .elements import BYTES_ROLES, ROLES, SAMPLING_ROLES, SECTION_ROLES
+from .packets import section_roles
 
 __all__ = ["Template", "compile_template", "VARIABLE"]
 
@@ -39,6 +40,7 @@ class Template:
     roles: dict[str, tuple[int, int]] = field(default_factory=dict)  # role -> (field index, length)
     offsets: tuple[int, ...] = ()  # static offset of each field (variable fields count as 0 wide)
     var_fields: tuple[int, ...] = ()  # indexes of variable-length fields
+    section: tuple[str, int] | None = None  # sampled packet header: (role, field index)
 
     has_address: bool = False  # records are flows (they carry an address)
     plain: bool = False  # fixed-length flow template: the decoder's fast path
@@ -63,19 +65,55 @@ class Template:
             n = len(body) // self.record_length if count is None else count
             assert self.dtype is not None
             rec = np.frombuffer(body, dtype=self.dtype, count=n)
-            return {role: _as_role(rec[role], length, role) for role, (_, length) in self.roles.items()}, n
+            out = {role: _as_role(rec[role], length, role) for role, (_, length) in self.roles.items()}
+            if self.section is not None:
+                role, idx = self.section
+                length = self.fields[idx][2]
+                starts = np.arange(n, dtype=np.int64) * self.record_length + self.offsets[idx]
+                out = self._with_sections(out, body, [(int(a), length) for a in starts], role)
+            return out, n
         starts, var_widths = self._walk(body)
         n = len(starts)
         u8 = np.frombuffer(body, dtype=np.uint8)
-        out: dict[str, np.ndarray] = {}
+        out = {}
         for role, (idx, length) in self.roles.items():
-            off = starts + self.offsets[idx]
-            before = [k for k, j in enumerate(self.var_fields) if j < idx]
-            if before:
-                off = off + var_widths[:, before].sum(axis=1)
-            cells = u8[off[:, None] + np.arange(length)]
+            cells = u8[self._field_offsets(idx, starts, var_widths)[:, None] + np.arange(length)]
             out[role] = _as_role(cells, length, role)
+        if self.section is not None:
+            role, idx = self.section
+            off = self._field_offsets(idx, starts, var_widths)
+            if self.fields[idx][2] == VARIABLE:  # skip the length prefix (1 byte, or 3 from 255 on)
+                long = u8[off] == 255 if n else np.zeros(0, dtype=bool)
+                width = var_widths[:, self.var_fields.index(idx)]
+                spans = [
+                    (int(a) + (3 if lg else 1), int(w) - (3 if lg else 1))
+                    for a, w, lg in zip(off, width, long, strict=True)
+                ]
+            else:
+                spans = [(int(a), self.fields[idx][2]) for a in off]
+            out = self._with_sections(out, body, spans, role)
         return out, n
+
+    def _field_offsets(self, idx: int, starts: np.ndarray, var_widths: np.ndarray) -> np.ndarray:
+        off = starts + self.offsets[idx]
+        before = [k for k, j in enumerate(self.var_fields) if j < idx]
+        if before:
+            off = off + var_widths[:, before].sum(axis=1)
+        return off
+
+    @staticmethod
+    def _with_sections(
+        roles: dict[str, np.ndarray], body: bytes, spans: list[tuple[int, int]], role: str
+    ) -> dict[str, np.ndarray]:
+        """The template's roles over the flow fields read from each record's sampled packet header.
+
+        Adds ``"_sampled_ip"``: which records held an IP packet (the others are no flow).
+        """
+        mv = memoryview(body)
+        found, ok = section_roles([mv[a : a + n] for a, n in spans], l2=role == "frame_section")
+        merged = {**found, **roles}
+        merged["_sampled_ip"] = ok
+        return merged
 
     def _walk(self, body: bytes) -> tuple[np.ndarray, np.ndarray]:
         """Record starts and the on-wire width of each variable field, for a variable-length template."""
@@ -143,16 +181,23 @@ def compile_template(
     roles: dict[str, tuple[int, int]] = {}
     offsets: list[int] = []
     var_fields: list[int] = []
+    section: tuple[str, int] | None = None
     pos = 0
     for i, (pen, eid, length) in enumerate(fields):
         offsets.append(pos)
         if length == VARIABLE and version == 10:
             var_fields.append(i)
+            if ROLES.get((pen, eid)) in SECTION_ROLES:
+                section = section or (ROLES[(pen, eid)], i)
             continue
         role = ROLES.get((pen, eid))
-        if role is not None and role not in roles and _role_fits(role, length):
+        if role in SECTION_ROLES:
+            section = section or (role, i)
+        elif role is not None and role not in roles and _role_fits(role, length):
             roles[role] = (i, length)
         pos += length
+    if any(r in roles for r in ("src_v4", "dst_v4", "src_v6", "dst_v6")):
+        section = None  # the record has its own flow fields: the sampled header is not needed
     t = Template(
         version=version,
         template_id=template_id,
@@ -160,12 +205,13 @@ def compile_template(
         scope_count=scope_count,
         options=options,
         fixed=not var_fields,
-        record_length=pos,
+        record_length=pos + len(var_fields),  # a variable field takes at least its length byte
         roles=roles,
+        section=section,
         offsets=tuple(offsets),
         var_fields=tuple(var_fields),
     )
-    t.has_address = any(r in roles for r in ("src_v4", "dst_v4", "src_v6", "dst_v6"))
+    t.has_address = section is not None or any(r in roles for r in ("src_v4", "dst_v4", "src_v6", "dst_v6"))
     t.plain = t.fixed and not options and t.has_address and pos > 0
     t.states_sampling = any(r in roles for r in SAMPLING_ROLES)
     t.has_sampler_id = "sampler_id" in roles or "selector_id" in roles
