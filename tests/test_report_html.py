@@ -150,10 +150,22 @@ def write(tmp_path: Path, name: str, doc: dict, **kw: Any) -> Path:
     return p
 
 
-def node_center(pg: Any, node_id: str) -> tuple[float, float]:
+def node_point(pg: Any, node_id: str) -> tuple[float, float]:
+    """A page point on the node that no other node covers (the force layout is random, so another node
+    may sit on the centre), as a person would pick a visible part of it to click."""
     x, y = pg.evaluate(
-        """(id) => { const n = window.fpCy.getElementById(id); const r = n.renderedPosition();
-                     const b = document.getElementById('cy').getBoundingClientRect(); return [r.x + b.left, r.y + b.top]; }""",
+        """(id) => {
+            const cy = window.fpCy, n = cy.getElementById(id), bb = n.renderedBoundingBox({ includeLabels: false });
+            const c = document.getElementById('cy').getBoundingClientRect();
+            const others = cy.nodes().filter((m) => m.id() !== id).map((m) => m.renderedBoundingBox({ includeLabels: false }));
+            const free = (x, y) => !others.some((o) => x >= o.x1 && x <= o.x2 && y >= o.y1 && y <= o.y2);
+            const steps = [0.5, 0.35, 0.65, 0.2, 0.8];
+            for (const fy of steps) for (const fx of steps) {
+                const x = bb.x1 + fx * bb.w, y = bb.y1 + fy * bb.h;
+                if (free(x, y)) return [x + c.left, y + c.top];
+            }
+            throw new Error('node ' + id + ' is covered by others');
+        }""",
         node_id,
     )
     return x, y
@@ -198,7 +210,7 @@ def test_report_renders_and_works_in_chromium(browser: Any, tmp_path: Path) -> N
         # clicking a cluster node in the graph shows its details
         pg.evaluate("document.getElementById('graph').scrollIntoView()")
         c2 = doc["clusters"][1]
-        x, y = node_center(pg, f"cluster:{c2['id']}")
+        x, y = node_point(pg, f"cluster:{c2['id']}")
         pg.mouse.click(x, y)
         details = pg.locator("#details")
         assert details.get_attribute("data-id") == c2["id"]
@@ -210,7 +222,7 @@ def test_report_renders_and_works_in_chromium(browser: Any, tmp_path: Path) -> N
         assert details.get_attribute("data-id") == "C1" and "Post Ltd" in details.inner_text()
         # hovering a node shows a tooltip
         pg.evaluate("document.getElementById('graph').scrollIntoView()")
-        x, y = node_center(pg, f"ip:{doc['expansion'][0]['ip']}")
+        x, y = node_point(pg, f"ip:{doc['expansion'][0]['ip']}")
         pg.mouse.move(x, y)
         pg.wait_for_selector("#tooltip", state="visible")
         assert defang(doc["expansion"][0]["ip"]) in pg.locator("#tooltip").inner_text()

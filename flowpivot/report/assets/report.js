@@ -25,6 +25,7 @@
     }
     return e;
   }
+  function short(s, n) { return s.length > n ? s.slice(0, n - 1) + "…" : s; }
   function defang(ip) { return ip.replace(/\./g, "[.]").replace(/:/g, "[:]"); }
   function fmtTime(iso) { return iso ? iso.replace("T", " ").replace(/:\d\d(\.\d+)?(Z|\+00:00)$/, " UTC") : "–"; }
   function num(n) { return n === null || n === undefined ? "–" : Number(n).toLocaleString("en"); }
@@ -191,7 +192,7 @@
   function node(id, data) { if (!seen[id]) { seen[id] = true; data.id = id; elements.push({ group: "nodes", data: data }); } }
   function edge(a, b, cls) { var id = "e:" + a + ">" + b; if (!seen[id]) { seen[id] = true; elements.push({ group: "edges", data: { id: id, source: a, target: b, kind: cls } }); } }
   DATA.clusters.forEach(function (c, i) {
-    node("cluster:" + c.id, { kind: "cluster", label: c.id + " · " + c.provider + (c.asn !== null ? " AS" + c.asn : ""), ref: c.id,
+    node("cluster:" + c.id, { kind: "cluster", label: short(c.id + " · " + c.provider + (c.asn !== null ? " AS" + c.asn : ""), 48), ref: c.id,
       color: CLUSTER_PALETTE[i % CLUSTER_PALETTE.length], size: 46 + Math.min(30, c.members.length * 4),
       tip: c.label + ": " + c.members.length + " hosts, " + c.seeds.length + " seeds" });
     c.members.forEach(function (m) {
