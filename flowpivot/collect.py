@@ -21,14 +21,17 @@ it, and writes the counters: a SIGTERM loses nothing that reached the socket.
 from __future__ import annotations
 
 import collections
+import ctypes
 import dataclasses
 import datetime as dt
+import errno
 import json
 import logging
 import os
 import queue
 import select
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -119,6 +122,113 @@ def _default_decoder() -> Any:
     return FlowDecoder()
 
 
+def _exporter_name(host: str) -> str:
+    return host[7:] if host.startswith("::ffff:") else host
+
+
+def _reader(sock: socket.socket, use_recvmmsg: bool = True) -> Callable[[], list[tuple[bytes, str]]]:
+    """A function returning the next datagrams waiting on a non-blocking socket as (data, exporter)
+    pairs; it raises BlockingIOError when there are none."""
+    if use_recvmmsg:
+        try:
+            return _MmsgReader(sock)
+        except (OSError, AttributeError):
+            pass
+    recvfrom = sock.recvfrom
+
+    def read_one() -> list[tuple[bytes, str]]:
+        data, addr = recvfrom(MAX_DATAGRAM)
+        return [(data, _exporter_name(addr[0]))]
+
+    return read_one
+
+
+class _iovec(ctypes.Structure):
+    _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
+
+
+class _msghdr(ctypes.Structure):
+    _fields_ = [
+        ("msg_name", ctypes.c_void_p),
+        ("msg_namelen", ctypes.c_uint32),
+        ("msg_iov", ctypes.POINTER(_iovec)),
+        ("msg_iovlen", ctypes.c_size_t),
+        ("msg_control", ctypes.c_void_p),
+        ("msg_controllen", ctypes.c_size_t),
+        ("msg_flags", ctypes.c_int),
+    ]
+
+
+class _mmsghdr(ctypes.Structure):
+    _fields_ = [("msg_hdr", _msghdr), ("msg_len", ctypes.c_uint)]
+
+
+class _MmsgReader:
+    """Linux recvmmsg(2) through ctypes: up to ``vlen`` datagrams per system call.
+
+    Python's socket module reads one datagram per call, and each call gives up and takes back
+    the GIL, which the decode thread is holding much of the time; one call per 64 datagrams
+    leaves the receive thread far fewer waits for the GIL.
+    """
+
+    SLOT = 1 << 16  # the largest UDP payload fits
+    NAME = 128  # sizeof(struct sockaddr_storage)
+
+    def __init__(self, sock: socket.socket, vlen: int = 64):
+        if not sys.platform.startswith("linux"):
+            raise OSError("recvmmsg is Linux only")
+        libc = ctypes.CDLL(None, use_errno=True)
+        self._recvmmsg = libc.recvmmsg
+        self._recvmmsg.argtypes = [ctypes.c_int, ctypes.POINTER(_mmsghdr), ctypes.c_uint, ctypes.c_int, ctypes.c_void_p]
+        self._recvmmsg.restype = ctypes.c_int
+        self.fd = sock.fileno()
+        self.vlen = vlen
+        self.buf = ctypes.create_string_buffer(self.SLOT * vlen)
+        self.names = ctypes.create_string_buffer(self.NAME * vlen)
+        self.iov = (_iovec * vlen)()
+        self.msgs = (_mmsghdr * vlen)()
+        base, nbase = ctypes.addressof(self.buf), ctypes.addressof(self.names)
+        for i in range(vlen):
+            self.iov[i].iov_base = base + i * self.SLOT
+            self.iov[i].iov_len = self.SLOT
+            h = self.msgs[i].msg_hdr
+            h.msg_iov = ctypes.pointer(self.iov[i])
+            h.msg_iovlen = 1
+            h.msg_name = nbase + i * self.NAME
+        self.view = memoryview(self.buf).cast("B")
+        self.name_view = memoryview(self.names).cast("B")
+        self.hosts: dict[bytes, str] = {}
+        self.flags = getattr(socket, "MSG_DONTWAIT", 0x40)
+
+    def __call__(self) -> list[tuple[bytes, str]]:
+        msgs = self.msgs
+        for i in range(self.vlen):
+            msgs[i].msg_hdr.msg_namelen = self.NAME
+        n = self._recvmmsg(self.fd, msgs, self.vlen, self.flags, None)
+        if n < 0:
+            err = ctypes.get_errno()
+            if err in (errno.EAGAIN, errno.EWOULDBLOCK):
+                raise BlockingIOError(err, os.strerror(err))
+            if err == errno.EINTR:
+                raise InterruptedError(err, os.strerror(err))
+            raise OSError(err, os.strerror(err))
+        view, names, hosts, slot = self.view, self.name_view, self.hosts, self.SLOT
+        out = []
+        for i in range(n):
+            m = msgs[i]
+            off = i * self.NAME
+            family = int.from_bytes(names[off : off + 2], sys.byteorder)
+            key = bytes(names[off + 4 : off + 8]) if family == socket.AF_INET else bytes(names[off + 8 : off + 24])
+            host = hosts.get(key)
+            if host is None:
+                fam = socket.AF_INET if family == socket.AF_INET else socket.AF_INET6
+                host = _exporter_name(socket.inet_ntop(fam, key))
+                if len(hosts) < 100_000:
+                    hosts[key] = host
+            out.append((bytes(view[i * slot : i * slot + m.msg_len]), host))
+        return out
+
+
 class Collector:
     """A UDP NetFlow/IPFIX collector writing rotated windows into a :class:`Store`.
 
@@ -145,6 +255,7 @@ class Collector:
         write_rows: int = ROW_GROUP_ROWS,
         write_queue_batches: int = 2,
         max_backlog_bytes: int = 1 << 30,
+        use_recvmmsg: bool = True,
         clock_ms: Callable[[], int] = _now_ms,
     ):
         if rotate_ms <= 0:
@@ -160,6 +271,8 @@ class Collector:
         self.drain_timeout_s = drain_timeout_s
         self.write_rows = write_rows
         self.max_backlog_bytes = max_backlog_bytes
+        self.use_recvmmsg = use_recvmmsg
+        self.receive_call = ""
         self.clock_ms = clock_ms
         self.stats_dir = store.root / "collector"
 
@@ -300,9 +413,9 @@ class Collector:
     def _recv_loop(self) -> None:
         sock = self._sock
         assert sock is not None
-        recvfrom = sock.recvfrom
+        read = _reader(sock, self.use_recvmmsg)
+        self.receive_call = "recvmmsg" if isinstance(read, _MmsgReader) else "recvfrom"
         now_ns = time.time_ns
-        v6 = sock.family == socket.AF_INET6
         chunk_n = self.chunk_datagrams
         chunk_ns = self.chunk_ms * 1_000_000
         pending: list[tuple[bytes, str, int]] = []
@@ -312,7 +425,7 @@ class Collector:
         try:
             while True:
                 try:
-                    data, addr = recvfrom(MAX_DATAGRAM)
+                    got = read()
                 except BlockingIOError:
                     if pending:
                         self._hand_to_decoder(pending, nbytes)
@@ -324,16 +437,15 @@ class Collector:
                 except InterruptedError:
                     continue
                 except OSError as e:  # e.g. ICMP errors reported on the socket; never fatal
-                    log.debug("recvfrom: %s", e)
+                    log.debug("receive: %s", e)
                     continue
                 t = now_ns()
-                host = addr[0]
-                if v6 and host.startswith("::ffff:"):
-                    host = host[7:]
+                ms = t // 1_000_000
                 if not pending:
                     first_ns = t
-                pending.append((data, host, t // 1_000_000))
-                nbytes += len(data)
+                for data, host in got:
+                    pending.append((data, host, ms))
+                    nbytes += len(data)
                 if len(pending) >= chunk_n or t - first_ns >= chunk_ns:
                     self._hand_to_decoder(pending, nbytes)
                     pending, nbytes = [], 0
@@ -525,6 +637,7 @@ class Collector:
             "rotate_s": self.rotate_ms / 1000,
             "rcvbuf_requested": self.rcvbuf_requested,
             "rcvbuf_effective": self.rcvbuf_effective,
+            "receive_call": self.receive_call,
             "kernel_drops": kernel_drops(self._sock) if self._sock and not self._stopped.is_set() else self._last_drops,
             "datagrams_received": self.datagrams_received,
             "bytes_received": self.bytes_received,

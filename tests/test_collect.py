@@ -214,7 +214,8 @@ def test_constructor_touches_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "s").exists()
 
 
-def test_stores_what_was_sent_and_counts_malformed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("use_recvmmsg", [True, False], ids=["recvmmsg", "recvfrom"])
+def test_stores_what_was_sent_and_counts_malformed(tmp_path: Path, use_recvmmsg: bool) -> None:
     rng = random.Random(5)
     secs = int(time.time())
     flows = random_v5_flows(rng, 600)
@@ -226,12 +227,13 @@ def test_stores_what_was_sent_and_counts_malformed(tmp_path: Path) -> None:
     ]
     stream = good[:7] + [malformed[0]] + good[7:13] + malformed[1:] + good[13:]
     store = tmp_path / "store"
-    c = Collector(Store(store), ("127.0.0.1", 0), decoder=FlowDecoder())
+    c = Collector(Store(store), ("127.0.0.1", 0), decoder=FlowDecoder(), use_recvmmsg=use_recvmmsg)
     addr = c.start()
     try:
         send_all(stream, addr)
     finally:
         c.stop()
+    assert c.receive_call == ("recvmmsg" if use_recvmmsg else "recvfrom")
     assert stored_v5_flows(store) == expected_v5(flows, secs=secs)
     stats = read_stats(store)
     e = stats["exporters"]["127.0.0.1"]
@@ -286,12 +288,13 @@ def test_rotation_commits_each_window(tmp_path: Path) -> None:
     assert stored_v5_flows(store) == expected_v5(first, secs=1_800_000_000) + expected_v5(second, secs=1_800_000_060)
 
 
-def test_ipv6_listener_names_the_exporter(tmp_path: Path) -> None:
+@pytest.mark.parametrize("use_recvmmsg", [True, False], ids=["recvmmsg", "recvfrom"])
+def test_ipv6_listener_names_the_exporter(tmp_path: Path, use_recvmmsg: bool) -> None:
     rng = random.Random(8)
     flows = random_v5_flows(rng, 45)
     secs = int(time.time())
     store = tmp_path / "store"
-    with Collector(Store(store), ("::1", 0), decoder=FlowDecoder()) as c:
+    with Collector(Store(store), ("::1", 0), decoder=FlowDecoder(), use_recvmmsg=use_recvmmsg) as c:
         assert c.address is not None and c.address[0] == "::1"
         send_all(v5_datagrams(flows, secs=secs), c.address, socket.AF_INET6)
     assert stored_v5_flows(store) == expected_v5(flows, secs=secs)
