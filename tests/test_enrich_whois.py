@@ -89,6 +89,10 @@ def test_whole_dump_with_classes_mixed_and_objects_we_do_not_need(tmp_path: Path
     text += "\nroute:          198.18.0.0/15\norigin:         AS64500\nsource:         RIPE\n"
     text += "\ninetnum:        198.18.5.0 - 198.18.5.255\nnetname:        DUPLICATE\nstatus:         ASSIGNED PA\nsource:         RIPE\n"
     text += "\ninetnum:        not a range\nnetname:        BROKEN\n"
+    text += (
+        "\ninetnum:        0.0.0.0 - 255.255.255.255\nnetname:        IANA-BLK\nstatus:         ALLOCATED UNSPECIFIED\n"
+    )
+    text += "\ninet6num:       ::/0\nnetname:        ROOT\nstatus:         ALLOCATED-BY-RIR\n"
     dump = tmp_path / "ripe.db"
     dump.write_text(text)
     idx = WhoisIndex.open(dump, cache_dir=tmp_path)
@@ -98,6 +102,8 @@ def test_whole_dump_with_classes_mixed_and_objects_we_do_not_need(tmp_path: Path
         "EXAMPLE-HOSTING-NET",
     ]
     assert idx.meta["duplicates"] == "1"
+    assert idx.meta["objects.whole-space placeholders"] == "2"  # IANA-BLK and ROOT hold nothing: not in chains
+    assert idx.chain("192.0.2.1") == [] and [c["netname"] for c in idx.chain("2001:db8::1")] == ["EXAMPLE-HOSTING-V6"]
     assert [(p.where, p.reason) for p in idx.problems] == [
         (f"line {text[: text.index('not a range')].count(chr(10)) + 1}", "inetnum value is not an address range")
     ]

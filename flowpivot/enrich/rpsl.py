@@ -36,7 +36,7 @@ __all__ = ["WhoisIndex", "parse_objects", "RESELLER_STATUSES"]
 
 log = logging.getLogger(__name__)
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 MAX_OBJECT_BYTES = 16 << 20  # an object larger than this is cut there (and reported)
 MAX_CHAIN = 64
 # A holder below an LIR that re-sells space to its own customers.
@@ -273,6 +273,10 @@ def build_index(files: list[Path], out: Path, batch: int = 20000) -> BuildReport
                         add_problem(
                             rep.problems, str(f), f"line {obj.line}", f"{obj.cls} value is not an address range"
                         )
+                        continue
+                    if r[1] == b"\x00" * len(r[1]) and r[2] == b"\xff" * len(r[2]):
+                        # The registry's placeholder for the whole space (IANA-BLK, ROOT): it holds nothing.
+                        rep.objects["whole-space placeholders"] = rep.objects.get("whole-space placeholders", 0) + 1
                         continue
                     v = obj.firsts(INET_KEYS)
                     inets.append(
