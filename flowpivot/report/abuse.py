@@ -74,13 +74,13 @@ def providers(report: Report) -> list[Provider]:
                 p.abuse = next((a.abuse_mailbox for a in e.allocation if a.abuse_mailbox), None)
             if not p.whois:
                 p.whois = e.allocation
-            if p.name == f"AS{e.asn}" or p.name == e.as_name:
+            if p.name in (f"AS{e.asn}", report.provider_name(e.asn, e.as_name)):
                 p.name = next((a.org_name for a in e.allocation if a.org_name), p.name)
         via = ", ".join(defang(ip) for ip in e.contacted_by)
         p.new_hosts.append((e.ip, f"contacted by {via}" if via else "contacted by cluster members"))
     for s in report.seeds:
         if s.status == "active" and s.asn is not None:
-            get(s.asn, s.as_name, s.country).active_seeds.append(s.ip)
+            get(s.asn, report.provider_name(s.asn, s.as_name), s.country).active_seeds.append(s.ip)
     return list(out.values())
 
 

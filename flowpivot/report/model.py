@@ -9,6 +9,7 @@ kept in ``extra`` dicts and shown as they are. Outside text is cleaned here (:fu
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -37,6 +38,25 @@ __all__ = [
 FORMAT = "flowpivot-hunt/1"
 # uuid5 namespace for every id flowpivot derives from report content (STIX SDOs, MISP, letter refs).
 NAMESPACE = uuid.UUID("6f1c3c1e-6a55-5d0e-9b8a-2f6c70697674")
+
+
+_HANDLE = re.compile(r"^[A-Z0-9]+(?:-[A-Z0-9]+)+$")
+
+
+def as_display_name(as_name: str | None, country: str | None) -> str | None:
+    """An AS name as people say it. Registry AS names often read ``HANDLE Organisation`` (``STARK-INDUSTRIES
+    Stark Industries Solutions Ltd``) or ``CC - Organisation`` (``EE - SmartApe OU``): keep the organisation.
+    A name that is only a handle stays as it is."""
+    if not as_name:
+        return as_name
+    name = as_name
+    head, _, rest = name.partition(" - ")
+    if rest and len(head) == 2 and head.isalpha() and head.isupper():
+        name = rest
+    first, _, rest = name.partition(" ")
+    if rest and _HANDLE.match(first):
+        name = rest
+    return name.strip() or as_name
 
 
 @dataclass
@@ -92,7 +112,7 @@ class Cluster:
         for a in self.allocation:
             if a.org_name:
                 return a.org_name
-        return self.as_name or "unknown provider"
+        return as_display_name(self.as_name, self.country) or "unknown provider"
 
     @property
     def label(self) -> str:
@@ -214,7 +234,7 @@ class Report:
             for c in self.clusters:
                 if c.asn == asn:
                     return c.provider
-        return as_name
+        return as_display_name(as_name, None)
 
     def cluster(self, cid: str) -> Cluster | None:
         return next((c for c in self.clusters if c.id == cid), None)

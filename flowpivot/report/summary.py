@@ -90,7 +90,7 @@ def summary_paragraphs(report: Report, actor: str | None = None) -> list[str]:
         dark = [s for s in seeds if s.status == "dark"]
         if dark:
             last = max((s.last_seen for s in dark if s.last_seen), default=None)
-            asns = Counter(provider_label(s.asn, s.as_name, None) for s in dark)
+            asns = Counter(provider_label(s.asn, report.provider_name(s.asn, s.as_name), None) for s in dark)
             where = f" at {asns.most_common(1)[0][0]}" if len(asns) == 1 else ""
             when = f" (none seen after {fmt_day(last)})" if last else ""
             bits.append(f"{len(dark):,}{where} went dark{when}")
