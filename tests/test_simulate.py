@@ -448,3 +448,38 @@ def test_truth_counts_what_the_exports_show(world100) -> None:
             for seed, n in per_seed.items():
                 both = ((src == member) & (dst == seed)) | ((src == seed) & (dst == member))
                 assert both.sum() == n > 0
+
+
+def test_bad_scenarios_are_refused_with_the_reason(tmp_path: Path) -> None:
+    from flowpivot.simulate import scenario_from_dict
+
+    with pytest.raises(ValueError, match="unknown scenario field"):
+        scenario_from_dict({"seeds": 25, "sead": 1})
+    with pytest.raises(ValueError, match="unknown noise field"):
+        scenario_from_dict({"noise": {"victim": 3}})
+    with pytest.raises(ValueError, match="need 29 distinct seeds"):
+        scenario_from_dict({"shared_seeds": 2})
+    with pytest.raises(ValueError, match="has no IPv6 prefix"):
+        simulate(
+            scenario_from_dict(
+                {
+                    "ipv6_seeds": True,
+                    "clusters": [
+                        {
+                            "provider": {"asn": 64500, "name": "X", "country": "NL", "prefixes": ["198.51.100.0/24"]},
+                            "members": 2,
+                            "seeds": 12,
+                        }
+                    ],
+                }
+            ),
+            tmp_path,
+        )
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"seeds": 25,}')
+    from typer.testing import CliRunner
+
+    from flowpivot.cli import app
+
+    res = CliRunner().invoke(app, ["simulate", "fin7", "--out", str(tmp_path / "o"), "--config", str(bad)])
+    assert res.exit_code == 2 and "bad.json: line 1 column 14" in " ".join(res.output.split())
