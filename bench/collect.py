@@ -297,12 +297,14 @@ def run_flowpivot(datagrams: np.ndarray, rate: float, workdir: Path, rotate: str
     t_send = time.time()
     sent, secs = blast(datagrams, ("127.0.0.1", port[0]), rate)
     proc.send_signal(signal.SIGTERM)
-    rc = proc.wait(timeout=600)
+    rc, cpu = _wait_cpu(proc)
     if rc != 0:
         raise RuntimeError(f"flowpivot collect exited {rc}: {log.read_text()[-2000:]}")
     files = sorted(store.glob("flows/day=*/*.parquet"))
     stored = sum(pq.read_metadata(f).num_rows for f in files)
     stats = json.loads((store / "collector" / "stats.json").read_text())
+    if not len(datagrams):
+        return {"cpu_s": cpu}
     # everything decoded and committed at the final stats write (the process exits just after)
     done = datetime.datetime.fromisoformat(stats["updated"].replace("Z", "+00:00")).timestamp()
     drain = max(0.0, done - t_send - secs)
@@ -313,12 +315,20 @@ def run_flowpivot(datagrams: np.ndarray, rate: float, workdir: Path, rotate: str
         "stored_flows": stored,
         "disk_bytes": sum(f.stat().st_size for f in files),
         "files": len(files),
+        "cpu_s": cpu,
         "kernel_drops": stats.get("kernel_drops"),
         "rcvbuf": stats.get("rcvbuf_effective"),
         "timing": stats.get("timing"),
         "lost_seq": stats["totals"].get("lost_seq"),
         "store": str(store),
     }
+
+
+def _wait_cpu(proc: subprocess.Popen[bytes]) -> tuple[int, float]:
+    """Wait for a child; its exit status and the CPU seconds (user + system, all its threads) it used."""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage.ru_utime + usage.ru_stime
 
 
 def _nfcapd_flows(nfdump: str, flowdir: Path) -> int:
@@ -349,7 +359,7 @@ def run_nfcapd(datagrams: np.ndarray, rate: float, workdir: Path, compress: str 
     t = time.perf_counter()
     _wait(lambda: udp_queue(port) == 0, 600, "nfcapd to read its socket")
     proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=600)
+    _, cpu = _wait_cpu(proc)
     drain = time.perf_counter() - t
     files = sorted(flowdir.glob("nfcapd.*"))
     return {
@@ -357,6 +367,7 @@ def run_nfcapd(datagrams: np.ndarray, rate: float, workdir: Path, compress: str 
         "send_s": secs,
         "drain_s": drain,
         "stored_flows": _nfcapd_flows(nfdump, flowdir),
+        "cpu_s": cpu,
         "disk_bytes": sum(f.stat().st_size for f in files),
         "files": len(files),
         "dir": str(flowdir),
@@ -387,25 +398,33 @@ def main(argv: list[str] | None = None) -> None:
     try:
         with RmemMax(2 * RCVBUF) as rm:
             print(rm.note)
+            # CPU of starting and stopping with no traffic (interpreter, imports), subtracted below
+            idle = run_flowpivot(dgrams[:0], a.rate, work)["cpu_s"]
             results["flowpivot"] = run_flowpivot(dgrams, a.rate, work)
+            results["flowpivot"]["cpu_s"] -= idle
+            print(f"flowpivot collect start + stop with no traffic: {idle:.2f} CPU s (subtracted)")
             if not a.skip_nfcapd:
                 results["nfcapd"] = run_nfcapd(dgrams, a.rate, work)
     finally:
         if not a.keep:
             shutil.rmtree(work, ignore_errors=True)
     print()
-    print("| collector | sent flows | send rate (flows/s) | drain (s) | stored | lost | sustained (flows/s) |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(
+        "| collector | sent flows | send rate (flows/s) | drain (s) | stored | lost | sustained (flows/s) | CPU s | flows per CPU s |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, r in results.items():
         lost = r["sent_flows"] - r["stored_flows"]
         print(f"| {name} | {r['sent_flows']:,} | {r['sent_flows'] / r['send_s']:,.0f} | {r['drain_s']:.2f} | "
-              f"{r['stored_flows']:,} | {lost:,} ({lost / r['sent_flows']:.2%}) | {_rate(r):,.0f} |")  # fmt: skip
+              f"{r['stored_flows']:,} | {lost:,} ({lost / r['sent_flows']:.2%}) | {_rate(r):,.0f} | "
+              f"{r['cpu_s']:.1f} | {r['stored_flows'] / max(r['cpu_s'], 1e-9):,.0f} |")  # fmt: skip
     fp = results["flowpivot"]
     print(f"\nflowpivot: receive buffer {fp['rcvbuf']:,} bytes (as reported by the kernel), kernel drops {fp['kernel_drops']}, "
           f"decoder timing {fp['timing']}, lost to sequence gaps {fp['lost_seq']}")  # fmt: skip
     if "nfcapd" in results:
         nf = results["nfcapd"]
         print(f"ratio flowpivot/nfcapd: sustained rate {_rate(fp) / _rate(nf):.2f}, "
+              f"CPU per flow {fp['cpu_s'] / max(fp['stored_flows'], 1) / (nf['cpu_s'] / max(nf['stored_flows'], 1)):.1f}x, "
               f"stored {fp['stored_flows'] / max(nf['stored_flows'], 1):.3f}; "
               f"bytes/flow on disk: flowpivot {fp['disk_bytes'] / max(fp['stored_flows'], 1):.1f}, "
               f"nfcapd LZ4 {nf['disk_bytes'] / max(nf['stored_flows'], 1):.1f}")  # fmt: skip

@@ -256,6 +256,7 @@ class Collector:
         write_queue_batches: int = 2,
         max_backlog_bytes: int = 1 << 30,
         use_recvmmsg: bool = True,
+        switch_interval_s: float | None = None,
         clock_ms: Callable[[], int] = _now_ms,
     ):
         if rotate_ms <= 0:
@@ -272,6 +273,7 @@ class Collector:
         self.write_rows = write_rows
         self.max_backlog_bytes = max_backlog_bytes
         self.use_recvmmsg = use_recvmmsg
+        self.switch_interval_s = switch_interval_s
         self.receive_call = ""
         self.clock_ms = clock_ms
         self.stats_dir = store.root / "collector"
@@ -324,6 +326,8 @@ class Collector:
             raise FlowpivotError("collector already started")
         if self.decoder is None:
             self.decoder = _default_decoder()
+        if self.switch_interval_s:
+            sys.setswitchinterval(self.switch_interval_s)
         host, port = self.listen
         try:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE)
