@@ -302,6 +302,18 @@ def test_ipv6_listener_names_the_exporter(tmp_path: Path, use_recvmmsg: bool) ->
     assert read_stats(store)["exporters"]["::1"]["flows"] == 45
 
 
+def test_dual_stack_listener_names_ipv4_exporters_plainly(tmp_path: Path) -> None:
+    """On [::] an IPv4 exporter arrives as ::ffff:127.0.0.1; it is stored as 127.0.0.1."""
+    rng = random.Random(11)
+    flows = random_v5_flows(rng, 30)
+    store = tmp_path / "store"
+    with Collector(Store(store), ("::", 0), decoder=FlowDecoder()) as c:
+        assert c.address is not None
+        send_all(v5_datagrams(flows), ("127.0.0.1", c.address[1]))
+    assert set(to_output(Store(store).query()).column("exporter").to_pylist()) == {"127.0.0.1"}
+    assert list(read_stats(store)["exporters"]) == ["127.0.0.1"]
+
+
 def test_junk_never_stops_it(tmp_path: Path) -> None:
     rng = random.Random(9)
     flows = random_v5_flows(rng, 150)
