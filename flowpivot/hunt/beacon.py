@@ -98,6 +98,12 @@ def _floor_pvalue(d: np.ndarray) -> tuple[float, float]:
     return _cdf(below, len(d), p), x
 
 
+def _floor_period(d: np.ndarray, x: float) -> float:
+    """The period: the typical gap among the shortest ones (one beacon apart)."""
+    low = d[(d >= x) & (d <= 1.5 * x)]
+    return round(float(np.median(low)) if len(low) else x, 3)
+
+
 def _daily(t: np.ndarray, d: np.ndarray) -> Beacon | None:
     """Weak floor evidence plus contact on nearly every day of its span: a heavily thinned beacon.
 
@@ -113,8 +119,7 @@ def _daily(t: np.ndarray, d: np.ndarray) -> Beacon | None:
     pval, x = _floor_pvalue(d)
     if pval >= DAILY_FLOOR_P:
         return None
-    low = d[(d >= x) & (d <= 1.5 * x)]
-    return Beacon(round(float(np.median(low)), 3), round(len(days) / span, 3), "floor+daily", len(t))
+    return Beacon(_floor_period(d, x), round(len(days) / span, 3), "floor+daily", len(t))
 
 
 def _steady(t: np.ndarray, d: np.ndarray) -> Beacon | None:
@@ -153,8 +158,7 @@ def _floor(d: np.ndarray, starts: int) -> Beacon | None:
     pval, x = _floor_pvalue(d)
     if pval >= FALSE_ALARM:
         return None
-    low = d[(d >= x) & (d <= 1.5 * x)]
-    return Beacon(round(float(np.median(low)), 3), round(float(np.mean(d >= x)), 3), "floor", starts)
+    return Beacon(_floor_period(d, x), round(float(np.mean(d >= x)), 3), "floor", starts)
 
 
 def _multiples(d: np.ndarray, starts: int) -> Beacon | None:

@@ -561,32 +561,31 @@ def _clusters(
     out: list[list[str]] = []
     for _pk, keys in sorted(by_prov.items(), key=lambda kv: str(kv[0])):
         keys.sort(key=lambda k: _ip_key(ip_of(k)))
-        edges = [
-            (i, j)
-            for i in range(len(keys))
-            for j in range(i + 1, len(keys))
-            if len(members[keys[i]] & members[keys[j]]) / len(members[keys[i]] | members[keys[j]]) >= similarity
-        ]
-        groups: dict[int, list[str]] = defaultdict(list)
-        for i, root in enumerate(_components(len(keys), edges)):
-            groups[root].append(keys[i])
-        out.extend(groups.values())
+        out.extend(_agglomerate(keys, members, similarity))
     return out
 
 
-def _components(n: int, edges: list[tuple[int, int]]) -> list[int]:
-    """Connected components (union-find): the root of each node."""
-    parent = list(range(n))
+def _agglomerate(keys: list[str], members: dict[str, set[str]], similarity: float) -> list[list[str]]:
+    """Merge the two groups whose seed sets (unions) are most alike, while their Jaccard >= similarity.
 
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i, j in edges:
-        parent[find(i)] = find(j)
-    return [find(i) for i in range(n)]
+    Comparing groups by the union of their members' seeds, not member by member, keeps a member
+    whose seeds were only partly observed (sampling) with the group whose seeds it shares.
+    """
+    groups: list[tuple[list[str], set[str]]] = [([k], set(members[k])) for k in keys]
+    while len(groups) > 1:
+        best = (-1.0, 0, 0)
+        for i in range(len(groups)):
+            for j in range(i + 1, len(groups)):
+                a, b = groups[i][1], groups[j][1]
+                sim = len(a & b) / len(a | b)
+                if sim > best[0]:
+                    best = (sim, i, j)
+        sim, i, j = best
+        if sim < similarity:
+            break
+        merged = (groups[i][0] + groups[j][0], groups[i][1] | groups[j][1])
+        groups = [g for n, g in enumerate(groups) if n not in (i, j)] + [merged]
+    return [sorted(g[0], key=lambda k: _ip_key(ip_of(k))) for g in groups]
 
 
 def _cluster_dict(
