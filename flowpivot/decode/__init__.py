@@ -40,6 +40,7 @@ _IPFIX_SET = struct.Struct(">HHIIIHH")  # the IPFIX header and the first set hea
 _V9_SET = struct.Struct(">HHIIIIHH")
 
 MAX_TEMPLATES = 100_000
+Buf = bytes | memoryview  # datagrams are read in place: memoryviews of a mapped capture need no copy
 MAX_PROBLEMS = 10_000
 
 # NetFlow v5 flow record (48 bytes), declared as IPFIX elements so it compiles like any template.
@@ -82,7 +83,7 @@ class DecodeResult:
 
 @dataclass
 class _Held:
-    body: bytes
+    body: Buf
     export_ms: int
     uptime_ms: int
     received_ms: int
@@ -104,7 +105,7 @@ class _Stream:
 class _Group:
     """Data sets of one template (and exporter, domain) waiting to be read together."""
 
-    __slots__ = ("template", "exporter", "domain", "sets")
+    __slots__ = ("template", "exporter", "domain", "sets", "blocks")
 
     def __init__(self, template: Template, exporter: str, domain: int) -> None:
         self.template = template
@@ -112,6 +113,8 @@ class _Group:
         self.domain = domain
         # one (body, record count, export ms, sysUpTime ms, v5 sampling) per data set
         self.sets: list[tuple[bytes | memoryview, int, int, int, int]] = []
+        # the same, as arrays, for a run of datagrams filed at once by decode_buffer
+        self.blocks: list[tuple[list[memoryview], np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
 
 
 class FlowDecoder:
@@ -127,6 +130,7 @@ class FlowDecoder:
         self.stats: dict[str, ExporterStats] = {}
         self._streams: dict[tuple[str, int, int], _Stream] = {}
         self._n_templates = 0
+        self._template_epoch = 0  # changes whenever a template is added, replaced or withdrawn
         self._pending: OrderedDict[tuple[str, int, int, int], list[_Held]] = OrderedDict()
         self._pending_count = 0
         # (exporter, version, domain) -> {("s", sampler id) | ("t", template id) | None: rate}
@@ -137,6 +141,10 @@ class FlowDecoder:
         self._batches: list[pa.RecordBatch] = []
         self._problems: list[Problem] = []
         self._cur: tuple[int, Callable[[int], str] | None, int] = (0, None, 0)
+        self._run_keys = np.zeros((0, 4), dtype=np.int64)
+        self._run_inv = np.zeros(0, dtype=np.int64)
+        self._run_nf = np.zeros(0, dtype=np.int64)
+        self._run_templates: list[Template | None] = []
 
     # ----- public API --------------------------------------------------------------------------
 
@@ -188,6 +196,214 @@ class FlowDecoder:
         problems, self._problems = self._problems, []
         return batches, problems
 
+    def decode_buffer(
+        self, buf: bytes | memoryview | np.ndarray, starts: np.ndarray, ends: np.ndarray, exporter_index: np.ndarray,
+        exporters: list[str], received_ms: list[int], where: Callable[[int], str] | None = None,
+    ) -> tuple[list[pa.RecordBatch], list[Problem]]:  # fmt: skip
+        """Decode datagrams that lie in one buffer (e.g. a mapped capture): datagram ``i`` is
+        ``buf[starts[i]:ends[i]]`` from ``exporters[exporter_index[i]]``.
+
+        Same result as :meth:`decode_batches`, faster: the headers of the usual datagrams (v5, and
+        v9/IPFIX with one data set of a known fixed-length flow template) are read with NumPy for
+        the whole batch; the others (templates, options, several sets, anything odd) take the
+        per-datagram walk, in their place in the sequence.
+        """
+        self._groups.clear()
+        self._batches = []
+        self._problems = []
+        u8 = np.frombuffer(buf, dtype=np.uint8)
+        mv = u8.data
+        starts = np.asarray(starts, dtype=np.int64)
+        ends = np.asarray(ends, dtype=np.int64)
+        exporter_index = np.asarray(exporter_index, dtype=np.int64)
+        n = len(starts)
+        for name in exporters:
+            if name not in self.stats:
+                self.stats[name] = ExporterStats()
+        lens = ends - starts
+        usable = lens >= 24
+        s = np.where(usable, starts, 0)  # header reads of short datagrams are masked out below
+
+        def be(off: int, width: int) -> np.ndarray:
+            out = np.zeros(n, dtype=np.int64)
+            for k in range(width):
+                out = (out << 8) | u8[s + off + k]
+            return out
+
+        version = np.where(usable & (u8[s] == 0), u8[s + 1], 0)
+        hdr = np.where(version == 10, 16, 20)
+        set_id = np.where(version == 10, be(16, 2), be(20, 2))
+        set_len = np.where(version == 10, be(18, 2), be(22, 2))
+        domain = np.where(version == 10, be(12, 4), be(16, 4))
+        seq = np.where(version == 10, be(8, 4), np.where(version == 5, be(16, 4), be(12, 4)))
+        export_ms = np.where(version == 10, be(4, 4), be(8, 4)) * 1000
+        v5_count = be(2, 2)
+        one_set = ((version == 10) & (be(2, 2) == lens) & (set_len == lens - 16)) | (
+            (version == 9) & (set_len == lens - 20)
+        )
+        candidate = (one_set & (set_id >= 256)) | ((version == 5) & (v5_count > 0) & (24 + 48 * v5_count <= lens))
+        if self._system_init:
+            candidate &= version != 10  # IPFIX uptimes then depend on per-domain state: the walk handles them
+
+        done, epoch = 0, -1
+        simple = candidate
+        while done < n:
+            if epoch != self._template_epoch:  # templates changed: which datagrams are simple, again
+                epoch = self._template_epoch
+                simple = self._resolve(candidate, version, exporter_index, exporters, domain, set_id, done)
+            run_end = done + int(np.argmin(simple[done:])) if not simple[done:].all() else n
+            if run_end > done:
+                self._file_run(slice(done, run_end), u8, mv, starts, lens, exporter_index, exporters, version, hdr,
+                               set_len, domain, seq, export_ms, v5_count)  # fmt: skip
+            if run_end < n:  # the odd datagram, walked in its place
+                i = run_end
+                name = exporters[exporter_index[i]]
+                st = self.stats[name]
+                st.datagrams += 1
+                self._cur = (i, where, st.datagrams)
+                self._walk_one(mv[starts[i] : ends[i]], name, received_ms[i], st)
+            done = run_end + 1
+        self._flush()
+        batches, self._batches = self._batches, []
+        problems, self._problems = self._problems, []
+        return batches, problems
+
+    def _resolve(
+        self, candidate: np.ndarray, version: np.ndarray, exporter_index: np.ndarray, exporters: list[str],
+        domain: np.ndarray, set_id: np.ndarray, start: int,
+    ) -> np.ndarray:  # fmt: skip
+        """Which datagrams from ``start`` on are simple now: v5, or one data set of a known fixed flow template."""
+        simple = candidate.copy()
+        simple[:start] = False
+        nf = np.flatnonzero(simple & (version != 5))
+        if len(nf):
+            keys = np.stack([exporter_index[nf], version[nf], domain[nf], set_id[nf]], axis=1)
+            if len(exporters) < 1 << 13:  # pack the key in one integer: sorting rows is much slower
+                packed = (exporter_index[nf] << 50) | ((version[nf] - 9) << 48) | (domain[nf] << 16) | set_id[nf]
+                _, first, inv = np.unique(packed, return_index=True, return_inverse=True)
+                uniq = keys[first]
+            else:
+                uniq, inv = np.unique(keys, axis=0, return_inverse=True)
+            ok = np.zeros(len(uniq), dtype=bool)
+            self._run_templates = []
+            for k, (e, v, d, sid) in enumerate(uniq.tolist()):
+                stream = self._streams.get((exporters[e], v, d))
+                t = stream.templates.get(sid) if stream is not None else None
+                ok[k] = t is not None and t.plain
+                self._run_templates.append(t)
+            self._run_keys, self._run_inv, self._run_nf = uniq, inv.reshape(-1), nf
+            simple[nf] = ok[inv.reshape(-1)]
+        else:
+            self._run_keys, self._run_inv, self._run_nf = (
+                np.zeros((0, 4), dtype=np.int64),
+                np.zeros(0, dtype=np.int64),
+                nf,
+            )
+            self._run_templates = []
+        return simple
+
+    def _file_run(
+        self, run: slice, u8: np.ndarray, mv: memoryview, starts: np.ndarray, lens: np.ndarray,
+        exporter_index: np.ndarray, exporters: list[str], version: np.ndarray, hdr: np.ndarray, set_len: np.ndarray,
+        domain: np.ndarray, seq: np.ndarray, export_ms: np.ndarray, v5_count: np.ndarray,
+    ) -> None:  # fmt: skip
+        """File the data of a run of simple datagrams under their templates, and check their sequence numbers."""
+        idx = np.arange(run.start, run.stop)
+        for e, c in zip(*np.unique(exporter_index[idx], return_counts=True), strict=True):
+            self.stats[exporters[e]].datagrams += int(c)
+        # v5: one group per (exporter, engine id); the header fields are gathered for the whole run
+        i5 = idx[version[idx] == 5]
+        if len(i5):
+            s5 = starts[i5]
+            count = v5_count[i5]
+            uptime = (
+                (u8[s5 + 4].astype(np.int64) << 24)
+                | (u8[s5 + 5].astype(np.int64) << 16)
+                | (u8[s5 + 6].astype(np.int64) << 8)
+                | u8[s5 + 7]
+            )
+            nsecs = (
+                (u8[s5 + 12].astype(np.int64) << 24)
+                | (u8[s5 + 13].astype(np.int64) << 16)
+                | (u8[s5 + 14].astype(np.int64) << 8)
+                | u8[s5 + 15]
+            )
+            engine = (u8[s5 + 20].astype(np.int64) << 8) | u8[s5 + 21]
+            sampling = ((u8[s5 + 22].astype(np.int64) << 8) | u8[s5 + 23]) & 0x3FFF
+            ems = export_ms[i5] + nsecs // 1_000_000  # v5's export time has nanoseconds
+            keys = exporter_index[i5] * 65536 + engine
+            for key in np.unique(keys).tolist():
+                sel = keys == key
+                name = exporters[key // 65536]
+                engine_id = key & 0xFF
+                g = self._group(V5_TEMPLATE, name, engine_id)
+                a = (s5[sel] + 24).tolist()
+                c = count[sel]
+                b = (s5[sel] + 24 + 48 * c).tolist()
+                g.blocks.append((list(map(mv.__getitem__, map(slice, a, b))), c, ems[sel], uptime[sel], sampling[sel]))
+                self._seq_run(self._stream(name, 5, key & 0xFFFF), seq[i5][sel], c, 5, self.stats[name])
+        # v9 / IPFIX: one group per template
+        in_run = (self._run_nf >= run.start) & (self._run_nf < run.stop)
+        nf, inv = self._run_nf[in_run], self._run_inv[in_run]
+        for k in np.unique(inv).tolist():
+            sel = nf[inv == k]
+            t = self._run_templates[k]
+            e, v, d, _ = self._run_keys[k].tolist()
+            name = exporters[e]
+            count = (set_len[sel] - 4) // t.record_length
+            a = starts[sel] + hdr[sel] + 4
+            b = a + count * t.record_length
+            g = self._group(t, name, d)
+            uptime = (
+                (u8[starts[sel] + 4].astype(np.int64) << 24)
+                | (u8[starts[sel] + 5].astype(np.int64) << 16)
+                | (u8[starts[sel] + 6].astype(np.int64) << 8)
+                | u8[starts[sel] + 7]
+            )
+            if v == 10:
+                uptime = np.full(len(sel), -1, dtype=np.int64)
+            nz = count > 0
+            bodies = list(map(mv.__getitem__, map(slice, a[nz].tolist(), b[nz].tolist())))
+            g.blocks.append((bodies, count[nz], export_ms[sel][nz], uptime[nz], np.zeros(len(bodies), dtype=np.int64)))
+            stream = self._stream(name, v, d)
+            if v == 9:
+                stream.records += int(count.sum())
+                stream.datagrams += len(sel)
+                self._seq_run(stream, seq[sel], np.ones(len(sel), dtype=np.int64), 9, self.stats[name])
+            else:
+                self._seq_run(stream, seq[sel], count, 10, self.stats[name])
+
+    @staticmethod
+    def _seq_run(stream: _Stream, seq: np.ndarray, advance: np.ndarray, version: int, st: ExporterStats) -> None:
+        """Sequence check of a stream's datagrams in a run, in order (see :meth:`_check_seq`)."""
+        nxt = (seq + advance) & 0xFFFFFFFF
+        expected = np.empty(len(seq), dtype=np.int64)
+        expected[1:] = nxt[:-1]
+        expected[0] = seq[0] if stream.next_seq is None else stream.next_seq
+        stream.next_seq = int(nxt[-1])
+        gap = (seq - expected) & 0xFFFFFFFF
+        lost = int(gap[(gap > 0) & (gap < 1 << 31)].sum())
+        if lost:
+            if version == 9:
+                st.lost_seq_packets += lost
+                st.lost_seq += round(lost * stream.records / stream.datagrams) if stream.datagrams else 0
+            else:
+                st.lost_seq += lost
+
+    def _walk_one(self, data: Buf, exporter: str, received_ms: int, st: ExporterStats) -> None:
+        walk = (
+            {5: self._walk_v5, 9: self._walk_v9, 10: self._walk_ipfix}.get(data[1])
+            if len(data) >= 4 and data[0] == 0
+            else None
+        )
+        try:
+            if walk is not None:
+                walk(data, exporter, received_ms, st)
+            else:
+                self._walk_other(data, exporter, st)
+        except Exception as e:  # a decoder bug must not lose the batch; report it as bad input
+            self._bad(st, exporter, 0, f"undecodable datagram ({type(e).__name__}: {e})")
+
     def expire(self, now_ms: int) -> DecodeResult:
         """Drop data held longer than ``pending_timeout_ms`` for a missing template; count it as lost."""
         self._groups.clear()
@@ -221,7 +437,7 @@ class FlowDecoder:
         st.malformed += 1
         self._problem(exporter, where, reason)
 
-    def _one_data_set(self, data: bytes, exporter: str, st: ExporterStats) -> bool:
+    def _one_data_set(self, data: Buf, exporter: str, st: ExporterStats) -> bool:
         """The usual datagram, decoded lean: a v9/IPFIX header and one data set of a known flow template.
 
         Returns False (nothing done) for anything else, which then takes the general walk.
@@ -260,7 +476,7 @@ class FlowDecoder:
             self._check_seq(stream, seq, count, 10, st)
         return True
 
-    def _walk_other(self, data: bytes, exporter: str, st: ExporterStats) -> None:
+    def _walk_other(self, data: Buf, exporter: str, st: ExporterStats) -> None:
         n = len(data)
         if n < 4:
             self._bad(st, exporter, 0, f"datagram of {n} bytes is too short for any flow export")
@@ -273,7 +489,7 @@ class FlowDecoder:
         else:
             self._bad(st, exporter, 0, f"unknown export version {version} (expected 5, 9 or 10)")
 
-    def _walk_v5(self, data: bytes, exporter: str, received_ms: int, st: ExporterStats) -> None:
+    def _walk_v5(self, data: Buf, exporter: str, received_ms: int, st: ExporterStats) -> None:
         if len(data) < 24:
             self._bad(st, exporter, 0, f"NetFlow v5 header truncated ({len(data)} of 24 bytes)")
             return
@@ -291,7 +507,7 @@ class FlowDecoder:
         g = self._group(V5_TEMPLATE, exporter, engine_id)
         g.sets.append((data[24 : 24 + 48 * count], count, secs * 1000 + nsecs // 1_000_000, uptime, sampling & 0x3FFF))
 
-    def _walk_v9(self, data: bytes, exporter: str, received_ms: int, st: ExporterStats) -> None:
+    def _walk_v9(self, data: Buf, exporter: str, received_ms: int, st: ExporterStats) -> None:
         if len(data) < 20:
             self._bad(st, exporter, 0, f"NetFlow v9 header truncated ({len(data)} of 20 bytes)")
             return
@@ -305,7 +521,7 @@ class FlowDecoder:
             stream.datagrams += 1
         self._check_seq(stream, seq, 1, 9, st)
 
-    def _walk_ipfix(self, data: bytes, exporter: str, received_ms: int, st: ExporterStats) -> None:
+    def _walk_ipfix(self, data: Buf, exporter: str, received_ms: int, st: ExporterStats) -> None:
         if len(data) < 16:
             self._bad(st, exporter, 0, f"IPFIX message header truncated ({len(data)} of 16 bytes)")
             return
@@ -354,7 +570,7 @@ class FlowDecoder:
                 st.lost_seq += gap
 
     def _walk_sets(
-        self, data: bytes, off: int, end: int, version: int, stream: _Stream, exporter: str, domain: int,
+        self, data: Buf, off: int, end: int, version: int, stream: _Stream, exporter: str, domain: int,
         export_ms: int, uptime: int, received_ms: int, st: ExporterStats,
     ) -> int | None:  # fmt: skip
         """Walk the (flow)sets of one v9 packet / IPFIX message; returns data records seen (None: unknown)."""
@@ -399,7 +615,7 @@ class FlowDecoder:
         return records
 
     def _templates_set(
-        self, body: bytes, version: int, stream: _Stream, exporter: str, domain: int, options: bool,
+        self, body: Buf, version: int, stream: _Stream, exporter: str, domain: int, options: bool,
         st: ExporterStats, where: int | str,
     ) -> None:  # fmt: skip
         p, end = 0, len(body)
@@ -437,11 +653,13 @@ class FlowDecoder:
                 if version == 10 and count == 0 and tid in (2, 3):
                     self._n_templates -= len(stream.templates)
                     stream.templates.clear()
+                    self._template_epoch += 1
                     continue
                 self._bad(st, exporter, where, f"template id {tid} is reserved (must be 256 or more)")
                 return
             if count == 0:  # IPFIX template withdrawal (RFC 7011 section 8.1)
                 if stream.templates.pop(tid, None) is not None:
+                    self._template_epoch += 1
                     self._n_templates -= 1
                 continue
             if options and (scope_count == 0 or scope_count > count):
@@ -477,6 +695,8 @@ class FlowDecoder:
                     self._bad(st, exporter, where, f"template {tid} dropped: {MAX_TEMPLATES} templates already held")
                     continue
                 self._n_templates += 1
+            if old is not t:
+                self._template_epoch += 1
             stream.templates[tid] = t
             held = self._pending.pop(key, None)
             if held:
@@ -486,7 +706,7 @@ class FlowDecoder:
                     self._use_data(t, h.body, version, exporter, domain, h.export_ms, h.uptime_ms, st, h.where)
 
     def _data_set(
-        self, body: bytes, version: int, stream: _Stream, exporter: str, domain: int, set_id: int,
+        self, body: Buf, version: int, stream: _Stream, exporter: str, domain: int, set_id: int,
         export_ms: int, uptime: int, received_ms: int, st: ExporterStats, where: int | str,
     ) -> int | None:  # fmt: skip
         t = stream.templates.get(set_id)
@@ -497,7 +717,7 @@ class FlowDecoder:
         return self._use_data(t, body, version, exporter, domain, export_ms, uptime, st, where)
 
     def _use_data(
-        self, t: Template, body: bytes, version: int, exporter: str, domain: int,
+        self, t: Template, body: Buf, version: int, exporter: str, domain: int,
         export_ms: int, uptime: int, st: ExporterStats, where: int | str,
     ) -> int:  # fmt: skip
         if t.options:
@@ -540,7 +760,7 @@ class FlowDecoder:
         self._problem(exporter, held.where, f"data set of template {key[3]} (domain {key[2]}) dropped: {why}")
 
     def _options_data(
-        self, t: Template, body: bytes, version: int, exporter: str, domain: int, st: ExporterStats, where: int | str
+        self, t: Template, body: Buf, version: int, exporter: str, domain: int, st: ExporterStats, where: int | str
     ) -> int:
         try:
             roles, n = t.read(body[: t.record_count(len(body)) * t.record_length] if t.fixed else body)
@@ -591,8 +811,18 @@ class FlowDecoder:
 
     def _read_group(self, g: _Group) -> pa.RecordBatch | None:
         t = g.template
-        bodies, counts_, export_ms, uptime_ms, v5_sampling = zip(*g.sets, strict=True)
-        counts = np.asarray(counts_, dtype=np.int64)
+        bodies: list[Buf] = []
+        cols: list[list[np.ndarray]] = [[], [], [], []]  # counts, export ms, uptime ms, v5 sampling
+        if g.sets:
+            set_bodies, *per_set = zip(*g.sets, strict=True)
+            bodies.extend(set_bodies)
+            for c, tup in zip(cols, per_set, strict=True):
+                c.append(np.asarray(tup, dtype=np.int64))
+        for block_bodies, *arrays in g.blocks:
+            bodies.extend(block_bodies)
+            for c, arr in zip(cols, arrays, strict=True):
+                c.append(arr)
+        counts, export_ms, uptime_ms, v5_sampling = (np.concatenate(c).astype(np.int64, copy=False) for c in cols)
         if t.fixed:
             roles, n = t.read(b"".join(bodies), int(counts.sum()))
         else:
@@ -608,8 +838,8 @@ class FlowDecoder:
             return None
         sampling: np.ndarray | int
         if t.version == 5:
-            lo, hi = min(v5_sampling), max(v5_sampling)
-            sampling = lo if lo == hi else np.repeat(np.asarray(v5_sampling, dtype=np.uint64), counts)
+            lo, hi = int(v5_sampling.min()), int(v5_sampling.max())
+            sampling = lo if lo == hi else np.repeat(v5_sampling.astype(np.uint64), counts)
         else:
             sampling = self._sampling_for(t, g.exporter, g.domain, roles, n)
         ctx = Context(counts, export_ms, uptime_ms, g.exporter, g.domain, sampling, keep)

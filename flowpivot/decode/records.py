@@ -30,7 +30,7 @@ class Context:
     """
 
     def __init__(
-        self, counts: np.ndarray, export_ms: tuple[int, ...], uptime_ms: tuple[int, ...], exporter: str, domain: int,
+        self, counts: np.ndarray, export_ms: np.ndarray, uptime_ms: np.ndarray, exporter: str, domain: int,
         sampling: np.ndarray | int, keep: np.ndarray | None = None,
     ) -> None:  # fmt: skip
         self.counts = counts

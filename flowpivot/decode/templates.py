@@ -54,7 +54,7 @@ class Template:
         """Records in a fixed-length data set body of ``set_length`` bytes (the rest is padding)."""
         return set_length // self.record_length if self.record_length else 0
 
-    def read(self, body: bytes, count: int | None = None) -> tuple[dict[str, np.ndarray], int]:
+    def read(self, body: bytes | memoryview, count: int | None = None) -> tuple[dict[str, np.ndarray], int]:
         """The role arrays of the records in ``body`` (concatenated data set bodies) and the record count.
 
         Integer roles come back as native unsigned arrays of their width (``uint64`` for odd widths),
@@ -103,7 +103,7 @@ class Template:
 
     @staticmethod
     def _with_sections(
-        roles: dict[str, np.ndarray], body: bytes, spans: list[tuple[int, int]], role: str
+        roles: dict[str, np.ndarray], body: bytes | memoryview, spans: list[tuple[int, int]], role: str
     ) -> dict[str, np.ndarray]:
         """The template's roles over the flow fields read from each record's sampled packet header.
 
@@ -115,7 +115,7 @@ class Template:
         merged["_sampled_ip"] = ok
         return merged
 
-    def _walk(self, body: bytes) -> tuple[np.ndarray, np.ndarray]:
+    def _walk(self, body: bytes | memoryview) -> tuple[np.ndarray, np.ndarray]:
         """Record starts and the on-wire width of each variable field, for a variable-length template."""
         end = len(body)
         lengths = [f[2] for f in self.fields]

@@ -340,8 +340,8 @@ def _udp_batch(
     ends: list[int],
     links: list[int],
     counters: dict[str, int],
-) -> tuple[list[int], list[int], list[str | None], list[int]]:
-    """Payload bounds, exporter and destination port of a batch of packets (exporter None: skipped).
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], np.ndarray]:
+    """Payload bounds, exporter (index into names, -1: skipped), names and destination port of a batch of packets.
 
     Untagged Ethernet + IPv4 (no options, not fragmented) + UDP, the usual capture of an export
     stream, is parsed with NumPy for the whole batch; every other packet goes through :func:`_udp`.
@@ -360,7 +360,8 @@ def _udp_batch(
     pay_a = np.zeros(n, dtype=np.int64)
     pay_b = np.zeros(n, dtype=np.int64)
     dport = np.zeros(n, dtype=np.int64)
-    exporters: list[str | None] = [None] * n
+    index = np.full(n, -1, dtype=np.int64)  # into names; -1: skipped
+    names: list[str] = []
     if len(idx):
         ip = s[idx] + 14
         be16 = lambda k: (u8[ip + k].astype(np.int64) << 8) | u8[ip + k + 1]  # noqa: E731
@@ -372,41 +373,47 @@ def _udp_batch(
         src = (be16(12) << 16) | be16(14)
         uniq, inv = np.unique(src, return_inverse=True)
         names = [socket.inet_ntoa(int(x).to_bytes(4, "big")) for x in uniq]
-        for k, j in zip(idx.tolist(), inv.tolist(), strict=True):
-            exporters[k] = names[j]
+        index[idx] = inv.reshape(-1)
+    known = {name: k for k, name in enumerate(names)}
     for k in np.flatnonzero(~fast).tolist():
         try:
-            exporters[k], pay_a[k], pay_b[k], dport[k] = _udp(mm, starts[k], ends[k], links[k])
+            name, pay_a[k], pay_b[k], dport[k] = _udp(mm, starts[k], ends[k], links[k])
         except _Skip as why:
             counters[why.args[0]] = counters.get(why.args[0], 0) + 1
-    return pay_a.tolist(), pay_b.tolist(), exporters, dport.tolist()
+            continue
+        if name not in known:
+            known[name] = len(names)
+            names.append(name)
+        index[k] = known[name]
+    return pay_a, pay_b, index, names, dport
 
 
 def _read(
     mm: mmap.mmap | bytes, report: ReadReport, decoder: FlowDecoder, ports: set[int] | None
 ) -> Iterator[pa.RecordBatch]:
     u8 = np.frombuffer(mm, dtype=np.uint8) if len(mm) else np.zeros(0, dtype=np.uint8)
-    mv = memoryview(mm)
     counters: dict[str, int] = {}
     last_end = 0
     for b in _packets(mm, report):
-        pay_a, pay_b, exporters, dports = _udp_batch(mm, u8, b.starts, b.ends, b.links, counters)
+        pay_a, pay_b, index, names, dports = _udp_batch(mm, u8, b.starts, b.ends, b.links, counters)
         if b.snapped:
             counters["snapped"] = counters.get("snapped", 0) + b.snapped
-        keep = [k for k, x in enumerate(exporters) if x is not None and (ports is None or dports[k] in ports)]
+        udp = index >= 0
+        wanted = udp if ports is None else udp & np.isin(dports, sorted(ports))
         if ports is not None:
-            counters["other_ports"] = counters.get("other_ports", 0) + sum(x is not None for x in exporters) - len(keep)
-        # memoryviews of the mapped file: the decoder copies each record once, into its column
-        if len(keep) == len(exporters):
-            datagrams = list(zip(map(mv.__getitem__, map(slice, pay_a, pay_b)), exporters, b.stamps, strict=True))
-        else:
-            datagrams = [(mv[pay_a[k] : pay_b[k]], exporters[k], b.stamps[k]) for k in keep]
-        numbers, starts = b.numbers, b.starts
+            counters["other_ports"] = counters.get("other_ports", 0) + int(udp.sum() - wanted.sum())
+        keep = np.flatnonzero(wanted)
+        if not len(keep):
+            continue
+        numbers, starts, stamps = b.numbers, b.starts, b.stamps
 
-        def where(i: int, keep: list[int] = keep, numbers: list[int] = numbers, starts: list[int] = starts) -> str:
+        def where(i: int, keep: np.ndarray = keep, numbers: list[int] = numbers, starts: list[int] = starts) -> str:
             return f"packet {numbers[keep[i]]} (file offset {starts[keep[i]]})"
 
-        batches, problems = decoder.decode_batches(datagrams, where=where)  # type: ignore[arg-type]
+        # the datagrams stay in the mapped file: the decoder copies each record once, into its column
+        batches, problems = decoder.decode_buffer(
+            u8, pay_a[keep], pay_b[keep], index[keep], names, [stamps[k] for k in keep.tolist()], where=where
+        )
         for p in problems:
             report.problem(p.where, f"exporter {p.source}: {p.reason}")
         report.advance(b.ends[-1] - last_end)
