@@ -247,7 +247,7 @@ def build_index(files: list[Path], out: Path, batch: int = 20000) -> BuildReport
     con = sqlite3.connect(tmp)
     try:
         con.executescript(
-            "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA temp_store=FILE; PRAGMA cache_size=-65536;"
+            "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA temp_store=FILE; PRAGMA cache_size=-16384;"
             + SCHEMA
         )
         inets: list[tuple[Any, ...]] = []
