@@ -60,6 +60,7 @@ def test_enricher_names_the_reseller(tmp_path: Path) -> None:
     assert sibling["reseller"]["org_name"] == "Resale Servers LLC" and sibling["allocation"][0]["org"] is None
     assert direct["reseller"] is None and direct["abuse_mailbox"] == "abuse@example-hosting.test"
     assert outside["allocation"] == [] and outside["reseller"] is None and outside["status"] == "unrouted"
+    assert enr.lookup(["::ffff:198.18.5.7"])[0]["allocation"] == cust["allocation"]  # IPv4-mapped
     assert [c["range"] for c in v6["allocation"]] == ["2001:db8:100:5::/64", "2001:db8:100::/40", "2001:db8::/32"]
     assert v6["reseller"]["org"] == "ORG-RSL2-RIPE"  # ALLOCATED-BY-LIR is the IPv6 sub-allocation
     assert any(s["kind"] == "rpsl" for s in enr.sources)

@@ -166,6 +166,8 @@ class RdapClient:
             a = ipaddress.ip_address(ip)
         except ValueError as e:
             raise EnrichError(f"{ip!r} is not an IP address") from e
+        if isinstance(a, ipaddress.IPv6Address) and a.ipv4_mapped is not None:
+            a = a.ipv4_mapped
         if self.public_only and not a.is_global:
             return []
         links: list[dict[str, Any]] = []

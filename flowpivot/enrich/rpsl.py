@@ -422,6 +422,8 @@ class WhoisIndex:
     def chain(self, ip: str | ipaddress.IPv4Address | ipaddress.IPv6Address) -> list[dict[str, Any]]:
         """Every range holding the address, most specific first, with org, status and abuse mailbox."""
         a = ipaddress.ip_address(ip)
+        if isinstance(a, ipaddress.IPv6Address) and a.ipv4_mapped is not None:
+            a = a.ipv4_mapped
         rid = self._most_specific(a.version, a.packed)
         links: list[dict[str, Any]] = []
         while rid is not None and len(links) < MAX_CHAIN:
