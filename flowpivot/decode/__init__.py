@@ -212,6 +212,8 @@ class FlowDecoder:
         self._batches = []
         self._problems = []
         u8 = np.frombuffer(buf, dtype=np.uint8)
+        if len(u8) < 24:  # header reads of short datagrams are masked, but must stay inside the buffer
+            u8 = np.concatenate([u8, np.zeros(24, dtype=np.uint8)])
         mv = u8.data
         starts = np.asarray(starts, dtype=np.int64)
         ends = np.asarray(ends, dtype=np.int64)
@@ -342,53 +344,73 @@ class FlowDecoder:
                 b = (s5[sel] + 24 + 48 * c).tolist()
                 g.blocks.append((list(map(mv.__getitem__, map(slice, a, b))), c, ems[sel], uptime[sel], sampling[sel]))
                 self._seq_run(self._stream(name, 5, key & 0xFFFF), seq[i5][sel], c, 5, self.stats[name])
-        # v9 / IPFIX: one group per template
+        # v9 / IPFIX: data filed per template; sequence numbers checked per stream, in datagram order
         in_run = (self._run_nf >= run.start) & (self._run_nf < run.stop)
         nf, inv = self._run_nf[in_run], self._run_inv[in_run]
+        if not len(nf):
+            return
+        reclen = np.array([t.record_length if t is not None else 1 for t in self._run_templates], dtype=np.int64)
+        count = (set_len[nf] - 4) // reclen[inv]
         for k in np.unique(inv).tolist():
-            sel = nf[inv == k]
+            mine = inv == k
+            sel = nf[mine]
             t = self._run_templates[k]
+            assert t is not None
             e, v, d, _ = self._run_keys[k].tolist()
-            name = exporters[e]
-            count = (set_len[sel] - 4) // t.record_length
+            c = count[mine]
             a = starts[sel] + hdr[sel] + 4
-            b = a + count * t.record_length
-            g = self._group(t, name, d)
-            uptime = (
-                (u8[starts[sel] + 4].astype(np.int64) << 24)
-                | (u8[starts[sel] + 5].astype(np.int64) << 16)
-                | (u8[starts[sel] + 6].astype(np.int64) << 8)
-                | u8[starts[sel] + 7]
-            )
+            b = a + c * t.record_length
             if v == 10:
                 uptime = np.full(len(sel), -1, dtype=np.int64)
-            nz = count > 0
+            else:
+                s0 = starts[sel]
+                uptime = (
+                    (u8[s0 + 4].astype(np.int64) << 24) | (u8[s0 + 5].astype(np.int64) << 16)
+                    | (u8[s0 + 6].astype(np.int64) << 8) | u8[s0 + 7]
+                )  # fmt: skip
+            nz = c > 0
             bodies = list(map(mv.__getitem__, map(slice, a[nz].tolist(), b[nz].tolist())))
-            g.blocks.append((bodies, count[nz], export_ms[sel][nz], uptime[nz], np.zeros(len(bodies), dtype=np.int64)))
+            self._group(t, exporters[e], d).blocks.append(
+                (bodies, c[nz], export_ms[sel][nz], uptime[nz], np.zeros(len(bodies), dtype=np.int64))
+            )
+        stream_keys = self._run_keys[inv][:, :3]
+        packed = (stream_keys[:, 0] << 34) | ((stream_keys[:, 1] - 9) << 32) | stream_keys[:, 2]
+        for key in np.unique(packed).tolist():
+            mine = packed == key
+            sel = nf[mine]
+            e, v, d = stream_keys[mine][0].tolist()
+            name = exporters[e]
             stream = self._stream(name, v, d)
             if v == 9:
-                stream.records += int(count.sum())
-                stream.datagrams += len(sel)
-                self._seq_run(stream, seq[sel], np.ones(len(sel), dtype=np.int64), 9, self.stats[name])
+                self._seq_run(
+                    stream, seq[sel], np.ones(len(sel), dtype=np.int64), 9, self.stats[name], records=count[mine]
+                )
             else:
-                self._seq_run(stream, seq[sel], count, 10, self.stats[name])
+                self._seq_run(stream, seq[sel], count[mine], 10, self.stats[name])
 
     @staticmethod
-    def _seq_run(stream: _Stream, seq: np.ndarray, advance: np.ndarray, version: int, st: ExporterStats) -> None:
-        """Sequence check of a stream's datagrams in a run, in order (see :meth:`_check_seq`)."""
+    def _seq_run(
+        stream: _Stream, seq: np.ndarray, advance: np.ndarray, version: int, st: ExporterStats,
+        records: np.ndarray | None = None,
+    ) -> None:  # fmt: skip
+        """Sequence check of a stream's datagrams in a run, in order: the same counts as :meth:`_check_seq`."""
         nxt = (seq + advance) & 0xFFFFFFFF
         expected = np.empty(len(seq), dtype=np.int64)
         expected[1:] = nxt[:-1]
         expected[0] = seq[0] if stream.next_seq is None else stream.next_seq
         stream.next_seq = int(nxt[-1])
         gap = (seq - expected) & 0xFFFFFFFF
-        lost = int(gap[(gap > 0) & (gap < 1 << 31)].sum())
-        if lost:
-            if version == 9:
-                st.lost_seq_packets += lost
-                st.lost_seq += round(lost * stream.records / stream.datagrams) if stream.datagrams else 0
-            else:
-                st.lost_seq += lost
+        gap = np.where((gap > 0) & (gap < 1 << 31), gap, 0)
+        if version == 9 and records is not None:
+            # v9 loss in flows is estimated with the records per packet seen up to each datagram
+            rec_cum = stream.records + np.cumsum(records)
+            dg_cum = stream.datagrams + np.arange(1, len(seq) + 1)
+            stream.records, stream.datagrams = int(rec_cum[-1]), int(dg_cum[-1])
+            if gap.any():
+                st.lost_seq_packets += int(gap.sum())
+                st.lost_seq += int(np.round(gap * rec_cum / dg_cum).sum())
+        else:
+            st.lost_seq += int(gap.sum())
 
     def _walk_one(self, data: Buf, exporter: str, received_ms: int, st: ExporterStats) -> None:
         walk = (
