@@ -185,7 +185,9 @@ def _both_ways(datagrams: list[tuple[bytes, str]]) -> tuple[list, list, dict, di
     )
 
 
-@FUZZ
+@settings(
+    max_examples=EXAMPLES // 2, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 @given(
     picks=st.lists(
         st.tuples(st.integers(0, len(DATA) - 1), st.sampled_from(["192.0.2.1", "192.0.2.2"]), st.integers(0, 3)),
