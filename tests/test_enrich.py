@@ -394,6 +394,8 @@ def test_pfx2as_most_specific_prefix_wins_with_as2org_names(tmp_path: Path) -> N
     assert by["5.133.77.1"]["asn"] == 62212 and by["5.133.77.1"]["prefix"] == "5.133.77.0/24"
     assert by["2a0a::1"]["status"] == "unrouted"
     assert [p.where for p in enr.problems] == ["line 9"]
+    with pytest.raises(EnrichError, match="as2org"):
+        Enricher.open([org], cache_dir=tmp_path / "c")
 
 
 # ----------------------------------------------------------------------------- bad databases

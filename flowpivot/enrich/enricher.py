@@ -285,6 +285,8 @@ class Enricher:
         as2org = [p for p, k in zip(paths, kinds, strict=True) if k == "as2org"]
         if len(as2org) > 1:
             raise EnrichError("give at most one as2org file")
+        if as2org and "pfx2as" not in kinds:
+            raise EnrichError(f"{as2org[0]}: an as2org file names the ASes of a pfx2as file; give one with it")
         sources = [
             open_source(p, as2org=as2org[0] if as2org else None, cache_dir=cache_dir, use_cache=use_cache)
             for p, k in zip(paths, kinds, strict=True)
