@@ -252,7 +252,7 @@ def hunt(
     members: dict[str, set[str]] = {}
     if candidates:
         _load_anchors(con, "cand", list(candidates))
-        create_pairs(con, "cand", "cp", since_ms, until_ms)
+        create_pairs(con, "cand", "cp", since_ms, until_ms, services=False, full=False)
         # round 1: reach (scanners, shared services)
         stats = _degrees(con, "cp", seed_key_set | set(candidates), set())
         reach: dict[str, tuple[str, str]] = {}
@@ -770,7 +770,7 @@ def _expand(
             break
         table = f"xp{hop}"
         _load_anchors(con, f"xa{hop}", list(cands))
-        create_pairs(con, f"xa{hop}", table, since_ms, until_ms)
+        create_pairs(con, f"xa{hop}", table, since_ms, until_ms, services=False, full=False)
         known = seed_keys | set(known_infra) | set(found) | set(cands)
         stats = _degrees(con, table, known, set(excluded))
         frontier = {}

@@ -79,8 +79,12 @@ def create_pairs(
     since_ms: int,
     until_ms: int,
     keep_flows: bool = False,
+    services: bool = True,
+    full: bool = True,
 ) -> None:
-    """Create TEMP TABLE ``out`` (one row per anchor and peer) and, if asked, ``out_flows``.
+    """Create TEMP TABLE ``out`` (one row per anchor and peer) and, if asked, ``out_flows`` and
+    ``out_services``. ``full=False`` keeps only what the fan-out measures and the expansion read
+    (established, initiator), which is what the passes over the whole store need.
 
     ``anchors`` is a table (key VARCHAR, v4 UINTEGER, v6 BLOB).
     """
@@ -98,8 +102,9 @@ def create_pairs(
         flows_rel = f"{out}_flows"
     else:
         flows_rel = f"(SELECT *, {S.flow_init_sql()} AS init FROM {flows_rel})"
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {out} AS {pair_sql(flows_rel)}")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {out}_services AS {services_sql(flows_rel)}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {out} AS {pair_sql(flows_rel) if full else pair_lite_sql(flows_rel)}")
+    if services:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {out}_services AS {services_sql(flows_rel)}")
 
 
 def pair_sql(flows_rel: str) -> str:
@@ -146,6 +151,40 @@ def pair_sql(flows_rel: str) -> str:
       z_att + z_rej + nf_syn AS attempt_flows,
       {S.pair_initiator_sql()} AS initiator
     FROM e
+    """
+
+
+def pair_lite_sql(flows_rel: str) -> str:
+    """The pair table for the whole-store passes: the same session rules, fewer columns.
+
+    Per-row evidence is computed once as booleans, then ORed and summed per pair, which keeps a
+    pass over most of the store (busy candidates) close to the cost of a plain GROUP BY.
+    """
+    bare = "(CASE WHEN peer_v4 IS NOT NULL THEN 80 ELSE 100 END)"
+    return f"""
+    WITH r AS (
+      SELECT anchor, peer_v4, peer_v6,
+        CASE WHEN proto = 6 AND zs IS NULL THEN a_fl ELSE 0 END AS nfa,
+        CASE WHEN proto = 6 AND zs IS NULL THEN p_fl ELSE 0 END AS nfp,
+        (proto = 6 AND zs IS NULL AND (a_by > a_pk * {bare} OR p_by > p_pk * {bare})) AS big,
+        CASE WHEN zs IS NULL THEN FALSE ELSE {S.zeek_established_sql()} END AS zest,
+        CASE WHEN zs IS NULL THEN {S.syn_only_sql("a_fl")} ELSE a_src END AS asyn,
+        CASE WHEN zs IS NULL THEN {S.syn_only_sql("p_fl")} ELSE NOT a_src END AS psyn,
+        init
+      FROM {flows_rel}
+    ), g AS (
+      SELECT anchor, peer_v4, peer_v6, count(*) AS flows,
+        bit_or(nfa)::INTEGER AS nf_a_flags, bit_or(nfp)::INTEGER AS nf_p_flags,
+        CASE WHEN bool_or(big) THEN 1e9 ELSE 0 END AS nf_max_bpp,
+        sum(zest::INTEGER) AS z_est,
+        sum(asyn::INTEGER) AS a_syn, sum(psyn::INTEGER) AS p_syn,
+        sum((init = 'a')::INTEGER) AS a_init, sum((init = 'p')::INTEGER) AS p_init
+      FROM r GROUP BY anchor, peer_v4, peer_v6
+    )
+    SELECT anchor, ipkey(peer_v4, peer_v6) AS peer, flows,
+      {S.established_sql()} AS established,
+      {S.pair_initiator_sql()} AS initiator
+    FROM g
     """
 
 

@@ -1,0 +1,229 @@
+"""Benchmark: the hunt's pivot against nfdump 1.7 filtering nfcapd files, and the whole hunt against a
+hand-written DuckDB query, same flows, same seeds, same run.
+
+Run: ``.venv/bin/python -m bench.hunt [--flows 10000000] [--seeds 1000]``
+
+The flows are bench.collect's border-router mix spread over 30 days. They are written once into
+a flowpivot store (Parquet, as ``flowpivot ingest`` would) and once, as NetFlow v5 over loopback,
+into ``nfcapd -y`` files. The seeds are external addresses picked from the flows. We time:
+
+* nfdump: ``nfdump -R DIR 'ip in [ seed ... ]'`` printing the matching flows (to a file);
+* pivot: flowpivot's SQL pivot (flows -> per seed, peer and direction aggregates with session
+  evidence), the heavy step of the hunt;
+* reference: a hand-written DuckDB query that only collects the (seed, peer) pairs over the same
+  Parquet (UNION ALL of the source and destination sides);
+* hunt: the whole ``flowpivot.hunt.hunt`` in a child process, with its peak resident memory.
+
+Both sides are checked to match the same number of flows. Ratios: nfdump / pivot (goal >= 10),
+hunt / reference (goal <= 3), peak memory (goal <= 4 GB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.collect import RCVBUF, RmemMax, realistic_flows, run_nfcapd, v5_datagrams
+from flowpivot.schema import conform
+from flowpivot.store import Store
+
+DAY_MS = 86_400_000
+
+
+def build(n: int, n_seeds: int, work: Path, seed: int = 7) -> tuple[dict[str, np.ndarray], list[str]]:
+    start = int(time.time() * 1000) - 31 * DAY_MS
+    flows = realistic_flows(n, seed=seed, flows_per_s=n / (30 * 86_400), start_ms=start)
+    ext = np.unique(flows["dst"][(flows["dst"] >> 16) != (10 << 8 | 20)])
+    rng = np.random.default_rng(seed)
+    seeds_u32 = rng.choice(ext, size=min(n_seeds, len(ext)), replace=False).astype(np.uint32)
+    seeds = [".".join(str((int(s) >> k) & 255) for k in (24, 16, 8, 0)) for s in seeds_u32]
+    store = Store(work / "store")
+    chunk = 1 << 21
+    w = store.writer("bench")
+    for i in range(0, n, chunk):
+        sl = slice(i, i + chunk)
+        m = len(flows["src"][sl])
+        w.write(
+            conform(
+                {
+                    "start": flows["start"][sl],
+                    "end": flows["end"][sl],
+                    "src_addr_v4": flows["src"][sl].astype(np.uint32),
+                    "dst_addr_v4": flows["dst"][sl].astype(np.uint32),
+                    "src_port": flows["src_port"][sl].astype(np.uint16),
+                    "dst_port": flows["dst_port"][sl].astype(np.uint16),
+                    "protocol": flows["protocol"][sl].astype(np.uint8),
+                    "tcp_flags": flows["tcp_flags"][sl].astype(np.uint16),
+                    "packets": flows["packets"][sl].astype(np.uint64),
+                    "bytes": flows["bytes"][sl].astype(np.uint64),
+                    "sampling_rate": np.ones(m, np.uint32),
+                    "exporter": ["127.0.0.1"] * m,
+                },
+                m,
+            )
+        )
+    w.commit()
+    (work / "seeds.txt").write_text("\n".join(seeds) + "\n")
+    return flows, seeds
+
+
+def time_nfdump(flowdir: Path, seeds: list[str], work: Path) -> tuple[float, int]:
+    nfdump = shutil.which("nfdump")
+    assert nfdump
+    filt = work / "filter.txt"
+    filt.write_text("ip in [ " + " ".join(seeds) + " ]\n")
+    out = work / "nfdump.out"
+    t = time.perf_counter()
+    with open(out, "wb") as fh:
+        subprocess.run(
+            [nfdump, "-R", str(flowdir), "-q", "-o", "fmt:%ts %sa %da %sp %dp %pr %flg %pkt %byt", "-f", str(filt)],
+            stdout=fh,
+            check=True,
+        )
+    secs = time.perf_counter() - t
+    with open(out, "rb") as fh:
+        lines = sum(1 for _ in fh)
+    return secs, lines
+
+
+def _seed_table(con: Any, seeds: list[str]) -> None:
+    from flowpivot.hunt.engine import _anchor_table
+
+    con.register("s_arrow", _anchor_table(seeds))
+    con.execute("CREATE OR REPLACE TEMP TABLE seeds AS SELECT * FROM s_arrow")
+    con.unregister("s_arrow")
+
+
+def time_pivot(store: Store, seeds: list[str], since: int, until: int) -> tuple[float, int, int]:
+    from flowpivot.hunt.pivot import create_pairs, ipkey_macro
+
+    con = store.connect()
+    ipkey_macro(con)
+    _seed_table(con, seeds)
+    t = time.perf_counter()
+    create_pairs(con, "seeds", "sp", since, until, keep_flows=True)
+    secs = time.perf_counter() - t
+    pairs = con.sql("SELECT count(*) FROM sp").fetchall()[0][0]
+    # flows with a seed on either side, counted once (the oracle nfdump's count must equal)
+    matched = con.sql(
+        "SELECT count(*) FROM flows WHERE src_addr_v4 IN (SELECT v4 FROM seeds) OR dst_addr_v4 IN (SELECT v4 FROM seeds)"
+    ).fetchall()[0][0]
+    return secs, pairs, matched
+
+
+def time_reference(store: Store, seeds: list[str]) -> tuple[float, int]:
+    con = store.connect()
+    _seed_table(con, seeds)
+    t = time.perf_counter()
+    n = con.sql(
+        """SELECT count(*) FROM (
+             SELECT DISTINCT s.key, f.dst_addr_v4 FROM flows f JOIN seeds s ON f.src_addr_v4 = s.v4
+             UNION
+             SELECT DISTINCT s.key, f.src_addr_v4 FROM flows f JOIN seeds s ON f.dst_addr_v4 = s.v4)"""
+    ).fetchall()[0][0]
+    return time.perf_counter() - t, n
+
+
+_CHILD = """
+import json, resource, sys, time
+from flowpivot.hunt import hunt
+t = time.perf_counter()
+r = hunt(sys.argv[1], [sys.argv[2]])
+secs = time.perf_counter() - t
+print(json.dumps({"secs": secs, "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                  "clusters": len(r["clusters"]), "expansion": len(r["expansion"]), "victims": len(r["victims"]),
+                  "excluded": len(r["excluded"]), "timings": r["provenance"]["timings_s"]}))
+"""
+
+
+def time_hunt(work: Path) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(work / "store"), str(work / "seeds.txt")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--flows",
+        type=int,
+        default=10_000_020,
+        help="flows (the goal is stated for 100 M; default 10 M on a shared machine)",
+    )
+    ap.add_argument("--seeds", type=int, default=1000)
+    ap.add_argument("--rate", type=float, default=1_000_000, help="NetFlow v5 sending rate to nfcapd, flows/s")
+    ap.add_argument("--skip-nfdump", action="store_true")
+    ap.add_argument("--keep", type=Path, help="keep the store and nfcapd files here")
+    a = ap.parse_args(argv)
+    n = a.flows - a.flows % 30
+    work = a.keep or Path(tempfile.mkdtemp(prefix="bench-hunt-"))
+    work.mkdir(parents=True, exist_ok=True)
+    res: dict[str, Any] = {"flows": n, "seeds": a.seeds, "machine": f"{platform.node()}, {os.cpu_count()} cores"}
+    try:
+        t = time.perf_counter()
+        flows, seeds = build(n, a.seeds, work)
+        res["build_s"] = round(time.perf_counter() - t, 1)
+        since, until = int(flows["start"].min()), int(flows["start"].max())
+        if not a.skip_nfdump:
+            with RmemMax(2 * RCVBUF) as rm:
+                print(rm.note, file=sys.stderr)
+                nf = run_nfcapd(v5_datagrams(flows), a.rate, work)
+            res["nfcapd_stored"] = nf["stored_flows"]
+            if nf["stored_flows"] != n:
+                print(f"WARNING: nfcapd stored {nf['stored_flows']:,} of {n:,} flows", file=sys.stderr)
+            res["nfdump_s"], res["nfdump_matched"] = time_nfdump(Path(nf["dir"]), seeds, work)
+        del flows
+        store = Store(work / "store")
+        res["pivot_s"], res["pairs"], res["matched"] = time_pivot(store, seeds, since, until)
+        res["reference_s"], res["reference_pairs"] = time_reference(store, seeds)
+        res["hunt"] = time_hunt(work)
+    finally:
+        if not a.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    h = res["hunt"]
+    print(
+        f"{n:,} flows, {a.seeds} seeds, {res['machine']}; flows with a seed: {res['matched']:,}, (seed, peer) pairs: {res['pairs']:,}\n"
+    )
+    print("| step | seconds | flows/s | ratio |")
+    print("| --- | ---: | ---: | ---: |")
+    if "nfdump_s" in res:
+        print(
+            f"| nfdump 1.7 `ip in [ {a.seeds} seeds ]` over nfcapd -y files ({res['nfdump_matched']:,} flows out) | {res['nfdump_s']:.2f} | {n / res['nfdump_s']:,.0f} | 1.00 |"
+        )
+        print(
+            f"| flowpivot pivot (SQL, pairs + session evidence) | {res['pivot_s']:.2f} | {n / res['pivot_s']:,.0f} | nfdump / pivot = **{res['nfdump_s'] / res['pivot_s']:.1f}x** |"
+        )
+    else:
+        print(
+            f"| flowpivot pivot (SQL, pairs + session evidence) | {res['pivot_s']:.2f} | {n / res['pivot_s']:,.0f} | |"
+        )
+    print(f"| hand-written DuckDB seed-peer query | {res['reference_s']:.2f} | {n / res['reference_s']:,.0f} | 1.00 |")
+    print(
+        f"| whole hunt (child process) | {h['secs']:.2f} | {n / h['secs']:,.0f} | hunt / reference = **{h['secs'] / res['reference_s']:.2f}x** |"
+    )
+    print(f"\npeak resident memory of the hunt: {h['rss_kb'] / 1024 / 1024:.2f} GiB; hunt steps (s): {h['timings']}")
+    print(
+        f"hunt found {h['clusters']} cluster(s), {h['expansion']} expansion host(s), {h['victims']} victim(s), {h['excluded']} excluded"
+    )
+    if "nfdump_matched" in res and res["nfdump_matched"] != res["matched"]:
+        print(f"WARNING: nfdump printed {res['nfdump_matched']:,} flows, flowpivot matched {res['matched']:,}")
+    print("\n" + json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()
