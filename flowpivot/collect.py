@@ -27,9 +27,11 @@ import datetime as dt
 import errno
 import json
 import logging
+import multiprocessing
 import os
 import queue
 import select
+import signal
 import socket
 import sys
 import threading
@@ -229,6 +231,92 @@ class _MmsgReader:
         return out
 
 
+def _receive(
+    sock: socket.socket,
+    read: Callable[[], list[tuple[bytes, str]]],
+    emit: Callable[[list[tuple[bytes, str, int]], int], None],
+    stopping: Callable[[], bool],
+    chunk_n: int,
+    chunk_ms: int,
+    drain_timeout_s: float,
+) -> None:
+    """Read datagrams until ``stopping()`` and the socket is empty; hand them on in lists via ``emit``."""
+    now_ns = time.time_ns
+    chunk_ns = chunk_ms * 1_000_000
+    pending: list[tuple[bytes, str, int]] = []
+    first_ns = 0
+    nbytes = 0
+    drain_deadline: float | None = None
+    try:
+        while True:
+            try:
+                got = read()
+            except BlockingIOError:
+                if pending:
+                    emit(pending, nbytes)
+                    pending, nbytes = [], 0
+                if stopping():
+                    break  # the kernel buffer is empty: drained
+                select.select([sock], [], [], 0.1)
+                continue
+            except InterruptedError:
+                continue
+            except OSError as e:  # e.g. ICMP errors reported on the socket; never fatal
+                log.debug("receive: %s", e)
+                continue
+            t = now_ns()
+            ms = t // 1_000_000
+            if not pending:
+                first_ns = t
+            for data, host in got:
+                pending.append((data, host, ms))
+                nbytes += len(data)
+            if len(pending) >= chunk_n or t - first_ns >= chunk_ns:
+                emit(pending, nbytes)
+                pending, nbytes = [], 0
+                if stopping():
+                    if drain_deadline is None:
+                        drain_deadline = time.monotonic() + drain_timeout_s
+                    elif time.monotonic() > drain_deadline:
+                        log.warning("still receiving %.0f s after stop: giving up draining", drain_timeout_s)
+                        break
+    finally:
+        if pending:
+            emit(pending, nbytes)
+
+
+def _receive_process(
+    sock: socket.socket, conn: Any, stop: Any, chunk_n: int, chunk_ms: int, drain_timeout_s: float, use_recvmmsg: bool
+) -> None:
+    """The receive process: read the socket, send lists of (data, exporter, received_ms) down the pipe.
+
+    It has its own GIL, so the decoder never keeps it from the socket. It ignores SIGINT and
+    SIGTERM (a Ctrl-C reaches the whole process group): the collector tells it when to stop, and
+    it exits by itself if the collector goes away.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    parent = os.getppid()
+    try:
+        sock.setblocking(False)
+        read = _reader(sock, use_recvmmsg)
+        conn.send(("ready", "recvmmsg" if isinstance(read, _MmsgReader) else "recvfrom"))
+
+        def stopping() -> bool:
+            return bool(stop.is_set()) or os.getppid() != parent
+
+        _receive(sock, read, lambda p, n: conn.send(("data", p, n)), stopping, chunk_n, chunk_ms, drain_timeout_s)
+        conn.send(None)
+    except (BrokenPipeError, EOFError):
+        pass  # the collector is gone
+    except BaseException as e:
+        try:
+            conn.send(("error", f"{type(e).__name__}: {e}"))
+        except OSError:
+            pass
+        raise
+
+
 class Collector:
     """A UDP NetFlow/IPFIX collector writing rotated windows into a :class:`Store`.
 
@@ -257,6 +345,7 @@ class Collector:
         max_backlog_bytes: int = 1 << 30,
         use_recvmmsg: bool = True,
         switch_interval_s: float | None = None,
+        receive_process: bool = True,
         clock_ms: Callable[[], int] = _now_ms,
     ):
         if rotate_ms <= 0:
@@ -274,6 +363,10 @@ class Collector:
         self.max_backlog_bytes = max_backlog_bytes
         self.use_recvmmsg = use_recvmmsg
         self.switch_interval_s = switch_interval_s
+        self.receive_process = receive_process
+        self._child: Any = None
+        self._conn: Any = None
+        self._child_stop: Any = None
         self.receive_call = ""
         self.clock_ms = clock_ms
         self.stats_dir = store.root / "collector"
@@ -347,6 +440,26 @@ class Collector:
         self.started_ms = self.clock_ms()
         self._open_window(self.started_ms)
         self.stats_dir.mkdir(parents=True, exist_ok=True)
+        if self.receive_process:
+            ctx = multiprocessing.get_context("spawn")
+            self._conn, child_end = ctx.Pipe(duplex=False)
+            self._child_stop = ctx.Event()
+            self._child = ctx.Process(
+                target=_receive_process,
+                args=(
+                    sock,
+                    child_end,
+                    self._child_stop,
+                    self.chunk_datagrams,
+                    self.chunk_ms,
+                    self.drain_timeout_s,
+                    self.use_recvmmsg,
+                ),
+                name="flowpivot-receive",
+                daemon=True,
+            )
+            self._child.start()
+            child_end.close()
         self._recv_thread = threading.Thread(target=self._recv_loop, name="flowpivot-recv", daemon=True)
         self._decode_thread = threading.Thread(target=self._decode_loop, name="flowpivot-decode", daemon=True)
         self._write_thread = threading.Thread(target=self._write_loop, name="flowpivot-write", daemon=True)
@@ -361,8 +474,16 @@ class Collector:
         if self._sock is None or self._stopped.is_set():
             return
         self._stopping.set()
+        if self._child_stop is not None:
+            self._child_stop.set()
         if self._recv_thread:
             self._recv_thread.join()
+        if self._child is not None:
+            self._child.join(timeout=30)
+            if self._child.is_alive():
+                self._child.kill()
+                self._child.join()
+            self._conn.close()
         if self._decode_thread:
             self._decode_thread.join()
         if self._write_thread:
@@ -387,12 +508,10 @@ class Collector:
                 tick(self)
 
     def alive(self) -> bool:
-        return bool(
-            self._decode_thread
-            and self._decode_thread.is_alive()
-            and self._recv_thread
-            and self._recv_thread.is_alive()
-        )
+        """True while all three threads (and the receive process, if any) run."""
+        threads = (self._recv_thread, self._decode_thread, self._write_thread)
+        ok = all(t is not None and t.is_alive() for t in threads)
+        return ok and (self._child is None or self._child.is_alive())
 
     def __enter__(self) -> Collector:
         self.start()
@@ -415,57 +534,48 @@ class Collector:
     # ---- receive thread ----------------------------------------------------------------------
 
     def _recv_loop(self) -> None:
+        """Receive thread: read the socket here, or the pipe from the receive process."""
         sock = self._sock
         assert sock is not None
-        read = _reader(sock, self.use_recvmmsg)
-        self.receive_call = "recvmmsg" if isinstance(read, _MmsgReader) else "recvfrom"
-        now_ns = time.time_ns
-        chunk_n = self.chunk_datagrams
-        chunk_ns = self.chunk_ms * 1_000_000
-        pending: list[tuple[bytes, str, int]] = []
-        first_ns = 0
-        nbytes = 0
-        drain_deadline: float | None = None
         try:
-            while True:
-                try:
-                    got = read()
-                except BlockingIOError:
-                    if pending:
-                        self._hand_to_decoder(pending, nbytes)
-                        pending, nbytes = [], 0
-                    if self._stopping.is_set():
-                        break  # the kernel buffer is empty: drained
-                    select.select([sock], [], [], 0.1)
-                    continue
-                except InterruptedError:
-                    continue
-                except OSError as e:  # e.g. ICMP errors reported on the socket; never fatal
-                    log.debug("receive: %s", e)
-                    continue
-                t = now_ns()
-                ms = t // 1_000_000
-                if not pending:
-                    first_ns = t
-                for data, host in got:
-                    pending.append((data, host, ms))
-                    nbytes += len(data)
-                if len(pending) >= chunk_n or t - first_ns >= chunk_ns:
-                    self._hand_to_decoder(pending, nbytes)
-                    pending, nbytes = [], 0
-                    if self._stopping.is_set():
-                        if drain_deadline is None:
-                            drain_deadline = time.monotonic() + self.drain_timeout_s
-                        elif time.monotonic() > drain_deadline:
-                            log.warning("still receiving %.0f s after stop: giving up draining", self.drain_timeout_s)
-                            break
+            if self._child is not None:
+                self._pipe_loop()
+            else:
+                read = _reader(sock, self.use_recvmmsg)
+                self.receive_call = "recvmmsg" if isinstance(read, _MmsgReader) else "recvfrom"
+                _receive(
+                    sock,
+                    read,
+                    self._hand_to_decoder,
+                    self._stopping.is_set,
+                    self.chunk_datagrams,
+                    self.chunk_ms,
+                    self.drain_timeout_s,
+                )
         except BaseException as e:  # pragma: no cover - reported by stop()
             self.error = e
             log.exception("receive thread failed")
         finally:
-            if pending:
-                self._hand_to_decoder(pending, nbytes, wait=False)
             self._queue.put(_STOP)
+
+    def _pipe_loop(self) -> None:
+        conn = self._conn
+        assert conn is not None
+        while True:
+            try:
+                item = conn.recv()
+            except EOFError:
+                if self._child is not None and self._child.exitcode not in (0, None):
+                    raise FlowpivotError(f"receive process exited with {self._child.exitcode}") from None
+                return
+            if item is None:
+                return
+            if item[0] == "ready":
+                self.receive_call = f"{item[1]} in a receive process"
+                continue
+            if item[0] == "error":
+                raise FlowpivotError(f"receive process failed: {item[1]}")
+            self._hand_to_decoder(item[1], item[2])
 
     def _hand_to_decoder(self, datagrams: list[tuple[bytes, str, int]], nbytes: int, wait: bool = True) -> None:
         """Queue a list for the decoder; while the backlog is over its bound, stop reading the socket

@@ -214,8 +214,21 @@ def test_constructor_touches_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "s").exists()
 
 
-@pytest.mark.parametrize("use_recvmmsg", [True, False], ids=["recvmmsg", "recvfrom"])
-def test_stores_what_was_sent_and_counts_malformed(tmp_path: Path, use_recvmmsg: bool) -> None:
+RECEIVERS = pytest.mark.parametrize(
+    "process,use_recvmmsg,call",
+    [
+        (True, True, "recvmmsg in a receive process"),
+        (False, True, "recvmmsg"),
+        (False, False, "recvfrom"),
+    ],
+    ids=["process", "thread-recvmmsg", "thread-recvfrom"],
+)
+
+
+@RECEIVERS
+def test_stores_what_was_sent_and_counts_malformed(
+    tmp_path: Path, process: bool, use_recvmmsg: bool, call: str
+) -> None:
     rng = random.Random(5)
     secs = int(time.time())
     flows = random_v5_flows(rng, 600)
@@ -227,13 +240,15 @@ def test_stores_what_was_sent_and_counts_malformed(tmp_path: Path, use_recvmmsg:
     ]
     stream = good[:7] + [malformed[0]] + good[7:13] + malformed[1:] + good[13:]
     store = tmp_path / "store"
-    c = Collector(Store(store), ("127.0.0.1", 0), decoder=FlowDecoder(), use_recvmmsg=use_recvmmsg)
+    c = Collector(
+        Store(store), ("127.0.0.1", 0), decoder=FlowDecoder(), use_recvmmsg=use_recvmmsg, receive_process=process
+    )
     addr = c.start()
     try:
         send_all(stream, addr)
     finally:
         c.stop()
-    assert c.receive_call == ("recvmmsg" if use_recvmmsg else "recvfrom")
+    assert c.receive_call == call
     assert stored_v5_flows(store) == expected_v5(flows, secs=secs)
     stats = read_stats(store)
     e = stats["exporters"]["127.0.0.1"]
@@ -288,13 +303,15 @@ def test_rotation_commits_each_window(tmp_path: Path) -> None:
     assert stored_v5_flows(store) == expected_v5(first, secs=1_800_000_000) + expected_v5(second, secs=1_800_000_060)
 
 
-@pytest.mark.parametrize("use_recvmmsg", [True, False], ids=["recvmmsg", "recvfrom"])
-def test_ipv6_listener_names_the_exporter(tmp_path: Path, use_recvmmsg: bool) -> None:
+@RECEIVERS
+def test_ipv6_listener_names_the_exporter(tmp_path: Path, process: bool, use_recvmmsg: bool, call: str) -> None:
     rng = random.Random(8)
     flows = random_v5_flows(rng, 45)
     secs = int(time.time())
     store = tmp_path / "store"
-    with Collector(Store(store), ("::1", 0), decoder=FlowDecoder(), use_recvmmsg=use_recvmmsg) as c:
+    with Collector(
+        Store(store), ("::1", 0), decoder=FlowDecoder(), use_recvmmsg=use_recvmmsg, receive_process=process
+    ) as c:
         assert c.address is not None and c.address[0] == "::1"
         send_all(v5_datagrams(flows, secs=secs), c.address, socket.AF_INET6)
     assert stored_v5_flows(store) == expected_v5(flows, secs=secs)
