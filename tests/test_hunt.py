@@ -177,3 +177,42 @@ def test_result_is_json_with_times_in_utc(tmp_path: Path) -> None:
     assert r["provenance"]["store"] == str(store)
     assert r["provenance"]["enrichment"]  # the databases' own provenance
     assert r["window"]["end"] >= f"2024-05-{30:02d}" and day(0) < day(30)
+
+
+RPSL = """\
+inetnum:        5.133.76.0 - 5.133.79.255
+netname:        POSTLTD-NET
+org:            ORG-PL1-RIPE
+status:         ALLOCATED PA
+country:        RU
+source:         RIPE
+
+inetnum:        5.133.76.8 - 5.133.76.11
+netname:        CUSTOMER-A
+org:            ORG-CA1-RIPE
+status:         ASSIGNED PA
+country:        RU
+source:         RIPE
+
+inetnum:        5.133.76.12 - 5.133.76.15
+netname:        CUSTOMER-B
+org:            ORG-CB1-RIPE
+status:         ASSIGNED PA
+country:        RU
+source:         RIPE
+"""
+
+
+def test_whois_splits_a_provider_by_allocation(tmp_path: Path) -> None:
+    store, t, seeds, asn = _world(tmp_path)
+    whois = tmp_path / "ripe.db"
+    whois.write_text(RPSL)
+    r = hunt(store, [seeds], asn_dbs=[asn], whois=whois)
+    validate_result(r)
+    post = sorted((c for c in r["clusters"] if c["asn"] == 12494), key=lambda c: c["members"])
+    assert [c["members"] for c in post] == [["5.133.76.10", "5.133.76.11"], ["5.133.76.12", "5.133.76.13"]]
+    assert [c["allocation"]["netname"] for c in post] == ["CUSTOMER-A", "CUSTOMER-B"]
+    assert all(set(c["seeds"]) == set(t["a_seeds"]) for c in post)
+    # the two halves of one operator share every seed: their overlap says so
+    [o] = [o for o in r["overlaps"] if set(o["clusters"]) == {post[0]["id"], post[1]["id"]}]
+    assert o["jaccard"] == 1.0
