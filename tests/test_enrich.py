@@ -27,7 +27,8 @@ MMDB = "asn/iptoasn-asn-2026-09-16.mmdb"
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("cache")
+    """One cache for the test session (test_enrich_cli.py uses it too): the real database is flattened once."""
+    return tmp_path_factory.getbasetemp() / "enrich-cache"
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import shared
 from typer.testing import CliRunner
 
@@ -17,7 +18,7 @@ WHOIS = Path(__file__).parent / "fixtures" / "whois"
 KEYS = {"ip", "asn", "as_name", "country", "prefix", "source", "status", "allocation"}
 
 
-def test_json_on_the_real_database(tmp_path: Path) -> None:
+def test_json_on_the_real_database(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     db = shared("asn/iptoasn-asn-2026-09-16.mmdb")
     ips = tmp_path / "ips.txt"
     ips.write_text(
@@ -25,7 +26,16 @@ def test_json_on_the_real_database(tmp_path: Path) -> None:
     )
     res = CliRunner().invoke(
         app,
-        ["enrich", "--file", str(ips), "--asn-db", str(db), "--json", "--cache-dir", str(tmp_path / "c")],
+        [
+            "enrich",
+            "--file",
+            str(ips),
+            "--asn-db",
+            str(db),
+            "--json",
+            "--cache-dir",
+            str(tmp_path_factory.getbasetemp() / "enrich-cache"),
+        ],
         env={"COLUMNS": "1000"},
     )
     assert res.exit_code == 0, res.output
