@@ -127,3 +127,17 @@ def test_missing_whois_input_is_an_error(tmp_path: Path) -> None:
         WhoisIndex.open(tmp_path / "nope", cache_dir=tmp_path)
     with pytest.raises(EnrichError, match="no whois dump files"):
         WhoisIndex.open(tmp_path, cache_dir=tmp_path / "c")
+
+
+def test_truncated_gzip_dump_keeps_what_came_before(tmp_path: Path) -> None:
+    text = (FIXTURES / "ripe.db.inetnum").read_bytes() * 1 + b"\n" + b"remarks: padding\n" * 20000
+    whole = gzip.compress(text)
+    cut = tmp_path / "ripe.db.inetnum.gz"
+    cut.write_bytes(whole[: len(whole) * 2 // 3])
+    idx = WhoisIndex.open(cut, cache_dir=tmp_path)
+    assert [c["netname"] for c in idx.chain("198.18.5.7")] == [
+        "CUSTOMER-VPS-5",
+        "RESALE-SERVERS-NET",
+        "EXAMPLE-HOSTING-NET",
+    ]
+    assert any("truncated or corrupt" in p.reason for p in idx.problems)

@@ -6,7 +6,7 @@ import gzip
 import io
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from ..errors import Problem
 
@@ -21,9 +21,29 @@ def open_bytes(path: str | Path) -> IO[bytes]:
     with open(path, "rb") as fh:
         magic = fh.read(2)
     if magic == b"\x1f\x8b":
-        # A C-level buffer over the decompressor: readline() on GzipFile itself is Python code.
-        return io.BufferedReader(gzip.GzipFile(path, "rb"), 1 << 20)  # type: ignore[arg-type]
+        # A C-level buffer over the decompressor (readline() on GzipFile itself is Python code),
+        # refilled with read1() so that a truncated file still yields everything before the cut.
+        return io.BufferedReader(_Read1(gzip.GzipFile(path, "rb")), 1 << 20)
     return open(path, "rb", buffering=1 << 20)
+
+
+class _Read1(io.RawIOBase):
+    """A raw stream over ``read1`` of a buffered one: each refill returns what is decoded so far."""
+
+    def __init__(self, inner: gzip.GzipFile):
+        self.inner = inner
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        data = self.inner.read1(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self.inner.close()
+        super().close()
 
 
 def as_text(b: bytes) -> str:
