@@ -12,7 +12,7 @@ import platform
 import subprocess
 import sys
 
-BENCHES = ("address", "decode", "ingest", "collect", "storage", "enrich", "hunt")
+BENCHES = ("address", "decode", "ingest", "collect", "storage", "enrich", "simulate", "hunt")
 
 
 def main() -> None:
