@@ -326,7 +326,10 @@ def run_flowpivot(datagrams: np.ndarray, rate: float, workdir: Path, rotate: str
 
 def _wait_cpu(proc: subprocess.Popen[bytes]) -> tuple[int, float]:
     """Wait for a child; its exit status and the CPU seconds (user + system, all its threads) it used."""
-    _, status, usage = os.wait4(proc.pid, 0)
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    except ChildProcessError:  # already reaped (it exited early)
+        return proc.wait(), float("nan")
     proc.returncode = os.waitstatus_to_exitcode(status)
     return proc.returncode, usage.ru_utime + usage.ru_stime
 

@@ -286,35 +286,67 @@ def _receive(
 
 
 def _receive_process(
-    sock: socket.socket, conn: Any, stop: Any, chunk_n: int, chunk_ms: int, drain_timeout_s: float, use_recvmmsg: bool
+    sock: socket.socket,
+    conn: Any,
+    stop: Any,
+    chunk_n: int,
+    chunk_ms: int,
+    drain_timeout_s: float,
+    use_recvmmsg: bool,
+    max_backlog_bytes: int,
 ) -> None:
     """The receive process: read the socket, send lists of (data, exporter, received_ms) down the pipe.
 
-    It has its own GIL, so the decoder never keeps it from the socket. It ignores SIGINT and
-    SIGTERM (a Ctrl-C reaches the whole process group): the collector tells it when to stop, and
-    it exits by itself if the collector goes away.
+    It has its own GIL, so the decoder never keeps it from the socket. A second thread writes
+    to the pipe, so that reading goes on while the collector is slow to take the lists (up to
+    ``max_backlog_bytes`` held here). It ignores SIGINT and SIGTERM (a Ctrl-C reaches the whole
+    process group): the collector tells it when to stop, and it stops by itself if the collector
+    goes away.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     parent = os.getppid()
+    out: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    held = [0]
+    cond = threading.Condition()
+    gone = threading.Event()
+
+    def pipe_writer() -> None:
+        try:
+            while (item := out.get()) is not None:
+                conn.send(item)
+                with cond:
+                    held[0] -= item[2]
+                    cond.notify()
+            conn.send(None)
+        except (BrokenPipeError, EOFError, OSError):
+            gone.set()  # the collector is gone
+            with cond:
+                cond.notify_all()
+
+    def emit(datagrams: list[tuple[bytes, str, int]], nbytes: int) -> None:
+        out.put(("data", datagrams, nbytes))
+        with cond:
+            held[0] += nbytes
+            while held[0] > max_backlog_bytes and not gone.is_set():
+                cond.wait(0.1)
+
+    def stopping() -> bool:
+        return bool(stop.is_set()) or gone.is_set() or os.getppid() != parent
+
+    writer = threading.Thread(target=pipe_writer, name="flowpivot-pipe", daemon=True)
+    writer.start()
     try:
         sock.setblocking(False)
         read = _reader(sock, use_recvmmsg)
-        conn.send(("ready", "recvmmsg" if isinstance(read, _MmsgReader) else "recvfrom"))
-
-        def stopping() -> bool:
-            return bool(stop.is_set()) or os.getppid() != parent
-
-        _receive(sock, read, lambda p, n: conn.send(("data", p, n)), stopping, chunk_n, chunk_ms, drain_timeout_s)
-        conn.send(None)
-    except (BrokenPipeError, EOFError):
-        pass  # the collector is gone
+        out.put(("ready", "recvmmsg" if isinstance(read, _MmsgReader) else "recvfrom", 0))
+        _receive(sock, read, emit, stopping, chunk_n, chunk_ms, drain_timeout_s)
     except BaseException as e:
-        try:
-            conn.send(("error", f"{type(e).__name__}: {e}"))
-        except OSError:
-            pass
+        out.put(("error", f"{type(e).__name__}: {e}", 0))
         raise
+    finally:
+        out.put(None)
+        writer.join()
 
 
 class Collector:
@@ -345,7 +377,7 @@ class Collector:
         max_backlog_bytes: int = 1 << 30,
         use_recvmmsg: bool = True,
         switch_interval_s: float | None = None,
-        receive_process: bool = True,
+        receive_process: bool = False,
         clock_ms: Callable[[], int] = _now_ms,
     ):
         if rotate_ms <= 0:
@@ -454,6 +486,7 @@ class Collector:
                     self.chunk_ms,
                     self.drain_timeout_s,
                     self.use_recvmmsg,
+                    self.max_backlog_bytes,
                 ),
                 name="flowpivot-receive",
                 daemon=True,
@@ -565,8 +598,9 @@ class Collector:
             try:
                 item = conn.recv()
             except EOFError:
-                if self._child is not None and self._child.exitcode not in (0, None):
-                    raise FlowpivotError(f"receive process exited with {self._child.exitcode}") from None
+                self._child.join(timeout=10)
+                if self._child.exitcode != 0:
+                    raise FlowpivotError(f"receive process ended with exit code {self._child.exitcode}") from None
                 return
             if item is None:
                 return
