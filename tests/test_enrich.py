@@ -429,3 +429,38 @@ def test_mmdb_whose_tree_loops_is_refused_quickly(tmp_path: Path) -> None:
     bad.write_bytes(bytes(raw))
     with pytest.raises(EnrichError, match="loop"):
         open_source(bad, cache_dir=tmp_path, use_cache=False)
+
+
+def test_lenient_record_decoder_agrees_with_maxminddb(reader: maxminddb.Reader) -> None:
+    """The fallback decoder (used only where maxminddb refuses a record) against maxminddb itself,
+    on records of the real database, which uses pointers for shared strings."""
+    path = shared(MMDB)
+    m = reader.metadata()
+    children, n = asn_mod._mmdb_children(path, reader)
+    H, L, D, V = asn_mod._walk(children, n, 0, 128, path)
+    data = np.nonzero(V > n)[0]
+    raw = path.read_bytes()
+    rng = np.random.default_rng(9)
+    for i in rng.choice(data, 300, replace=False).tolist():
+        addr = ipaddress.IPv6Address((int(H[i]) << 64) | int(L[i]))
+        got = asn_mod._decode_leniently(raw, n, m.record_size, int(V[i]) - n - 16)
+        assert got == reader.get(addr)
+
+
+def test_mmdb_text_that_is_not_utf8_is_kept(tmp_path: Path) -> None:
+    rec = {
+        "autonomous_system_number": 64500,
+        "autonomous_system_organization": "caf\udce9 \udcff<b>",
+        "country": {"iso_code": "EE"},
+        "extra": [1, 2.5, True, -3, 2**70, {"k": b"\x00\x01"}],
+    }
+    db = write_mmdb(
+        tmp_path / "bad.mmdb", [("192.0.2.0/24", rec), ("198.51.100.0/24", {"autonomous_system_number": 64501})]
+    )
+    with pytest.raises(UnicodeDecodeError):
+        maxminddb.open_database(str(db)).get("192.0.2.1")  # the library refuses it
+    enr = Enricher.open([db], cache_dir=tmp_path)
+    a, b = enr.lookup(["192.0.2.1", "198.51.100.1"])
+    assert (a["asn"], a["as_name"], a["country"]) == (64500, b"caf\xe9 \xff<b>".decode("latin-1"), "EE")
+    assert b["asn"] == 64501
+    assert ["Latin-1" in p.reason for p in enr.problems] == [True]

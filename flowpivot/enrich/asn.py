@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import socket
+import struct
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -256,6 +257,77 @@ def _walk(children: np.ndarray, n: int, root: int, bits: int, path: Path) -> tup
     return H[order], L[order], D[order], V[order]
 
 
+MAX_DEPTH = 32
+
+
+def _decode_leniently(buf: bytes, node_count: int, record_size: int, offset: int) -> Any:
+    """One record of an MMDB file's data section (``buf`` is the whole file), decoded by flowpivot:
+    text that is not UTF-8 is kept as Latin-1 (every byte survives). None if it is not valid MMDB data."""
+    base = node_count * record_size // 4 + 16
+
+    def size_of(pos: int, size: int) -> tuple[int, int]:
+        if size == 29:
+            return 29 + buf[pos], pos + 1
+        if size == 30:
+            return 285 + int.from_bytes(buf[pos : pos + 2], "big"), pos + 2
+        if size == 31:
+            return 65821 + int.from_bytes(buf[pos : pos + 3], "big"), pos + 3
+        return size, pos
+
+    def value(pos: int, depth: int) -> tuple[Any, int]:
+        if depth > MAX_DEPTH:
+            raise ValueError("nested too deep")
+        ctrl = buf[pos]
+        pos += 1
+        typ = ctrl >> 5
+        if typ == 1:  # pointer: 1-4 more bytes, and an offset that depends on the width
+            ss, vvv = (ctrl >> 3) & 3, ctrl & 7
+            width = ss + 1
+            raw = int.from_bytes(buf[pos : pos + width], "big")
+            if ss == 3:
+                target = raw
+            else:
+                target = ((vvv << (8 * width)) | raw) + (0, 2048, 526336)[ss]
+            return value(base + target, depth + 1)[0], pos + width
+        if typ == 0:
+            typ = 7 + buf[pos]
+            pos += 1
+        size, pos = size_of(pos, ctrl & 0x1F)
+        end = pos + size
+        if typ == 2:
+            return as_text(bytes(buf[pos:end])), end
+        if typ in (5, 6, 9, 10):
+            return int.from_bytes(buf[pos:end], "big"), end
+        if typ == 8:
+            return int.from_bytes(buf[pos:end].rjust(4, b"\x00"), "big", signed=True), end
+        if typ == 3:
+            return struct.unpack(">d", buf[pos : pos + 8])[0], pos + 8
+        if typ == 15:
+            return struct.unpack(">f", buf[pos : pos + 4])[0], pos + 4
+        if typ == 4:
+            return bytes(buf[pos:end]), end
+        if typ == 14:
+            return bool(size), pos
+        if typ == 7:
+            out: dict[str, Any] = {}
+            for _ in range(size):
+                k, pos = value(pos, depth + 1)
+                out[str(k)], pos = value(pos, depth + 1)
+            return out, pos
+        if typ == 11:
+            items = []
+            for _ in range(size):
+                item, pos = value(pos, depth + 1)
+                items.append(item)
+            return items, pos
+        raise ValueError(f"data type {typ} cannot be a record value")
+
+    try:
+        return value(base + offset, 0)[0]
+    except (IndexError, ValueError, struct.error, RecursionError):
+        return None
+
+
 def _last_of(hi: np.ndarray, lo: np.ndarray, plen: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
     """Last address of each prefix ``(hi, lo)/plen`` in a ``bits``-wide space."""
     host = (bits - plen.astype(np.int64)).astype(np.int64)
@@ -291,6 +363,7 @@ def read_mmdb(path: Path) -> AsnSource:
         # Decode each distinct record once, through maxminddb, at an address that reaches it.
         names, countries = _Strings(), _Strings()
         rec_fields: dict[int, tuple[int, int, int]] = {}
+        raw_file: bytes | None = None
         ent: dict[bool, tuple[np.ndarray, ...]] = {}
         for v6, (H, L, D, V) in parts:
             data = V > n
@@ -302,14 +375,21 @@ def read_mmdb(path: Path) -> AsnSource:
                 addr = (int(H[i]) << 64) | int(L[i])
                 try:
                     rec = reader.get(ipaddress.IPv6Address(addr) if v6 else ipaddress.IPv4Address(addr))
-                except Exception as e:
+                except Exception as e:  # e.g. a string that is not UTF-8: decode it ourselves, as data
+                    if raw_file is None:
+                        raw_file = path.read_bytes()
+                    rec = _decode_leniently(raw_file, n, int(m.record_size), rec_id - n - 16)
                     add_problem(
                         problems,
                         str(path),
-                        f"data record {rec_id - n - 16}",
-                        f"cannot be decoded ({e}); its networks are left out",
+                        f"data record at offset {rec_id - n - 16}",
+                        f"maxminddb cannot decode it ({e}); "
+                        + (
+                            "read with non-UTF-8 text kept as Latin-1"
+                            if rec is not None
+                            else "its networks are left out"
+                        ),
                     )
-                    rec = None
                 asn, org, cc = _mmdb_fields(rec)
                 rec_fields[rec_id] = (asn, names.add(org), countries.add(cc))
             ent[v6] = (H, L, D, V)
