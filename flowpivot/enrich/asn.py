@@ -41,7 +41,7 @@ __all__ = ["AsnSource", "open_source", "detect_kind", "read_as2org", "default_ca
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 MMDB_MARKER = b"\xab\xcd\xefMaxMind.com"
 
 
