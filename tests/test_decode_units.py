@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -403,3 +404,21 @@ def test_sampled_frame_sections() -> None:
         ("10.0.0.1", "10.0.0.2", 6, 443, 50000, 0x18, 1500, 1, 7),
     ]  # fmt: skip
     assert dec.stats["192.0.2.1"].other_records == 1 and dec.stats["192.0.2.1"].malformed == 0
+
+
+def test_buffer_path_uses_system_init_time_learnt_in_the_same_batch() -> None:
+    opts = options_template_set(500, [(149, 4)], [(160, 8)])
+    tmpl = template_set(256, [(8, 4), (12, 4), (22, 4), (21, 4)])
+    rec = ip4("10.0.0.1") + ip4("10.0.0.2") + struct.pack(">II", 1000, 2000)
+    grams = [
+        ipfix([opts, data_set(500, [struct.pack(">IQ", 1, NOW_S * 1000 - 3_600_000)])]),
+        ipfix([tmpl]),
+        ipfix([data_set(256, [rec])]),  # a datagram the buffer path would read with NumPy
+    ]
+    buf = b"".join(grams)
+    ends = np.cumsum([len(g) for g in grams])
+    batches, problems = FlowDecoder().decode_buffer(
+        buf, ends - [len(g) for g in grams], ends, np.zeros(3, dtype=np.int64), ["192.0.2.1"], [0, 0, 0]
+    )
+    (r,) = to_output(pa.Table.from_batches(batches)).to_pylist()
+    assert problems == [] and (ms(r, "start"), ms(r, "end")) == (NOW_S * 1000 - 3_599_000, NOW_S * 1000 - 3_598_000)

@@ -244,8 +244,6 @@ class FlowDecoder:
             (version == 9) & (set_len == lens - 20)
         )
         candidate = (one_set & (set_id >= 256)) | ((version == 5) & (v5_count > 0) & (24 + 48 * v5_count <= lens))
-        if self._system_init:
-            candidate &= version != 10  # IPFIX uptimes then depend on per-domain state: the walk handles them
 
         done, epoch = 0, -1
         simple = candidate
@@ -277,6 +275,8 @@ class FlowDecoder:
         """Which datagrams from ``start`` on are simple now: v5, or one data set of a known fixed flow template."""
         simple = candidate.copy()
         simple[:start] = False
+        if self._system_init:
+            simple &= version != 10  # IPFIX uptimes then depend on per-domain state: the walk handles them
         nf = np.flatnonzero(simple & (version != 5))
         if len(nf):
             keys = np.stack([exporter_index[nf], version[nf], domain[nf], set_id[nf]], axis=1)
@@ -797,6 +797,7 @@ class FlowDecoder:
             if self._system_init.get((exporter, domain)) != init:
                 self._flush()
                 self._system_init[(exporter, domain)] = init
+                self._template_epoch += 1  # decode_buffer: which datagrams are simple changes too
         if not rates.any():
             return n
         table = self._sampling.setdefault((exporter, version, domain), {})
