@@ -74,8 +74,8 @@ def start_cli_collector(
     return proc, wait_for(port, what="flowpivot collect to listen")
 
 
-def stop_process(proc: subprocess.Popen[bytes], timeout: float = 60.0) -> int:
-    proc.send_signal(signal.SIGTERM)
+def stop_process(proc: subprocess.Popen[bytes], signum: int = signal.SIGTERM, timeout: float = 60.0) -> int:
+    proc.send_signal(signum)
     return proc.wait(timeout=timeout)
 
 
@@ -366,8 +366,9 @@ def test_junk_never_stops_it(tmp_path: Path) -> None:
 # ---- the command --------------------------------------------------------------------------------
 
 
-def test_cli_sigterm_loses_nothing(tmp_path: Path) -> None:
-    """Flows sent just before SIGTERM are decoded and committed; exit status 0."""
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_cli_sigterm_loses_nothing(tmp_path: Path, signum: int) -> None:
+    """Flows sent just before SIGTERM (or Ctrl-C) are decoded and committed; exit status 0."""
     rng = random.Random(10)
     flows = random_v5_flows(rng, 3000)
     secs = int(time.time())
@@ -377,7 +378,7 @@ def test_cli_sigterm_loses_nothing(tmp_path: Path) -> None:
     try:
         send_all(dgrams, ("127.0.0.1", port))
     finally:
-        rc = stop_process(proc)  # straight after the last sendto: most datagrams are still in the socket
+        rc = stop_process(proc, signum)  # straight after the last sendto: most datagrams are still in the socket
     assert rc == 0, log.read_text()
     assert stored_v5_flows(store) == expected_v5(flows, secs=secs)
     stats = read_stats(store)
