@@ -24,6 +24,7 @@ import socket
 import sqlite3
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -372,7 +373,8 @@ class WhoisIndex:
 
     def __init__(self, index_path: Path):
         self.path = index_path
-        self.con = sqlite3.connect(f"file:{index_path}?mode=ro", uri=True, check_same_thread=False)
+        uri = f"file:{urllib.parse.quote(str(index_path.resolve()))}?mode=ro"
+        self.con = sqlite3.connect(uri, uri=True, check_same_thread=False)
         self.meta = dict(self.con.execute("SELECT key, value FROM meta").fetchall())
         self.problems = [Problem(*r) for r in self.con.execute('SELECT source, "where", reason FROM problem')]
 
