@@ -664,6 +664,12 @@ class Collector:
             self._decode_done.set()
             with self._backlog_cond:
                 self._backlog_cond.notify_all()
+            try:
+                if self.error is None:
+                    # data still waiting for a template can never be decoded now: count it as lost
+                    self._take(decoder.expire(self.clock_ms() + (1 << 40)))
+            except Exception:
+                log.exception("expiring held data at exit failed")
             try:  # what was decoded is committed even when the decoder failed
                 self._rotate(self.clock_ms(), final=True)
             finally:

@@ -273,6 +273,23 @@ def test_sequence_gap_is_counted(tmp_path: Path) -> None:
     assert (e["flows"], e["lost_seq"]) == (240, 60)
 
 
+def test_data_without_template_is_counted_lost_at_exit(tmp_path: Path) -> None:
+    """A v9 data set whose template never came cannot be decoded after exit: it is counted, not silently held."""
+    import struct
+
+    body = bytes(range(40))
+    dataset = struct.pack(">HH", 300, 4 + len(body)) + body
+    datagram = struct.pack(">HHIIII", 9, 1, 60_000, int(time.time()), 0, 7) + dataset  # RFC 3954 header
+    store = tmp_path / "store"
+    with Collector(Store(store), ("127.0.0.1", 0), decoder=FlowDecoder()) as c:
+        assert c.address is not None
+        send_all([datagram], c.address)
+        wait_for(lambda: c.exporters().get("127.0.0.1", {}).get("pending") == 1, what="the data set to be held")
+    e = read_stats(store)["exporters"]["127.0.0.1"]
+    assert (e["pending"], e["pending_lost"], e["flows"]) == (0, 1, 0)
+    assert not Store(store).files()
+
+
 def test_rotation_commits_each_window(tmp_path: Path) -> None:
     now = [1_800_000_000_000]  # a window boundary (divisible by 60 s)
     rng = random.Random(7)
