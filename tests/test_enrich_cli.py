@@ -122,3 +122,13 @@ def test_the_installed_command_reads_stdin(tmp_path: Path) -> None:
     )
     assert p.returncode == 0, p.stderr
     assert [(d["asn"], d["status"]) for d in json.loads(p.stdout)] == [(64500, "routed"), (None, "unrouted")]
+
+
+def test_cache_dir_from_the_environment(tmp_path: Path) -> None:
+    db = write_mmdb(tmp_path / "a.mmdb", [("192.0.2.0/24", {"autonomous_system_number": 64500})])
+    res = CliRunner().invoke(
+        app, ["enrich", "192.0.2.1", "--asn-db", str(db), "--json"], env={"FLOWPIVOT_CACHE_DIR": str(tmp_path / "env")}
+    )
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)[0]["asn"] == 64500
+    assert list((tmp_path / "env").glob("asn-mmdb-*.npz"))

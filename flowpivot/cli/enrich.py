@@ -83,7 +83,7 @@ def enrich(
         Path | None,
         typer.Option(
             "--cache-dir",
-            help="Where flattened databases and the whois index are kept. Default: $XDG_CACHE_HOME/flowpivot.",
+            help="Where flattened databases and the whois index are kept. Default: $FLOWPIVOT_CACHE_DIR, else $XDG_CACHE_HOME/flowpivot.",
         ),
     ] = None,
     no_cache: Annotated[

@@ -46,6 +46,9 @@ MMDB_MARKER = b"\xab\xcd\xefMaxMind.com"
 
 
 def default_cache_dir() -> Path:
+    """``$FLOWPIVOT_CACHE_DIR``, else ``$XDG_CACHE_HOME/flowpivot``, else ``~/.cache/flowpivot``."""
+    if os.environ.get("FLOWPIVOT_CACHE_DIR"):
+        return Path(os.environ["FLOWPIVOT_CACHE_DIR"])
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "flowpivot"
 
