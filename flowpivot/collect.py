@@ -414,6 +414,7 @@ class Collector:
         self.problems_total = 0
         self.recent_problems: collections.deque[Problem] = collections.deque(maxlen=RECENT_PROBLEMS_KEPT)
         self.timing: dict[str, float | int] = {
+            "receive_cpu_s": 0.0,
             "decode_s": 0.0,
             "decode_cpu_s": 0.0,
             "write_s": 0.0,
@@ -615,6 +616,7 @@ class Collector:
         """Queue a list for the decoder; while the backlog is over its bound, stop reading the socket
         (the kernel buffer fills, and what it drops is counted in kernel_drops) rather than grow without limit."""
         self._queue.put((datagrams, nbytes))
+        self.timing["receive_cpu_s"] = time.thread_time()  # this thread's CPU time so far
         self.datagrams_received += len(datagrams)
         self.bytes_received += nbytes
         with self._backlog_cond:
