@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, Problem
-from .text import canonical_ip, clean, fmt_day, ip_sort_key, is_email, parse_time
+from .text import canonical_ip, clean, fmt_day, is_email, parse_time
 
 __all__ = [
     "FORMAT",
@@ -27,12 +26,14 @@ __all__ = [
     "Expansion",
     "Excluded",
     "Overlap",
+    "Pair",
     "Report",
     "Seed",
     "Victim",
     "load_result",
     "read_result",
     "report_id",
+    "as_display_name",
 ]
 
 FORMAT = "flowpivot-hunt/1"
@@ -626,11 +627,3 @@ def report_id(result: dict[str, Any], now: datetime, namespace: uuid.UUID = NAME
     """A stable id for one rendering of one result: the same result, clock and namespace give the same id."""
     body = json.dumps(result, sort_keys=True, default=str, ensure_ascii=True)
     return uuid.uuid5(namespace, f"{now.isoformat()}|{body}")
-
-
-def seed_status_counts(report: Report) -> Counter[str]:
-    return Counter(s.status for s in report.seeds)
-
-
-def sorted_ips(ips: list[str]) -> list[str]:
-    return sorted(ips, key=ip_sort_key)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections import Counter, defaultdict
+from collections import Counter
 from typing import Any
 
 from .model import Cluster, Report
@@ -256,11 +256,3 @@ def volume_text(c: Cluster) -> str:
     if c.bytes_est is not None:
         bits.append(f"~{human_bytes(c.bytes_est)}")
     return ", ".join(bits) if bits else "–"
-
-
-def seeds_by_cluster(report: Report) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = defaultdict(list)
-    for c in report.clusters:
-        for s in c.seeds:
-            out[s].append(c.id)
-    return out
