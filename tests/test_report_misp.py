@@ -92,3 +92,10 @@ def test_hostile_values_load_back_unchanged_as_text(tmp_path: Path) -> None:
     texts = [a.value for o in ev.objects for a in o.attributes if a.object_relation == "text"]
     assert any("</script><img src=x onerror=alert(2)>" in t for t in texts)
     assert 'misp-galaxy:threat-actor="<img src=x>"' in {t.name for t in ev.tags}
+
+
+def test_actor_with_a_quote_keeps_the_machine_tag_well_formed() -> None:
+    ev = build_misp_event(load(FIXTURE), now=NOW, actor='FIN7" or "x\r\n')
+    tag = next(t.name for t in ev.tags if t.name.startswith("misp-galaxy:"))
+    assert tag == "misp-galaxy:threat-actor=\"FIN7' or 'x\\r\\n\""
+    assert tag.count('"') == 2

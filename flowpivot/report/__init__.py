@@ -27,6 +27,7 @@ from .markdown import render_markdown_report
 from .misp import build_event
 from .model import FORMAT, NAMESPACE, Report, load_result, read_result, report_id
 from .stix import TLP2_IDS, build_bundle
+from .text import clean
 
 __all__ = [
     "FORMAT",
@@ -61,6 +62,11 @@ def _tlp(tlp: str) -> str:
     return t
 
 
+def _actor(actor: str | None) -> str | None:
+    """The actor's name as one clean line (it may come from a script or a ticket), or None."""
+    return clean(actor, 200) or None
+
+
 def _now(now: datetime | None) -> datetime:
     if now is None:
         return datetime.now(UTC).replace(microsecond=0)
@@ -86,7 +92,7 @@ def render_html(
 ) -> str:
     """The self-contained HTML report (str)."""
     r, t = _report(result), _now(now)
-    return render_html_report(r, tlp=_tlp(tlp), actor=actor, now=t, ref=_ref(r, t, namespace))
+    return render_html_report(r, tlp=_tlp(tlp), actor=_actor(actor), now=t, ref=_ref(r, t, namespace))
 
 
 def render_markdown(
@@ -99,7 +105,7 @@ def render_markdown(
 ) -> str:
     """The Markdown summary (CommonMark + GitHub tables) for tickets and write-ups."""
     r, t = _report(result), _now(now)
-    return render_markdown_report(r, tlp=_tlp(tlp), actor=actor, now=t, ref=_ref(r, t, namespace))
+    return render_markdown_report(r, tlp=_tlp(tlp), actor=_actor(actor), now=t, ref=_ref(r, t, namespace))
 
 
 def build_stix_bundle(
@@ -113,7 +119,7 @@ def build_stix_bundle(
 ) -> stix2.Bundle:
     """A STIX 2.1 bundle (stix2.Bundle); ``bundle.serialize(pretty=True)`` gives the JSON."""
     return build_bundle(
-        _report(result), tlp=_tlp(tlp), actor=actor, now=_now(now), producer=producer, namespace=namespace
+        _report(result), tlp=_tlp(tlp), actor=_actor(actor), now=_now(now), producer=producer, namespace=namespace
     )
 
 
@@ -128,7 +134,9 @@ def build_misp_event(
 ) -> MISPEvent:
     """A MISP event (pymisp.MISPEvent); ``event.to_json()`` gives the JSON."""
     r, t = _report(result), _now(now)
-    return build_event(r, tlp=_tlp(tlp), actor=actor, now=t, ref=_ref(r, t, namespace), pap=pap, namespace=namespace)
+    return build_event(
+        r, tlp=_tlp(tlp), actor=_actor(actor), now=t, ref=_ref(r, t, namespace), pap=pap, namespace=namespace
+    )
 
 
 def render_abuse_letters(
@@ -142,7 +150,9 @@ def render_abuse_letters(
 ) -> dict[str, str]:
     """One letter per provider, keyed by ``AS<number>`` (also the file stem)."""
     r, t = _report(result), _now(now)
-    return render_abuse_letters_for(r, tlp=_tlp(tlp), actor=actor, now=t, ref=_ref(r, t, namespace), reporter=reporter)
+    return render_abuse_letters_for(
+        r, tlp=_tlp(tlp), actor=_actor(actor), now=t, ref=_ref(r, t, namespace), reporter=reporter
+    )
 
 
 def _write_atomic(path: Path, text: str) -> Path:

@@ -67,7 +67,8 @@ def build_event(
     ev.add_tag(TLP_TAG[tlp])
     ev.add_tag(pap or PAP_TAG[tlp])
     if actor:
-        ev.add_tag(f'misp-galaxy:threat-actor="{actor}"')
+        # a machine tag's value is double-quoted: a quote in the name would end it early
+        ev.add_tag(f'misp-galaxy:threat-actor="{actor.replace(chr(34), chr(39))}"')
 
     def obj(
         name: str, key: tuple[object, ...], comment: str, first: datetime | None, last: datetime | None
