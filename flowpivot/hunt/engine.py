@@ -86,7 +86,12 @@ def _anchor_table(keys: Sequence[str]) -> pa.Table:
             v4.append(int(ipaddress.IPv4Address(k)))
             v6.append(None)
     return pa.table(
-        {"key": pa.array(list(keys), pa.string()), "v4": pa.array(v4, pa.uint32()), "v6": pa.array(v6, pa.binary())}
+        {
+            "key": pa.array(list(keys), pa.string()),
+            "v4": pa.array(v4, pa.uint32()),
+            "v6": pa.array(v6, pa.binary()),
+            "id": pa.array(range(len(keys)), pa.uint32()),
+        }
     )
 
 
@@ -419,13 +424,13 @@ def _degrees(con: Any, table: str, known: set[str], noise: set[str]) -> dict[str
     con.register("noise_arrow", pa.table({"k": pa.array(sorted(noise), pa.string())}))
     rows = (
         con.sql(
-            f"""SELECT anchor, count(DISTINCT peer) AS degree,
-                   count(DISTINCT peer) FILTER (peer IN (SELECT k FROM known_arrow)) AS known,
-                   count(DISTINCT peer) FILTER (peer IN (SELECT k FROM noise_arrow)) AS noise,
-                   count(DISTINCT peer) FILTER (initiator = 'anchor') AS fan_out,
-                   count(DISTINCT peer) FILTER (initiator = 'peer') AS fan_in,
-                   count(DISTINCT peer) FILTER (established) AS established_peers
-            FROM {table} WHERE peer <> anchor GROUP BY anchor"""
+            # a pair table holds each (anchor, peer) once: counting rows counts distinct peers
+            f"""SELECT t.anchor, count(*) AS degree, count(k.k) AS known, count(n.k) AS noise,
+                   count(*) FILTER (t.initiator = 'anchor') AS fan_out,
+                   count(*) FILTER (t.initiator = 'peer') AS fan_in,
+                   count(*) FILTER (t.established) AS established_peers
+            FROM {table} t LEFT JOIN known_arrow k ON t.peer = k.k LEFT JOIN noise_arrow n ON t.peer = n.k
+            WHERE t.peer <> t.anchor GROUP BY t.anchor"""
         )
         .to_arrow_table()
         .to_pylist()

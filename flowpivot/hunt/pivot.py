@@ -37,12 +37,6 @@ def _window_sql(since_ms: int, until_ms: int) -> str:
     return f"start >= make_timestamptz({int(since_ms)} * 1000) AND start <= make_timestamptz({int(until_ms)} * 1000)"
 
 
-_COLS = (
-    "src_addr_v4, src_addr_v6, dst_addr_v4, dst_addr_v6, src_port, dst_port, protocol, tcp_flags, packets, bytes,"
-    ' rev_packets, rev_bytes, rev_tcp_flags, sampling_rate, start, "end", conn_state, history'
-)
-
-
 def _side(anchors: str, anchor_is_src: bool, family: int) -> str:
     a, p = ("src", "dst") if anchor_is_src else ("dst", "src")
     col = f"{a}_addr_v{family}"
@@ -50,26 +44,25 @@ def _side(anchors: str, anchor_is_src: bool, family: int) -> str:
     rev = ("rev_packets", "rev_bytes", "rev_tcp_flags")
     af, pf = (fwd, rev) if anchor_is_src else (rev, fwd)
     return f"""
-    SELECT an.key AS anchor, w.{p}_addr_v4 AS peer_v4, w.{p}_addr_v6 AS peer_v6, {str(anchor_is_src).upper()} AS a_src,
+    SELECT an.key AS anchor, an.id AS anchor_id, w.{p}_addr_v4 AS peer_v4, w.{p}_addr_v6 AS peer_v6, {str(anchor_is_src).upper()} AS a_src,
            w.protocol AS proto, coalesce(w.{a}_port, 0) AS a_port, coalesce(w.{p}_port, 0) AS p_port,
            coalesce(w.{af[0]}, 0) AS a_pk, coalesce(w.{af[1]}, 0) AS a_by, coalesce(w.{af[2]}, 0) AS a_fl,
            coalesce(w.{pf[0]}, 0) AS p_pk, coalesce(w.{pf[1]}, 0) AS p_by, coalesce(w.{pf[2]}, 0) AS p_fl,
            greatest(coalesce(w.sampling_rate, 1), 1) AS sr, epoch_ms(w.start) AS ts, epoch_ms(w."end") AS te,
            w.conn_state AS zs, w.history AS hist
-    FROM w JOIN {anchors} an ON w.{col} = an.v{family}"""
+    FROM flows w JOIN {anchors} an ON w.{col} = an.v{family}"""
 
 
 def flows_sql(anchors: str, since_ms: int, until_ms: int, families: tuple[int, ...]) -> str:
-    """Every flow in the window touching an anchor, once per anchor side, oriented from the anchor."""
-    pre = []
-    for fam in families:
-        sub = f"(SELECT v{fam} FROM {anchors} WHERE v{fam} IS NOT NULL)"
-        pre += [f"src_addr_v{fam} IN {sub}", f"dst_addr_v{fam} IN {sub}"]
-    sides = [_side(anchors, s, fam) for fam in families for s in (True, False)]
-    return (
-        f"WITH w AS MATERIALIZED (SELECT {_COLS} FROM flows WHERE {_window_sql(since_ms, until_ms)}"
-        f" AND ({' OR '.join(pre) or 'FALSE'}))\n" + "\nUNION ALL\n".join(sides)
-    )
+    """Every flow in the window touching an anchor, once per anchor side, oriented from the anchor.
+
+    One hash join of the store against the anchors per side and family: DuckDB reads only the
+    columns used and streams the matches, so a pass whose anchors are busy hosts (much of the
+    store) never materialises the flows.
+    """
+    win = _window_sql(since_ms, until_ms)
+    sides = [_side(anchors, s, fam) + f" WHERE {win}" for fam in families for s in (True, False)]
+    return "\nUNION ALL\n".join(sides)
 
 
 def create_pairs(
@@ -86,7 +79,7 @@ def create_pairs(
     ``out_services``. ``full=False`` keeps only what the fan-out measures and the expansion read
     (established, initiator), which is what the passes over the whole store need.
 
-    ``anchors`` is a table (key VARCHAR, v4 UINTEGER, v6 BLOB).
+    ``anchors`` is a table (key VARCHAR, v4 UINTEGER, v6 BLOB, id UINTEGER).
     """
     fams = tuple(
         fam
@@ -163,7 +156,7 @@ def pair_lite_sql(flows_rel: str) -> str:
     bare = "(CASE WHEN peer_v4 IS NOT NULL THEN 80 ELSE 100 END)"
     return f"""
     WITH r AS (
-      SELECT anchor, peer_v4, peer_v6,
+      SELECT anchor, anchor_id, peer_v4, peer_v6,
         CASE WHEN proto = 6 AND zs IS NULL THEN a_fl ELSE 0 END AS nfa,
         CASE WHEN proto = 6 AND zs IS NULL THEN p_fl ELSE 0 END AS nfp,
         (proto = 6 AND zs IS NULL AND (a_by > a_pk * {bare} OR p_by > p_pk * {bare})) AS big,
@@ -173,13 +166,13 @@ def pair_lite_sql(flows_rel: str) -> str:
         init
       FROM {flows_rel}
     ), g AS (
-      SELECT anchor, peer_v4, peer_v6, count(*) AS flows,
+      SELECT any_value(anchor) AS anchor, peer_v4, peer_v6, count(*) AS flows,
         bit_or(nfa)::INTEGER AS nf_a_flags, bit_or(nfp)::INTEGER AS nf_p_flags,
         CASE WHEN bool_or(big) THEN 1e9 ELSE 0 END AS nf_max_bpp,
         sum(zest::INTEGER) AS z_est,
         sum(asyn::INTEGER) AS a_syn, sum(psyn::INTEGER) AS p_syn,
         sum((init = 'a')::INTEGER) AS a_init, sum((init = 'p')::INTEGER) AS p_init
-      FROM r GROUP BY anchor, peer_v4, peer_v6
+      FROM r GROUP BY anchor_id, peer_v4, peer_v6  -- integers hash faster than the anchor strings
     )
     SELECT anchor, ipkey(peer_v4, peer_v6) AS peer, flows,
       {S.established_sql()} AS established,
