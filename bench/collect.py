@@ -275,11 +275,13 @@ class RmemMax:
 # ---- the two collectors -------------------------------------------------------------------------
 
 
-def run_flowpivot(datagrams: np.ndarray, rate: float, workdir: Path, rotate: str = "5m") -> dict[str, Any]:
+def run_flowpivot(
+    datagrams: np.ndarray, rate: float, workdir: Path, rotate: str = "5m", writers: int = 1
+) -> dict[str, Any]:
     store, log = workdir / "fp-store", workdir / "fp-collect.log"
     shutil.rmtree(store, ignore_errors=True)
     cmd = [sys.executable, "-c", "from flowpivot.cli import main; main()", "collect", "--store", str(store),
-           "--listen", "127.0.0.1:0", "--rotate", rotate, "--rcvbuf", str(RCVBUF)]  # fmt: skip
+           "--listen", "127.0.0.1:0", "--rotate", rotate, "--rcvbuf", str(RCVBUF), "--writers", str(writers)]  # fmt: skip
     with open(log, "wb") as fh:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=fh, cwd=REPO)
     port: list[int] = []
@@ -386,6 +388,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--flows", type=int, default=5_000_010, help="flows to send (a multiple of 30)")
     ap.add_argument("--rate", type=float, default=1_500_000, help="sending rate in flows/s (0: as fast as possible)")
     ap.add_argument("--skip-nfcapd", action="store_true")
+    ap.add_argument("--writers", type=int, default=1, help="flowpivot collect --writers")
     ap.add_argument("--keep", type=Path, help="keep the stores in this directory")
     ap.add_argument("--json", action="store_true", help="also print the raw figures as JSON")
     a = ap.parse_args(argv)
@@ -403,7 +406,7 @@ def main(argv: list[str] | None = None) -> None:
             print(rm.note)
             # CPU of starting and stopping with no traffic (interpreter, imports), subtracted below
             idle = run_flowpivot(dgrams[:0], a.rate, work)["cpu_s"]
-            results["flowpivot"] = run_flowpivot(dgrams, a.rate, work)
+            results["flowpivot"] = run_flowpivot(dgrams, a.rate, work, writers=a.writers)
             results["flowpivot"]["cpu_s"] -= idle
             print(f"flowpivot collect start + stop with no traffic: {idle:.2f} CPU s (subtracted)")
             if not a.skip_nfcapd:

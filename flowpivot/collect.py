@@ -349,6 +349,25 @@ def _receive_process(
         writer.join()
 
 
+@dataclasses.dataclass
+class _CommitOrder:
+    """A window to commit, sent to every write thread; the last one to finish writes the counters."""
+
+    window_start: int
+    now_ms: int
+    final: bool
+    exporters: dict[str, dict[str, Any]]
+    remaining: int
+    results: list[Any] = dataclasses.field(default_factory=list)
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    def done(self, result: Any) -> bool:
+        with self.lock:
+            self.results.append(result)
+            self.remaining -= 1
+            return self.remaining == 0
+
+
 class Collector:
     """A UDP NetFlow/IPFIX collector writing rotated windows into a :class:`Store`.
 
@@ -374,6 +393,7 @@ class Collector:
         drain_timeout_s: float = 30.0,
         write_rows: int = ROW_GROUP_ROWS,
         write_queue_batches: int = 2,
+        writers: int = 1,
         max_backlog_bytes: int = 1 << 30,
         use_recvmmsg: bool = True,
         switch_interval_s: float | None = None,
@@ -382,6 +402,8 @@ class Collector:
     ):
         if rotate_ms <= 0:
             raise ValueError("rotate interval must be positive")
+        if writers < 1:
+            raise ValueError("writers must be at least 1")
         self.store = store
         self.listen = listen
         self.rotate_ms = int(rotate_ms)
@@ -433,8 +455,9 @@ class Collector:
         self._recv_thread: threading.Thread | None = None
         self._decode_thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._write_thread: threading.Thread | None = None
-        self._write_queue: queue.Queue[Any] = queue.Queue(maxsize=write_queue_batches)
+        self._write_threads: list[threading.Thread] = []
+        self._write_queues: list[queue.Queue[Any]] = [queue.Queue(maxsize=write_queue_batches) for _ in range(writers)]
+        self._next_writer = 0
         self._backlog = 0  # bytes of datagrams received and not yet decoded
         self._backlog_cond = threading.Condition()
         self._decode_done = threading.Event()
@@ -496,8 +519,12 @@ class Collector:
             child_end.close()
         self._recv_thread = threading.Thread(target=self._recv_loop, name="flowpivot-recv", daemon=True)
         self._decode_thread = threading.Thread(target=self._decode_loop, name="flowpivot-decode", daemon=True)
-        self._write_thread = threading.Thread(target=self._write_loop, name="flowpivot-write", daemon=True)
-        self._write_thread.start()
+        self._write_threads = [
+            threading.Thread(target=self._write_loop, args=(q,), name=f"flowpivot-write-{i}", daemon=True)
+            for i, q in enumerate(self._write_queues)
+        ]
+        for t in self._write_threads:
+            t.start()
         self._decode_thread.start()
         self._recv_thread.start()
         log.debug("listening on %s:%s", *self.address)
@@ -520,8 +547,8 @@ class Collector:
             self._conn.close()
         if self._decode_thread:
             self._decode_thread.join()
-        if self._write_thread:
-            self._write_thread.join()
+        for t in self._write_threads:
+            t.join()
         self._sock.close()
         self._stopped.set()
         if self.error is not None:
@@ -543,7 +570,7 @@ class Collector:
 
     def alive(self) -> bool:
         """True while all three threads (and the receive process, if any) run."""
-        threads = (self._recv_thread, self._decode_thread, self._write_thread)
+        threads = (self._recv_thread, self._decode_thread, *self._write_threads)
         ok = all(t is not None and t.is_alive() for t in threads)
         return ok and (self._child is None or self._child.is_alive())
 
@@ -675,7 +702,8 @@ class Collector:
             try:  # what was decoded is committed even when the decoder failed
                 self._rotate(self.clock_ms(), final=True)
             finally:
-                self._write_queue.put(_STOP)
+                for wq in self._write_queues:
+                    wq.put(_STOP)
 
     def _take(self, result: Any) -> None:
         problems = result.problems
@@ -701,7 +729,9 @@ class Collector:
         batch = self._pending[0] if len(self._pending) == 1 else pa.concat_batches(self._pending)
         self._pending, self._pending_rows = [], 0
         t0 = time.perf_counter()
-        self._write_queue.put(("rows", self._window_start, batch))
+        q = self._write_queues[self._next_writer]
+        self._next_writer = (self._next_writer + 1) % len(self._write_queues)
+        q.put(("rows", self._window_start, batch))
         self.timing["wait_writer_s"] += time.perf_counter() - t0
 
     def _open_window(self, now_ms: int) -> None:
@@ -709,42 +739,49 @@ class Collector:
 
     def _rotate(self, now_ms: int, final: bool = False) -> None:
         self._hand_over()
-        self._write_queue.put(("commit", self._window_start, now_ms, final, self.exporters()))
+        order = _CommitOrder(self._window_start, now_ms, final, self.exporters(), remaining=len(self._write_queues))
+        for q in self._write_queues:
+            q.put(("commit", order))
         self._open_window(now_ms)
 
     # ---- write thread ------------------------------------------------------------------------
 
-    def _write_loop(self) -> None:
+    def _write_loop(self, q: queue.Queue[Any]) -> None:
         writer: StoreWriter | None = None
         failed = False
         while True:
-            item = self._write_queue.get()
+            item = q.get()
             if item is _STOP:
                 break
-            if failed:
-                continue  # keep emptying the queue so the decode thread never blocks
             try:
                 if item[0] == "rows":
+                    if failed:
+                        continue  # keep emptying the queue so the decode thread never blocks
                     _, window_start, batch = item
                     if writer is None:
                         writer = self.store.writer(self._window_key(window_start), self._window_info(window_start))
                     t0, c0 = time.perf_counter(), time.thread_time()
                     writer.write(batch)
-                    self.timing["write_s"] += time.perf_counter() - t0
-                    self.timing["write_cpu_s"] += time.thread_time() - c0
+                    with self._lock:
+                        self.timing["write_s"] += time.perf_counter() - t0
+                        self.timing["write_cpu_s"] += time.thread_time() - c0
                 else:
-                    _, window_start, now_ms, final, exporters = item
+                    order: _CommitOrder = item[1]
                     committed = None
-                    if writer is not None:
+                    if writer is not None and not failed:
                         t0 = time.perf_counter()
-                        writer.info["window_end"] = _iso(min(now_ms, window_start + self.rotate_ms))
+                        writer.info["window_end"] = _iso(min(order.now_ms, order.window_start + self.rotate_ms))
                         committed = writer.commit()
                         writer = None
-                        self.timing["commit_s"] += time.perf_counter() - t0
-                        self.flows_stored += committed.rows
-                        self.windows_committed += 1
+                        with self._lock:
+                            self.timing["commit_s"] += time.perf_counter() - t0
                         log.debug("committed %s: %d flows", committed.key, committed.rows)
-                    self._write_stats(window_start, now_ms, committed, final, exporters)
+                    if order.done(committed):  # the last write thread to commit this window
+                        results = [r for r in order.results if r is not None]
+                        self.flows_stored += sum(r.rows for r in results)
+                        if results:
+                            self.windows_committed += 1
+                        self._write_stats(order.window_start, order.now_ms, results, order.final, order.exporters)
             except BaseException as e:
                 failed = True
                 self.error = e
@@ -753,6 +790,8 @@ class Collector:
                 if writer is not None:
                     writer.abort()
                     writer = None
+                if item[0] == "commit" and item[1].done(None):
+                    self._write_stats(item[1].window_start, item[1].now_ms, [], item[1].final, item[1].exporters)
 
     def _window_key(self, window_start: int) -> str:
         stamp = dt.datetime.fromtimestamp(window_start / 1000, tz=dt.UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -810,7 +849,7 @@ class Collector:
     _last_drops: int | None = None
 
     def _write_stats(
-        self, window_start: int, now_ms: int, committed: Any, final: bool, exporters: dict[str, dict[str, Any]]
+        self, window_start: int, now_ms: int, committed: list[Any], final: bool, exporters: dict[str, dict[str, Any]]
     ) -> None:
         if self._sock is not None:
             self._last_drops = kernel_drops(self._sock)
@@ -834,8 +873,8 @@ class Collector:
         line = {
             "window_start": _iso(window_start),
             "window_end": _iso(now_ms),
-            "key": committed.key if committed else None,
-            "flows_stored": committed.rows if committed else 0,
+            "keys": [c.key for c in committed],
+            "flows_stored": sum(c.rows for c in committed),
             "final": final,
             "kernel_drops": snap["kernel_drops"],
             "exporters": delta,

@@ -315,9 +315,45 @@ def test_rotation_commits_each_window(tmp_path: Path) -> None:
         ("2027-01-15T08:00:00.000Z", 90, False),
         ("2027-01-15T08:01:00.000Z", 60, True),
     ]
-    keys = {x["key"] for x in lines}
+    keys = {k for x in lines for k in x["keys"]}
     assert all(Store(store).has_source(k) for k in keys) and len(keys) == 2
     assert stored_v5_flows(store) == expected_v5(first, secs=1_800_000_000) + expected_v5(second, secs=1_800_000_060)
+
+
+def test_two_write_threads_commit_each_window_once(tmp_path: Path) -> None:
+    now = [1_800_000_000_000]
+    rng = random.Random(12)
+    first, second = random_v5_flows(rng, 300), random_v5_flows(rng, 120)
+    store = tmp_path / "store"
+    c = Collector(
+        Store(store),
+        ("127.0.0.1", 0),
+        rotate_ms=60_000,
+        decoder=FlowDecoder(),
+        clock_ms=lambda: now[0],
+        writers=2,
+        write_rows=60,
+    )
+    d1, d2 = v5_datagrams(first, secs=1_800_000_000), v5_datagrams(second, seq0=300, secs=1_800_000_060)
+    addr = c.start()
+    try:  # each half decoded on its own, so each goes to the next write thread
+        send_all(d1[:5], addr)
+        wait_for(lambda: c.flows_decoded == 150, what="the first half")
+        send_all(d1[5:], addr)
+        wait_for(lambda: c.flows_decoded == 300, what="the first window's flows")
+        now[0] += 60_000
+        wait_for(lambda: c.windows_committed == 1, what="the first rotation")
+        send_all(d2[:2], addr)
+        wait_for(lambda: c.flows_decoded == 360, what="the second window's first half")
+        send_all(d2[2:], addr)
+        wait_for(lambda: c.flows_decoded == 420, what="the second window's flows")
+    finally:
+        c.stop()
+    lines = read_stats_lines(store)
+    assert [(x["flows_stored"], len(x["keys"]), x["final"]) for x in lines] == [(300, 2, False), (120, 2, True)]
+    assert len(Store(store).files()) == 4 and c.windows_committed == 2
+    assert stored_v5_flows(store) == expected_v5(first, secs=1_800_000_000) + expected_v5(second, secs=1_800_000_060)
+    assert read_stats(store)["flows_stored"] == 420
 
 
 @RECEIVERS

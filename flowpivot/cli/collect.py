@@ -76,6 +76,9 @@ def collect(
     rcvbuf: Annotated[
         int, typer.Option("--rcvbuf", help="Socket receive buffer to ask for, in bytes.")
     ] = DEFAULT_RCVBUF,
+    writers: Annotated[
+        int, typer.Option("--writers", min=1, max=16, help="Write threads (each writes its own file per window).")
+    ] = 1,
 ) -> None:
     """Receive NetFlow v5, v9 and IPFIX over UDP into the store until SIGTERM or Ctrl-C.
 
@@ -84,7 +87,7 @@ def collect(
     with errors_as_exit():
         host, port = parse_listen(listen)
         rotate_ms = parse_duration(rotate)
-        collector = Collector(Store(store), (host, port), rotate_ms=rotate_ms, rcvbuf=rcvbuf)
+        collector = Collector(Store(store), (host, port), rotate_ms=rotate_ms, rcvbuf=rcvbuf, writers=writers)
         stop = threading.Event()
 
         def _on_signal(signum: int, _frame: Any) -> None:
