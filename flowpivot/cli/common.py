@@ -16,7 +16,7 @@ err = Console(stderr=True)  # logs, progress, problems
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -46,6 +46,6 @@ def report_problems(problems: list[Problem], limit: int = 20) -> None:
         return
     err.print(f"[yellow]{len(problems)} bad input(s) skipped:[/]", highlight=False)
     for p in problems[:limit]:
-        err.print(f"  {p}", markup=False, highlight=False)
+        err.print(f"  {p}", markup=False, highlight=False, soft_wrap=True)
     if len(problems) > limit:
         err.print(f"  ... and {len(problems) - limit} more", highlight=False)
