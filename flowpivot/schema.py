@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 __all__ = [
     "FIELDS",
@@ -173,23 +174,20 @@ def ip_strings(v4: pa.Array, v6: pa.Array) -> pa.Array:
     v4 = v4.combine_chunks() if isinstance(v4, pa.ChunkedArray) else v4
     v6 = v6.combine_chunks() if isinstance(v6, pa.ChunkedArray) else v6
     n = len(v4)
-    out: list[str | None] = [None] * n
-    a = v4.to_numpy(zero_copy_only=False)
-    valid4 = v4.is_valid().to_numpy(zero_copy_only=False)
-    if valid4.any():
-        x = np.nan_to_num(a, nan=0).astype(np.uint32) if a.dtype.kind == "f" else a.astype(np.uint32)
-        o = [(x >> s) & 255 for s in (24, 16, 8, 0)]
-        strs = np.char.add(
-            np.char.add(np.char.add(o[0].astype("U3"), "."), np.char.add(o[1].astype("U3"), ".")),
-            np.char.add(np.char.add(o[2].astype("U3"), "."), o[3].astype("U3")),
-        )
-        for i in np.flatnonzero(valid4):
-            out[i] = str(strs[i])
+    result = pa.nulls(n, pa.string())
+    if v4.null_count < n:
+        x = v4.fill_null(0).to_numpy(zero_copy_only=False).astype(np.uint32)
+        octets = [((x >> s) & 255).astype("U3") for s in (24, 16, 8, 0)]
+        dotted = octets[0]
+        for part in octets[1:]:
+            dotted = np.char.add(np.char.add(dotted, "."), part)
+        result = pc.if_else(v4.is_valid(), pa.array(dotted, pa.string()), result)
     if v6.null_count < n:
-        for i, b in enumerate(v6.to_pylist()):
-            if b is not None:
-                out[i] = str(ipaddress.IPv6Address(b))
-    return pa.array(out, pa.string())
+        text6 = pa.array(
+            [None if b is None else str(ipaddress.IPv6Address(b)) for b in v6.to_pylist()], pa.string()
+        )
+        result = pc.coalesce(result, text6)
+    return result
 
 
 def ms_to_iso(ms: int | None) -> str | None:

@@ -367,7 +367,7 @@ class Store:
         """Remove day partitions that end before ``now - older_than``. Returns the days removed."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         cutoff = now_ms - older_than_ms
-        removed = []
+        removed: list[str] = []
         if not self.flows_dir.exists():
             return removed
         for part in sorted(self.flows_dir.glob("day=*")):
