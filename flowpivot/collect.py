@@ -1,12 +1,13 @@
 """The live collector, flowpivot's only socket: NetFlow v5/v9 and IPFIX (RFC 3954, RFC 7011) over UDP.
 
-Three threads form a pipeline. The receive thread does nothing but ``recvfrom`` on a socket
-with a large receive buffer, stamping each datagram with its arrival time and handing lists of
-them to the decode thread. The decode thread decodes a whole list at once (``decode_many``) and
-gathers the flows into batches of a row group (a million rows). The write thread streams those
-into the open rotation window of the store; Parquet encoding runs there, outside the GIL, while
-the next datagrams are decoded. Every ``rotate_ms`` (5 minutes by default, aligned to the clock
-like nfcapd's files) the window is committed to the store under a unique key, and the counters
+Three threads form a pipeline. The receive thread does nothing but read the socket (a large
+receive buffer; ``recvmmsg`` for 64 datagrams per system call where Linux has it), stamping each
+datagram with its arrival time and handing lists of them to the decode thread (optionally it is
+a separate process). The decode thread decodes a whole list at once (``decode_many``) and
+gathers the flows into batches of a row group (a million rows). The write thread (or several)
+streams those into the open rotation window of the store; Parquet encoding runs there, outside
+the GIL, while the next datagrams are decoded. Every ``rotate_ms`` (5 minutes by default, aligned to the clock
+like nfcapd's files) the window is committed to the store under unique keys, and the counters
 are written to ``STORE/collector/stats.json`` and appended to ``STORE/collector/stats.jsonl``.
 
 ``stop()`` stops receiving, drains what the kernel had already buffered, decodes and commits
