@@ -10,6 +10,8 @@ import datetime as dt
 import ipaddress
 import logging
 import os
+import shutil
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -165,6 +167,7 @@ def hunt(
     min_beacon_starts: int = DEFAULTS["min_beacon_starts"],
     max_pairs: int = DEFAULTS["max_pairs"],
     threads: int | None = None,
+    memory_limit: str | None = "2GB",
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run the hunt and return the result (JSON-ready, format ``flowpivot-hunt/1``).
@@ -199,10 +202,16 @@ def hunt(
         "similarity": similarity,
         "victim_max_seeds": victim_max_seeds,
         "min_beacon_starts": min_beacon_starts,
+        "memory_limit": memory_limit,
         "bare_segment_max": {"ipv4": S.BARE_SEGMENT_MAX_V4, "ipv6": S.BARE_SEGMENT_MAX_V6},
     }
 
     con = st.connect(threads=threads)
+    if memory_limit:
+        # DuckDB spills its hash tables to disk past this, instead of growing with the store
+        spill = tempfile.mkdtemp(prefix="flowpivot-hunt-")
+        con.execute(f"SET memory_limit = '{memory_limit}'")
+        con.execute(f"SET temp_directory = '{spill}'")
     ipkey_macro(con)
     since_ms, until_ms = _window(st, con, days, since, until)
     params.update({"since": _iso(since_ms), "until": _iso(until_ms)})
@@ -347,6 +356,9 @@ def hunt(
     ]
     pairs_out = _pairs_out(pairs, services, max_pairs)
     step("output")
+    con.close()
+    if memory_limit:
+        shutil.rmtree(spill, ignore_errors=True)
     return {
         "format": FORMAT,
         "window": {"start": _iso(since_ms), "end": _iso(until_ms)},
