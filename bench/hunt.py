@@ -136,12 +136,14 @@ def time_reference(store: Store, seeds: list[str]) -> tuple[float, int]:
 
 
 _CHILD = """
-import json, resource, sys, time
+import json, sys, time
 from flowpivot.hunt import hunt
 t = time.perf_counter()
 r = hunt(sys.argv[1], [sys.argv[2]])
 secs = time.perf_counter() - t
-print(json.dumps({"secs": secs, "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+# VmHWM, not ru_maxrss: Linux keeps ru_maxrss across execve, so a child of a big parent inherits it
+hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+print(json.dumps({"secs": secs, "rss_kb": hwm,
                   "clusters": len(r["clusters"]), "expansion": len(r["expansion"]), "victims": len(r["victims"]),
                   "excluded": len(r["excluded"]), "timings": r["provenance"]["timings_s"]}))
 """
