@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from flowpivot.collect import Collector, parse_listen
+from flowpivot.collect import Collector, kernel_drops, parse_listen
 from flowpivot.decode import FlowDecoder
 from flowpivot.schema import to_output
 from flowpivot.store import Store
@@ -176,6 +177,17 @@ def send_all(datagrams: list[bytes], addr: tuple[str, int], family: int = socket
             s.sendto(d, addr)
 
 
+def udp_queue(port: int) -> int | None:
+    """Bytes waiting in the receive queue of the UDP socket bound to ``port``; None when none is bound."""
+    for name in ("/proc/net/udp", "/proc/net/udp6"):
+        with open(name) as fh:
+            for line in list(fh)[1:]:
+                cols = line.split()
+                if cols[1].endswith(f":{port:04X}"):
+                    return int(cols[4].split(":")[1], 16)
+    return None
+
+
 def read_stats(store: Path) -> dict[str, Any]:
     return json.loads((store / "collector" / "stats.json").read_text())
 
@@ -271,6 +283,60 @@ def test_sequence_gap_is_counted(tmp_path: Path) -> None:
         send_all(dgrams[:4] + dgrams[6:], c.address)  # two datagrams of 30 flows never arrive
     e = read_stats(store)["exporters"]["127.0.0.1"]
     assert (e["flows"], e["lost_seq"]) == (240, 60)
+
+
+class GatedDecoder(FlowDecoder):
+    """The real decoder, held back until the test opens the gate (to fill the buffers on purpose)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+
+    def decode_many(self, datagrams, where=None):  # type: ignore[no-untyped-def]
+        self.gate.wait()
+        return super().decode_many(datagrams, where)
+
+
+def test_overload_is_bounded_and_counted(tmp_path: Path) -> None:
+    """With the decoder stalled, the backlog stops at its bound, the kernel drops the rest, and the
+    counters account for every flow: stored + 30 x kernel drops = sent, lost_seq agrees."""
+    rng = random.Random(13)
+    secs = int(time.time())
+    flows, last = random_v5_flows(rng, 30 * 400), random_v5_flows(rng, 30)
+    dgrams = v5_datagrams(flows, secs=secs)
+    marker = v5_datagrams(last, seq0=len(flows), secs=secs)  # after the overload: reveals a gap at the end
+    store = tmp_path / "store"
+    dec = GatedDecoder()
+    c = Collector(
+        Store(store), ("127.0.0.1", 0), decoder=dec, rcvbuf=1 << 16, max_backlog_bytes=50_000, chunk_datagrams=8
+    )
+    addr = c.start()
+    try:
+        send_all(dgrams, addr)
+        wait_for(lambda: (kernel_drops(c._sock) or 0) > 0, what="the kernel to drop")  # type: ignore[arg-type]
+        wait_for(lambda: c.timing["backlog_waits"] > 0, what="the receive thread to hold back")
+        assert c.alive()
+        dec.gate.set()
+        wait_for(
+            lambda: udp_queue(addr[1]) == 0 and c.flows_decoded == c.datagrams_received * 30,
+            what="the backlog to clear",
+        )
+        send_all(marker, addr)
+        wait_for(
+            lambda: c.flows_decoded == c.datagrams_received * 30 == 30 * (401 - (kernel_drops(c._sock) or 0)),
+            what="the last datagram",
+        )  # type: ignore[arg-type]
+    finally:
+        dec.gate.set()
+        c.stop()
+    stats = read_stats(store)
+    drops = stats["kernel_drops"]
+    stored = stats["flows_stored"]
+    assert drops > 0 and stored + 30 * drops == len(flows) + 30
+    assert stats["exporters"]["127.0.0.1"]["lost_seq"] == 30 * drops
+    got = stored_v5_flows(store)
+    assert not got - expected_v5(flows + last, secs=secs)  # only flows that were sent
+    assert not expected_v5(last, secs=secs) - got  # the datagram sent after the overload is there
 
 
 def test_data_without_template_is_counted_lost_at_exit(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import need_tool
-from test_collect import read_stats, start_cli_collector, stop_process, stored_flows, wait_for
+from test_collect import read_stats, start_cli_collector, stop_process, stored_flows, udp_queue, wait_for
 
 pytestmark = pytest.mark.tools
 
@@ -69,18 +69,6 @@ def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def udp_queue(port: int) -> int | None:
-    """Bytes waiting in the receive queue of the UDP socket bound to ``port``; None when none is bound."""
-    hexport = f":{port:04X}"
-    for name in ("/proc/net/udp", "/proc/net/udp6"):
-        with open(name) as fh:
-            for line in list(fh)[1:]:
-                cols = line.split()
-                if cols[1].endswith(hexport):
-                    return int(cols[4].split(":")[1], 16)
-    return None
 
 
 def nfdump_flows(nfdump: str, flowdir: Path) -> Counter[tuple[object, ...]]:
