@@ -47,7 +47,15 @@ import pyarrow as pa
 from .errors import FlowpivotError, Problem
 from .store import ROW_GROUP_ROWS, Store, StoreWriter
 
-__all__ = ["Collector", "parse_listen", "DEFAULT_LISTEN", "DEFAULT_ROTATE_MS", "DEFAULT_RCVBUF"]
+__all__ = [
+    "Collector",
+    "parse_listen",
+    "kernel_drops",
+    "stats_path",
+    "DEFAULT_LISTEN",
+    "DEFAULT_ROTATE_MS",
+    "DEFAULT_RCVBUF",
+]
 
 log = logging.getLogger("flowpivot.collect")
 
