@@ -15,7 +15,6 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -103,7 +102,7 @@ def _anchor_table(keys: Sequence[str]) -> pa.Table:
 class _Provider:
     """ASN / allocation lookups through flowpivot.enrich, or nothing when no database is given."""
 
-    def __init__(self, asn_dbs: Sequence[str | Path], whois: str | Path | None):
+    def __init__(self, asn_dbs: Sequence[str | os.PathLike[str]], whois: str | os.PathLike[str] | None):
         self.enr: Any = None
         self.whois = whois is not None
         self.cache: dict[str, dict[str, Any]] = {}

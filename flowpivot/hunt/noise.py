@@ -15,6 +15,7 @@ Why the rule looks the way it does is in docs/hunt.md ("Noise"). Two rules, in t
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,7 +54,7 @@ class Allowlist:
         }
 
 
-def read_allowlist(path: str | Path | None) -> Allowlist:
+def read_allowlist(path: str | os.PathLike[str] | None) -> Allowlist:
     """One entry per line: a CIDR, an address or an ASN (``AS15169`` or ``15169``), then its reason.
 
     Separators may be whitespace, a comma or a tab; ``#`` starts a comment. A bad line is

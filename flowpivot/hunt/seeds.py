@@ -11,6 +11,7 @@ import csv
 import io
 import ipaddress
 import json
+import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -161,9 +162,9 @@ def _host_port(t: str) -> tuple[tuple[str, int | None, str | None] | None, str]:
 # ----- readers -----------------------------------------------------------------------------------
 
 
-def read_seeds(paths: Sequence[str | Path] | str | Path, extra: Iterable[str] = ()) -> SeedSet:
+def read_seeds(paths: Sequence[str | os.PathLike[str]] | str | os.PathLike[str], extra: Iterable[str] = ()) -> SeedSet:
     """Read seed files of any supported format (detected from content) plus literal indicators."""
-    if isinstance(paths, (str, Path)):
+    if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     out = SeedSet()
     for p in paths:
