@@ -24,7 +24,7 @@ from ..store import DAY_MS, Store, parse_time
 from . import sessions as S
 from .beacon import regularity
 from .noise import Allowlist, noise_reason, read_allowlist
-from .pivot import create_pairs, ipkey_macro
+from .pivot import create_pairs, create_reach, ipkey_macro
 from .seeds import SeedSet, read_seeds
 
 __all__ = ["hunt", "FORMAT", "DEFAULTS"]
@@ -265,9 +265,9 @@ def hunt(
     members: dict[str, set[str]] = {}
     if candidates:
         _load_anchors(con, "cand", list(candidates))
-        create_pairs(con, "cand", "cp", since_ms, until_ms, services=False, full=False)
+        create_reach(con, "cand", "cr", since_ms, until_ms)
         # round 1: reach (scanners, shared services)
-        stats = _degrees(con, "cp", seed_key_set | set(candidates), set())
+        stats = _degrees(con, "cr", seed_key_set | set(candidates), set())
         reach: dict[str, tuple[str, str]] = {}
         for k in candidates:
             s = stats.get(k, _NO_STATS)
@@ -277,7 +277,7 @@ def hunt(
                 excluded[k] = {"reason": r[0], "detail": r[1], "seeds": len(candidates[k]), **_noise_keys(s)}
         # round 2: specificity over the peers that are not themselves noise
         known = seed_key_set | (set(candidates) - set(reach))
-        stats = _degrees(con, "cp", known, set(excluded))
+        stats = _degrees(con, "cr", known, set(excluded))
         for k in candidates:
             if k in reach:
                 continue
@@ -290,6 +290,10 @@ def hunt(
                 excluded[k] = {"reason": r[0], "detail": r[1], "seeds": len(candidates[k]), **_noise_keys(s)}
             else:
                 members[k] = candidates[k]
+        if members and hops > 0:
+            # sessions around the members only, for the expansion
+            _load_anchors(con, "memb", list(members))
+            create_pairs(con, "memb", "cp", since_ms, until_ms, services=False, full=False)
     step("noise")
 
     # ---- 6. clusters --------------------------------------------------------------------------
@@ -784,11 +788,10 @@ def _expand(
             cands.pop(k, None)
         if not cands:
             break
-        table = f"xp{hop}"
         _load_anchors(con, f"xa{hop}", list(cands))
-        create_pairs(con, f"xa{hop}", table, since_ms, until_ms, services=False, full=False)
+        create_reach(con, f"xa{hop}", f"xr{hop}", since_ms, until_ms)
         known = seed_keys | set(known_infra) | set(found) | set(cands)
-        stats = _degrees(con, table, known, set(excluded))
+        stats = _degrees(con, f"xr{hop}", known, set(excluded))
         frontier = {}
         for k, by in cands.items():
             s = stats.get(k, _NO_STATS)
@@ -814,6 +817,10 @@ def _expand(
         known_infra.update(frontier)
         if not frontier:
             break
+        if hop < hops:  # sessions around the hosts just found, for the next hop
+            table = f"xp{hop}"
+            _load_anchors(con, f"xs{hop}", list(frontier))
+            create_pairs(con, f"xs{hop}", table, since_ms, until_ms, services=False, full=False)
     if not found:
         return []
     infos = prov.lookup([v["ip"] for v in found.values()])

@@ -19,7 +19,7 @@ import duckdb
 from ..store import DAY_MS
 from . import sessions as S
 
-__all__ = ["create_pairs", "ipkey_macro"]
+__all__ = ["create_pairs", "create_reach", "ipkey_macro"]
 
 
 def ipkey_macro(con: duckdb.DuckDBPyConnection) -> None:
@@ -145,6 +145,42 @@ def pair_sql(flows_rel: str) -> str:
       {S.pair_initiator_sql()} AS initiator
     FROM e
     """
+
+
+def create_reach(con: duckdb.DuckDBPyConnection, anchors: str, out: str, since_ms: int, until_ms: int) -> None:
+    """TEMP TABLE ``out`` (anchor, peer, initiator): every distinct peer of each anchor, whole store.
+
+    What the noise rules measure (degree, fan-out, fan-in, who the peers are) needs only the
+    address and port columns, so this pass reads four columns where the session pass reads
+    eighteen; its candidates are often the busiest hosts, whose flows are much of the store. The
+    initiator here is the port rule alone (client on the higher port).
+    """
+    fams = tuple(
+        fam
+        for fam in (4, 6)
+        if con.sql(f"SELECT count(*) FROM {anchors} WHERE v{fam} IS NOT NULL").fetchall()[0][0]  # type: ignore[index]
+    ) or (4,)
+    win = _window_sql(since_ms, until_ms)
+    ported = "w.protocol IN (6, 17, 132)"
+    sides = []
+    for fam in fams:
+        for a, p in (("src", "dst"), ("dst", "src")):
+            sides.append(
+                f"""SELECT an.key AS anchor, an.id AS anchor_id, w.{p}_addr_v4 AS peer_v4, w.{p}_addr_v6 AS peer_v6,
+                       ({ported} AND w.{a}_port > w.{p}_port) AS a_cl, ({ported} AND w.{p}_port > w.{a}_port) AS p_cl
+                FROM flows w JOIN {anchors} an ON w.{a}_addr_v{fam} = an.v{fam} WHERE {win}"""
+            )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE {out} AS
+        WITH g AS (
+          SELECT any_value(anchor) AS anchor, peer_v4, peer_v6, bool_or(a_cl) AS a_cl, bool_or(p_cl) AS p_cl
+          FROM ({" UNION ALL ".join(sides)}) GROUP BY anchor_id, peer_v4, peer_v6
+        )
+        SELECT anchor, ipkey(peer_v4, peer_v6) AS peer, NULL::BOOLEAN AS established,
+          CASE WHEN a_cl AND NOT p_cl THEN 'anchor' WHEN p_cl AND NOT a_cl THEN 'peer'
+               WHEN a_cl AND p_cl THEN 'mixed' ELSE 'unknown' END AS initiator
+        FROM g"""
+    )
 
 
 def pair_lite_sql(flows_rel: str) -> str:
