@@ -67,6 +67,7 @@ MAX_DATAGRAM = 65_535
 _SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 _STOP = object()
 RECENT_PROBLEMS_KEPT = 50
+DRAIN_QUIET_S = 0.2  # at stop, the socket counts as drained after this long without a datagram
 # Decoder counters that are levels, not running totals: stats.jsonl shows their value, not a difference.
 GAUGES = frozenset({"pending"})
 
@@ -265,7 +266,12 @@ def _receive(
                     emit(pending, nbytes)
                     pending, nbytes = [], 0
                 if stopping():
-                    break  # the kernel buffer is empty: drained
+                    # Empty now. A datagram sent just before the stop can still be on its way
+                    # through the kernel (loopback delivery runs in a softirq, deferred under
+                    # load), so it is drained only after a quiet moment.
+                    if select.select([sock], [], [], DRAIN_QUIET_S)[0]:
+                        continue
+                    break
                 select.select([sock], [], [], 0.1)
                 continue
             except InterruptedError:
