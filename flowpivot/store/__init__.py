@@ -40,6 +40,11 @@ __all__ = ["Store", "StoreWriter", "parse_duration", "parse_time", "DAY_MS", "RO
 DAY_MS = 86_400_000
 ROW_GROUP_ROWS = 1 << 20
 _TMP_PREFIX = ".tmp-"
+# Times grow within a row group: delta encoding. Everything else repeats a lot (ports, protocols,
+# flags, sampling rates, popular addresses): dictionary, which Parquet drops per column chunk
+# when it stops paying. Measured in bench/storage.py: 16.8 -> 13.9 bytes/flow.
+_DELTA_COLUMNS = {"start": "DELTA_BINARY_PACKED", "end": "DELTA_BINARY_PACKED"}
+_DICTIONARY_COLUMNS = [f.name for f in STORE_SCHEMA if f.name not in _DELTA_COLUMNS]
 
 
 def parse_duration(text: str) -> int:
@@ -83,7 +88,7 @@ class StoreWriter:
     """Streams record batches into per-day temporary Parquet files; ``commit()`` makes them visible.
 
     Rows are buffered per day and written as row groups of up to ``ROW_GROUP_ROWS``, sorted by
-    ``start`` within a row group (which roughly halves the size of the time columns).
+    ``start`` within a row group, so that row-group statistics prune time windows.
     """
 
     def __init__(self, store: Store, key: str, info: dict[str, Any] | None = None):
@@ -129,7 +134,10 @@ class StoreWriter:
         if not batches:
             return
         table = pa.Table.from_batches(batches, schema=STORE_SCHEMA)
-        table = table.take(pc.sort_indices(table, sort_keys=[("start", "ascending")]))
+        starts = table.column("start").cast(pa.int64()).to_numpy()
+        if len(starts) > 1 and not bool(np.all(starts[1:] >= starts[:-1])):
+            # Ordered row groups give tight min/max statistics for time filters; skip when already so.
+            table = table.take(pc.sort_indices(table, sort_keys=[("start", "ascending")]))
         w = self._writers.get(day)
         if w is None:
             part = self.store.flows_dir / f"day={_day_name(day)}"
@@ -141,7 +149,8 @@ class StoreWriter:
                 STORE_SCHEMA,
                 compression="zstd",
                 compression_level=3,
-                use_dictionary=["exporter", "conn_state", "history", "sampling_rate", "protocol"],
+                use_dictionary=_DICTIONARY_COLUMNS,
+                column_encoding=_DELTA_COLUMNS,
                 write_statistics=True,
             )
             w = (writer, tmp, final)
