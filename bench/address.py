@@ -60,7 +60,9 @@ def main() -> None:
     con = duckdb.connect()
     con.execute(f"SET threads = {a.threads}")
     con.execute("CREATE TABLE seeds4 AS SELECT unnest(?::UINTEGER[]) AS a", [seeds.tolist()])
-    con.execute("CREATE TABLE seeds16 AS SELECT from_hex('00000000000000000000ffff' || lpad(printf('%x', a), 8, '0')) AS a FROM seeds4")
+    con.execute(
+        "CREATE TABLE seeds16 AS SELECT from_hex('00000000000000000000ffff' || lpad(printf('%x', a), 8, '0')) AS a FROM seeds4"
+    )
     results = {}
     for name, cols in layouts.items():
         path = os.path.join(tmp, name.split()[0] + ".parquet")
@@ -88,7 +90,9 @@ def main() -> None:
         )
         results[name] = (best, count, addr_bytes / n)
     base = results["uint32"][0]
-    print(f"# {n:,} flows, {a.seeds} seeds, DuckDB {duckdb.__version__}, threads={a.threads}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
+    print(
+        f"# {n:,} flows, {a.seeds} seeds, DuckDB {duckdb.__version__}, threads={a.threads}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    )
     print("| layout | pivot s | vs uint32 | matches | address bytes/flow |")
     print("|---|---|---|---|---|")
     for name, (sec, count, bpf) in results.items():

@@ -87,7 +87,9 @@ def _store_fields() -> list[pa.Field]:
     out: list[pa.Field] = []
     for f in FIELDS:
         if f.kind == "ip":
-            out.append(pa.field(f"{f.name}_v4", pa.uint32(), nullable=True, metadata={"doc": f.doc + " (IPv4 as integer)"}))
+            out.append(
+                pa.field(f"{f.name}_v4", pa.uint32(), nullable=True, metadata={"doc": f.doc + " (IPv4 as integer)"})
+            )
             out.append(pa.field(f"{f.name}_v6", IP6, nullable=True, metadata={"doc": f.doc + " (IPv6, 16 bytes)"}))
         else:
             assert f.arrow is not None
@@ -183,9 +185,7 @@ def ip_strings(v4: pa.Array, v6: pa.Array) -> pa.Array:
             dotted = np.char.add(np.char.add(dotted, "."), part)
         result = pc.if_else(v4.is_valid(), pa.array(dotted, pa.string()), result)
     if v6.null_count < n:
-        text6 = pa.array(
-            [None if b is None else str(ipaddress.IPv6Address(b)) for b in v6.to_pylist()], pa.string()
-        )
+        text6 = pa.array([None if b is None else str(ipaddress.IPv6Address(b)) for b in v6.to_pylist()], pa.string())
         result = pc.coalesce(result, text6)
     return result
 
@@ -196,7 +196,7 @@ def ms_to_iso(ms: int | None) -> str | None:
         return None
     import datetime as _dt
 
-    d = _dt.datetime.fromtimestamp(ms / 1000, tz=_dt.timezone.utc)
+    d = _dt.datetime.fromtimestamp(ms / 1000, tz=_dt.UTC)
     return d.strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(ms) % 1000:03d}Z"
 
 

@@ -15,7 +15,9 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 def need_tool(name: str) -> str:
     """Path of a real tool. Missing: skip on a developer machine, fail in CI (make test installs it)."""
-    path = shutil.which(name) or next((p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.access(p, os.X_OK)), None)
+    path = shutil.which(name) or next(
+        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.access(p, os.X_OK)), None
+    )
     if path:
         return path
     if IN_CI:

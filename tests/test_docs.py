@@ -16,7 +16,9 @@ DOCS = (REPO / "README.md").read_text() + "".join(p.read_text() for p in sorted(
 
 
 def test_the_pipeline_commands_exist() -> None:
-    assert {"ingest", "collect", "flows", "stats", "expire", "enrich", "hunt", "report", "simulate", "demo"} <= set(COMMANDS)
+    assert {"ingest", "collect", "flows", "stats", "expire", "enrich", "hunt", "report", "simulate", "demo"} <= set(
+        COMMANDS
+    )
 
 
 @pytest.mark.parametrize("name", COMMANDS)

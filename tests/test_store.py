@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -54,7 +53,9 @@ def test_round_trip_keeps_every_field(tmp_path: Path) -> None:
     t = _flows(200)
     st = Store(tmp_path)
     res = st.write(t, "k1")
-    assert res.rows == 200 and len(res.files) == len({int(x) // DAY_MS for x in t.column("start").cast(pa.int64()).to_pylist()})
+    assert res.rows == 200 and len(res.files) == len(
+        {int(x) // DAY_MS for x in t.column("start").cast(pa.int64()).to_pylist()}
+    )
     back = st.query()
     assert back.schema == STORE_SCHEMA
     key = ["start", "src_port"]
@@ -98,7 +99,11 @@ def test_expire_removes_only_old_days(tmp_path: Path) -> None:
     removed = st.expire(parse_duration("3d"), now_ms=T0 + 10 * DAY_MS)
     assert removed == [f"2024-05-0{d}" for d in range(1, 8)]
     assert st.stats()["flows"] == 24 * 3
-    assert sorted(p.name for p in (tmp_path / "flows").iterdir()) == ["day=2024-05-08", "day=2024-05-09", "day=2024-05-10"]
+    assert sorted(p.name for p in (tmp_path / "flows").iterdir()) == [
+        "day=2024-05-08",
+        "day=2024-05-09",
+        "day=2024-05-10",
+    ]
 
 
 def test_empty_store_queries(tmp_path: Path) -> None:
@@ -130,8 +135,10 @@ def test_sigkill_never_leaves_a_partial_file_visible(tmp_path: Path, kill_after:
         while time.monotonic() < deadline:
             temps = list(flows.glob("day=*/.tmp-*")) if flows.exists() else []
             finals = list(flows.glob("day=*/*.parquet")) if flows.exists() else []
-            if (kill_after == "first_temp" and temps) or (kill_after == "first_commit" and finals) or (
-                kill_after == "second_temp" and any(p.name.startswith(".tmp-k1") for p in temps)
+            if (
+                (kill_after == "first_temp" and temps)
+                or (kill_after == "first_commit" and finals)
+                or (kill_after == "second_temp" and any(p.name.startswith(".tmp-k1") for p in temps))
             ):
                 break
             if proc.poll() is not None:
@@ -162,11 +169,17 @@ def test_cli_flows_outputs_parse_back(tmp_path: Path) -> None:
     assert len(rows) == 40
     assert rows[0]["start"] == "2024-05-01T00:00:00.000Z" and rows[0]["end"] == "2024-05-01T00:00:01.500Z"
     assert rows[0]["src_addr"] == "2001:db8::" and rows[0]["sampling_rate"] == 100
-    res = r.invoke(app, ["flows", "--store", str(tmp_path / "s"), "--output", "csv", "--port", "443", "--ip", "2001:db8::/32"])
+    res = r.invoke(
+        app, ["flows", "--store", str(tmp_path / "s"), "--output", "csv", "--port", "443", "--ip", "2001:db8::/32"]
+    )
     assert res.exit_code == 0
     csv = pacsv.read_csv(pa.py_buffer(res.stdout.encode()))
-    assert csv.num_rows == 14 and set(csv.column("src_addr").to_pylist()) <= {f"2001:db8::{i:x}" if i else "2001:db8::" for i in range(256)}
-    res = r.invoke(app, ["flows", "--store", str(tmp_path / "s"), "--output", "parquet", "--out", str(tmp_path / "o.parquet")])
+    assert csv.num_rows == 14 and set(csv.column("src_addr").to_pylist()) <= {
+        f"2001:db8::{i:x}" if i else "2001:db8::" for i in range(256)
+    }
+    res = r.invoke(
+        app, ["flows", "--store", str(tmp_path / "s"), "--output", "parquet", "--out", str(tmp_path / "o.parquet")]
+    )
     assert res.exit_code == 0
     assert pa.Table.from_batches([from_output(pq.read_table(tmp_path / "o.parquet"))]).equals(t)
 

@@ -13,7 +13,9 @@ from .common import err, errors_as_exit, out
 
 
 def demo(
-    out_dir: Annotated[Path, typer.Option("--out", help="Directory for the scenario, store, result and reports.")] = Path("demo-out"),
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Directory for the scenario, store, result and reports.")
+    ] = Path("demo-out"),
     flows: Annotated[int | None, typer.Option(help="Background flows to simulate (default: the simulator's).")] = None,
     sampling: Annotated[int, typer.Option(help="1:N packet sampling of the simulated exporter.")] = 100,
     seed: Annotated[int, typer.Option(help="Random seed of the scenario.")] = 1,

@@ -32,13 +32,17 @@ def _iso_table(t: pa.Table) -> pa.Table:
 
 def flows(
     store: StoreOpt,
-    since: Annotated[str | None, typer.Option(help="Only flows that end at or after this time (ISO 8601 or epoch).")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only flows that end at or after this time (ISO 8601 or epoch).")
+    ] = None,
     until: Annotated[str | None, typer.Option(help="Only flows that start before this time.")] = None,
     ip: Annotated[str | None, typer.Option("--ip", help="Only flows with this address or CIDR on either side.")] = None,
     port: Annotated[int | None, typer.Option("--port", help="Only flows with this port on either side.")] = None,
     limit: Annotated[int | None, typer.Option(help="At most this many flows.")] = None,
     output: Annotated[str, typer.Option("--output", "-o", help="jsonl, csv or parquet.")] = "jsonl",
-    out_file: Annotated[Path | None, typer.Option("--out", help="Write here instead of stdout (needed for parquet on a terminal).")] = None,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Write here instead of stdout (needed for parquet on a terminal).")
+    ] = None,
 ) -> None:
     """Print canonical flow records from the store, oldest first."""
     if output not in ("jsonl", "csv", "parquet"):
@@ -78,8 +82,10 @@ def stats(
     if as_json:
         out.print_json(json.dumps(s))
         return
-    out.print(f"[bold]{s['store']}[/]: {s['flows']:,} flows in {s['files']} files, {s['disk_bytes']:,} bytes on disk"
-              + (f" ({s['bytes_per_flow']} bytes/flow)" if s.get("bytes_per_flow") else ""))
+    out.print(
+        f"[bold]{s['store']}[/]: {s['flows']:,} flows in {s['files']} files, {s['disk_bytes']:,} bytes on disk"
+        + (f" ({s['bytes_per_flow']} bytes/flow)" if s.get("bytes_per_flow") else "")
+    )
     for title, rows, cols in (
         ("Flows per day", s["days"], ("day", "flows", "files")),
         ("Exporters", s["exporters"], ("exporter", "observation_domain", "flows")),
@@ -89,7 +95,16 @@ def stats(
         for c in cols:
             t.add_column(c, justify="right" if c in ("flows", "files", "sampling_rate") else "left")
         for r in rows:
-            t.add_row(*("-" if r[c] is None else f"{r[c]:,}" if isinstance(r[c], int) and c != "observation_domain" else str(r[c]) for c in cols))
+            t.add_row(
+                *(
+                    "-"
+                    if r[c] is None
+                    else f"{r[c]:,}"
+                    if isinstance(r[c], int) and c != "observation_domain"
+                    else str(r[c])
+                    for c in cols
+                )
+            )
         out.print(t)
 
 

@@ -24,7 +24,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -198,7 +198,7 @@ def _reader_thread(stream: IO[bytes], q: queue.Queue, stop: threading.Event) -> 
         stop.set()
 
 
-def _json_records(stream: IO[bytes], report: ReadReport) -> Iterator[tuple[pa.Table, int]]:
+def _json_records(stream: IO[bytes], report: ReadReport) -> Generator[tuple[pa.Table, int], None, None]:
     """Stream nfdump -o json into tables of records; yields (table, number of the first record)."""
     q: queue.Queue = queue.Queue(maxsize=4)
     stop = threading.Event()

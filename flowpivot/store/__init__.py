@@ -68,7 +68,7 @@ def parse_time(text: str) -> int:
     except ValueError as e:
         raise ValueError(f"not a time: {text!r} (use ISO 8601, e.g. 2024-05-01T12:00:00Z)") from e
     if d.tzinfo is None:
-        d = d.replace(tzinfo=dt.timezone.utc)
+        d = d.replace(tzinfo=dt.UTC)
     return int(d.timestamp() * 1000)
 
 
@@ -257,7 +257,9 @@ class Store:
                 pass
         return n
 
-    def write(self, batches: Iterable[pa.RecordBatch] | pa.Table, key: str, info: dict[str, Any] | None = None) -> WriteResult:
+    def write(
+        self, batches: Iterable[pa.RecordBatch] | pa.Table, key: str, info: dict[str, Any] | None = None
+    ) -> WriteResult:
         """Write one input's flows atomically, unless that input is already in the store."""
         if self.has_source(key):
             return WriteResult(key, skipped=True)
@@ -287,11 +289,13 @@ class Store:
     def relation_sql(self) -> str:
         """A DuckDB table expression over the store (an empty one when the store is empty)."""
         if not self.files():
-            cols = ", ".join(f"NULL::{_duck_type(f.type)} AS \"{f.name}\"" for f in STORE_SCHEMA)
+            cols = ", ".join(f'NULL::{_duck_type(f.type)} AS "{f.name}"' for f in STORE_SCHEMA)
             return f"(SELECT {cols} LIMIT 0)"
         return f"read_parquet('{_sql_str(self.glob)}', hive_partitioning = false)"
 
-    def connect(self, con: duckdb.DuckDBPyConnection | None = None, threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    def connect(
+        self, con: duckdb.DuckDBPyConnection | None = None, threads: int | None = None
+    ) -> duckdb.DuckDBPyConnection:
         """A DuckDB connection with a ``flows`` view over the store."""
         con = con or duckdb.connect()
         if threads:
@@ -304,7 +308,7 @@ class Store:
         if not self.files():
             return None
         con = self.connect()
-        row = con.execute("SELECT epoch_ms(min(start)), epoch_ms(max(\"end\")) FROM flows").fetchone()
+        row = con.execute('SELECT epoch_ms(min(start)), epoch_ms(max("end")) FROM flows').fetchone()
         if row is None or row[0] is None:
             return None
         return int(row[0]), int(row[1])
@@ -330,7 +334,9 @@ class Store:
         con = self.connect()
         reader = con.sql(f"SELECT * FROM flows WHERE {where} ORDER BY start").to_arrow_reader(batch_rows)
         for b in reader:
-            yield pa.RecordBatch.from_arrays([b.column(i).cast(f.type) for i, f in enumerate(STORE_SCHEMA)], schema=STORE_SCHEMA)
+            yield pa.RecordBatch.from_arrays(
+                [b.column(i).cast(f.type) for i, f in enumerate(STORE_SCHEMA)], schema=STORE_SCHEMA
+            )
 
     def stats(self) -> dict[str, Any]:
         """Flows per day, per exporter and per sampling rate, and bytes on disk."""
@@ -430,10 +436,12 @@ def ip_filter_sql(cidr: str, columns: tuple[str, ...] = ("src_addr", "dst_addr")
     return "(" + " OR ".join(parts) + ")"
 
 
-def filter_sql(since: int | None = None, until: int | None = None, ip: str | None = None, port: int | None = None) -> str:
+def filter_sql(
+    since: int | None = None, until: int | None = None, ip: str | None = None, port: int | None = None
+) -> str:
     conds = ["TRUE"]
     if since is not None:
-        conds.append(f"\"end\" >= make_timestamptz({int(since)} * 1000)")
+        conds.append(f'"end" >= make_timestamptz({int(since)} * 1000)')
     if until is not None:
         conds.append(f"start < make_timestamptz({int(until)} * 1000)")
     if ip:
