@@ -5,7 +5,6 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
-DEB_PKGS := nfdump softflowd tshark chromium
 SHARED  ?= ../shared/data
 
 .PHONY: demo test check lint bench deps venv clean
@@ -28,7 +27,7 @@ deps:
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Debian packages:$$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else echo "missing tools:$$missing (run as root, or install them)"; fi; \
 	fi
 
