@@ -24,6 +24,7 @@ from .model import Report
 from .summary import (
     evidence_facts,
     flags_text,
+    flat_items,
     provider_label,
     summary_paragraphs,
     tcp_flags,
@@ -82,6 +83,10 @@ def _ip_cell(ip: str) -> str:
     )
 
 
+def _ip_spans(ips: list[str]) -> str:
+    return ", ".join(f"<span class=ip>{escape(defang(ip))}</span>" for ip in ips)
+
+
 def _ipkey(ip: str) -> str:
     v, n = ip_sort_key(ip)
     return f"{v}:{n:039d}"
@@ -116,11 +121,7 @@ def _table(tid: str, head: list[tuple[str, bool]], rows: list[str], copy_all: bo
     )
 
 
-def _data(report: Report, tlp: str) -> dict[str, Any]:
-    seed_clusters: dict[str, list[str]] = {}
-    for c in report.clusters:
-        for s in c.seeds:
-            seed_clusters.setdefault(s, []).append(c.id)
+def _data(report: Report, tlp: str, seed_clusters: dict[str, list[str]]) -> dict[str, Any]:
     return {
         "tlp": tlp,
         "window": {"start": _iso(report.window_start), "end": _iso(report.window_end)},
@@ -187,19 +188,6 @@ def _data(report: Report, tlp: str) -> dict[str, Any]:
     }
 
 
-def _flatten(prefix: str, d: Any, depth: int = 0) -> list[tuple[str, Any]]:
-    out: list[tuple[str, Any]] = []
-    if not isinstance(d, dict):
-        return out
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and depth < 2:
-            out += _flatten(key + ".", v, depth + 1)
-        else:
-            out.append((key, v))
-    return out
-
-
 def _value(v: Any) -> str:
     if isinstance(v, list):
         return (
@@ -214,11 +202,16 @@ def _value(v: Any) -> str:
     return str(v)
 
 
+def _setting_rows(d: Any) -> list[str]:
+    return [f"<tr><td><code>{_e(k)}</code></td><td>{_e(_value(v))}</td></tr>" for k, v in flat_items("", d)]
+
+
 def render_html_report(report: Report, *, tlp: str, actor: str | None, now: datetime, ref: str) -> str:
     tlp_cls = "tlp-" + tlp.replace("+", "-")
     P: list[str] = []
     w = P.append
     days = report.days
+    seed_clusters = report.seed_clusters()
     w('<header><h1>flowpivot hunt report</h1><p class="meta">')
     w(
         f"Window {escape(fmt_time(report.window_start))} to {escape(fmt_time(report.window_end))}"
@@ -331,7 +324,7 @@ def render_html_report(report: Report, *, tlp: str, actor: str | None, now: date
     w('<section id="evidence"><h2>Evidence</h2>')
     for c in report.clusters:
         w(f'<article class="cluster-ev" id="ev-{_e(c.id)}"><h3>{_e(c.id)}: {_e(c.label)}</h3><dl class="facts">')
-        w(f"<dt>Hosts</dt><dd>{', '.join(f'<span class=ip>{escape(defang(ip))}</span>' for ip in c.members)}</dd>")
+        w(f"<dt>Hosts</dt><dd>{_ip_spans(c.members)}</dd>")
         w(f"<dt>Seeds contacted</dt><dd>{len(c.seeds)}</dd>")
         how = "yes: TCP handshake seen" if c.established else "no complete TCP session seen"
         w(f"<dt>Established</dt><dd>{how}</dd><dt>Initiator</dt><dd>{_e(c.initiator) or '–'}</dd>")
@@ -399,10 +392,7 @@ def render_html_report(report: Report, *, tlp: str, actor: str | None, now: date
     # -- hosts
     w('<section id="hosts"><h2>Hosts</h2>')
     hrows = []
-    seed_cl: dict[str, list[str]] = {}
     for c in report.clusters:
-        for s in c.seeds:
-            seed_cl.setdefault(s, []).append(c.id)
         for m in c.members:
             hrows.append(
                 "<tr>"
@@ -427,7 +417,7 @@ def render_html_report(report: Report, *, tlp: str, actor: str | None, now: date
         hrows.append(
             "<tr>"
             + _ip_cell(sd.ip)
-            + f"<td>seed</td><td>{_e(', '.join(seed_cl.get(sd.ip, [])))}</td>"
+            + f"<td>seed</td><td>{_e(', '.join(seed_clusters.get(sd.ip, [])))}</td>"
             + f"<td>{_e(provider_label(sd.asn, report.provider_name(sd.asn, sd.as_name), sd.country))}</td>"
             + f'<td><span class="badge {_e(sd.status)}">{_e(sd.status)}</span></td>'
             + _time_td(sd.first_seen)
@@ -457,7 +447,7 @@ def render_html_report(report: Report, *, tlp: str, actor: str | None, now: date
         f"<tr><td>{_e(' + '.join(o.clusters))}</td>"
         + _num_td(o.count)
         + _num_td(o.jaccard)
-        + f"<td>{', '.join(f'<span class=ip>{escape(defang(ip))}</span>' for ip in o.shared_seeds)}</td></tr>"
+        + f"<td>{_ip_spans(o.shared_seeds)}</td></tr>"
         for o in report.overlaps
     ]
     w(
@@ -474,7 +464,7 @@ def render_html_report(report: Report, *, tlp: str, actor: str | None, now: date
         "<tr>"
         + _ip_cell(v.ip)
         + f"<td>{_e(provider_label(v.asn, v.as_name, None))}</td>"
-        + f"<td>{', '.join(f'<span class=ip>{escape(defang(ip))}</span>' for ip in v.seeds)}</td>"
+        + f"<td>{_ip_spans(v.seeds)}</td>"
         + _num_td(v.port, str(v.port) if v.port is not None else None)
         + _num_td(v.interval_s, f"{v.interval_s:,.0f} s" if v.interval_s is not None else None)
         + "</tr>"
@@ -504,16 +494,12 @@ def render_html_report(report: Report, *, tlp: str, actor: str | None, now: date
     w("</section>")
     # -- provenance
     w('<section id="provenance"><h2>Parameters and provenance</h2>')
-    prow = [
-        f"<tr><td><code>{_e(k)}</code></td><td>{_e(_value(v))}</td></tr>" for k, v in _flatten("", report.parameters)
-    ]
+    prow = _setting_rows(report.parameters)
     w(
         "<h3>Hunt parameters</h3>"
         + (_table("params-table", [("Parameter", False), ("Value", False)], prow) if prow else "<p>Not recorded.</p>")
     )
-    vrow = [
-        f"<tr><td><code>{_e(k)}</code></td><td>{_e(_value(v))}</td></tr>" for k, v in _flatten("", report.provenance)
-    ]
+    vrow = _setting_rows(report.provenance)
     w(
         "<h3>Data provenance</h3>"
         + (
@@ -552,6 +538,8 @@ def render_html_report(report: Report, *, tlp: str, actor: str | None, now: date
         f"<style>{_asset('assets', 'report.css')}</style></head><body>"
         f'<div class="tlp {tlp_cls}">TLP:{escape(tlp.upper())}</div>'
     )
-    data = f'<script type="application/json" id="fp-data">{_json_for_script(_data(report, tlp))}</script>'
+    data = (
+        f'<script type="application/json" id="fp-data">{_json_for_script(_data(report, tlp, seed_clusters))}</script>'
+    )
     body_scripts = "".join(f"<script>{s}</script>" for s in scripts)
     return page_head + "".join(P) + data + body_scripts + "</body></html>\n"

@@ -8,6 +8,7 @@ from typing import Any
 from .model import Report
 from .summary import (
     evidence_facts,
+    flat_items,
     provider_label,
     service_text,
     summary_paragraphs,
@@ -163,10 +164,7 @@ def render_markdown_report(report: Report, *, tlp: str, actor: str | None, now: 
     if report.seeds:
         L.append("## Seeds")
         L.append("")
-        in_clusters: dict[str, list[str]] = {}
-        for c in report.clusters:
-            for s in c.seeds:
-                in_clusters.setdefault(s, []).append(c.id)
+        in_clusters = report.seed_clusters()
         L += _table(
             ["IP", "Provider", "Status", "First seen", "Last seen", "Clusters", "Comment"],
             [
@@ -213,8 +211,8 @@ def render_markdown_report(report: Report, *, tlp: str, actor: str | None, now: 
 
     L.append("## Parameters and provenance")
     L.append("")
-    rows = [[md_cell(k), md_cell(_value(v))] for k, v in _flatten("", report.parameters)]
-    rows += [[md_cell(k), md_cell(_value(v))] for k, v in _flatten("provenance.", report.provenance)]
+    rows = [[md_cell(k), md_cell(_value(v))] for k, v in flat_items("", report.parameters)]
+    rows += [[md_cell(k), md_cell(_value(v))] for k, v in flat_items("provenance.", report.provenance)]
     if rows:
         L += _table(["Setting", "Value"], rows)
         L.append("")
@@ -224,19 +222,6 @@ def render_markdown_report(report: Report, *, tlp: str, actor: str | None, now: 
         L += [f"- {md(p.where)}: {md(p.reason)}" for p in report.problems[:50]]
         L.append("")
     return "\n".join(L).rstrip() + "\n"
-
-
-def _flatten(prefix: str, d: Any, depth: int = 0) -> list[tuple[str, Any]]:
-    out: list[tuple[str, Any]] = []
-    if not isinstance(d, dict):
-        return out
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and depth < 2:
-            out += _flatten(key + ".", v, depth + 1)
-        else:
-            out.append((key, v))
-    return out
 
 
 def _value(v: Any) -> str:

@@ -209,6 +209,14 @@ class Report:
         lead = [c for c in self.clusters if len(c.members) >= self.min_members]
         return lead or self.clusters[:1]
 
+    def seed_clusters(self) -> dict[str, list[str]]:
+        """Seed address -> ids of the clusters that contacted it, in cluster order."""
+        out: dict[str, list[str]] = {}
+        for c in self.clusters:
+            for s in c.seeds:
+                out.setdefault(s, []).append(c.id)
+        return out
+
     def cluster_pairs(self, c: Cluster) -> list[Pair]:
         members, seeds = set(c.members), set(c.seeds)
         return [p for p in self.pairs if p.peer in members and p.seed in seeds]

@@ -149,7 +149,7 @@ def build_bundle(
             stix2.Infrastructure(
                 id=ids("infrastructure", "cluster", c.id, *sorted(c.members)),
                 name=f"{c.label}: cluster {c.id}",
-                description=_cluster_description(c, report),
+                description=_cluster_description(c),
                 infrastructure_types=["command-and-control"],
                 first_seen=c.first_seen or window_start,
                 last_seen=c.last_seen or c.first_seen or window_start,
@@ -235,7 +235,7 @@ def _confidence(score: float | None) -> int | None:
     return max(0, min(100, round(score * 100 if score <= 1 else score)))
 
 
-def _cluster_description(c: Cluster, report: Report) -> str:
+def _cluster_description(c: Cluster) -> str:
     verb = "established TCP sessions with" if c.established else "exchanged flows with"
     bits = [
         f"{plural(len(c.members), 'host')} at {c.label} {verb} {plural(len(c.seeds), 'seed host')} "

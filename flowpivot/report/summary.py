@@ -17,6 +17,7 @@ __all__ = [
     "service_text",
     "plural",
     "provider_label",
+    "flat_items",
 ]
 
 
@@ -214,11 +215,7 @@ def evidence_facts(evidence: Any, limit: int = 40) -> list[tuple[str, str]]:
     if evidence is None:
         return out
     if isinstance(evidence, list):
-        for i, item in enumerate(evidence[:limit]):
-            if isinstance(item, dict) and len(item) <= 4:
-                out.append((str(i + 1), _short(item)))
-            else:
-                out.append((str(i + 1), _short(item)))
+        out += [(str(i + 1), _short(item)) for i, item in enumerate(evidence[:limit])]
         if len(evidence) > limit:
             out.append(("…", f"{len(evidence) - limit} more"))
         return out
@@ -226,8 +223,8 @@ def evidence_facts(evidence: Any, limit: int = 40) -> list[tuple[str, str]]:
         return [("evidence", _short(evidence))]
     for k, v in list(evidence.items())[:limit]:
         key = clean(str(k).replace("_", " "), 80) or "?"
-        if "flag" in str(k).lower() and _flags_value(v) is not None:
-            out.append((key, flags_text(_flags_value(v))))
+        if "flag" in str(k).lower() and (flags := _flags_value(v)) is not None:
+            out.append((key, flags_text(flags)))
         elif isinstance(v, list) and len(v) > 6:
             out.append((key, f"{len(v):,} entries"))
         else:
@@ -245,6 +242,20 @@ def _short(v: Any) -> str:
     if isinstance(v, str):
         return clean(v, 300) or ""
     return clean(json.dumps(v, default=str, ensure_ascii=False), 300) or ""
+
+
+def flat_items(prefix: str, d: Any, depth: int = 0) -> list[tuple[str, Any]]:
+    """A parameters or provenance dict as (dotted key, value) pairs, nested dicts opened two levels deep."""
+    out: list[tuple[str, Any]] = []
+    if not isinstance(d, dict):
+        return out
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and depth < 2:
+            out += flat_items(key + ".", v, depth + 1)
+        else:
+            out.append((key, v))
+    return out
 
 
 def volume_text(c: Cluster) -> str:
