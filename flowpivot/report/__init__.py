@@ -14,7 +14,9 @@ import os
 import tempfile
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -77,9 +79,53 @@ def _report(result: Mapping[str, Any] | Report) -> Report:
     return result if isinstance(result, Report) else read_result(dict(result))
 
 
-def _ref(report: Report, now: datetime, namespace: uuid.UUID) -> str:
-    rid = report_id(report.raw, now, namespace)
-    return "FP-" + rid.hex[:10].upper()
+@dataclass(frozen=True)
+class _Rendering:
+    """One rendering of one result: the checked options every format takes, and its reference."""
+
+    report: Report
+    tlp: str
+    actor: str | None
+    now: datetime
+    namespace: uuid.UUID
+
+    @cached_property
+    def ref(self) -> str:
+        # report_id serialises the whole result: done once per rendering, not once per format
+        return "FP-" + report_id(self.report.raw, self.now, self.namespace).hex[:10].upper()
+
+    def html(self) -> str:
+        return render_html_report(self.report, tlp=self.tlp, actor=self.actor, now=self.now, ref=self.ref)
+
+    def markdown(self) -> str:
+        return render_markdown_report(self.report, tlp=self.tlp, actor=self.actor, now=self.now, ref=self.ref)
+
+    def stix(self, producer: str = "flowpivot") -> stix2.Bundle:
+        return build_bundle(
+            self.report, tlp=self.tlp, actor=self.actor, now=self.now, producer=producer, namespace=self.namespace
+        )
+
+    def misp(self, pap: str | None = None) -> MISPEvent:
+        return build_event(
+            self.report,
+            tlp=self.tlp,
+            actor=self.actor,
+            now=self.now,
+            ref=self.ref,
+            pap=pap,
+            namespace=self.namespace,
+        )
+
+    def abuse(self, reporter: str | None = None) -> dict[str, str]:
+        return render_abuse_letters_for(
+            self.report, tlp=self.tlp, actor=self.actor, now=self.now, ref=self.ref, reporter=reporter
+        )
+
+
+def _rendering(
+    result: Mapping[str, Any] | Report, tlp: str, actor: str | None, now: datetime | None, namespace: uuid.UUID
+) -> _Rendering:
+    return _Rendering(_report(result), _tlp(tlp), _actor(actor), _now(now), namespace)
 
 
 def render_html(
@@ -91,8 +137,7 @@ def render_html(
     namespace: uuid.UUID = NAMESPACE,
 ) -> str:
     """The self-contained HTML report (str)."""
-    r, t = _report(result), _now(now)
-    return render_html_report(r, tlp=_tlp(tlp), actor=_actor(actor), now=t, ref=_ref(r, t, namespace))
+    return _rendering(result, tlp, actor, now, namespace).html()
 
 
 def render_markdown(
@@ -104,8 +149,7 @@ def render_markdown(
     namespace: uuid.UUID = NAMESPACE,
 ) -> str:
     """The Markdown summary (CommonMark + GitHub tables) for tickets and write-ups."""
-    r, t = _report(result), _now(now)
-    return render_markdown_report(r, tlp=_tlp(tlp), actor=_actor(actor), now=t, ref=_ref(r, t, namespace))
+    return _rendering(result, tlp, actor, now, namespace).markdown()
 
 
 def build_stix_bundle(
@@ -118,9 +162,7 @@ def build_stix_bundle(
     namespace: uuid.UUID = NAMESPACE,
 ) -> stix2.Bundle:
     """A STIX 2.1 bundle (stix2.Bundle); ``bundle.serialize(pretty=True)`` gives the JSON."""
-    return build_bundle(
-        _report(result), tlp=_tlp(tlp), actor=_actor(actor), now=_now(now), producer=producer, namespace=namespace
-    )
+    return _rendering(result, tlp, actor, now, namespace).stix(producer)
 
 
 def build_misp_event(
@@ -133,10 +175,7 @@ def build_misp_event(
     namespace: uuid.UUID = NAMESPACE,
 ) -> MISPEvent:
     """A MISP event (pymisp.MISPEvent); ``event.to_json()`` gives the JSON."""
-    r, t = _report(result), _now(now)
-    return build_event(
-        r, tlp=_tlp(tlp), actor=_actor(actor), now=t, ref=_ref(r, t, namespace), pap=pap, namespace=namespace
-    )
+    return _rendering(result, tlp, actor, now, namespace).misp(pap)
 
 
 def render_abuse_letters(
@@ -149,10 +188,7 @@ def render_abuse_letters(
     namespace: uuid.UUID = NAMESPACE,
 ) -> dict[str, str]:
     """One letter per provider, keyed by ``AS<number>`` (also the file stem)."""
-    r, t = _report(result), _now(now)
-    return render_abuse_letters_for(
-        r, tlp=_tlp(tlp), actor=_actor(actor), now=t, ref=_ref(r, t, namespace), reporter=reporter
-    )
+    return _rendering(result, tlp, actor, now, namespace).abuse(reporter)
 
 
 def _write_atomic(path: Path, text: str) -> Path:
@@ -198,19 +234,18 @@ def write_reports(
 ) -> dict[str, Path]:
     """Write the asked-for reports; returns {"html"|"md"|"stix"|"misp"|"abuse:AS<n>": path}. Files are
     written atomically (temporary file, then rename)."""
-    r, t, level = _report(result), _now(now), _tlp(tlp)
-    kw: dict[str, Any] = {"tlp": level, "actor": actor, "now": t, "namespace": namespace}
+    job = _rendering(result, tlp, actor, now, namespace)
     out: dict[str, Path] = {}
     if html:
-        out["html"] = _write_atomic(Path(html), render_html(r, **kw))
+        out["html"] = _write_atomic(Path(html), job.html())
     if md:
-        out["md"] = _write_atomic(Path(md), render_markdown(r, **kw))
+        out["md"] = _write_atomic(Path(md), job.markdown())
     if stix:
-        out["stix"] = _write_atomic(Path(stix), stix_json(build_stix_bundle(r, **kw)))
+        out["stix"] = _write_atomic(Path(stix), stix_json(job.stix()))
     if misp:
-        out["misp"] = _write_atomic(Path(misp), misp_json(build_misp_event(r, **kw)))
+        out["misp"] = _write_atomic(Path(misp), misp_json(job.misp()))
     if abuse_dir:
         d = Path(abuse_dir)
-        for key, text in render_abuse_letters(r, reporter=reporter, **kw).items():
+        for key, text in job.abuse(reporter).items():
             out[f"abuse:{key}"] = _write_atomic(d / f"abuse-{key}.txt", text)
     return out
