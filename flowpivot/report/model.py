@@ -306,29 +306,30 @@ class _Reader:
             return None
 
     def integer(self, value: Any, where: str) -> int | None:
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            self.bad(where, f"not a number: {clean(repr(value), 80)}")
+        f = self._number(value, where)
+        if f is None:
             return None
         try:
-            return int(float(value))
-        except (ValueError, OverflowError):
+            return int(f)
+        except (ValueError, OverflowError):  # NaN, infinity
             self.bad(where, f"not a number: {clean(repr(value), 80)}")
             return None
 
     def real(self, value: Any, where: str) -> float | None:
+        f = self._number(value, where)
+        return f if f == f else None  # NaN -> unknown
+
+    def _number(self, value: Any, where: str) -> float | None:
+        """A JSON number or numeric string as a float; None (recorded unless the value is None) otherwise."""
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            self.bad(where, f"not a number: {clean(repr(value), 80)}")
-            return None
-        try:
-            f = float(value)
-        except ValueError:
-            self.bad(where, f"not a number: {clean(repr(value), 80)}")
-            return None
-        return f if f == f else None  # NaN -> unknown
+        if not isinstance(value, bool) and isinstance(value, int | float | str):
+            try:
+                return float(value)
+            except (ValueError, OverflowError):  # OverflowError: an integer beyond the float range
+                pass
+        self.bad(where, f"not a number: {clean(repr(value), 80)}")
+        return None
 
     def items(self, doc: dict[str, Any], key: str) -> list[tuple[str, dict[str, Any]]]:
         v = doc.get(key)
