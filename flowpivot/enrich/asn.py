@@ -26,6 +26,7 @@ import socket
 import struct
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,6 +158,70 @@ def _split128(values: list[int]) -> tuple[np.ndarray, np.ndarray]:
     hi = np.fromiter((v >> 64 for v in values), U64, len(values))
     lo = np.fromiter((v & 0xFFFFFFFFFFFFFFFF for v in values), U64, len(values))
     return hi, lo
+
+
+class _Entries:
+    """The per-entry columns of a source, filled one address family at a time (IPv4 first)."""
+
+    def __init__(self) -> None:
+        self.cols: dict[str, list[np.ndarray]] = {k: [] for k in ("fh", "fl", "lh", "ll", "v6", "asn", "name", "cc")}
+        self.count = 0
+
+    def add(self, v6: bool, *arrays: np.ndarray) -> np.ndarray:
+        """Append one family's entries (first hi/lo, last hi/lo, asn, name, cc); returns their entry ids."""
+        fh, fl, lh, ll, asn, name, cc = arrays
+        k = len(asn)
+        for key, arr in zip(self.cols, (fh, fl, lh, ll, np.full(k, v6), asn, name, cc), strict=True):
+            self.cols[key].append(arr)
+        self.count += k
+        return np.arange(self.count - k, self.count, dtype=np.int64)
+
+    def add_rows(self, v6: bool, rows: Sequence[tuple[int, ...]]) -> tuple[np.ndarray, ...]:
+        """Append rows ``(first, last, asn, name, cc, ...)``; returns first hi/lo, last hi/lo and entry ids."""
+        k = len(rows)
+        fh, fl = _split128([r[0] for r in rows])
+        lh, ll = _split128([r[1] for r in rows])
+        ids = self.add(
+            v6,
+            fh,
+            fl,
+            lh,
+            ll,
+            np.fromiter((r[2] for r in rows), np.uint32, k),
+            np.fromiter((r[3] for r in rows), np.int32, k),
+            np.fromiter((r[4] for r in rows), np.int32, k),
+        )
+        return fh, fl, lh, ll, ids
+
+    def source(
+        self,
+        path: Path,
+        kind: str,
+        steps: dict[bool, Steps],
+        names: _Strings,
+        countries: _Strings,
+        meta: dict[str, Any],
+        problems: list[Problem],
+    ) -> AsnSource:
+        cat = {k: np.concatenate(v) for k, v in self.cols.items()}
+        return AsnSource(
+            str(path),
+            kind,
+            steps[False],
+            steps[True],
+            cat["fh"].astype(U64, copy=False),
+            cat["fl"].astype(U64, copy=False),
+            cat["lh"].astype(U64, copy=False),
+            cat["ll"].astype(U64, copy=False),
+            cat["v6"].astype(bool, copy=False),
+            cat["asn"].astype(np.uint32, copy=False),
+            cat["name"].astype(np.int32, copy=False),
+            cat["cc"].astype(np.int32, copy=False),
+            names.items,
+            countries.items,
+            meta,
+            problems,
+        )
 
 
 # ----------------------------------------------------------------------------- MMDB
@@ -404,9 +469,8 @@ def read_mmdb(path: Path) -> AsnSource:
         }
     finally:
         reader.close()
-    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("fh", "fl", "lh", "ll", "v6", "asn", "name", "cc")}
+    entries = _Entries()
     steps = {}
-    offset = 0
     for v6 in (False, True):
         if v6 not in ent:
             steps[v6] = Steps(np.zeros(1, U64), np.zeros(1, U64), np.full(1, -1, np.int64))
@@ -414,44 +478,25 @@ def read_mmdb(path: Path) -> AsnSource:
         AH, AL, AD, AV = ent[v6]
         data = AV > n
         H, L, D, V = AH[data], AL[data], AD[data], AV[data]
-        bits = 128 if v6 else 32
         uv = np.unique(V)
         fields = np.array([rec_fields[r] for r in uv.tolist()], np.int64).reshape(-1, 3)
         pos = np.searchsorted(uv, V)
-        lh, ll = _last_of(H, L, D, bits)
-        k = len(H)
-        cols["fh"].append(H)
-        cols["fl"].append(L)
-        cols["lh"].append(lh)
-        cols["ll"].append(ll)
-        cols["v6"].append(np.full(k, v6))
-        cols["asn"].append(fields[pos, 0].astype(np.uint32))
-        cols["name"].append(fields[pos, 1].astype(np.int32))
-        cols["cc"].append(fields[pos, 2].astype(np.int32))
+        lh, ll = _last_of(H, L, D, 128 if v6 else 32)
+        ids = entries.add(
+            v6,
+            H,
+            L,
+            lh,
+            ll,
+            fields[pos, 0].astype(np.uint32),
+            fields[pos, 1].astype(np.int32),
+            fields[pos, 2].astype(np.int32),
+        )
         # The leaves already partition the space: they are the steps.
         leaf_entry = np.full(len(AV), -1, np.int64)
-        leaf_entry[data] = np.arange(offset, offset + k, dtype=np.int64)
+        leaf_entry[data] = ids
         steps[v6] = Steps(AH, AL, leaf_entry).compact()
-        offset += k
-    cat = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in cols.items()}
-    return AsnSource(
-        str(path),
-        "mmdb",
-        steps[False],
-        steps[True],
-        cat["fh"].astype(U64),
-        cat["fl"].astype(U64),
-        cat["lh"].astype(U64),
-        cat["ll"].astype(U64),
-        cat["v6"].astype(bool),
-        cat["asn"].astype(np.uint32),
-        cat["name"].astype(np.int32),
-        cat["cc"].astype(np.int32),
-        names.items,
-        countries.items,
-        meta,
-        problems,
-    )
+    return entries.source(path, "mmdb", steps, names, countries, meta, problems)
 
 
 def addr_text(value: int, v6: bool) -> str:
@@ -503,14 +548,12 @@ def _source_from_ranges(
     problems: list[Problem],
     meta: dict[str, Any],
 ) -> AsnSource:
-    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("fh", "fl", "lh", "ll", "v6", "asn", "name", "cc")}
+    entries = _Entries()
     steps = {}
-    offset = 0
     for v6 in (False, True):
-        rs = sorted(rows[v6])
         kept = []
         prev_last = -1
-        for r in rs:
+        for r in sorted(rows[v6]):
             if r[0] <= prev_last:
                 add_problem(
                     problems,
@@ -521,40 +564,11 @@ def _source_from_ranges(
                 continue
             kept.append(r)
             prev_last = r[1]
-        k = len(kept)
-        fh, fl = _split128([r[0] for r in kept])
-        lh, ll = _split128([r[1] for r in kept])
-        cols["fh"].append(fh)
-        cols["fl"].append(fl)
-        cols["lh"].append(lh)
-        cols["ll"].append(ll)
-        cols["v6"].append(np.full(k, v6))
-        cols["asn"].append(np.fromiter((r[2] for r in kept), np.uint32, k))
-        cols["name"].append(np.fromiter((r[3] for r in kept), np.int32, k))
-        cols["cc"].append(np.fromiter((r[4] for r in kept), np.int32, k))
-        steps[v6] = steps_from_disjoint(fh, fl, lh, ll, np.arange(offset, offset + k, dtype=np.int64))
+        fh, fl, lh, ll, ids = entries.add_rows(v6, kept)
+        steps[v6] = steps_from_disjoint(fh, fl, lh, ll, ids)
         if not v6:
             steps[v6] = steps[v6].below(1 << 32)
-        offset += k
-    cat = {k: np.concatenate(v) for k, v in cols.items()}
-    return AsnSource(
-        str(path),
-        kind,
-        steps[False],
-        steps[True],
-        cat["fh"],
-        cat["fl"],
-        cat["lh"],
-        cat["ll"],
-        cat["v6"].astype(bool),
-        cat["asn"],
-        cat["name"],
-        cat["cc"],
-        names.items,
-        countries.items,
-        meta,
-        problems,
-    )
+    return entries.source(path, kind, steps, names, countries, problems=problems, meta=meta)
 
 
 # ----------------------------------------------------------------------------- CAIDA pfx2as + as2org
@@ -620,51 +634,18 @@ def read_pfx2as(path: Path, as2org: dict[int, tuple[str, str | None]] | None = N
         asn = int(first_as)
         name, cc = as2org.get(asn, (None, None))
         rows[a[1]].append((start, start | ((1 << host) - 1), asn, names.add(name), countries.add(cc)))
-    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("fh", "fl", "lh", "ll", "v6", "asn", "name", "cc")}
+    entries = _Entries()
     steps = {}
-    offset = 0
     for v6 in (False, True):
         rs = rows[v6]
-        k = len(rs)
-        fh, fl = _split128([r[0] for r in rs])
-        lh, ll = _split128([r[1] for r in rs])
-        size = [r[1] - r[0] + 1 for r in rs]
-        plen_a = np.fromiter(((128 if v6 else 32) - (s.bit_length() - 1) for s in size), np.int16, k)
-        for key, arr in (
-            ("fh", fh),
-            ("fl", fl),
-            ("lh", lh),
-            ("ll", ll),
-            ("v6", np.full(k, v6)),
-            ("asn", np.fromiter((r[2] for r in rs), np.uint32, k)),
-            ("name", np.fromiter((r[3] for r in rs), np.int32, k)),
-            ("cc", np.fromiter((r[4] for r in rs), np.int32, k)),
-        ):
-            cols[key].append(arr)
-        steps[v6] = steps_from_nested(fh, fl, lh, ll, plen_a, np.arange(offset, offset + k, dtype=np.int64))
+        fh, fl, lh, ll, ids = entries.add_rows(v6, rs)
+        plen_a = np.fromiter(
+            ((128 if v6 else 32) - ((r[1] - r[0] + 1).bit_length() - 1) for r in rs), np.int16, len(rs)
+        )
+        steps[v6] = steps_from_nested(fh, fl, lh, ll, plen_a, ids)
         if not v6:
             steps[v6] = steps[v6].below(1 << 32)
-        offset += k
-    cat = {k: np.concatenate(v) for k, v in cols.items()}
-    meta = {"as2org": bool(as2org)}
-    return AsnSource(
-        src,
-        "pfx2as",
-        steps[False],
-        steps[True],
-        cat["fh"],
-        cat["fl"],
-        cat["lh"],
-        cat["ll"],
-        cat["v6"].astype(bool),
-        cat["asn"],
-        cat["name"],
-        cat["cc"],
-        names.items,
-        countries.items,
-        meta,
-        problems,
-    )
+    return entries.source(path, "pfx2as", steps, names, countries, {"as2org": bool(as2org)}, problems)
 
 
 # ----------------------------------------------------------------------------- cache
