@@ -16,7 +16,6 @@ its first and last 64 KiB, so a second open costs a file read.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import ipaddress
 import json
@@ -24,7 +23,6 @@ import logging
 import os
 import socket
 import struct
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,7 +34,7 @@ import numpy as np
 
 from ..errors import EnrichError, Problem
 from .ranges import U64, Steps, steps_from_disjoint, steps_from_nested
-from .textio import add_problem, as_text, numbered_lines, open_bytes
+from .textio import add_problem, as_text, atomic_file, numbered_lines, open_bytes
 
 __all__ = ["AsnSource", "open_source", "detect_kind", "read_as2org", "default_cache_dir", "CACHE_VERSION"]
 
@@ -702,16 +700,8 @@ def _save(src: AsnSource, file: Path) -> None:
             np.uint8,
         ),
     }
-    file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)  # type: ignore[arg-type]
-        os.replace(tmp, file)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_file(file, ".npz") as fh:
+        np.savez(fh, **arrays)  # type: ignore[arg-type]
 
 
 def _load(path: Path, file: Path) -> AsnSource:

@@ -10,12 +10,9 @@ rest. An address no database gives an AS for is ``unrouted``; nothing is guessed
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import ipaddress
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +25,7 @@ from .asn import AsnSource, default_cache_dir, detect_kind, open_source
 from .ranges import U64, Steps, layer_steps, parse_ips, range_text, rank_right
 from .rdap import DEFAULT_BASE, RdapClient
 from .rpsl import WhoisIndex, abuse_mailbox_of, reseller_of
+from .textio import atomic_file
 
 __all__ = ["Enricher"]
 
@@ -488,16 +486,8 @@ def _save_state(path: Path, state: dict[str, dict[str, np.ndarray]]) -> None:
     """Write the merged lookup arrays (atomically: temporary file, then rename)."""
     arrays = {f"{fam}_{k}": v for fam, st in state.items() for k, v in st.items()}
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **arrays)  # type: ignore[arg-type]
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        with atomic_file(path, ".npz") as fh:
+            np.savez(fh, **arrays)  # type: ignore[arg-type]
     except OSError as e:
         log.warning("cannot write cache %s (%s)", path, e)
 

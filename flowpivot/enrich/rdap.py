@@ -13,8 +13,6 @@ import hashlib
 import ipaddress
 import json
 import logging
-import os
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -22,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EnrichError
+from .textio import atomic_file
 
 __all__ = ["RdapClient", "network_link", "DEFAULT_BASE"]
 
@@ -152,11 +151,8 @@ class RdapClient:
 
     def _store(self, f: Path, rec: dict[str, Any]) -> None:
         try:
-            f.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=f.parent, prefix=".tmp-")
-            with os.fdopen(fd, "w") as fh:
-                json.dump(rec, fh)
-            os.replace(tmp, f)
+            with atomic_file(f) as fh:
+                fh.write(json.dumps(rec).encode())
         except OSError as e:
             log.warning("cannot cache RDAP answer in %s (%s)", f, e)
 

@@ -1,16 +1,20 @@
-"""Reading database text as data: plain or gzip, bounded lines, bytes that are not UTF-8 kept."""
+"""Reading database text as data: plain or gzip, bounded lines, bytes that are not UTF-8 kept; and
+writing the caches built from it atomically."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
+import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from ..errors import Problem
 
-__all__ = ["open_bytes", "numbered_lines", "as_text", "add_problem", "MAX_LINE", "MAX_PROBLEMS"]
+__all__ = ["open_bytes", "numbered_lines", "as_text", "add_problem", "atomic_file", "MAX_LINE", "MAX_PROBLEMS"]
 
 MAX_LINE = 4 << 20  # longer lines are reported and skipped, never held whole
 MAX_PROBLEMS = 1000
@@ -83,3 +87,19 @@ def numbered_lines(path: str | Path, problems: list[Problem], max_line: int = MA
                     return
                 continue
             yield n, line.rstrip(b"\r\n")
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path, suffix: str = "") -> Iterator[IO[bytes]]:
+    """A binary file that appears at ``path`` whole or not at all: written under a temporary name in
+    the same directory, renamed when the block ends, removed if it raises."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=suffix)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
