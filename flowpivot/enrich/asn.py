@@ -33,7 +33,7 @@ import maxminddb
 import numpy as np
 
 from ..errors import EnrichError, Problem
-from .ranges import U64, Steps, steps_from_disjoint, steps_from_nested
+from .ranges import U64, Steps, split128, steps_from_disjoint, steps_from_nested
 from .textio import add_problem, as_text, atomic_file, numbered_lines, open_bytes
 
 __all__ = ["AsnSource", "open_source", "detect_kind", "read_as2org", "default_cache_dir", "CACHE_VERSION"]
@@ -152,12 +152,6 @@ class _Strings:
         return i
 
 
-def _split128(values: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    hi = np.fromiter((v >> 64 for v in values), U64, len(values))
-    lo = np.fromiter((v & 0xFFFFFFFFFFFFFFFF for v in values), U64, len(values))
-    return hi, lo
-
-
 class _Entries:
     """The per-entry columns of a source, filled one address family at a time (IPv4 first)."""
 
@@ -177,8 +171,8 @@ class _Entries:
     def add_rows(self, v6: bool, rows: Sequence[tuple[int, ...]]) -> tuple[np.ndarray, ...]:
         """Append rows ``(first, last, asn, name, cc, ...)``; returns first hi/lo, last hi/lo and entry ids."""
         k = len(rows)
-        fh, fl = _split128([r[0] for r in rows])
-        lh, ll = _split128([r[1] for r in rows])
+        fh, fl = split128([r[0] for r in rows])
+        lh, ll = split128([r[1] for r in rows])
         ids = self.add(
             v6,
             fh,

@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from ..errors import EnrichError
 from .asn import AsnSource, default_cache_dir, detect_kind, open_source
-from .ranges import U64, Steps, layer_steps, parse_ips, range_text, rank_right
+from .ranges import U64, Steps, layer_steps, parse_ips, range_text, rank_right, sort_unique, split128
 from .rdap import DEFAULT_BASE, RdapClient
 from .rpsl import WhoisIndex, abuse_mailbox_of, reseller_of
 from .textio import atomic_file
@@ -80,13 +80,10 @@ class _Family:
             const = np.full(len(sh), other.entry[0], np.int64)
             a, c = (base.entry, const) if base is steps_asn else (const, base.entry)
         else:
-            sh = np.concatenate([steps_asn.start_hi, steps_cc.start_hi])
-            sl = np.concatenate([steps_asn.start_lo, steps_cc.start_lo])
-            order = np.lexsort((sl, sh))
-            sh, sl = sh[order], sl[order]
-            keep = np.ones(len(sh), bool)
-            keep[1:] = (sh[1:] != sh[:-1]) | (sl[1:] != sl[:-1])
-            sh, sl = sh[keep], sl[keep]
+            sh, sl = sort_unique(
+                np.concatenate([steps_asn.start_hi, steps_cc.start_hi]),
+                np.concatenate([steps_asn.start_lo, steps_cc.start_lo]),
+            )
             a = steps_asn.entry[steps_asn.find(sh, sl)]
             c = steps_cc.entry[steps_cc.find(sh, sl)]
         keep = np.ones(len(sh), bool)
@@ -415,9 +412,7 @@ class Enricher:
             if fam is self._v4:
                 seg = self._v4.find4(np.array(vals, np.uint32))
             else:
-                hi = np.fromiter((v >> 64 for v in vals), U64, len(vals))
-                lo = np.fromiter((v & 0xFFFFFFFFFFFFFFFF for v in vals), U64, len(vals))
-                seg = fam.find(hi, lo)
+                seg = fam.find(*split128(vals))
             asn_l, name_l, cc_l = fam.asn[seg].tolist(), fam.name[seg].tolist(), fam.country[seg].tolist()
             src_l, csrc_l = fam.source[seg].tolist(), fam.country_source[seg].tolist()
             prefixes: dict[int, str | None] = {}

@@ -16,6 +16,8 @@ __all__ = [
     "Steps",
     "add_one",
     "rank_right",
+    "sort_unique",
+    "split128",
     "steps_from_disjoint",
     "steps_from_nested",
     "layer_steps",
@@ -107,7 +109,15 @@ def rank_right(H: np.ndarray, L: np.ndarray, qh: np.ndarray, ql: np.ndarray) -> 
     return out
 
 
-def _sort_unique(hi: np.ndarray, lo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def split128(values: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Python ints below 2**128 as (hi, lo) uint64 arrays."""
+    hi = np.fromiter((v >> 64 for v in values), U64, len(values))
+    lo = np.fromiter((v & 0xFFFFFFFFFFFFFFFF for v in values), U64, len(values))
+    return hi, lo
+
+
+def sort_unique(hi: np.ndarray, lo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct 128-bit keys ``(hi, lo)``, sorted."""
     order = np.lexsort((lo, hi))
     hi, lo = hi[order], lo[order]
     keep = np.ones(len(hi), bool)
@@ -146,7 +156,7 @@ def steps_from_nested(
     eh, el, wrapped = add_one(lh, ll)
     bh = np.concatenate([np.zeros(1, U64), fh, eh[~wrapped]])
     bl = np.concatenate([np.zeros(1, U64), fl, el[~wrapped]])
-    sh, sl = _sort_unique(bh, bl)
+    sh, sl = sort_unique(bh, bl)
     nseg = len(sh)
     seg = np.full(nseg, -1, np.int64)
     a = rank_right(sh, sl, fh, fl) - 1  # first segment of each prefix
@@ -170,7 +180,7 @@ def layer_steps(layers: list[Steps]) -> Steps:
     """
     if len(layers) == 1:
         return layers[0]
-    sh, sl = _sort_unique(np.concatenate([s.start_hi for s in layers]), np.concatenate([s.start_lo for s in layers]))
+    sh, sl = sort_unique(np.concatenate([s.start_hi for s in layers]), np.concatenate([s.start_lo for s in layers]))
     out = np.full(len(sh), -1, np.int64)
     for s in reversed(layers):
         e = s.entry[s.find(sh, sl)]
