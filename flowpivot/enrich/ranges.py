@@ -22,6 +22,7 @@ __all__ = [
     "steps_from_nested",
     "layer_steps",
     "range_text",
+    "whois_range_text",
     "parse_ips",
 ]
 
@@ -195,6 +196,20 @@ def range_text(first: int, last: int, v6: bool) -> str:
     if size & (size - 1) == 0 and first % size == 0:
         return f"{cls(first)}/{(128 if v6 else 32) - size.bit_length() + 1}"
     return f"{cls(first)}-{cls(last)}"
+
+
+def whois_range_text(
+    a: ipaddress.IPv4Address | ipaddress.IPv6Address, b: ipaddress.IPv4Address | ipaddress.IPv6Address
+) -> str:
+    """A whois range as registries write it: ``a - b``, or the CIDR block for an IPv6 range that is one.
+    TypeError when the ends are of two families, ValueError for an IPv6 range that runs backwards."""
+    if a.version != b.version:
+        raise TypeError(f"{a} and {b} are not of one address family")
+    if a.version == 6:
+        nets = list(ipaddress.summarize_address_range(a, b))
+        if len(nets) == 1:
+            return str(nets[0])
+    return f"{a} - {b}"
 
 
 def parse_ips(ips: list[str]) -> tuple[list[str | None], list[int], list[int], list[int], list[int]]:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EnrichError
+from .ranges import whois_range_text
 from .textio import atomic_file
 
 __all__ = ["RdapClient", "network_link", "DEFAULT_BASE"]
@@ -72,9 +73,7 @@ def network_link(obj: dict[str, Any]) -> dict[str, Any] | None:
     rng = None
     if start and end:
         try:
-            a, b = ipaddress.ip_address(start), ipaddress.ip_address(end)
-            nets = list(ipaddress.summarize_address_range(a, b))  # type: ignore[arg-type]
-            rng = str(nets[0]) if len(nets) == 1 and a.version == 6 else f"{a} - {b}"
+            rng = whois_range_text(ipaddress.ip_address(start), ipaddress.ip_address(end))
         except (ValueError, TypeError):
             rng = f"{start} - {end}"
     ents = _entities(obj)

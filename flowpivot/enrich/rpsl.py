@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EnrichError, Problem
+from .asn import default_cache_dir
+from .ranges import whois_range_text
 from .textio import add_problem, as_text, numbered_lines
 
 __all__ = ["WhoisIndex", "parse_objects", "RESELLER_STATUSES"]
@@ -54,10 +56,6 @@ class RpslObject:
     raw: list[tuple[str, bytes]]
     file: str
     line: int
-
-    @property
-    def attrs(self) -> list[tuple[str, str]]:
-        return [(k, as_text(v)) for k, v in self.raw]
 
     def first(self, key: str) -> str | None:
         for k, v in self.raw:
@@ -175,15 +173,6 @@ def _inet_range(cls: str, value: str) -> tuple[int, bytes, bytes] | None:
     if (cls == "inet6num") != (fam == 6):
         return None
     return fam, first, last
-
-
-def _range_text(fam: int, first: bytes, last: bytes) -> str:
-    a, b = ipaddress.ip_address(first), ipaddress.ip_address(last)
-    if fam == 6:
-        nets = list(ipaddress.summarize_address_range(a, b))  # type: ignore[arg-type]
-        if len(nets) == 1:
-            return str(nets[0])
-    return f"{a} - {b}"
 
 
 SCHEMA = """
@@ -385,8 +374,6 @@ class WhoisIndex:
         if len(plist) == 1 and Path(plist[0]).is_file() and _is_index(Path(plist[0])):
             return cls(Path(plist[0]))
         files = _inputs(plist)
-        from .asn import default_cache_dir
-
         out = (cache_dir or default_cache_dir()) / f"whois-{_inputs_key(files)}.sqlite"
         if not out.exists():
             log.info("indexing whois dumps %s into %s", ", ".join(map(str, files)), out)
@@ -438,7 +425,7 @@ class WhoisIndex:
             ).fetchone()
             links.append(
                 {
-                    "range": _range_text(r[1], r[2], r[3]),
+                    "range": whois_range_text(ipaddress.ip_address(r[2]), ipaddress.ip_address(r[3])),
                     "netname": r[4],
                     "org": r[5],
                     "org_name": r[6],
