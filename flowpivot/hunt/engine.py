@@ -259,6 +259,9 @@ def hunt(
                 "seeds": len(ps),
             }
     _apply_allowlist(allow, prov, candidates, excluded)
+    for k, e in _public_clients(by_peer, candidates, services, victim_max_seeds).items():
+        excluded[k] = e
+        candidates.pop(k)
 
     noise_stats: dict[str, dict[str, Any]] = {}
     seed_degree = _median_degree(con, "sp")
@@ -277,7 +280,18 @@ def hunt(
                 excluded[k] = {"reason": r[0], "detail": r[1], "seeds": len(candidates[k]), **_noise_keys(s)}
         # round 2: specificity over the peers that are not themselves noise
         known = seed_key_set | (set(candidates) - set(reach))
-        stats = _degrees(con, "cr", known, set(excluded))
+        shared_peers = _shared_peers(
+            con,
+            "cr",
+            set(candidates) - set(reach),
+            known,
+            set(excluded),
+            seed_degree,
+            min_specificity,
+            since_ms,
+            until_ms,
+        )
+        stats = _degrees(con, "cr", known, set(excluded) | shared_peers)
         for k in candidates:
             if k in reach:
                 continue
@@ -453,6 +467,115 @@ def _degrees(con: Any, table: str, known: set[str], noise: set[str]) -> dict[str
     con.unregister("known_arrow")
     con.unregister("noise_arrow")
     return {r.pop("anchor"): r for r in rows}
+
+
+def _public_clients(
+    by_peer: dict[str, list[dict[str, Any]]],
+    candidates: dict[str, set[str]],
+    services: dict[tuple[str, str], list[dict[str, Any]]],
+    victim_max_seeds: int,
+) -> dict[str, dict[str, Any]]:
+    """Candidates that use the seeds only as their other clients do: reason ``client``.
+
+    A victim whose beacon left too few connections to test (heavy sampling, a short window)
+    reaches one or two seeds, opens every connection itself, and does so on the port the seed
+    serves to its other clients (the implants' listener). Its remaining peers are the same
+    resolvers, update servers and CDNs an operator's host uses, so specificity cannot tell it
+    from a controller that manages two seeds. A controller manages over an administration
+    channel that the seed's public clients do not use, or manages more seeds than a victim
+    reaches. A host that reaches at most ``victim_max_seeds`` seeds, only as the initiator and
+    only on ports where each seed has other established clients (peers that are not candidates),
+    is excluded as a client of the seeds' public service, not clustered.
+    """
+    public: dict[str, set[tuple[int, int]]] = defaultdict(set)  # seed -> (proto, port) it serves to non-candidates
+    for peer, ps in by_peer.items():
+        if peer in candidates:
+            continue
+        for p in ps:
+            if p["established"] and p["initiator"] == "peer":
+                for sv in services.get((p["anchor"], peer), []):
+                    if sv["side"] == "anchor":
+                        public[p["anchor"]].add((sv["proto"], sv["port"]))
+    out: dict[str, dict[str, Any]] = {}
+    for k, est in candidates.items():
+        if len(est) > victim_max_seeds:
+            continue
+        ps = [p for p in by_peer.get(k, []) if p["established"]]
+        used: set[tuple[int, int]] = set()
+        opened = bool(ps) and all(p["initiator"] == "peer" for p in ps)
+        public_only = opened
+        for p in ps:
+            ports = {(sv["proto"], sv["port"]) for sv in services.get((p["anchor"], k), []) if sv["side"] == "anchor"}
+            public_only = public_only and bool(ports) and ports <= public[p["anchor"]]
+            used |= ports
+        # sampled 1:N, a session of n packets leaves about n/N of them per record: a pair whose every
+        # record holds a single sampled packet each way never carried a session as large as N packets
+        small = opened and all(
+            (p.get("max_sampling_rate") or 1) > 1
+            and (p.get("a_packets") or 0) <= (p.get("a_flows") or 0)
+            and (p.get("p_packets") or 0) <= (p.get("p_flows") or 0)
+            for p in ps
+        )
+        if public_only or small:
+            ports_s = ", ".join(f"{port}/{proto}" for proto, port in sorted(used)) or "?"
+            why = (
+                f"on port(s) {ports_s} that the seeds also serve to their other clients"
+                if public_only
+                else f"on port(s) {ports_s} in sessions so small that the sampler never caught two packets of one record"
+            )
+            out[k] = {
+                "reason": "client",
+                "detail": (
+                    f"opened every session with its {len(est)} seed(s) itself, {why}: a client of the seeds "
+                    "(a victim whose beacon is too thinly sampled to test), not an operator's host"
+                ),
+                "seeds": len(est),
+            }
+    return out
+
+
+def _shared_peers(
+    con: Any,
+    table: str,
+    anchors: set[str],
+    known: set[str],
+    noise: set[str],
+    seed_degree: float,
+    min_specificity: float,
+    since_ms: int,
+    until_ms: int,
+) -> set[str]:
+    """Peers of ``anchors`` (in the reach table ``table``) that are scanners or shared services.
+
+    Only candidates are measured by the reach rule; a resolver, NTP server or update server that
+    too few seeds used to become a candidate is still a shared service, and counting it as an
+    informative peer would make an operator's host look unspecific. So the peers that are
+    neither known nor already noise get the same reach rule: more distinct peers in the store
+    than the median seed, fewer than ``min_specificity`` of them known.
+    """
+    if not anchors:
+        return set()
+    con.register("sp_anchor_arrow", pa.table({"k": pa.array(sorted(anchors), pa.string())}))
+    peers = [
+        r[0]
+        for r in con.sql(
+            f"SELECT DISTINCT peer FROM {table} WHERE anchor IN (SELECT k FROM sp_anchor_arrow) AND peer <> anchor"
+        ).fetchall()
+        if r[0] is not None and r[0] not in known and r[0] not in noise
+    ]
+    con.unregister("sp_anchor_arrow")
+    if not peers:
+        return set()
+    _load_anchors(con, "peer_anchors", peers)
+    create_reach(con, "peer_anchors", "peer_reach", since_ms, until_ms)
+    stats = _degrees(con, "peer_reach", known, set())
+    con.execute("DROP TABLE IF EXISTS peer_reach")
+    out = set()
+    for k in peers:
+        s = stats.get(k, _NO_STATS)
+        if noise_reason(s["degree"], s["known"], s["fan_out"], s["fan_in"], seed_degree, min_specificity):
+            out.add(k)
+    return out
 
 
 def _noise_keys(s: dict[str, Any]) -> dict[str, Any]:
@@ -791,7 +914,10 @@ def _expand(
         _load_anchors(con, f"xa{hop}", list(cands))
         create_reach(con, f"xa{hop}", f"xr{hop}", since_ms, until_ms)
         known = seed_keys | set(known_infra) | set(found) | set(cands)
-        stats = _degrees(con, f"xr{hop}", known, set(excluded))
+        shared = _shared_peers(
+            con, f"xr{hop}", set(cands), known, set(excluded), seed_degree, min_specificity, since_ms, until_ms
+        )
+        stats = _degrees(con, f"xr{hop}", known, set(excluded) | shared)
         frontier = {}
         for k, by in cands.items():
             s = stats.get(k, _NO_STATS)

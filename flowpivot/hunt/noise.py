@@ -10,6 +10,11 @@ Why the rule looks the way it does is in docs/hunt.md ("Noise"). Two rules, in t
 2. Specificity over informative peers: peers that are themselves noise (scanners, shared services,
    SYN-only scanners, allowlisted hosts) say nothing, since every host on the Internet is scanned
    and uses CDNs. Of the remaining peers, at least ``min_specificity`` must be seeds or candidates.
+   A peer counts as noise when its own reach says so (the engine measures the candidates' peers
+   with the same reach rule), not only when it was a candidate itself.
+
+A third rule, ``client`` (a victim whose beacon is too thinly sampled to test), reads only the
+seed pairs and lives in the engine (``_public_clients``).
 """
 
 from __future__ import annotations
