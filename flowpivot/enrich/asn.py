@@ -723,13 +723,19 @@ def _load(path: Path, file: Path) -> AsnSource:
 
 
 def open_source(
-    path: str | Path, *, as2org: str | Path | None = None, cache_dir: Path | None = None, use_cache: bool = True
+    path: str | Path,
+    *,
+    as2org: str | Path | None = None,
+    cache_dir: Path | None = None,
+    use_cache: bool = True,
+    kind: str | None = None,
 ) -> AsnSource:
-    """Read one ASN/country database (cached flattened form if the file has not changed)."""
+    """Read one ASN/country database (cached flattened form if the file has not changed). ``kind`` is
+    :func:`detect_kind`'s answer when the caller has it already (it reads the file's head and tail)."""
     path = Path(path)
     if not path.is_file():
         raise EnrichError(f"{path}: no such database file")
-    kind = detect_kind(path)
+    kind = kind or detect_kind(path)
     if kind == "as2org":
         raise EnrichError(f"{path}: is a CAIDA as2org file; give it with a pfx2as file")
     extra = ""

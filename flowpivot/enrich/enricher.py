@@ -283,7 +283,7 @@ class Enricher:
         if as2org and "pfx2as" not in kinds:
             raise EnrichError(f"{as2org[0]}: an as2org file names the ASes of a pfx2as file; give one with it")
         sources = [
-            open_source(p, as2org=as2org[0] if as2org else None, cache_dir=cache_dir, use_cache=use_cache)
+            open_source(p, as2org=as2org[0] if as2org else None, cache_dir=cache_dir, use_cache=use_cache, kind=k)
             for p, k in zip(paths, kinds, strict=True)
             if k != "as2org"
         ]
