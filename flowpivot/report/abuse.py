@@ -68,13 +68,14 @@ def providers(report: Report) -> list[Provider]:
     for e in report.expansion:
         if e.asn is None:
             continue
-        p = get(e.asn, report.provider_name(e.asn, e.as_name), e.country)
+        name = report.provider_name(e.asn, e.as_name)
+        p = get(e.asn, name, e.country)
         if e.allocation:
             if not p.abuse:
                 p.abuse = next((a.abuse_mailbox for a in e.allocation if a.abuse_mailbox), None)
             if not p.whois:
                 p.whois = e.allocation
-            if p.name in (f"AS{e.asn}", report.provider_name(e.asn, e.as_name)):
+            if p.name in (f"AS{e.asn}", name):
                 p.name = next((a.org_name for a in e.allocation if a.org_name), p.name)
         via = ", ".join(defang(ip) for ip in e.contacted_by)
         p.new_hosts.append((e.ip, f"contacted by {via}" if via else "contacted by cluster members"))

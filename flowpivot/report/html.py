@@ -25,6 +25,7 @@ from .summary import (
     evidence_facts,
     flags_text,
     flat_items,
+    host_provider_label,
     provider_label,
     summary_paragraphs,
     tcp_flags,
@@ -153,7 +154,7 @@ def _data(report: Report, tlp: str, seed_clusters: dict[str, list[str]]) -> dict
         "seeds": [
             {
                 "ip": s.ip,
-                "provider": provider_label(s.asn, report.provider_name(s.asn, s.as_name), s.country),
+                "provider": host_provider_label(report, s),
                 "status": s.status,
                 "first_seen": _iso(s.first_seen),
                 "last_seen": _iso(s.last_seen),
@@ -166,7 +167,7 @@ def _data(report: Report, tlp: str, seed_clusters: dict[str, list[str]]) -> dict
         "expansion": [
             {
                 "ip": e.ip,
-                "provider": provider_label(e.asn, report.provider_name(e.asn, e.as_name), e.country),
+                "provider": host_provider_label(report, e),
                 "contacted_by": e.contacted_by,
                 "clusters": e.clusters,
                 "score": e.score,
@@ -408,7 +409,7 @@ def render_html_report(report: Report, *, tlp: str, actor: str | None, now: date
             "<tr>"
             + _ip_cell(e.ip)
             + f"<td>new host</td><td>{_e(', '.join(e.clusters))}</td>"
-            + f"<td>{_e(provider_label(e.asn, report.provider_name(e.asn, e.as_name), e.country))}</td><td>–</td>"
+            + f"<td>{_e(host_provider_label(report, e))}</td><td>–</td>"
             + _time_td(e.first_seen)
             + _time_td(e.last_seen)
             + "</tr>"
@@ -418,7 +419,7 @@ def render_html_report(report: Report, *, tlp: str, actor: str | None, now: date
             "<tr>"
             + _ip_cell(sd.ip)
             + f"<td>seed</td><td>{_e(', '.join(seed_clusters.get(sd.ip, [])))}</td>"
-            + f"<td>{_e(provider_label(sd.asn, report.provider_name(sd.asn, sd.as_name), sd.country))}</td>"
+            + f"<td>{_e(host_provider_label(report, sd))}</td>"
             + f'<td><span class="badge {_e(sd.status)}">{_e(sd.status)}</span></td>'
             + _time_td(sd.first_seen)
             + _time_td(sd.last_seen)

@@ -9,6 +9,7 @@ from .model import Report
 from .summary import (
     evidence_facts,
     flat_items,
+    host_provider_label,
     provider_label,
     service_text,
     summary_paragraphs,
@@ -149,7 +150,7 @@ def render_markdown_report(report: Report, *, tlp: str, actor: str | None, now: 
             [
                 [
                     _code(e.ip),
-                    md_cell(provider_label(e.asn, report.provider_name(e.asn, e.as_name), e.country)),
+                    md_cell(host_provider_label(report, e)),
                     ", ".join(_code(ip) for ip in e.contacted_by) or "–",
                     md_cell(", ".join(e.clusters)),
                     fmt_time(e.first_seen),
@@ -170,7 +171,7 @@ def render_markdown_report(report: Report, *, tlp: str, actor: str | None, now: 
             [
                 [
                     _code(s.ip),
-                    md_cell(provider_label(s.asn, report.provider_name(s.asn, s.as_name), s.country)),
+                    md_cell(host_provider_label(report, s)),
                     md_cell(s.status),
                     fmt_time(s.first_seen),
                     fmt_time(s.last_seen),

@@ -15,7 +15,7 @@ from typing import Any
 from pymisp import MISPEvent, MISPObject
 
 from .model import NAMESPACE, Cluster, Pair, Report
-from .summary import flags_text, plural, provider_label, service_text, tcp_flags, volume_text
+from .summary import flags_text, host_provider_label, plural, service_text, tcp_flags, volume_text
 
 __all__ = ["build_event", "TLP_TAG", "PAP_TAG", "DISTRIBUTION"]
 
@@ -118,7 +118,7 @@ def build_event(
         attr(
             o,
             "text",
-            f"{provider_label(e.asn, report.provider_name(e.asn, e.as_name), e.country)}; contacted by {', '.join(e.contacted_by) or '?'}"
+            f"{host_provider_label(report, e)}; contacted by {', '.join(e.contacted_by) or '?'}"
             f" (clusters {', '.join(e.clusters) or '?'})",
         )
         o.timestamp = now

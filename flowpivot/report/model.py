@@ -245,9 +245,6 @@ class Report:
                     return c.provider
         return as_display_name(as_name, None)
 
-    def cluster(self, cid: str) -> Cluster | None:
-        return next((c for c in self.clusters if c.id == cid), None)
-
 
 def load_result(path: str | Path) -> dict[str, Any]:
     """Read a hunt result file; InputError (with the place) when it is not JSON or not a hunt result."""

@@ -6,7 +6,7 @@ import json
 from collections import Counter
 from typing import Any
 
-from .model import Cluster, Report
+from .model import Cluster, Expansion, Report, Seed
 from .text import clean, fmt_day, human_bytes, human_count
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "service_text",
     "plural",
     "provider_label",
+    "host_provider_label",
     "flat_items",
 ]
 
@@ -36,6 +37,12 @@ def provider_label(asn: int | None, name: str | None, country: str | None) -> st
     inner = ", ".join(x for x in (f"AS{asn}" if asn is not None else None, country) if x)
     base = name or ("unknown provider" if asn is None else f"AS{asn}")
     return f"{base} ({inner})" if inner and inner != base else base
+
+
+def host_provider_label(report: Report, host: Seed | Expansion) -> str:
+    """A seed's or new host's provider as people read it: the name a cluster in its AS goes by, else its
+    AS name; with the AS and country."""
+    return provider_label(host.asn, report.provider_name(host.asn, host.as_name), host.country)
 
 
 def summary_paragraphs(report: Report, actor: str | None = None) -> list[str]:
@@ -103,7 +110,7 @@ def summary_paragraphs(report: Report, actor: str | None = None) -> list[str]:
 
     extra = []
     if report.expansion:
-        by = Counter(provider_label(e.asn, report.provider_name(e.asn, e.as_name), e.country) for e in report.expansion)
+        by = Counter(host_provider_label(report, e) for e in report.expansion)
         where = ", ".join(f"{n} at {p}" for p, n in by.most_common())
         extra.append(
             f"Cluster members also talked to {plural(len(report.expansion), 'host')} outside the seed list "
