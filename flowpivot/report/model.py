@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -343,6 +344,14 @@ class _Reader:
                 self.bad(f"{key}[{i}]", f"expected an object, got {type(item).__name__}")
         return out
 
+    def hosts(self, doc: dict[str, Any], key: str) -> Iterator[tuple[str, dict[str, Any], str]]:
+        """The entries of a list of hosts with their address; one without a valid ``ip`` is left out.
+        A generator, so that each entry's problems stay together in ``problems``."""
+        for where, item in self.items(doc, key):
+            ip = self.ip(item.get("ip"), f"{where}.ip")
+            if ip is not None:
+                yield where, item, ip
+
     def daily(self, value: Any, where: str) -> list[tuple[str, float]]:
         """Daily activity as sorted (YYYY-MM-DD, count); accepts [{day|date, flows|count}] or {day: count}."""
         pairs: list[tuple[Any, Any]] = []
@@ -461,10 +470,7 @@ def read_result(doc: dict[str, Any], source: str = "result.json") -> Report:
     timeline = doc.get("timeline")
 
     seeds: list[Seed] = []
-    for where, s in r.items(doc, "seeds"):
-        ip = r.ip(s.get("ip"), f"{where}.ip")
-        if ip is None:
-            continue
+    for where, s, ip in r.hosts(doc, "seeds"):
         status = clean(s.get("status"), 20) or "unseen"
         seeds.append(
             Seed(
@@ -535,10 +541,7 @@ def read_result(doc: dict[str, Any], source: str = "result.json") -> Report:
         )
 
     expansion = []
-    for where, e in r.items(doc, "expansion"):
-        ip = r.ip(e.get("ip"), f"{where}.ip")
-        if ip is None:
-            continue
+    for where, e, ip in r.hosts(doc, "expansion"):
         expansion.append(
             Expansion(
                 ip=ip,
@@ -561,10 +564,7 @@ def read_result(doc: dict[str, Any], source: str = "result.json") -> Report:
         )
 
     victims = []
-    for where, v in r.items(doc, "victims"):
-        ip = r.ip(v.get("ip"), f"{where}.ip")
-        if ip is None:
-            continue
+    for where, v, ip in r.hosts(doc, "victims"):
         victims.append(
             Victim(
                 ip=ip,
@@ -577,10 +577,7 @@ def read_result(doc: dict[str, Any], source: str = "result.json") -> Report:
         )
 
     excluded = []
-    for where, x in r.items(doc, "excluded"):
-        ip = r.ip(x.get("ip"), f"{where}.ip")
-        if ip is None:
-            continue
+    for _, x, ip in r.hosts(doc, "excluded"):
         excluded.append(Excluded(ip=ip, reason=clean(x.get("reason"), 60) or "?", detail=clean(x.get("detail"), 300)))
 
     pairs = [p for where, item in r.items(doc, "pairs") if (p := _pair(r, item, where)) is not None]
