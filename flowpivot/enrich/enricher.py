@@ -127,9 +127,6 @@ class _Family:
         self.table: np.ndarray | None = None
         self._ready()
 
-    def __len__(self) -> int:
-        return len(self.asn)
-
     def find(self, qh: np.ndarray, ql: np.ndarray) -> np.ndarray:
         return rank_right(self.start_hi, self.start_lo, qh, ql) - 1
 
