@@ -31,7 +31,7 @@ from .summary import (
     tcp_flags,
     volume_text,
 )
-from .text import clean, defang, fmt_time, ip_sort_key
+from .text import clean, defang, fmt_num, fmt_time, ip_sort_key
 
 __all__ = ["render_html_report", "VENDORED"]
 
@@ -106,7 +106,7 @@ def _ipkey(ip: str) -> str:
 def _num_td(n: int | float | None, text: str | None = None) -> str:
     if n is None:
         return '<td class="num" data-v="">–</td>'
-    shown = text if text is not None else (f"{n:,}" if isinstance(n, int) else f"{n:,.2f}")
+    shown = text if text is not None else fmt_num(n)
     return f'<td class="num" data-v="{n}">{escape(shown)}</td>'
 
 

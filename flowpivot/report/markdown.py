@@ -15,7 +15,7 @@ from .summary import (
     summary_paragraphs,
     volume_text,
 )
-from .text import clean, defang, fmt_time, md, md_cell
+from .text import clean, defang, fmt_num, fmt_time, md, md_cell
 
 __all__ = ["render_markdown_report"]
 
@@ -29,12 +29,6 @@ def _table(head: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return lines
-
-
-def _num(n: int | float | None) -> str:
-    if n is None:
-        return "–"
-    return f"{n:,}" if isinstance(n, int) else f"{n:,.2f}"
 
 
 def render_markdown_report(report: Report, *, tlp: str, actor: str | None, now: datetime, ref: str) -> str:
@@ -76,7 +70,7 @@ def render_markdown_report(report: Report, *, tlp: str, actor: str | None, now: 
                     md_cell(volume_text(c)),
                     fmt_time(c.first_seen),
                     fmt_time(c.last_seen),
-                    _num(c.score),
+                    fmt_num(c.score),
                 ]
             )
         L += _table(
@@ -155,7 +149,7 @@ def render_markdown_report(report: Report, *, tlp: str, actor: str | None, now: 
                     md_cell(", ".join(e.clusters)),
                     fmt_time(e.first_seen),
                     fmt_time(e.last_seen),
-                    _num(e.score),
+                    fmt_num(e.score),
                 ]
                 for e in report.expansion
             ],

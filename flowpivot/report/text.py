@@ -18,6 +18,7 @@ __all__ = [
     "defang",
     "md",
     "md_cell",
+    "fmt_num",
     "human_count",
     "human_bytes",
     "fmt_time",
@@ -79,6 +80,13 @@ def md_cell(value: object) -> str:
     """Like :func:`md`, for a table cell: also never empty, so columns keep their place."""
     s = md(value)
     return s if s else "–"
+
+
+def fmt_num(n: int | float | None) -> str:
+    """A count with thousands separators, a real number with two decimals, "–" when unknown."""
+    if n is None:
+        return "–"
+    return f"{n:,}" if isinstance(n, int) else f"{n:,.2f}"
 
 
 def human_count(n: float | int | None) -> str:
