@@ -469,6 +469,11 @@ def _degrees(con: Any, table: str, known: set[str], noise: set[str]) -> dict[str
     return {r.pop("anchor"): r for r in rows}
 
 
+def _per_record(rate: float) -> float:
+    """Sampled packets a record of ``rate`` packets leaves on average, when exported at 1:``rate``."""
+    return 1.0 / (1.0 - (1.0 - 1.0 / rate) ** rate)
+
+
 def _public_clients(
     by_peer: dict[str, list[dict[str, Any]]],
     candidates: dict[str, set[str]],
@@ -508,20 +513,23 @@ def _public_clients(
             ports = {(sv["proto"], sv["port"]) for sv in services.get((p["anchor"], k), []) if sv["side"] == "anchor"}
             public_only = public_only and bool(ports) and ports <= public[p["anchor"]]
             used |= ports
-        # sampled 1:N, a session of n packets leaves about n/N of them per record: a pair whose every
-        # record holds a single sampled packet each way never carried a session as large as N packets
-        small = opened and all(
-            (p.get("max_sampling_rate") or 1) > 1
-            and (p.get("a_packets") or 0) <= (p.get("a_flows") or 0)
-            and (p.get("p_packets") or 0) <= (p.get("p_flows") or 0)
-            for p in ps
-        )
+        # Sampled 1:N, a record of n packets is exported with chance 1 - (1 - 1/N)^n and then holds
+        # (n/N) / (1 - (1 - 1/N)^n) sampled packets on average: about 1 for n << N, 1.58 for n = N,
+        # n/N beyond. Fewer sampled packets per record than a record of N packets would leave means
+        # its sessions with the seeds are smaller than N packets: beacons, not an operator's work.
+        rate = max((p.get("max_sampling_rate") or 1 for p in ps), default=1)
+        recs = sum((p.get("a_flows") or 0) + (p.get("p_flows") or 0) for p in ps)
+        pkts = sum((p.get("a_packets") or 0) + (p.get("p_packets") or 0) for p in ps)
+        small = opened and rate > 1 and recs > 0 and pkts / recs < _per_record(rate)
         if public_only or small:
             ports_s = ", ".join(f"{port}/{proto}" for proto, port in sorted(used)) or "?"
             why = (
                 f"on port(s) {ports_s} that the seeds also serve to their other clients"
                 if public_only
-                else f"on port(s) {ports_s} in sessions so small that the sampler never caught two packets of one record"
+                else (
+                    f"on port(s) {ports_s}, {pkts / recs:.2f} sampled packets per record at 1:{rate:g} "
+                    f"(a record of {rate:g} packets would leave {_per_record(rate):.2f}): sessions too small to be an operator's"
+                )
             )
             out[k] = {
                 "reason": "client",

@@ -115,11 +115,15 @@ def noise_reason(
     """
     if degree <= 0:
         return None
-    specificity = known_peers / degree
-    if specificity < min_specificity and degree > seed_degree:
+    # Once the noise among its peers is known, reach is measured without it: talking to resolvers,
+    # update servers and scanners makes no host a scanner or a shared service.
+    reach = degree - (noise_peers or 0)
+    specificity = known_peers / reach if reach > 0 else 1.0
+    if specificity < min_specificity and reach > seed_degree:
         kind = "scanner" if fan_out >= fan_in else "shared-service"
+        other = f" ({noise_peers} more that are themselves noise not counted)" if noise_peers else ""
         detail = (
-            f"{degree} distinct peers in the window (fan-out {fan_out}, fan-in {fan_in}), of which only "
+            f"{reach} distinct peers in the window{other} (fan-out {fan_out}, fan-in {fan_in}), of which only "
             f"{known_peers} ({specificity:.1%}) are seeds or candidates; a seed has {seed_degree:g} peers (median)"
         )
         return kind, detail
