@@ -265,6 +265,7 @@ def hunt(
 
     noise_stats: dict[str, dict[str, Any]] = {}
     seed_degree = _median_degree(con, "sp")
+    seed_reach = seed_degree
     members: dict[str, set[str]] = {}
     if candidates:
         _load_anchors(con, "cand", list(candidates))
@@ -278,7 +279,9 @@ def hunt(
             if r:
                 reach[k] = r
                 excluded[k] = {"reason": r[0], "detail": r[1], "seeds": len(candidates[k]), **_noise_keys(s)}
-        # round 2: specificity over the peers that are not themselves noise
+        # round 2: specificity over the peers that are not themselves noise. The seeds' own reach
+        # is measured the same way: scanners and victims inflate a seed's degree, not its reach
+        seed_reach = _median_degree(con, "sp", set(excluded))
         known = seed_key_set | (set(candidates) - set(reach))
         shared_peers = _shared_peers(
             con,
@@ -286,7 +289,7 @@ def hunt(
             set(candidates) - set(reach),
             known,
             set(excluded),
-            seed_degree,
+            seed_reach,
             min_specificity,
             since_ms,
             until_ms,
@@ -298,7 +301,7 @@ def hunt(
             s = stats.get(k, _NO_STATS)
             noise_stats[k] = s
             r = noise_reason(
-                s["degree"], s["known"], s["fan_out"], s["fan_in"], seed_degree, min_specificity, s["noise"]
+                s["degree"], s["known"], s["fan_out"], s["fan_in"], seed_reach, min_specificity, s["noise"]
             )
             if r:
                 excluded[k] = {"reason": r[0], "detail": r[1], "seeds": len(candidates[k]), **_noise_keys(s)}
@@ -352,7 +355,7 @@ def hunt(
         hops,
         min_members,
         min_specificity,
-        seed_degree,
+        seed_reach,
         since_ms,
         until_ms,
     )
@@ -398,6 +401,7 @@ def hunt(
             "databases": {"asn": [str(p) for p in asn_dbs], "whois": str(whois) if whois else None},
             "enrichment": prov.sources,
             "seed_degree_median": seed_degree,
+            "seed_reach_median": seed_reach,
             "timings_s": timings,
             "generated": _iso(int(time.time() * 1000)),
         },
@@ -438,10 +442,14 @@ def _services(con: Any, table: str) -> dict[tuple[str, str], list[dict[str, Any]
     return out
 
 
-def _median_degree(con: Any, table: str) -> float:
-    row = con.sql(f"SELECT median(n) FROM (SELECT count(DISTINCT peer) AS n FROM {table} GROUP BY anchor)").fetchall()[
-        0
-    ]
+def _median_degree(con: Any, table: str, noise: set[str] | None = None) -> float:
+    """Median distinct peers per anchor; with ``noise``, peers in it are not counted."""
+    con.register("md_noise_arrow", pa.table({"k": pa.array(sorted(noise or ()), pa.string())}))
+    row = con.sql(
+        f"""SELECT median(n) FROM (SELECT count(DISTINCT peer) AS n FROM {table}
+        WHERE peer IS NOT NULL AND peer NOT IN (SELECT k FROM md_noise_arrow) GROUP BY anchor)"""
+    ).fetchall()[0]
+    con.unregister("md_noise_arrow")
     return float(row[0]) if row and row[0] is not None else 0.0
 
 

@@ -122,9 +122,10 @@ def noise_reason(
     if specificity < min_specificity and reach > seed_degree:
         kind = "scanner" if fan_out >= fan_in else "shared-service"
         other = f" ({noise_peers} more that are themselves noise not counted)" if noise_peers else ""
+        not_noise = " that are not noise" if noise_peers is not None else ""
         detail = (
             f"{reach} distinct peers in the window{other} (fan-out {fan_out}, fan-in {fan_in}), of which only "
-            f"{known_peers} ({specificity:.1%}) are seeds or candidates; a seed has {seed_degree:g} peers (median)"
+            f"{known_peers} ({specificity:.1%}) are seeds or candidates; a seed has {seed_degree:g} peers{not_noise} (median)"
         )
         return kind, detail
     if noise_peers is None:
