@@ -42,6 +42,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from .errors import FlowpivotError, Problem
@@ -138,9 +139,9 @@ def _exporter_name(host: str) -> str:
     return host[7:] if host.startswith("::ffff:") else host
 
 
-def _reader(sock: socket.socket, use_recvmmsg: bool = True) -> Callable[[], list[tuple[bytes, str]]]:
-    """A function returning the next datagrams waiting on a non-blocking socket as (data, exporter)
-    pairs; it raises BlockingIOError when there are none."""
+def _reader(sock: socket.socket, use_recvmmsg: bool = True) -> Callable[[], tuple[list[bytes], str | list[str]]]:
+    """A function returning the next datagrams waiting on a non-blocking socket and their exporters
+    (one name for all of them, or one per datagram); it raises BlockingIOError when there are none."""
     if use_recvmmsg:
         try:
             return _MmsgReader(sock)
@@ -148,9 +149,9 @@ def _reader(sock: socket.socket, use_recvmmsg: bool = True) -> Callable[[], list
             pass
     recvfrom = sock.recvfrom
 
-    def read_one() -> list[tuple[bytes, str]]:
+    def read_one() -> tuple[list[bytes], str]:
         data, addr = recvfrom(MAX_DATAGRAM)
-        return [(data, _exporter_name(addr[0]))]
+        return [data], _exporter_name(addr[0])
 
     return read_one
 
@@ -209,41 +210,57 @@ class _MmsgReader:
             h.msg_name = nbase + i * self.NAME
         self.view = memoryview(self.buf).cast("B")
         self.name_view = memoryview(self.names).cast("B")
+        self.name_rows = np.frombuffer(self.names, dtype=np.uint8).reshape(vlen, self.NAME)
+        # struct mmsghdr as 16 uint32 words: msg_namelen is word 2, msg_len word 14
+        assert ctypes.sizeof(_mmsghdr) == 64 and _mmsghdr.msg_len.offset == 56 and _msghdr.msg_namelen.offset == 8
+        self.u32 = np.frombuffer(self.msgs, dtype=np.uint32).reshape(vlen, 16)
+        self.u32[:, 2] = self.NAME
+        self.last_n = 0
+        self.offsets = range(0, self.SLOT * vlen, self.SLOT)
         self.hosts: dict[bytes, str] = {}
         self.flags = getattr(socket, "MSG_DONTWAIT", 0x40)
 
-    def __call__(self) -> list[tuple[bytes, str]]:
-        msgs = self.msgs
-        for i in range(self.vlen):
-            msgs[i].msg_hdr.msg_namelen = self.NAME
-        n = self._recvmmsg(self.fd, msgs, self.vlen, self.flags, None)
+    def __call__(self) -> tuple[list[bytes], str | list[str]]:
+        u32 = self.u32
+        if self.last_n:  # the kernel set the name lengths of the slots it filled
+            u32[: self.last_n, 2] = self.NAME
+        n = self._recvmmsg(self.fd, self.msgs, self.vlen, self.flags, None)
         if n < 0:
+            self.last_n = 0
             err = ctypes.get_errno()
             if err in (errno.EAGAIN, errno.EWOULDBLOCK):
                 raise BlockingIOError(err, os.strerror(err))
             if err == errno.EINTR:
                 raise InterruptedError(err, os.strerror(err))
             raise OSError(err, os.strerror(err))
-        view, names, hosts, slot = self.view, self.name_view, self.hosts, self.SLOT
-        out = []
-        for i in range(n):
-            m = msgs[i]
-            off = i * self.NAME
-            family = int.from_bytes(names[off : off + 2], sys.byteorder)
-            key = bytes(names[off + 4 : off + 8]) if family == socket.AF_INET else bytes(names[off + 8 : off + 24])
-            host = hosts.get(key)
-            if host is None:
-                fam = socket.AF_INET if family == socket.AF_INET else socket.AF_INET6
-                host = _exporter_name(socket.inet_ntop(fam, key))
-                if len(hosts) < 100_000:
-                    hosts[key] = host
-            out.append((bytes(view[i * slot : i * slot + m.msg_len]), host))
-        return out
+        self.last_n = n
+        view = self.view
+        datas = [bytes(view[o : o + m]) for o, m in zip(self.offsets[:n], u32[:n, 14].tolist(), strict=True)]
+        names = self.name_rows
+        # usually every datagram of a call comes from one exporter: compare the address bytes
+        # (family, port, address) of all slots with the first one's at once
+        width = 8 if int.from_bytes(names[0, :2].tobytes(), sys.byteorder) == socket.AF_INET else 24
+        if n == 1 or bool((names[1:n, :width] == names[0, :width]).all()):
+            return datas, self._host(0)
+        return datas, [self._host(i) for i in range(n)]
+
+    def _host(self, i: int) -> str:
+        names = self.name_view
+        off = i * self.NAME
+        family = int.from_bytes(names[off : off + 2], sys.byteorder)
+        key = bytes(names[off + 4 : off + 8]) if family == socket.AF_INET else bytes(names[off + 8 : off + 24])
+        host = self.hosts.get(key)
+        if host is None:
+            fam = socket.AF_INET if family == socket.AF_INET else socket.AF_INET6
+            host = _exporter_name(socket.inet_ntop(fam, key))
+            if len(self.hosts) < 100_000:
+                self.hosts[key] = host
+        return host
 
 
 def _receive(
     sock: socket.socket,
-    read: Callable[[], list[tuple[bytes, str]]],
+    read: Callable[[], tuple[list[bytes], str | list[str]]],
     emit: Callable[[list[tuple[bytes, str, int]], int], None],
     stopping: Callable[[], bool],
     chunk_n: int,
@@ -283,9 +300,12 @@ def _receive(
             ms = t // 1_000_000
             if not pending:
                 first_ns = t
-            for data, host in got:
-                pending.append((data, host, ms))
-                nbytes += len(data)
+            datas, hosts = got
+            if isinstance(hosts, str):
+                pending.extend([(d, hosts, ms) for d in datas])
+            else:
+                pending.extend([(d, h, ms) for d, h in zip(datas, hosts, strict=True)])
+            nbytes += sum(map(len, datas))
             if len(pending) >= chunk_n or t - first_ns >= chunk_ns:
                 emit(pending, nbytes)
                 pending, nbytes = [], 0

@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from flowpivot.collect import Collector, kernel_drops, parse_listen
+from flowpivot.collect import Collector, _MmsgReader, _reader, kernel_drops, parse_listen
 from flowpivot.decode import FlowDecoder
 from flowpivot.schema import to_output
 from flowpivot.store import Store
@@ -480,6 +480,48 @@ def test_junk_never_stops_it(tmp_path: Path) -> None:
     stats = read_stats(store)
     assert stats["datagrams_received"] == len(stream)
     assert stats["totals"]["malformed"] + stats["totals"]["unsupported"] > 30
+
+
+@pytest.mark.parametrize("use_recvmmsg", [True, False], ids=["recvmmsg", "recvfrom"])
+def test_reader_names_each_datagrams_exporter(use_recvmmsg: bool) -> None:
+    """Datagrams from three exporter addresses, interleaved and all waiting before the first read (so
+    one recvmmsg call returns a mix): each comes back whole, in order, named by the address it came from."""
+    rng = random.Random(11)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx:
+        rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+        rx.bind(("127.0.0.1", 0))
+        rx.setblocking(False)
+        senders = []
+        for host in ("127.0.0.1", "127.0.0.2", "127.0.0.3"):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind((host, 0))
+            senders.append((s, host))
+        sent = []
+        try:
+            # runs of one exporter (the single-exporter path) and single datagrams (the mixed one)
+            order = [0] * 70 + [1, 2, 0, 2, 1] * 12 + [2] * 5
+            for k in order:
+                data = rng.randbytes(rng.choice((1, 24, 1464, 9000, 65_000)))
+                senders[k][0].sendto(data, rx.getsockname())
+                sent.append((data, senders[k][1]))
+        finally:
+            for s, _ in senders:
+                s.close()
+        read = _reader(rx, use_recvmmsg)
+        assert isinstance(read, _MmsgReader) is use_recvmmsg
+        got: list[tuple[bytes, str]] = []
+
+        def read_all() -> bool:
+            while True:
+                try:
+                    datas, hosts = read()
+                except BlockingIOError:
+                    return len(got) >= len(sent)
+                names = [hosts] * len(datas) if isinstance(hosts, str) else hosts
+                got.extend(zip(datas, names, strict=True))
+
+        wait_for(read_all, what="every datagram")
+    assert got == sent
 
 
 # ---- the command --------------------------------------------------------------------------------
