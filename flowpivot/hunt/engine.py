@@ -561,13 +561,18 @@ def _shared_peers(
     since_ms: int,
     until_ms: int,
 ) -> set[str]:
-    """Peers of ``anchors`` (in the reach table ``table``) that are scanners or shared services.
+    """Peers of ``anchors`` (in the reach table ``table``) that say nothing against them.
 
     Only candidates are measured by the reach rule; a resolver, NTP server or update server that
     too few seeds used to become a candidate is still a shared service, and counting it as an
     informative peer would make an operator's host look unspecific. So the peers that are
     neither known nor already noise get the same reach rule: more distinct peers in the store
     than the median seed, fewer than ``min_specificity`` of them known.
+
+    A peer that at least one other known host talks to (two known peers: the anchor itself and
+    another) is not evidence against the anchor either: it is in the actor's neighbourhood, as
+    the hosts the expansion finds are (a controller of two seeds that also manages new hosts
+    talks to more new hosts than seeds). It is not counted as known, only left out.
     """
     if not anchors:
         return set()
@@ -589,7 +594,9 @@ def _shared_peers(
     out = set()
     for k in peers:
         s = stats.get(k, _NO_STATS)
-        if noise_reason(s["degree"], s["known"], s["fan_out"], s["fan_in"], seed_degree, min_specificity):
+        if s["known"] >= 2 or noise_reason(
+            s["degree"], s["known"], s["fan_out"], s["fan_in"], seed_degree, min_specificity
+        ):
             out.add(k)
     return out
 

@@ -134,6 +134,6 @@ def noise_reason(
     if informative > 0 and known_peers / informative < min_specificity:
         return "not-specific", (
             f"{known_peers} of its {informative} distinct peers that are not themselves noise "
-            f"({known_peers / informative:.1%}) are seeds or candidates; {noise_peers} more are scanners or shared services"
+            f"({known_peers / informative:.1%}) are seeds or candidates; {noise_peers} more are scanners, shared services or hosts other seeds and candidates also talk to"
         )
     return None
