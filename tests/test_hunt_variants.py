@@ -5,7 +5,8 @@ cluster sizes, seed counts, days, sampling, address family and the amount of noi
 knows nothing of a variant but what its truth.json ``acceptance`` block states. These are the
 variants that failed before the noise rules were reworked (docs/hunt.md, "Noise"): new hosts lost
 as ``not-specific`` or ``scanner`` because their update servers and resolvers were not recognised
-as shared services at small volumes, and thinly sampled victims clustered as actor hosts.
+as shared services at small volumes, thinly sampled victims clustered as actor hosts, and a
+cluster lost because its controllers' new hosts counted against them.
 """
 
 from __future__ import annotations
@@ -68,6 +69,19 @@ VARIANTS: dict[str, dict[str, Any]] = {
             "ntp_servers": 60,
             "update_servers": 120,
         },
+    },
+    # a cluster of three controllers that manage only two seeds (and new hosts): its controllers
+    # talk to more new hosts than seeds
+    "cluster-of-2-seeds": {
+        "seed": 3,
+        "flows": 250_000,
+        "seeds": 12,
+        "shared_seeds": 0,
+        "clusters": [
+            {"provider": "postltd", "members": 3, "seeds": 2},
+            {"provider": "smartape", "members": 3, "seeds": 8},
+        ],
+        "noise": {"decoy_seeds": 6},
     },
     # one cluster only, no shared seeds, heavy sampling
     "1-cluster-1:1000": {

@@ -259,7 +259,7 @@ def hunt(
                 "seeds": len(ps),
             }
     _apply_allowlist(allow, prov, candidates, excluded)
-    for k, e in _public_clients(by_peer, candidates, services, victim_max_seeds).items():
+    for k, e in _small_clients(by_peer, candidates, services, victim_max_seeds).items():
         excluded[k] = e
         candidates.pop(k)
 
@@ -482,71 +482,56 @@ def _per_record(rate: float) -> float:
     return 1.0 / (1.0 - (1.0 - 1.0 / rate) ** rate)
 
 
-def _public_clients(
+def _small_clients(
     by_peer: dict[str, list[dict[str, Any]]],
     candidates: dict[str, set[str]],
     services: dict[tuple[str, str], list[dict[str, Any]]],
     victim_max_seeds: int,
 ) -> dict[str, dict[str, Any]]:
-    """Candidates that use the seeds only as their other clients do: reason ``client``.
+    """Candidates whose sessions with the seeds are too small to be an operator's: reason ``client``.
 
     A victim whose beacon left too few connections to test (heavy sampling, a short window)
-    reaches one or two seeds, opens every connection itself, and does so on the port the seed
-    serves to its other clients (the implants' listener). Its remaining peers are the same
+    reaches one or two seeds and opens every connection itself. Its remaining peers are the same
     resolvers, update servers and CDNs an operator's host uses, so specificity cannot tell it
-    from a controller that manages two seeds. A controller manages over an administration
-    channel that the seed's public clients do not use, or manages more seeds than a victim
-    reaches. A host that reaches at most ``victim_max_seeds`` seeds, only as the initiator and
-    only on ports where each seed has other established clients (peers that are not candidates),
-    is excluded as a client of the seeds' public service, not clustered.
+    from a controller that manages two seeds; the size of its sessions can. Sampled 1:N, a
+    record of n packets is exported with chance 1 - (1 - 1/N)^n and then holds
+    (n/N) / (1 - (1 - 1/N)^n) sampled packets on average: about 1 for n << N, 1.58 for n = N,
+    n/N beyond. A host that reaches at most ``victim_max_seeds`` seeds, opened every session
+    itself, and whose records with them hold fewer sampled packets on average than a record of N
+    packets would leave, ran sessions smaller than N packets with them: beacons or probes, not
+    management. Unsampled, the rule never applies (the beacon tests see every start there).
     """
-    public: dict[str, set[tuple[int, int]]] = defaultdict(set)  # seed -> (proto, port) it serves to non-candidates
-    for peer, ps in by_peer.items():
-        if peer in candidates:
-            continue
-        for p in ps:
-            if p["established"] and p["initiator"] == "peer":
-                for sv in services.get((p["anchor"], peer), []):
-                    if sv["side"] == "anchor":
-                        public[p["anchor"]].add((sv["proto"], sv["port"]))
     out: dict[str, dict[str, Any]] = {}
     for k, est in candidates.items():
         if len(est) > victim_max_seeds:
             continue
         ps = [p for p in by_peer.get(k, []) if p["established"]]
-        used: set[tuple[int, int]] = set()
-        opened = bool(ps) and all(p["initiator"] == "peer" for p in ps)
-        public_only = opened
-        for p in ps:
-            ports = {(sv["proto"], sv["port"]) for sv in services.get((p["anchor"], k), []) if sv["side"] == "anchor"}
-            public_only = public_only and bool(ports) and ports <= public[p["anchor"]]
-            used |= ports
-        # Sampled 1:N, a record of n packets is exported with chance 1 - (1 - 1/N)^n and then holds
-        # (n/N) / (1 - (1 - 1/N)^n) sampled packets on average: about 1 for n << N, 1.58 for n = N,
-        # n/N beyond. Fewer sampled packets per record than a record of N packets would leave means
-        # its sessions with the seeds are smaller than N packets: beacons, not an operator's work.
+        if not ps or any(p["initiator"] != "peer" for p in ps):
+            continue
         rate = max((p.get("max_sampling_rate") or 1 for p in ps), default=1)
         recs = sum((p.get("a_flows") or 0) + (p.get("p_flows") or 0) for p in ps)
         pkts = sum((p.get("a_packets") or 0) + (p.get("p_packets") or 0) for p in ps)
-        small = opened and rate > 1 and recs > 0 and pkts / recs < _per_record(rate)
-        if public_only or small:
-            ports_s = ", ".join(f"{port}/{proto}" for proto, port in sorted(used)) or "?"
-            why = (
-                f"on port(s) {ports_s} that the seeds also serve to their other clients"
-                if public_only
-                else (
-                    f"on port(s) {ports_s}, {pkts / recs:.2f} sampled packets per record at 1:{rate:g} "
-                    f"(a record of {rate:g} packets would leave {_per_record(rate):.2f}): sessions too small to be an operator's"
-                )
-            )
-            out[k] = {
-                "reason": "client",
-                "detail": (
-                    f"opened every session with its {len(est)} seed(s) itself, {why}: a client of the seeds "
-                    "(a victim whose beacon is too thinly sampled to test), not an operator's host"
-                ),
-                "seeds": len(est),
+        if rate <= 1 or recs == 0 or pkts / recs >= _per_record(rate):
+            continue
+        used = sorted(
+            {
+                (sv["proto"], sv["port"])
+                for p in ps
+                for sv in services.get((p["anchor"], k), [])
+                if sv["side"] == "anchor"
             }
+        )
+        ports = ", ".join(f"{port}/{proto}" for proto, port in used) or "?"
+        out[k] = {
+            "reason": "client",
+            "detail": (
+                f"opened every session with its {len(est)} seed(s) itself (port(s) {ports}), with "
+                f"{pkts / recs:.2f} sampled packets per record at 1:{rate:g} where a record of {rate:g} packets "
+                f"would leave {_per_record(rate):.2f}: sessions smaller than {rate:g} packets, a client's "
+                "(a victim whose beacons are too few to test, or probes), not an operator's"
+            ),
+            "seeds": len(est),
+        }
     return out
 
 

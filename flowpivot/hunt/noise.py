@@ -14,7 +14,7 @@ Why the rule looks the way it does is in docs/hunt.md ("Noise"). Two rules, in t
    with the same reach rule), not only when it was a candidate itself.
 
 A third rule, ``client`` (a victim whose beacon is too thinly sampled to test), reads only the
-seed pairs and lives in the engine (``_public_clients``).
+seed pairs and lives in the engine (``_small_clients``).
 """
 
 from __future__ import annotations
