@@ -210,10 +210,10 @@ class _MmsgReader:
             h.msg_name = nbase + i * self.NAME
         self.view = memoryview(self.buf).cast("B")
         self.name_view = memoryview(self.names).cast("B")
-        self.name_rows = np.frombuffer(self.names, dtype=np.uint8).reshape(vlen, self.NAME)
+        self.name_rows = np.frombuffer(self.names, dtype=np.uint8).reshape(vlen, self.NAME)  # type: ignore[call-overload]  # ctypes arrays export the buffer protocol
         # struct mmsghdr as 16 uint32 words: msg_namelen is word 2, msg_len word 14
         assert ctypes.sizeof(_mmsghdr) == 64 and _mmsghdr.msg_len.offset == 56 and _msghdr.msg_namelen.offset == 8
-        self.u32 = np.frombuffer(self.msgs, dtype=np.uint32).reshape(vlen, 16)
+        self.u32 = np.frombuffer(self.msgs, dtype=np.uint32).reshape(vlen, 16)  # type: ignore[call-overload]
         self.u32[:, 2] = self.NAME
         self.last_n = 0
         self.offsets = range(0, self.SLOT * vlen, self.SLOT)

@@ -32,8 +32,8 @@ def ipkey_macro(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _window_sql(since_ms: int, until_ms: int) -> str:
-    # A flow belongs to the window when it starts in it; the store is sorted by start within a
-    # row group, so Parquet statistics prune whole row groups.
+    # A flow belongs to the window when it starts in it; the store is partitioned by day of start,
+    # and row-group min/max statistics on start skip the rest.
     return f"start >= make_timestamptz({int(since_ms)} * 1000) AND start <= make_timestamptz({int(until_ms)} * 1000)"
 
 
