@@ -6,7 +6,6 @@ valid, name the lead clusters' hosts, and write abuse letters to their providers
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from conftest import need_tool
 from pymisp import MISPEvent
 from stix2validator import ValidationOptions, validate_string
 
-from flowpivot.report import read_result, write_reports
+from flowpivot.report import read_result
 from flowpivot.report.text import defang
 
 NOW = datetime(2024, 5, 5, tzinfo=UTC)
@@ -24,29 +23,11 @@ NOW = datetime(2024, 5, 5, tzinfo=UTC)
 
 @pytest.fixture(scope="module")
 def hunted(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], dict[str, Any], Path]:
-    from flowpivot.hunt import hunt
-    from flowpivot.ingest import ingest_paths
-    from flowpivot.simulate import Scenario, simulate
-    from flowpivot.store import Store
+    from flowpivot.demo import run
 
     d = tmp_path_factory.mktemp("real")
-    simulate(Scenario(flows=2000, sampling=100, seed=1), d / "scenario")
-    store = Store(d / "store")
-    ingest_paths(sorted((d / "scenario" / "exports").glob("*.pcap")), store)
-    result = hunt(store, [d / "scenario" / "seeds.txt"], asn_dbs=[d / "scenario" / "asn.tsv"])
-    result = json.loads(json.dumps(result))  # as `flowpivot hunt` writes it
-    truth = json.loads((d / "scenario" / "truth.json").read_text())
-    out = d / "reports"
-    write_reports(
-        result,
-        html=out / "report.html",
-        md=out / "report.md",
-        stix=out / "stix.json",
-        misp=out / "misp.json",
-        abuse_dir=out / "abuse",
-        actor="FIN7",
-        now=NOW,
-    )
+    demo = run(d, flows=2000, sampling=100, seed=1, actor="FIN7", now=NOW)
+    result, truth, out = demo.result, demo.truth, d
     return result, truth, out
 
 
