@@ -8,14 +8,14 @@ from typing import Annotated
 
 import typer
 
-from .. import demo as demo_lib
+from ..demo import run as run_demo
 from .common import err, errors_as_exit, out
 
 
 def demo(
-    out_dir: Annotated[Path, typer.Option("--out", help="Directory for the scenario, store, result and reports.")] = Path(
-        "demo-out"
-    ),
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Directory for the scenario, store, result and reports.")
+    ] = Path("demo-out"),
     flows: Annotated[int | None, typer.Option(help="Flow records to simulate (default: the simulator's).")] = None,
     sampling: Annotated[int, typer.Option(help="1:N packet sampling of the simulated exporter.")] = 100,
     seed: Annotated[int, typer.Option(help="Random seed of the scenario.")] = 1,
@@ -23,9 +23,7 @@ def demo(
     """Run the whole job on built-in data: simulate fin7, ingest, hunt, report into --out."""
     t0 = time.perf_counter()
     with errors_as_exit():
-        run = demo_lib.run(
-            out_dir, flows=flows, sampling=sampling, seed=seed, step=lambda m: err.print(f"[bold]{m}[/]")
-        )
+        run = run_demo(out_dir, flows=flows, sampling=sampling, seed=seed, step=lambda m: err.print(f"[bold]{m}[/]"))
     err.print(f"{run.flows:,} flows ingested, {run.bad_inputs} bad inputs; done in {time.perf_counter() - t0:.1f} s")
     result = run.result
     for c in result["clusters"]:
