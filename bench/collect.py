@@ -38,6 +38,8 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
+from flowpivot.collect import udp_queue
+
 REPO = Path(__file__).resolve().parents[1]
 RCVBUF = 64 << 20
 PER_DATAGRAM = 30
@@ -217,16 +219,6 @@ def blast(datagrams: np.ndarray, addr: tuple[str, int], rate_flows: float) -> tu
         if p.exitcode != 0:
             raise RuntimeError(f"sender failed ({p.exitcode})")
         return int(res["datagrams"]), float(res["seconds"])
-
-
-def udp_queue(port: int) -> int | None:
-    for name in ("/proc/net/udp", "/proc/net/udp6"):
-        with open(name) as fh:
-            for line in list(fh)[1:]:
-                cols = line.split()
-                if cols[1].endswith(f":{port:04X}"):
-                    return int(cols[4].split(":")[1], 16)
-    return None
 
 
 def _wait(pred: Any, timeout: float, what: str) -> None:

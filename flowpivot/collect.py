@@ -38,7 +38,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ __all__ = [
     "Collector",
     "parse_listen",
     "kernel_drops",
+    "udp_queue",
     "stats_path",
     "DEFAULT_LISTEN",
     "DEFAULT_ROTATE_MS",
@@ -110,22 +111,38 @@ def _stats_dict(s: Any) -> dict[str, Any]:
     return {k: v for k, v in vars(s).items() if not k.startswith("_")}
 
 
+def _udp_socket_rows() -> Iterator[list[str]]:
+    """The rows of /proc/net/udp and /proc/net/udp6, split into columns (Linux)."""
+    for name in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(name) as fh:
+                next(fh)
+                rows = [line.split() for line in fh]
+        except (OSError, StopIteration):
+            continue
+        yield from rows
+
+
 def kernel_drops(sock: socket.socket) -> int | None:
     """Datagrams the kernel dropped for this socket (receive buffer full), from /proc/net/udp{,6}."""
     try:
         inode = os.fstat(sock.fileno()).st_ino
     except OSError:
         return None
-    for name in ("/proc/net/udp", "/proc/net/udp6"):
-        try:
-            with open(name) as fh:
-                next(fh)
-                for line in fh:
-                    parts = line.split()
-                    if len(parts) >= 13 and parts[9] == str(inode):
-                        return int(parts[12])
-        except (OSError, StopIteration, ValueError):
-            continue
+    for parts in _udp_socket_rows():
+        if len(parts) >= 13 and parts[9] == str(inode):
+            try:
+                return int(parts[12])
+            except ValueError:
+                return None
+    return None
+
+
+def udp_queue(port: int) -> int | None:
+    """Bytes waiting in the receive queue of the UDP socket bound to ``port``; None when none is bound."""
+    for parts in _udp_socket_rows():
+        if len(parts) >= 5 and parts[1].endswith(f":{port:04X}"):
+            return int(parts[4].split(":")[1], 16)
     return None
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from flowpivot.collect import Collector, _MmsgReader, _reader, kernel_drops, parse_listen
+from flowpivot.collect import Collector, _MmsgReader, _reader, kernel_drops, parse_listen, udp_queue
 from flowpivot.decode import FlowDecoder
 from flowpivot.schema import to_output
 from flowpivot.store import Store
@@ -175,17 +175,6 @@ def send_all(datagrams: list[bytes], addr: tuple[str, int], family: int = socket
     with socket.socket(family, socket.SOCK_DGRAM) as s:
         for d in datagrams:
             s.sendto(d, addr)
-
-
-def udp_queue(port: int) -> int | None:
-    """Bytes waiting in the receive queue of the UDP socket bound to ``port``; None when none is bound."""
-    for name in ("/proc/net/udp", "/proc/net/udp6"):
-        with open(name) as fh:
-            for line in list(fh)[1:]:
-                cols = line.split()
-                if cols[1].endswith(f":{port:04X}"):
-                    return int(cols[4].split(":")[1], 16)
-    return None
 
 
 def read_stats(store: Path) -> dict[str, Any]:
