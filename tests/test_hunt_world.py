@@ -149,22 +149,15 @@ def fin7_like(root: Path, *, sampling: int = 1, v6: bool = False, seed: int = 7)
     scanner, research, resolver, cdn = "45.155.205.99", "167.94.138.50", "9.9.9.9", "23.45.67.89"
     # The actor's activity runs to day 20; the store runs to day 30 (providers suspended the seeds).
     for d in range(0, 20):
-        for m in a_mem:
-            for s in a_seeds:
-                if rng.random() < 0.7:
-                    for _ in range(3 if sampling > 1 else 1):
-                        w.session(m, s, 22, day(d + rng.random()), data_pkts=60 if sampling > 1 else 20)
-            for n in new:
-                if rng.random() < 0.5:
-                    w.session(m, n, 443, day(d + rng.random()), data_pkts=60 if sampling > 1 else 20)
-        for m in b_mem:
-            for s in b_seeds:
-                if rng.random() < 0.7:
-                    for _ in range(3 if sampling > 1 else 1):
-                        w.session(m, s, 3389, day(d + rng.random()), data_pkts=60 if sampling > 1 else 20)
-            for n in new:
-                if rng.random() < 0.5:
-                    w.session(m, n, 443, day(d + rng.random()), data_pkts=60 if sampling > 1 else 20)
+        for members, their_seeds, port in ((a_mem, a_seeds, 22), (b_mem, b_seeds, 3389)):
+            for m in members:
+                for s in their_seeds:
+                    if rng.random() < 0.7:
+                        for _ in range(3 if sampling > 1 else 1):
+                            w.session(m, s, port, day(d + rng.random()), data_pkts=60 if sampling > 1 else 20)
+                for n in new:
+                    if rng.random() < 0.5:
+                        w.session(m, n, 443, day(d + rng.random()), data_pkts=60 if sampling > 1 else 20)
         for s in seeds:  # seeds resolve names and fetch updates like everyone else
             w.udp(s, resolver, 53, day(d + rng.random()))
             if rng.random() < 0.5:
