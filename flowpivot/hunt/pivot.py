@@ -37,7 +37,7 @@ def _window_sql(since_ms: int, until_ms: int) -> str:
     return f"start >= make_timestamptz({int(since_ms)} * 1000) AND start <= make_timestamptz({int(until_ms)} * 1000)"
 
 
-def _side(anchors: str, anchor_is_src: bool, family: int) -> str:
+def _side(anchors: str, anchor_is_src: bool, family: int, source: str = "flows") -> str:
     a, p = ("src", "dst") if anchor_is_src else ("dst", "src")
     col = f"{a}_addr_v{family}"
     fwd = ("packets", "bytes", "tcp_flags")
@@ -50,19 +50,44 @@ def _side(anchors: str, anchor_is_src: bool, family: int) -> str:
            coalesce(w.{pf[0]}, 0) AS p_pk, coalesce(w.{pf[1]}, 0) AS p_by, coalesce(w.{pf[2]}, 0) AS p_fl,
            greatest(coalesce(w.sampling_rate, 1), 1) AS sr, epoch_ms(w.start) AS ts, epoch_ms(w."end") AS te,
            w.conn_state AS zs, w.history AS hist
-    FROM flows w JOIN {anchors} an ON w.{col} = an.v{family}"""
+    FROM {source} w JOIN {anchors} an ON w.{col} = an.v{family}"""
 
 
-def flows_sql(anchors: str, since_ms: int, until_ms: int, families: tuple[int, ...]) -> str:
+def flows_sql(anchors: str, since_ms: int, until_ms: int, families: tuple[int, ...], source: str | None = None) -> str:
     """Every flow in the window touching an anchor, once per anchor side, oriented from the anchor.
 
     One hash join of the store against the anchors per side and family: DuckDB reads only the
     columns used and streams the matches, so a pass whose anchors are busy hosts (much of the
-    store) never materialises the flows.
+    store) never materialises the flows. With ``source`` (a table already holding the window's
+    flows that touch an anchor, see :func:`touching_sql`), the sides are joins over it instead.
     """
+    if source is not None:
+        return "\nUNION ALL\n".join(_side(anchors, s, fam, source) for fam in families for s in (True, False))
     win = _window_sql(since_ms, until_ms)
     sides = [_side(anchors, s, fam) + f" WHERE {win}" for fam in families for s in (True, False)]
     return "\nUNION ALL\n".join(sides)
+
+
+_PIVOT_COLUMNS = (
+    "src_addr_v4, dst_addr_v4, src_addr_v6, dst_addr_v6, src_port, dst_port, protocol, tcp_flags, packets, bytes, "
+    'rev_packets, rev_bytes, rev_tcp_flags, sampling_rate, start, "end", conn_state, history'
+)
+
+
+def touching_sql(anchors: str, since_ms: int, until_ms: int, families: tuple[int, ...]) -> str:
+    """The window's flows with an anchor on either side, each once, in one scan of the store.
+
+    A flow's columns are decoded once for both sides, where a join per side decodes them once per
+    side: DuckDB decodes every projected column of a row group whatever the join keeps, so for
+    the seed pass (few matching rows, eighteen columns) one scan is the cheaper plan.
+    """
+    win = _window_sql(since_ms, until_ms)
+    terms = [
+        f"{side}_addr_v{fam} IN (SELECT v{fam} FROM {anchors} WHERE v{fam} IS NOT NULL)"
+        for fam in families
+        for side in ("src", "dst")
+    ]
+    return f"SELECT {_PIVOT_COLUMNS} FROM flows WHERE {win} AND ({' OR '.join(terms)})"
 
 
 def create_pairs(
@@ -86,18 +111,19 @@ def create_pairs(
         for fam in (4, 6)
         if con.sql(f"SELECT count(*) FROM {anchors} WHERE v{fam} IS NOT NULL").fetchall()[0][0]  # type: ignore[index]
     )
-    src = flows_sql(anchors, since_ms, until_ms, fams or (4,))
-    flows_rel = f"({src})"
+    fams = fams or (4,)
+    # one scan of the store (every column decoded once), then the two sides over the matches
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {out}_touching AS {touching_sql(anchors, since_ms, until_ms, fams)}")
+    src = flows_sql(anchors, since_ms, until_ms, fams, source=f"{out}_touching")
     if keep_flows:
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {out}_flows AS SELECT *, {S.flow_init_sql()} AS init FROM {flows_rel}"
-        )
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {out}_flows AS SELECT *, {S.flow_init_sql()} AS init FROM ({src})")
         flows_rel = f"{out}_flows"
     else:
-        flows_rel = f"(SELECT *, {S.flow_init_sql()} AS init FROM {flows_rel})"
+        flows_rel = f"(SELECT *, {S.flow_init_sql()} AS init FROM ({src}))"
     con.execute(f"CREATE OR REPLACE TEMP TABLE {out} AS {pair_sql(flows_rel) if full else pair_lite_sql(flows_rel)}")
     if services:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {out}_services AS {services_sql(flows_rel)}")
+    con.execute(f"DROP TABLE {out}_touching")
 
 
 def pair_sql(flows_rel: str) -> str:
@@ -228,3 +254,22 @@ def services_sql(flows_rel: str) -> str:
     WHERE init IS NOT NULL
     GROUP BY ALL
     """
+
+
+def known_counts_sql(anchors: str, known: str, since_ms: int, until_ms: int, families: tuple[int, ...]) -> str:
+    """Per anchor, how many distinct hosts of the table ``known`` it exchanged flows with in the window.
+
+    Both tables are (key, v4, v6, id). One join per side and family against the anchors, then one
+    against the known hosts, reading only the address columns.
+    """
+    win = _window_sql(since_ms, until_ms)
+    sides = [
+        f"""SELECT an.id AS anchor_id, k.id AS known_id FROM flows w
+            JOIN {anchors} an ON w.{a}_addr_v{fam} = an.v{fam}
+            JOIN {known} k ON w.{p}_addr_v{fam} = k.v{fam}
+            WHERE {win} AND k.key <> an.key"""
+        for fam in families
+        for a, p in (("src", "dst"), ("dst", "src"))
+    ]
+    return f"""SELECT any_value(an.key) AS anchor, count(DISTINCT s.known_id) AS known
+        FROM ({" UNION ALL ".join(sides)}) s JOIN {anchors} an ON an.id = s.anchor_id GROUP BY s.anchor_id"""
