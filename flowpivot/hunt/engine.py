@@ -24,7 +24,7 @@ from ..store import DAY_MS, Store, parse_time
 from . import sessions as S
 from .beacon import regularity
 from .noise import Allowlist, noise_reason, read_allowlist
-from .pivot import create_pairs, create_reach, ipkey_macro
+from .pivot import create_pairs, create_reach, ipkey_macro, known_counts_sql
 from .seeds import SeedSet, read_seeds
 
 __all__ = ["hunt", "FORMAT", "DEFAULTS"]
@@ -268,14 +268,32 @@ def hunt(
     seed_reach = seed_degree
     members: dict[str, set[str]] = {}
     if candidates:
-        _load_anchors(con, "cand", list(candidates))
-        create_reach(con, "cand", "cr", since_ms, until_ms)
-        # round 1: reach (scanners, shared services)
+        # round 1: reach (scanners, shared services); the busiest are judged from a lower bound
+        bounded, _ = _bounded_reach(
+            con,
+            "cand",
+            list(candidates),
+            seed_key_set | set(candidates),
+            seed_degree,
+            min_specificity,
+            since_ms,
+            until_ms,
+            "cr",
+        )
         stats = _degrees(con, "cr", seed_key_set | set(candidates), set())
+        stats.update(bounded)
         reach: dict[str, tuple[str, str]] = {}
         for k in candidates:
             s = stats.get(k, _NO_STATS)
-            r = noise_reason(s["degree"], s["known"], s["fan_out"], s["fan_in"], seed_degree, min_specificity)
+            r = noise_reason(
+                s["degree"],
+                s["known"],
+                s["fan_out"],
+                s["fan_in"],
+                seed_degree,
+                min_specificity,
+                bound_span=s.get("bound_span"),
+            )
             if r:
                 reach[k] = r
                 excluded[k] = {"reason": r[0], "detail": r[1], "seeds": len(candidates[k]), **_noise_keys(s)}
@@ -477,6 +495,84 @@ def _degrees(con: Any, table: str, known: set[str], noise: set[str]) -> dict[str
     return {r.pop("anchor"): r for r in rows}
 
 
+# A fraction of the window, at its end, where a busy host's distinct peers are counted first. Any
+# fraction gives the same verdicts (a count over part of the window is a lower bound of the count
+# over all of it); this one only sets how much of the store the first, cheap pass reads.
+_BOUND_FRACTION = 8
+# (host, peer) pairs an exact reach pass would fold, beyond which counting known peers first is cheaper
+_KNOWN_PASS_PAIRS = 1_000_000
+
+
+def _bounded_reach(
+    con: Any,
+    name: str,
+    keys: Sequence[str],
+    known: set[str],
+    floor: float,
+    min_specificity: float,
+    since_ms: int,
+    until_ms: int,
+    out: str,
+) -> tuple[dict[str, dict[str, Any]], str | None]:
+    """The reach table ``out`` for ``keys``, without the hosts the reach rule condemns from a bound.
+
+    The reach rule (``noise_reason`` without noise peers) calls a host noise when it has more
+    distinct peers than ``floor`` and fewer than ``min_specificity`` of them are ``known``. The
+    busiest hosts (research scanners, resolvers, CDNs) make the pass that counts their peers
+    over the whole window the dearest step of the hunt, and they are the easiest to judge: their
+    peers in the last eighth of the window are already a lower bound ``lb`` of their reach. With
+    their exact number of known peers (one join of the window's address columns against the
+    known hosts), ``lb > floor`` and ``known < min_specificity * lb`` prove the verdict, since
+    the reach can only be larger. Those hosts are returned with the bound as their degree (and
+    the span it was counted over); every other host gets the exact pass into ``out``, so the
+    verdicts are the same as counting every host over the whole window.
+    """
+    condemned: dict[str, dict[str, Any]] = {}
+    span = None
+    sub_since = until_ms - (until_ms - since_ms) // _BOUND_FRACTION
+    if keys and min_specificity > 0 and sub_since > since_ms:
+        _load_anchors(con, name, keys)
+        create_reach(con, name, f"{out}_lb", sub_since, until_ms)
+        lower = _degrees(con, f"{out}_lb", known, set())
+        con.execute(f"DROP TABLE IF EXISTS {out}_lb")
+        maybe = [
+            k
+            for k in keys
+            if k in lower and lower[k]["degree"] > floor and lower[k]["known"] < min_specificity * lower[k]["degree"]
+        ]
+        # no host has more known peers than there are known hosts: where that bound already
+        # proves the verdict, the exact count is not needed
+        need = [k for k in maybe if len(known - {k}) >= min_specificity * lower[k]["degree"]]
+        exact: dict[str, int] = {}
+        # The exact count is one more scan of the window's address columns. It pays when these
+        # hosts' exact reach would fold many (host, peer) pairs; otherwise they simply go to the
+        # exact reach pass below. Either way the verdicts are the same.
+        if _BOUND_FRACTION * sum(lower[k]["degree"] for k in need) < _KNOWN_PASS_PAIRS:
+            maybe = [k for k in maybe if k not in need]
+            need = []
+        if need:
+            log.debug("reach of %s: %d hosts need their exact known peers", name, len(need))
+            _load_anchors(con, f"{name}_lb", need)
+            _load_anchors(con, f"{name}_known", sorted(known))
+            fams = tuple(f for f in (4, 6) if any(k.startswith("v6:") == (f == 6) for k in need)) or (4,)
+            exact = dict(con.sql(known_counts_sql(f"{name}_lb", f"{name}_known", since_ms, until_ms, fams)).fetchall())
+        span = f"{(until_ms - sub_since) / DAY_MS:.3g} days"
+        for k in maybe:
+            kn = exact.get(k, 0) if k in need else None
+            if kn is None or kn < min_specificity * lower[k]["degree"]:
+                condemned[k] = {
+                    **lower[k],
+                    # without the exact count, the known peers seen in the span are reported
+                    "known": lower[k]["known"] if kn is None else int(kn),
+                    "degree_bound": "lower",
+                    "bound_span": span,
+                }
+    rest = [k for k in keys if k not in condemned]
+    _load_anchors(con, name, rest)
+    create_reach(con, name, out, since_ms, until_ms)
+    return condemned, span
+
+
 def _per_record(rate: float) -> float:
     """Sampled packets a record of ``rate`` packets leaves on average, when exported at 1:``rate``."""
     return 1.0 / (1.0 - (1.0 - 1.0 / rate) ** rate)
@@ -572,11 +668,12 @@ def _shared_peers(
     con.unregister("sp_anchor_arrow")
     if not peers:
         return set()
-    _load_anchors(con, "peer_anchors", peers)
-    create_reach(con, "peer_anchors", "peer_reach", since_ms, until_ms)
+    bounded, _ = _bounded_reach(
+        con, "peer_anchors", peers, known, seed_degree, min_specificity, since_ms, until_ms, "peer_reach"
+    )
     stats = _degrees(con, "peer_reach", known, set())
     con.execute("DROP TABLE IF EXISTS peer_reach")
-    out = set()
+    out = set(bounded)
     for k in peers:
         s = stats.get(k, _NO_STATS)
         if s["known"] >= 2 or noise_reason(
@@ -595,6 +692,8 @@ def _noise_keys(s: dict[str, Any]) -> dict[str, Any]:
         "fan_in": s.get("fan_in", 0),
         "noise_peers": s.get("noise", 0),
         "specificity": round(s.get("known", 0) / informative, 4) if informative > 0 else None,
+        # counted over the end of the window only: the degree is a lower bound, the specificity an upper one
+        **({"degree_bound": "lower", "bound_span": s["bound_span"]} if s.get("bound_span") else {}),
     }
 
 

@@ -107,11 +107,14 @@ def noise_reason(
     seed_degree: float,
     min_specificity: float,
     noise_peers: int | None = None,
+    bound_span: str | None = None,
 ) -> tuple[str, str] | None:
     """(reason, detail) when a candidate is noise by the rules above, else None.
 
     Without ``noise_peers`` only the reach rule applies (the first round, which finds the
     scanners and shared services); with it, the specificity rule too, over informative peers.
+    ``bound_span`` says ``degree`` was counted over only that last part of the window: a lower
+    bound of the reach, which is enough to prove the reach rule (see ``_bounded_reach``).
     """
     if degree <= 0:
         return None
@@ -123,10 +126,17 @@ def noise_reason(
         kind = "scanner" if fan_out >= fan_in else "shared-service"
         other = f" ({noise_peers} more that are themselves noise not counted)" if noise_peers else ""
         not_noise = " that are not noise" if noise_peers is not None else ""
-        detail = (
-            f"{reach} distinct peers in the window{other} (fan-out {fan_out}, fan-in {fan_in}), of which only "
-            f"{known_peers} ({specificity:.1%}) are seeds or candidates; a seed has {seed_degree:g} peers{not_noise} (median)"
-        )
+        if bound_span:
+            detail = (
+                f"at least {reach} distinct peers in the window ({reach} in its last {bound_span}; fan-out {fan_out}, "
+                f"fan-in {fan_in} there), of which only {known_peers} (at most {specificity:.1%}) are seeds or candidates "
+                f"over the whole window; a seed has {seed_degree:g} peers{not_noise} (median)"
+            )
+        else:
+            detail = (
+                f"{reach} distinct peers in the window{other} (fan-out {fan_out}, fan-in {fan_in}), of which only "
+                f"{known_peers} ({specificity:.1%}) are seeds or candidates; a seed has {seed_degree:g} peers{not_noise} (median)"
+            )
         return kind, detail
     if noise_peers is None:
         return None
