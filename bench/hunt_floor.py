@@ -1,0 +1,98 @@
+"""Benchmark: what a seed pivot over the Parquet store cannot go below, with DuckDB, same run.
+
+Run: ``.venv/bin/python -m bench.hunt_floor [--flows 10000020] [--store DIR]``
+
+The pivot needs about ten real columns of every flow with a seed on either side. This measures,
+on bench.hunt's border-router mix:
+
+* ``scan``: reading only the two address columns of every flow (the least any pivot reads);
+* ``decode``: reading the pivot's real columns of every flow, no filter;
+* for k = 1, 10, 100 and 1,000 seeds, the source side filtered with ``= ANY(list)`` (the filter
+  form DuckDB pushes into its Parquet reader), counting the matches only and then reading the
+  other columns of the matches. The gap between the two is what decoding the wide columns of
+  the vectors that hold a match costs. DuckDB decodes a column 2,048 rows at a time; once the
+  seeds are many enough that most vectors hold a match, that gap reaches the full decode,
+  whatever the filter;
+* the share of 2,048-row vectors of the store that hold a match for each k.
+
+Ratios are against ``scan``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from flowpivot.store import Store
+
+WIDE = 'src_addr_v4, dst_addr_v4, src_port, dst_port, protocol, tcp_flags, packets, bytes, sampling_rate, start, "end"'
+
+
+def _best(con: Any, q: str, repeats: int) -> tuple[float, Any]:
+    secs, out = [], None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = con.sql(q).fetchall()
+        secs.append(time.perf_counter() - t)
+    return min(secs), out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--flows", type=int, default=10_000_020)
+    ap.add_argument("--store", type=Path, help="a store written by `bench.hunt --keep DIR` (DIR/store); else built")
+    ap.add_argument("--repeats", type=int, default=3, help="runs per query; the fastest is reported")
+    a = ap.parse_args(argv)
+    work = None
+    if a.store:
+        store = Store(a.store)
+    else:
+        from bench.hunt import build
+
+        work = Path(tempfile.mkdtemp(prefix="bench-floor-"))
+        build(a.flows - a.flows % 30, 1000, work)
+        store = Store(work / "store")
+    try:
+        con = store.connect()
+        n = con.sql("SELECT count(*) FROM flows").fetchall()[0][0]
+        addrs = np.array([r[0] for r in con.sql("SELECT DISTINCT dst_addr_v4 FROM flows").fetchall()], np.uint64)
+        rng = np.random.default_rng(7)
+        seeds = rng.choice(addrs, size=min(1000, len(addrs)), replace=False)
+        scan, _ = _best(con, "SELECT count(*) FROM flows WHERE src_addr_v4 + dst_addr_v4 = 7", a.repeats)
+        decode, _ = _best(con, f"SELECT sum(hash({WIDE})) FROM flows", a.repeats)
+        print(f"{n:,} flows in {len(store.files())} files; median of nothing: fastest of {a.repeats} runs\n")
+        print("| query | seconds | vs address scan | matches | vectors with a match |")
+        print("| --- | ---: | ---: | ---: | ---: |")
+        print(f"| address columns only (scan) | {scan:.3f} | 1.00x | | |")
+        print(f"| pivot columns of every flow (decode) | {decode:.3f} | {decode / scan:.2f}x | | |")
+        for k in (1, 10, 100, 1000):
+            lst = "[" + ",".join(str(int(s)) for s in seeds[:k]) + "]::UINTEGER[]"
+            where = f"src_addr_v4 = ANY({lst})"
+            c, out = _best(con, f"SELECT count(*) FROM flows WHERE {where}", a.repeats)
+            w, _ = _best(con, f"SELECT count(*), sum(hash({WIDE})) FROM flows WHERE {where}", a.repeats)
+            vec = con.sql(
+                f"SELECT count(DISTINCT (filename, file_row_number // 2048)) FROM read_parquet("
+                f"'{store.root}/flows/*/*.parquet', filename=true, file_row_number=true) WHERE {where}"
+            ).fetchall()[0][0]
+            total_vec = con.sql(
+                f"SELECT sum((num_rows + 2047) // 2048) FROM (SELECT DISTINCT file_name, num_rows FROM "
+                f"parquet_file_metadata('{store.root}/flows/*/*.parquet'))"
+            ).fetchall()[0][0]
+            print(f"| {k:,} seeds, source side, count | {c:.3f} | {c / scan:.2f}x | {out[0][0]:,} | |")
+            print(
+                f"| {k:,} seeds, source side, + pivot columns of the matches | {w:.3f} | {w / scan:.2f}x | {out[0][0]:,} "
+                f"| {vec / total_vec:.1%} |"
+            )
+    finally:
+        if work:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
