@@ -279,6 +279,7 @@ def hunt(
             since_ms,
             until_ms,
             "cr",
+            keep="cand_flows",
         )
         stats = _degrees(con, "cr", seed_key_set | set(candidates), set())
         stats.update(bounded)
@@ -328,7 +329,9 @@ def hunt(
         if members and hops > 0:
             # sessions around the members only, for the expansion
             _load_anchors(con, "memb", list(members))
-            create_pairs(con, "memb", "cp", since_ms, until_ms, services=False, full=False)
+            # (every member is a candidate the bound did not condemn: its flows are in cand_flows)
+            create_pairs(con, "memb", "cp", since_ms, until_ms, services=False, full=False, source="cand_flows")
+        con.execute("DROP TABLE IF EXISTS cand_flows")
     step("noise")
 
     # ---- 6. clusters --------------------------------------------------------------------------
@@ -513,6 +516,7 @@ def _bounded_reach(
     since_ms: int,
     until_ms: int,
     out: str,
+    keep: str | None = None,
 ) -> tuple[dict[str, dict[str, Any]], str | None]:
     """The reach table ``out`` for ``keys``, without the hosts the reach rule condemns from a bound.
 
@@ -525,7 +529,8 @@ def _bounded_reach(
     known hosts), ``lb > floor`` and ``known < min_specificity * lb`` prove the verdict, since
     the reach can only be larger. Those hosts are returned with the bound as their degree (and
     the span it was counted over); every other host gets the exact pass into ``out``, so the
-    verdicts are the same as counting every host over the whole window.
+    verdicts are the same as counting every host over the whole window. ``keep`` keeps the flows
+    of those other hosts, every column, for their session pass (see ``create_reach``).
     """
     condemned: dict[str, dict[str, Any]] = {}
     span = None
@@ -569,7 +574,7 @@ def _bounded_reach(
                 }
     rest = [k for k in keys if k not in condemned]
     _load_anchors(con, name, rest)
-    create_reach(con, name, out, since_ms, until_ms)
+    create_reach(con, name, out, since_ms, until_ms, keep=keep)
     return condemned, span
 
 

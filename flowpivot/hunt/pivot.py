@@ -74,7 +74,9 @@ _PIVOT_COLUMNS = (
 )
 
 
-def touching_sql(anchors: str, since_ms: int, until_ms: int, families: tuple[int, ...]) -> str:
+def touching_sql(
+    anchors: str, since_ms: int, until_ms: int, families: tuple[int, ...], columns: str = _PIVOT_COLUMNS
+) -> str:
     """The window's flows with an anchor on either side, each once, in one scan of the store.
 
     A flow's columns are decoded once for both sides, where a join per side decodes them once per
@@ -82,12 +84,8 @@ def touching_sql(anchors: str, since_ms: int, until_ms: int, families: tuple[int
     the seed pass (few matching rows, eighteen columns) one scan is the cheaper plan.
     """
     win = _window_sql(since_ms, until_ms)
-    terms = [
-        f"{side}_addr_v{fam} IN (SELECT v{fam} FROM {anchors} WHERE v{fam} IS NOT NULL)"
-        for fam in families
-        for side in ("src", "dst")
-    ]
-    return f"SELECT {_PIVOT_COLUMNS} FROM flows WHERE {win} AND ({' OR '.join(terms)})"
+    terms = [f"{side}_addr_v{fam} IN (SELECT v{fam} FROM {anchors})" for fam in families for side in ("src", "dst")]
+    return f"SELECT {columns} FROM flows WHERE {win} AND ({' OR '.join(terms)})"
 
 
 def create_pairs(
@@ -99,12 +97,15 @@ def create_pairs(
     keep_flows: bool = False,
     services: bool = True,
     full: bool = True,
+    source: str | None = None,
 ) -> None:
     """Create TEMP TABLE ``out`` (one row per anchor and peer) and, if asked, ``out_flows`` and
     ``out_services``. ``full=False`` keeps only what the fan-out measures and the expansion read
     (established, initiator), which is what the passes over the whole store need.
 
-    ``anchors`` is a table (key VARCHAR, v4 UINTEGER, v6 BLOB, id UINTEGER).
+    ``anchors`` is a table (key VARCHAR, v4 UINTEGER, v6 BLOB, id UINTEGER). ``source`` is a table
+    already holding every flow of the window that touches an anchor (``create_reach(keep=...)``
+    over a superset of these anchors); without it the store is scanned.
     """
     fams = tuple(
         fam
@@ -113,8 +114,10 @@ def create_pairs(
     )
     fams = fams or (4,)
     # one scan of the store (every column decoded once), then the two sides over the matches
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {out}_touching AS {touching_sql(anchors, since_ms, until_ms, fams)}")
-    src = flows_sql(anchors, since_ms, until_ms, fams, source=f"{out}_touching")
+    touching = source or f"{out}_touching"
+    if not source:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {touching} AS {touching_sql(anchors, since_ms, until_ms, fams)}")
+    src = flows_sql(anchors, since_ms, until_ms, fams, source=touching)
     if keep_flows:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {out}_flows AS SELECT *, {S.flow_init_sql()} AS init FROM ({src})")
         flows_rel = f"{out}_flows"
@@ -123,7 +126,8 @@ def create_pairs(
     con.execute(f"CREATE OR REPLACE TEMP TABLE {out} AS {pair_sql(flows_rel) if full else pair_lite_sql(flows_rel)}")
     if services:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {out}_services AS {services_sql(flows_rel)}")
-    con.execute(f"DROP TABLE {out}_touching")
+    if not source:
+        con.execute(f"DROP TABLE {touching}")
 
 
 def pair_sql(flows_rel: str) -> str:
@@ -173,13 +177,20 @@ def pair_sql(flows_rel: str) -> str:
     """
 
 
-def create_reach(con: duckdb.DuckDBPyConnection, anchors: str, out: str, since_ms: int, until_ms: int) -> None:
+def create_reach(
+    con: duckdb.DuckDBPyConnection, anchors: str, out: str, since_ms: int, until_ms: int, keep: str | None = None
+) -> None:
     """TEMP TABLE ``out`` (anchor, peer, initiator): every distinct peer of each anchor, whole store.
 
     What the noise rules measure (degree, fan-out, fan-in, who the peers are) needs only the
-    address and port columns, so this pass reads four columns where the session pass reads
-    eighteen; its candidates are often the busiest hosts, whose flows are much of the store. The
-    initiator here is the port rule alone (client on the higher port).
+    address and port columns, so this pass reads seven columns where the session pass reads
+    eighteen, one hash join per side (for so few columns that is cheaper than one scan with an
+    ``OR`` of two semi-joins). The initiator here is the port rule alone (client on the higher port).
+
+    With ``keep``, one scan first keeps every column the session pass reads, for the flows that
+    touch an anchor, in TEMP TABLE ``keep``; the reach is folded from it, and
+    :func:`create_pairs` can later read any of these anchors' sessions from it
+    (``source=keep``) instead of scanning the store again.
     """
     fams = tuple(
         fam
@@ -187,6 +198,8 @@ def create_reach(con: duckdb.DuckDBPyConnection, anchors: str, out: str, since_m
         if con.sql(f"SELECT count(*) FROM {anchors} WHERE v{fam} IS NOT NULL").fetchall()[0][0]  # type: ignore[index]
     ) or (4,)
     win = _window_sql(since_ms, until_ms)
+    if keep:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {keep} AS {touching_sql(anchors, since_ms, until_ms, fams)}")
     ported = "w.protocol IN (6, 17, 132)"
     sides = []
     for fam in fams:
@@ -194,7 +207,8 @@ def create_reach(con: duckdb.DuckDBPyConnection, anchors: str, out: str, since_m
             sides.append(
                 f"""SELECT an.key AS anchor, an.id AS anchor_id, w.{p}_addr_v4 AS peer_v4, w.{p}_addr_v6 AS peer_v6,
                        ({ported} AND w.{a}_port > w.{p}_port) AS a_cl, ({ported} AND w.{p}_port > w.{a}_port) AS p_cl
-                FROM flows w JOIN {anchors} an ON w.{a}_addr_v{fam} = an.v{fam} WHERE {win}"""
+                FROM {keep or "flows"} w JOIN {anchors} an ON w.{a}_addr_v{fam} = an.v{fam}"""
+                + ("" if keep else f" WHERE {win}")
             )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE {out} AS
