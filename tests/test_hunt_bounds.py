@@ -60,6 +60,29 @@ def test_bounded_reach_gives_the_exact_verdicts(
         assert 0 < e["degree"] <= full[ip]["degree"], (ip, e, full[ip])
 
     with monkeypatch.context() as m:
-        m.setattr(engine, "_KNOWN_PASS_PAIRS", 0)  # count the known peers exactly whenever it could help
+        m.setattr(engine, "_KNOWN_PASS_SHARE", -1)  # count the known peers exactly whenever it could help
         counted = hunt(store, [seeds], asn_dbs=[asn])
     assert _verdicts(counted) == _verdicts(exact)
+
+
+def test_members_sessions_from_kept_flows_equal_a_scan_of_the_store(
+    fin7_store: tuple[Store, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The members' session pass reads the flows the candidates' reach pass kept, or the store."""
+    store, seeds, asn = fin7_store
+    calls: list[str | None] = []
+    real = engine.create_pairs
+
+    def spy(*a: Any, **k: Any) -> None:
+        calls.append(k.get("source"))
+        real(*a, **k)
+
+    monkeypatch.setattr(engine, "create_pairs", spy)
+    kept = hunt(store, [seeds], asn_dbs=[asn])
+    assert "cand_flows" in calls  # the kept flows were used
+    calls.clear()
+    monkeypatch.setattr(engine, "_KEEP_SHARE", -1)  # never keep: scan the store
+    scanned = hunt(store, [seeds], asn_dbs=[asn])
+    assert "cand_flows" not in calls
+    assert kept["clusters"] and _verdicts(kept) == _verdicts(scanned)
+    assert [e["evidence"] for e in kept["expansion"]] == [e["evidence"] for e in scanned["expansion"]]

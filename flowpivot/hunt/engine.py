@@ -269,7 +269,7 @@ def hunt(
     members: dict[str, set[str]] = {}
     if candidates:
         # round 1: reach (scanners, shared services); the busiest are judged from a lower bound
-        bounded, _ = _bounded_reach(
+        bounded, kept = _bounded_reach(
             con,
             "cand",
             list(candidates),
@@ -279,6 +279,7 @@ def hunt(
             since_ms,
             until_ms,
             "cr",
+            flows_in_window,
             keep="cand_flows",
         )
         stats = _degrees(con, "cr", seed_key_set | set(candidates), set())
@@ -312,6 +313,7 @@ def hunt(
             min_specificity,
             since_ms,
             until_ms,
+            flows_in_window,
         )
         stats = _degrees(con, "cr", known, set(excluded) | shared_peers)
         for k in candidates:
@@ -330,7 +332,9 @@ def hunt(
             # sessions around the members only, for the expansion
             _load_anchors(con, "memb", list(members))
             # (every member is a candidate the bound did not condemn: its flows are in cand_flows)
-            create_pairs(con, "memb", "cp", since_ms, until_ms, services=False, full=False, source="cand_flows")
+            create_pairs(
+                con, "memb", "cp", since_ms, until_ms, services=False, full=False, source="cand_flows" if kept else None
+            )
         con.execute("DROP TABLE IF EXISTS cand_flows")
     step("noise")
 
@@ -379,6 +383,7 @@ def hunt(
         seed_reach,
         since_ms,
         until_ms,
+        flows_in_window,
     )
     step("expansion")
 
@@ -486,7 +491,7 @@ def _degrees(con: Any, table: str, known: set[str], noise: set[str]) -> dict[str
             f"""SELECT t.anchor, count(*) AS degree, count(k.k) AS known, count(n.k) AS noise,
                    count(*) FILTER (t.initiator = 'anchor') AS fan_out,
                    count(*) FILTER (t.initiator = 'peer') AS fan_in,
-                   count(*) FILTER (t.established) AS established_peers
+                   count(*) FILTER (t.established) AS established_peers, sum(t.flows) AS flows
             FROM {table} t LEFT JOIN known_arrow k ON t.peer = k.k LEFT JOIN noise_arrow n ON t.peer = n.k
             WHERE t.peer <> t.anchor GROUP BY t.anchor"""
         )
@@ -502,8 +507,12 @@ def _degrees(con: Any, table: str, known: set[str], noise: set[str]) -> dict[str
 # fraction gives the same verdicts (a count over part of the window is a lower bound of the count
 # over all of it); this one only sets how much of the store the first, cheap pass reads.
 _BOUND_FRACTION = 8
-# (host, peer) pairs an exact reach pass would fold, beyond which counting known peers first is cheaper
-_KNOWN_PASS_PAIRS = 1_000_000
+# Cost settings (verdict-neutral): count known peers exactly (one more scan of the window's address
+# columns) when the hosts waiting for it would otherwise put more than this share of the window's
+# flows through the exact reach pass; keep the flows of the hosts of the exact pass (every column,
+# for their session pass) when they are at most this share of the window's flows.
+_KNOWN_PASS_SHARE = 0.25
+_KEEP_SHARE = 0.25
 
 
 def _bounded_reach(
@@ -516,8 +525,9 @@ def _bounded_reach(
     since_ms: int,
     until_ms: int,
     out: str,
+    window_flows: int,
     keep: str | None = None,
-) -> tuple[dict[str, dict[str, Any]], str | None]:
+) -> tuple[dict[str, dict[str, Any]], bool]:
     """The reach table ``out`` for ``keys``, without the hosts the reach rule condemns from a bound.
 
     The reach rule (``noise_reason`` without noise peers) calls a host noise when it has more
@@ -530,10 +540,11 @@ def _bounded_reach(
     the reach can only be larger. Those hosts are returned with the bound as their degree (and
     the span it was counted over); every other host gets the exact pass into ``out``, so the
     verdicts are the same as counting every host over the whole window. ``keep`` keeps the flows
-    of those other hosts, every column, for their session pass (see ``create_reach``).
+    of those other hosts, every column, for their session pass (see ``create_reach``), when the
+    bound says they are few; the second value says whether it did.
     """
     condemned: dict[str, dict[str, Any]] = {}
-    span = None
+    lower: dict[str, dict[str, Any]] = {}
     sub_since = until_ms - (until_ms - since_ms) // _BOUND_FRACTION
     if keys and min_specificity > 0 and sub_since > since_ms:
         _load_anchors(con, name, keys)
@@ -550,9 +561,9 @@ def _bounded_reach(
         need = [k for k in maybe if len(known - {k}) >= min_specificity * lower[k]["degree"]]
         exact: dict[str, int] = {}
         # The exact count is one more scan of the window's address columns. It pays when these
-        # hosts' exact reach would fold many (host, peer) pairs; otherwise they simply go to the
-        # exact reach pass below. Either way the verdicts are the same.
-        if _BOUND_FRACTION * sum(lower[k]["degree"] for k in need) < _KNOWN_PASS_PAIRS:
+        # hosts' flows are a large part of the window (their exact reach would fold them all);
+        # otherwise they simply go to the exact reach pass below. The verdicts are the same.
+        if _BOUND_FRACTION * sum(lower[k]["flows"] or 0 for k in need) <= _KNOWN_PASS_SHARE * window_flows:
             maybe = [k for k in maybe if k not in need]
             need = []
         if need:
@@ -573,9 +584,14 @@ def _bounded_reach(
                     "bound_span": span,
                 }
     rest = [k for k in keys if k not in condemned]
+    if keep and sub_since > since_ms:
+        # hosts with no flow at the end of the window count as few; the bound says nothing of them
+        est = _BOUND_FRACTION * sum((lower.get(k) or {}).get("flows") or 0 for k in rest)
+        log.debug("reach of %s: the exact pass holds about %d of %d flows", name, est, window_flows)
+        keep = keep if est <= _KEEP_SHARE * window_flows else None
     _load_anchors(con, name, rest)
     create_reach(con, name, out, since_ms, until_ms, keep=keep)
-    return condemned, span
+    return condemned, keep is not None
 
 
 def _per_record(rate: float) -> float:
@@ -646,6 +662,7 @@ def _shared_peers(
     min_specificity: float,
     since_ms: int,
     until_ms: int,
+    window_flows: int,
 ) -> set[str]:
     """Peers of ``anchors`` (in the reach table ``table``) that say nothing against them.
 
@@ -674,7 +691,7 @@ def _shared_peers(
     if not peers:
         return set()
     bounded, _ = _bounded_reach(
-        con, "peer_anchors", peers, known, seed_degree, min_specificity, since_ms, until_ms, "peer_reach"
+        con, "peer_anchors", peers, known, seed_degree, min_specificity, since_ms, until_ms, "peer_reach", window_flows
     )
     stats = _degrees(con, "peer_reach", known, set())
     con.execute("DROP TABLE IF EXISTS peer_reach")
@@ -990,6 +1007,7 @@ def _expand(
     seed_degree: float,
     since_ms: int,
     until_ms: int,
+    window_flows: int,
 ) -> list[dict[str, Any]]:
     if not member_cluster or hops < 1:
         return []
@@ -1027,7 +1045,16 @@ def _expand(
         create_reach(con, f"xa{hop}", f"xr{hop}", since_ms, until_ms)
         known = seed_keys | set(known_infra) | set(found) | set(cands)
         shared = _shared_peers(
-            con, f"xr{hop}", set(cands), known, set(excluded), seed_degree, min_specificity, since_ms, until_ms
+            con,
+            f"xr{hop}",
+            set(cands),
+            known,
+            set(excluded),
+            seed_degree,
+            min_specificity,
+            since_ms,
+            until_ms,
+            window_flows,
         )
         stats = _degrees(con, f"xr{hop}", known, set(excluded) | shared)
         frontier = {}

@@ -180,7 +180,7 @@ def pair_sql(flows_rel: str) -> str:
 def create_reach(
     con: duckdb.DuckDBPyConnection, anchors: str, out: str, since_ms: int, until_ms: int, keep: str | None = None
 ) -> None:
-    """TEMP TABLE ``out`` (anchor, peer, initiator): every distinct peer of each anchor, whole store.
+    """TEMP TABLE ``out`` (anchor, peer, flows, initiator): every distinct peer of each anchor, whole store.
 
     What the noise rules measure (degree, fan-out, fan-in, who the peers are) needs only the
     address and port columns, so this pass reads seven columns where the session pass reads
@@ -213,10 +213,11 @@ def create_reach(
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE {out} AS
         WITH g AS (
-          SELECT any_value(anchor) AS anchor, peer_v4, peer_v6, bool_or(a_cl) AS a_cl, bool_or(p_cl) AS p_cl
+          SELECT any_value(anchor) AS anchor, peer_v4, peer_v6, bool_or(a_cl) AS a_cl, bool_or(p_cl) AS p_cl,
+            count(*) AS flows
           FROM ({" UNION ALL ".join(sides)}) GROUP BY anchor_id, peer_v4, peer_v6
         )
-        SELECT anchor, ipkey(peer_v4, peer_v6) AS peer, NULL::BOOLEAN AS established,
+        SELECT anchor, ipkey(peer_v4, peer_v6) AS peer, flows, NULL::BOOLEAN AS established,
           CASE WHEN a_cl AND NOT p_cl THEN 'anchor' WHEN p_cl AND NOT a_cl THEN 'peer'
                WHEN a_cl AND p_cl THEN 'mixed' ELSE 'unknown' END AS initiator
         FROM g"""
