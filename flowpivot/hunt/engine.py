@@ -507,11 +507,12 @@ def _degrees(con: Any, table: str, known: set[str], noise: set[str]) -> dict[str
 # fraction gives the same verdicts (a count over part of the window is a lower bound of the count
 # over all of it); this one only sets how much of the store the first, cheap pass reads.
 _BOUND_FRACTION = 8
-# Cost settings (verdict-neutral): count known peers exactly (one more scan of the window's address
-# columns) when the hosts waiting for it would otherwise put more than this share of the window's
-# flows through the exact reach pass; keep the flows of the hosts of the exact pass (every column,
-# for their session pass) when they are at most this share of the window's flows.
-_KNOWN_PASS_SHARE = 0.25
+# Cost settings (verdict-neutral). The exact count of known peers costs about one scan of the
+# window's address columns, as much as folding about a tenth of the window's flows in the exact
+# reach pass: it runs when the hosts waiting for it hold more than that. The flows of the hosts of
+# the exact pass are kept (every column, for their session pass) when they are at most a quarter
+# of the window's flows, a bounded share of memory, and DuckDB spills past its limit.
+_KNOWN_PASS_SHARE = 0.1
 _KEEP_SHARE = 0.25
 
 

@@ -274,17 +274,24 @@ def services_sql(flows_rel: str) -> str:
 def known_counts_sql(anchors: str, known: str, since_ms: int, until_ms: int, families: tuple[int, ...]) -> str:
     """Per anchor, how many distinct hosts of the table ``known`` it exchanged flows with in the window.
 
-    Both tables are (key, v4, v6, id). One join per side and family against the anchors, then one
-    against the known hosts, reading only the address columns.
+    Both tables are (key, v4, v6, id). The scan keeps only flows whose two ends are both anchors or
+    known hosts (two semi-joins on the address columns, few rows out however busy the anchors
+    are), then the distinct address pairs are matched to anchors and known hosts.
     """
     win = _window_sql(since_ms, until_ms)
-    sides = [
-        f"""SELECT an.id AS anchor_id, k.id AS known_id FROM flows w
-            JOIN {anchors} an ON w.{a}_addr_v{fam} = an.v{fam}
-            JOIN {known} k ON w.{p}_addr_v{fam} = k.v{fam}
-            WHERE {win} AND k.key <> an.key"""
-        for fam in families
-        for a, p in (("src", "dst"), ("dst", "src"))
-    ]
-    return f"""SELECT any_value(an.key) AS anchor, count(DISTINCT s.known_id) AS known
-        FROM ({" UNION ALL ".join(sides)}) s JOIN {anchors} an ON an.id = s.anchor_id GROUP BY s.anchor_id"""
+    ctes, parts = [], []
+    for fam in families:
+        u = f"(SELECT v{fam} FROM {anchors} UNION SELECT v{fam} FROM {known})"
+        ctes.append(
+            f"e{fam} AS (SELECT DISTINCT src_addr_v{fam} AS s, dst_addr_v{fam} AS d FROM flows "
+            f"WHERE {win} AND src_addr_v{fam} IN {u} AND dst_addr_v{fam} IN {u})"
+        )
+        parts.append(
+            f"""SELECT an.id AS anchor_id, k.id AS known_id
+            FROM (SELECT s AS a, d AS p FROM e{fam} UNION ALL SELECT d, s FROM e{fam}) x
+            JOIN {anchors} an ON an.v{fam} = x.a JOIN {known} k ON k.v{fam} = x.p
+            WHERE k.key <> an.key"""
+        )
+    return f"""WITH {", ".join(ctes)}
+        SELECT any_value(an.key) AS anchor, count(DISTINCT s.known_id) AS known
+        FROM ({" UNION ALL ".join(parts)}) s JOIN {anchors} an ON an.id = s.anchor_id GROUP BY s.anchor_id"""
