@@ -66,7 +66,13 @@ def main(argv: list[str] | None = None) -> None:
         con = store.connect()
         n = con.sql("SELECT count(*) FROM flows").fetchall()[0][0]
         addrs = np.array(
-            [r[0] for r in con.sql("SELECT DISTINCT dst_addr_v4 FROM flows ORDER BY 1").fetchall()], np.uint64
+            [
+                r[0]
+                for r in con.sql(
+                    "SELECT DISTINCT dst_addr_v4 FROM flows WHERE dst_addr_v4 IS NOT NULL ORDER BY 1"
+                ).fetchall()
+            ],
+            np.uint64,
         )
         rng = np.random.default_rng(7)
         seeds = rng.choice(addrs, size=min(1000, len(addrs)), replace=False)
