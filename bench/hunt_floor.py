@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         rng = np.random.default_rng(7)
         seeds = rng.choice(addrs, size=min(1000, len(addrs)), replace=False)
-        scan, _ = _best(con, "SELECT count(*) FROM flows WHERE src_addr_v4 + dst_addr_v4 = 7", a.repeats)
+        scan, _ = _best(con, "SELECT count(*) FROM flows WHERE src_addr_v4::UBIGINT + dst_addr_v4 = 7", a.repeats)
         decode, _ = _best(con, f"SELECT sum(hash({WIDE})) FROM flows", a.repeats)
         print(f"{n:,} flows in {len(store.files())} files; each query: the fastest of {a.repeats} runs\n")
         print("| query | seconds | vs address scan | matches | vectors with a match |")
