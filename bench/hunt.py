@@ -40,23 +40,18 @@ from typing import Any
 
 import numpy as np
 
-from bench.collect import RCVBUF, RmemMax, realistic_flows, run_nfcapd, v5_datagrams
+from bench.collect import PER_DATAGRAM, RCVBUF, RmemMax, realistic_flows, run_nfcapd, v5_datagrams
 from flowpivot.schema import conform
 from flowpivot.store import Store
 
 DAY_MS = 86_400_000
 
 
-def build(n: int, n_seeds: int, work: Path, seed: int = 7) -> tuple[dict[str, np.ndarray], list[str]]:
-    start = int(time.time() * 1000) - 31 * DAY_MS
-    flows = realistic_flows(n, seed=seed, flows_per_s=n / (30 * 86_400), start_ms=start)
-    ext = np.unique(flows["dst"][(flows["dst"] >> 16) != (10 << 8 | 20)])
-    rng = np.random.default_rng(seed)
-    seeds_u32 = rng.choice(ext, size=min(n_seeds, len(ext)), replace=False).astype(np.uint32)
-    seeds = [".".join(str((int(s) >> k) & 255) for k in (24, 16, 8, 0)) for s in seeds_u32]
-    store = Store(work / "store")
-    chunk = 1 << 21
-    w = store.writer("bench")
+CHUNK_FLOWS = 10_000_020  # flows generated at a time: 100 M flows at once would need about 20 GB
+
+
+def _write(w: Any, flows: dict[str, np.ndarray]) -> None:
+    n, chunk = len(flows["src"]), 1 << 21
     for i in range(0, n, chunk):
         sl = slice(i, i + chunk)
         m = len(flows["src"][sl])
@@ -79,9 +74,45 @@ def build(n: int, n_seeds: int, work: Path, seed: int = 7) -> tuple[dict[str, np
                 m,
             )
         )
+
+
+def build(n: int, n_seeds: int, work: Path, seed: int = 7) -> tuple[int, list[str], int, int, np.ndarray]:
+    """The border mix over 30 days into work/store, and as NetFlow v5 datagrams (a file-backed array).
+
+    Above ``CHUNK_FLOWS`` the flows are generated in equal slices of the 30 days, each from the
+    same generator seed (the same clients, servers and seeds, as a network's population stays
+    from one day to the next). Returns (flows, seeds, first start, last start, datagrams).
+    """
+    start = int(time.time() * 1000) - 31 * DAY_MS
+    pieces = max(1, -(-n // CHUNK_FLOWS))
+    per = n // pieces
+    per -= per % PER_DATAGRAM
+    span = 30 * DAY_MS // pieces
+    dgram = np.lib.format.open_memmap(
+        work / "datagrams.npy", mode="w+", dtype=np.uint8, shape=(pieces * per // PER_DATAGRAM, 24 + 48 * PER_DATAGRAM)
+    )
+    store = Store(work / "store")
+    w = store.writer("bench")
+    seeds: list[str] = []
+    lo, hi = None, None
+    for k in range(pieces):
+        flows = realistic_flows(per, seed=seed, flows_per_s=per / (span / 1000), start_ms=start + k * span)
+        if k == 0:
+            ext = np.unique(flows["dst"][(flows["dst"] >> 16) != (10 << 8 | 20)])
+            rng = np.random.default_rng(seed)
+            seeds_u32 = rng.choice(ext, size=min(n_seeds, len(ext)), replace=False).astype(np.uint32)
+            seeds = [".".join(str((int(s) >> b) & 255) for b in (24, 16, 8, 0)) for s in seeds_u32]
+        _write(w, flows)
+        rows = per // PER_DATAGRAM
+        dgram[k * rows : (k + 1) * rows] = v5_datagrams(flows)
+        lo = int(flows["start"].min()) if lo is None else min(lo, int(flows["start"].min()))
+        hi = int(flows["start"].max()) if hi is None else max(hi, int(flows["start"].max()))
+        del flows
     w.commit()
+    dgram.flush()
     (work / "seeds.txt").write_text("\n".join(seeds) + "\n")
-    return flows, seeds
+    assert lo is not None and hi is not None
+    return pieces * per, seeds, lo, hi, dgram
 
 
 def median_time(f: Any, repeats: int) -> tuple[float, Any]:
@@ -230,20 +261,21 @@ def main(argv: list[str] | None = None) -> None:
             con.close()
             res.update({"flows": n, "seeds": len(seeds), "scenario": a.scenario})
             since, until = int(lo), int(hi)
-            flows = None
+            dgram = None
         else:
-            flows, seeds = build(n, a.seeds, work)
-            since, until = int(flows["start"].min()), int(flows["start"].max())
+            n, seeds, since, until, dgram = build(n, a.seeds, work)
+            res["flows"] = n
         res["build_s"] = round(time.perf_counter() - t, 1)
-        if flows is not None and not a.skip_nfdump:
+        if dgram is not None and not a.skip_nfdump:
             with RmemMax(2 * RCVBUF) as rm:
                 print(rm.note, file=sys.stderr)
-                nf = run_nfcapd(v5_datagrams(flows), a.rate, work)
+                nf = run_nfcapd(dgram, a.rate, work)
             res["nfcapd_stored"] = nf["stored_flows"]
             if nf["stored_flows"] != n:
                 print(f"WARNING: nfcapd stored {nf['stored_flows']:,} of {n:,} flows", file=sys.stderr)
             res["nfdump_s"], res["nfdump_matched"] = time_nfdump(Path(nf["dir"]), seeds, work, a.repeats)
-        del flows
+        del dgram
+        (work / "datagrams.npy").unlink(missing_ok=True)
         store = Store(work / "store")
         res["pivot_s"], res["pairs"], res["matched"] = time_pivot(store, seeds, since, until, a.repeats)
         res["reference_s"], res["reference_pairs"] = time_reference(store, seeds, a.repeats)

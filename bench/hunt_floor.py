@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--store", type=Path, help="a store written by `bench.hunt --keep DIR` (DIR/store); else built")
     ap.add_argument("--repeats", type=int, default=3, help="runs per query; the fastest is reported")
     ap.add_argument("--no-sorted", action="store_true", help="skip the address-ordered copies")
+    ap.add_argument("--seeds", type=Path, help="IPv4 seeds, one per line (e.g. DIR/seeds.txt of bench.hunt --keep DIR)")
     a = ap.parse_args(argv)
     work = None
     if a.store:
@@ -76,6 +77,9 @@ def main(argv: list[str] | None = None) -> None:
         )
         rng = np.random.default_rng(7)
         seeds = rng.choice(addrs, size=min(1000, len(addrs)), replace=False)
+        if a.seeds:
+            quads = [line.split()[0] for line in a.seeds.read_text().splitlines() if line.strip() and line[0] != "#"]
+            seeds = np.array([int.from_bytes(bytes(int(x) for x in q.split(".")), "big") for q in quads], np.uint64)
         scan, _ = _best(con, "SELECT count(*) FROM flows WHERE src_addr_v4::UBIGINT + dst_addr_v4 = 7", a.repeats)
         decode, _ = _best(con, f"SELECT sum(hash({WIDE})) FROM flows", a.repeats)
         print(f"{n:,} flows in {len(store.files())} files; each query: the fastest of {a.repeats} runs\n")
@@ -96,9 +100,9 @@ def main(argv: list[str] | None = None) -> None:
                 f"SELECT sum((num_rows + 2047) // 2048) FROM (SELECT DISTINCT file_name, num_rows FROM "
                 f"parquet_file_metadata('{store.root}/flows/*/*.parquet'))"
             ).fetchall()[0][0]
-            print(f"| {k:,} seeds, source side, count | {c:.3f} | {c / scan:.2f}x | {out[0][0]:,} | |")
+            print(f"| {min(k, len(seeds)):,} seeds, source side, count | {c:.3f} | {c / scan:.2f}x | {out[0][0]:,} | |")
             print(
-                f"| {k:,} seeds, source side, + pivot columns of the matches | {w:.3f} | {w / scan:.2f}x | {out[0][0]:,} "
+                f"| {min(k, len(seeds)):,} seeds, source side, + pivot columns of the matches | {w:.3f} | {w / scan:.2f}x | {out[0][0]:,} "
                 f"| {vec / total_vec:.1%} |"
             )
         if not a.no_sorted:
@@ -138,6 +142,7 @@ def sorted_copies(con: Any, store: Store, seeds: np.ndarray, n: int, repeats: in
         con.execute("SET memory_limit = '6GB'")
         con.execute(f"SET temp_directory = '{tmp}/spill'")
         names = ", ".join(f'"{f.name}"' for f in STORE_SCHEMA)
+        both = 0.0
         for a, b in (("src", "dst"), ("dst", "src")):
             path = tmp / f"{a}.parquet"
             reader = con.sql(
@@ -160,11 +165,13 @@ def sorted_copies(con: Any, store: Store, seeds: np.ndarray, n: int, repeats: in
                 f"SELECT count(*), sum(hash({WIDE})) FROM read_parquet('{path}') WHERE {a}_addr_v4 = ANY({lst})",
                 repeats,
             )
+            both += secs
             print(
                 f"| ordered by {'source' if a == 'src' else 'destination'} | {os.path.getsize(path) / n:.2f} "
                 f"| {secs:.3f} s | {base / secs:.1f}x faster |"
             )
             path.unlink()
+        print(f"\nboth sides on the ordered copies: {both:.3f} s ({len(seeds):,} seeds)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
