@@ -79,9 +79,10 @@ def _write(w: Any, flows: dict[str, np.ndarray]) -> None:
 def build(n: int, n_seeds: int, work: Path, seed: int = 7) -> tuple[int, list[str], int, int, np.ndarray]:
     """The border mix over 30 days into work/store, and as NetFlow v5 datagrams (a file-backed array).
 
-    Above ``CHUNK_FLOWS`` the flows are generated in equal slices of the 30 days, each from the
-    same generator seed (the same clients, servers and seeds, as a network's population stays
-    from one day to the next). Returns (flows, seeds, first start, last start, datagrams).
+    Above ``CHUNK_FLOWS`` the flows are generated in equal slices of the 30 days, each from its
+    own generator seed (repeating one slice would make the data compress and sort unrealistically
+    well), and the seeds are drawn evenly from every slice's external addresses. Returns (flows,
+    seeds, first start, last start, datagrams).
     """
     start = int(time.time() * 1000) - 31 * DAY_MS
     pieces = max(1, -(-n // CHUNK_FLOWS))
@@ -94,14 +95,17 @@ def build(n: int, n_seeds: int, work: Path, seed: int = 7) -> tuple[int, list[st
     store = Store(work / "store")
     w = store.writer("bench")
     seeds: list[str] = []
+    picked: list[int] = []
     lo, hi = None, None
     for k in range(pieces):
-        flows = realistic_flows(per, seed=seed, flows_per_s=per / (span / 1000), start_ms=start + k * span)
-        if k == 0:
-            ext = np.unique(flows["dst"][(flows["dst"] >> 16) != (10 << 8 | 20)])
-            rng = np.random.default_rng(seed)
-            seeds_u32 = rng.choice(ext, size=min(n_seeds, len(ext)), replace=False).astype(np.uint32)
-            seeds = [".".join(str((int(s) >> b) & 255) for b in (24, 16, 8, 0)) for s in seeds_u32]
+        flows = realistic_flows(per, seed=seed + k, flows_per_s=per / (span / 1000), start_ms=start + k * span)
+        ext = np.unique(flows["dst"][(flows["dst"] >> 16) != (10 << 8 | 20)])
+        ext = np.setdiff1d(ext, np.array(picked, dtype=ext.dtype))
+        rng = np.random.default_rng(seed + k)
+        want = n_seeds // pieces + (1 if k < n_seeds % pieces else 0)
+        chosen = rng.choice(ext, size=min(want, len(ext)), replace=False).astype(np.uint32)
+        picked.extend(int(x) for x in chosen)
+        seeds += [".".join(str((int(s) >> b) & 255) for b in (24, 16, 8, 0)) for s in chosen]
         _write(w, flows)
         rows = per // PER_DATAGRAM
         dgram[k * rows : (k + 1) * rows] = v5_datagrams(flows)
