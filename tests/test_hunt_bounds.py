@@ -64,6 +64,22 @@ def test_bounded_reach_gives_the_exact_verdicts(
         counted = hunt(store, [seeds], asn_dbs=[asn])
     assert _verdicts(counted) == _verdicts(exact)
 
+    # the estimate says "not worth counting", then keeping the flows overflows: count after all
+    counts: list[int] = []
+    real = engine._condemn_counted
+
+    def spy(con: Any, name: str, keys: Any, *a: Any) -> Any:
+        counts.append(len(keys))
+        return real(con, name, keys, *a)
+
+    with monkeypatch.context() as m:
+        m.setattr(engine, "_KNOWN_PASS_SHARE", 1e9)
+        m.setattr(engine, "_KEEP_SHARE", 0)
+        m.setattr(engine, "_condemn_counted", spy)
+        fallback = hunt(store, [seeds], asn_dbs=[asn])
+    assert any(counts), "the fallback count never ran: the test would prove nothing"
+    assert _verdicts(fallback) == _verdicts(exact)
+
 
 def test_members_sessions_from_kept_flows_equal_a_scan_of_the_store(
     fin7_store: tuple[Store, Path, Path], monkeypatch: pytest.MonkeyPatch
@@ -78,6 +94,7 @@ def test_members_sessions_from_kept_flows_equal_a_scan_of_the_store(
         real(*a, **k)
 
     monkeypatch.setattr(engine, "create_pairs", spy)
+    monkeypatch.setattr(engine, "_KEEP_SHARE", 0.5)  # this small store's candidates hold a few % of it
     kept = hunt(store, [seeds], asn_dbs=[asn])
     assert "cand_flows" in calls  # the kept flows were used
     calls.clear()

@@ -24,7 +24,7 @@ from ..store import DAY_MS, Store, parse_time
 from . import sessions as S
 from .beacon import regularity
 from .noise import Allowlist, noise_reason, read_allowlist
-from .pivot import create_pairs, create_reach, ipkey_macro, known_counts_sql
+from .pivot import create_pairs, create_reach, ipkey_macro, keep_touching, known_counts_sql
 from .seeds import SeedSet, read_seeds
 
 __all__ = ["hunt", "FORMAT", "DEFAULTS"]
@@ -508,12 +508,12 @@ def _degrees(con: Any, table: str, known: set[str], noise: set[str]) -> dict[str
 # over all of it); this one only sets how much of the store the first, cheap pass reads.
 _BOUND_FRACTION = 8
 # Cost settings (verdict-neutral). The exact count of known peers costs about one scan of the
-# window's address columns, as much as folding about a tenth of the window's flows in the exact
-# reach pass: it runs when the hosts waiting for it hold more than that. The flows of the hosts of
-# the exact pass are kept (every column, for their session pass) when they are at most a quarter
-# of the window's flows, a bounded share of memory, and DuckDB spills past its limit.
-_KNOWN_PASS_SHARE = 0.1
-_KEEP_SHARE = 0.25
+# window's address columns, as much as folding about a twentieth of the window's flows in the
+# exact reach pass: it runs when the hosts waiting for it hold more than that. The flows of the
+# hosts of the exact pass are kept (every column, for their session pass) up to a twentieth of the
+# window's flows: keeping costs about ten times a scan's work per flow, and saves one scan.
+_KNOWN_PASS_SHARE = 0.05
+_KEEP_SHARE = 0.05
 
 
 def _bounded_reach(
@@ -546,7 +546,9 @@ def _bounded_reach(
     """
     condemned: dict[str, dict[str, Any]] = {}
     lower: dict[str, dict[str, Any]] = {}
+    skipped: list[str] = []
     sub_since = until_ms - (until_ms - since_ms) // _BOUND_FRACTION
+    span = f"{(until_ms - sub_since) / DAY_MS:.3g} days"
     if keys and min_specificity > 0 and sub_since > since_ms:
         _load_anchors(con, name, keys)
         create_reach(con, name, f"{out}_lb", sub_since, until_ms)
@@ -560,39 +562,61 @@ def _bounded_reach(
         # no host has more known peers than there are known hosts: where that bound already
         # proves the verdict, the exact count is not needed
         need = [k for k in maybe if len(known - {k}) >= min_specificity * lower[k]["degree"]]
-        exact: dict[str, int] = {}
         # The exact count is one more scan of the window's address columns. It pays when these
         # hosts' flows are a large part of the window (their exact reach would fold them all);
         # otherwise they simply go to the exact reach pass below. The verdicts are the same.
         if _BOUND_FRACTION * sum(lower[k]["flows"] or 0 for k in need) <= _KNOWN_PASS_SHARE * window_flows:
-            maybe = [k for k in maybe if k not in need]
-            need = []
-        if need:
-            log.debug("reach of %s: %d hosts need their exact known peers", name, len(need))
-            _load_anchors(con, f"{name}_lb", need)
-            _load_anchors(con, f"{name}_known", sorted(known))
-            fams = tuple(f for f in (4, 6) if any(k.startswith("v6:") == (f == 6) for k in need)) or (4,)
-            exact = dict(con.sql(known_counts_sql(f"{name}_lb", f"{name}_known", since_ms, until_ms, fams)).fetchall())
-        span = f"{(until_ms - sub_since) / DAY_MS:.3g} days"
-        for k in maybe:
-            kn = exact.get(k, 0) if k in need else None
-            if kn is None or kn < min_specificity * lower[k]["degree"]:
-                condemned[k] = {
-                    **lower[k],
-                    # without the exact count, the known peers seen in the span are reported
-                    "known": lower[k]["known"] if kn is None else int(kn),
-                    "degree_bound": "lower",
-                    "bound_span": span,
-                }
+            skipped, need = need, []
+        condemned.update(_condemn_counted(con, name, need, known, lower, min_specificity, since_ms, until_ms, span))
+        condemned.update(_condemn_bounded([k for k in maybe if k not in need and k not in skipped], lower, span))
     rest = [k for k in keys if k not in condemned]
-    if keep and sub_since > since_ms:
-        # hosts with no flow at the end of the window count as few; the bound says nothing of them
-        est = _BOUND_FRACTION * sum((lower.get(k) or {}).get("flows") or 0 for k in rest)
-        log.debug("reach of %s: the exact pass holds about %d of %d flows", name, est, window_flows)
-        keep = keep if est <= _KEEP_SHARE * window_flows else None
+    kept = False
+    if keep:
+        # The estimate above is low for hosts busy only before the window's last eighth, so the
+        # scan that keeps the flows stops past the share. When it does, those hosts were busy
+        # after all, and counting their known peers exactly is worth its scan.
+        _load_anchors(con, name, rest)
+        kept = keep_touching(con, name, keep, since_ms, until_ms, int(_KEEP_SHARE * window_flows))
+        if not kept and skipped:
+            condemned.update(
+                _condemn_counted(con, name, skipped, known, lower, min_specificity, since_ms, until_ms, span)
+            )
+            rest = [k for k in keys if k not in condemned]
     _load_anchors(con, name, rest)
-    create_reach(con, name, out, since_ms, until_ms, keep=keep)
-    return condemned, keep is not None
+    create_reach(con, name, out, since_ms, until_ms, source=keep if kept else None)
+    return condemned, kept
+
+
+def _condemn_bounded(keys: Sequence[str], lower: dict[str, dict[str, Any]], span: str) -> dict[str, dict[str, Any]]:
+    """Hosts the bound condemns without an exact count (fewer known hosts than it needs)."""
+    return {k: {**lower[k], "degree_bound": "lower", "bound_span": span} for k in keys}
+
+
+def _condemn_counted(
+    con: Any,
+    name: str,
+    keys: Sequence[str],
+    known: set[str],
+    lower: dict[str, dict[str, Any]],
+    min_specificity: float,
+    since_ms: int,
+    until_ms: int,
+    span: str,
+) -> dict[str, dict[str, Any]]:
+    """Of ``keys``, those whose exact known peers over the window are fewer than the bound needs."""
+    if not keys:
+        return {}
+    log.debug("reach of %s: %d hosts get their known peers counted", name, len(keys))
+    _load_anchors(con, f"{name}_lb", keys)
+    _load_anchors(con, f"{name}_known", sorted(known))
+    fams = tuple(f for f in (4, 6) if any(k.startswith("v6:") == (f == 6) for k in keys)) or (4,)
+    exact = dict(con.sql(known_counts_sql(f"{name}_lb", f"{name}_known", since_ms, until_ms, fams)).fetchall())
+    out = {}
+    for k in keys:
+        kn = int(exact.get(k, 0))
+        if kn < min_specificity * lower[k]["degree"]:
+            out[k] = {**lower[k], "known": kn, "degree_bound": "lower", "bound_span": span}
+    return out
 
 
 def _per_record(rate: float) -> float:

@@ -104,7 +104,7 @@ def create_pairs(
     (established, initiator), which is what the passes over the whole store need.
 
     ``anchors`` is a table (key VARCHAR, v4 UINTEGER, v6 BLOB, id UINTEGER). ``source`` is a table
-    already holding every flow of the window that touches an anchor (``create_reach(keep=...)``
+    already holding every flow of the window that touches an anchor (:func:`keep_touching`
     over a superset of these anchors); without it the store is scanned.
     """
     fams = tuple(
@@ -178,7 +178,12 @@ def pair_sql(flows_rel: str) -> str:
 
 
 def create_reach(
-    con: duckdb.DuckDBPyConnection, anchors: str, out: str, since_ms: int, until_ms: int, keep: str | None = None
+    con: duckdb.DuckDBPyConnection,
+    anchors: str,
+    out: str,
+    since_ms: int,
+    until_ms: int,
+    source: str | None = None,
 ) -> None:
     """TEMP TABLE ``out`` (anchor, peer, flows, initiator): every distinct peer of each anchor, whole store.
 
@@ -187,10 +192,8 @@ def create_reach(
     eighteen, one hash join per side (for so few columns that is cheaper than one scan with an
     ``OR`` of two semi-joins). The initiator here is the port rule alone (client on the higher port).
 
-    With ``keep``, one scan first keeps every column the session pass reads, for the flows that
-    touch an anchor, in TEMP TABLE ``keep``; the reach is folded from it, and
-    :func:`create_pairs` can later read any of these anchors' sessions from it
-    (``source=keep``) instead of scanning the store again.
+    With ``source`` (a table from :func:`keep_touching` over a superset of these anchors) the
+    pass reads it instead of the store.
     """
     fams = tuple(
         fam
@@ -198,8 +201,6 @@ def create_reach(
         if con.sql(f"SELECT count(*) FROM {anchors} WHERE v{fam} IS NOT NULL").fetchall()[0][0]  # type: ignore[index]
     ) or (4,)
     win = _window_sql(since_ms, until_ms)
-    if keep:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {keep} AS {touching_sql(anchors, since_ms, until_ms, fams)}")
     ported = "w.protocol IN (6, 17, 132)"
     sides = []
     for fam in fams:
@@ -207,8 +208,8 @@ def create_reach(
             sides.append(
                 f"""SELECT an.key AS anchor, an.id AS anchor_id, w.{p}_addr_v4 AS peer_v4, w.{p}_addr_v6 AS peer_v6,
                        ({ported} AND w.{a}_port > w.{p}_port) AS a_cl, ({ported} AND w.{p}_port > w.{a}_port) AS p_cl
-                FROM {keep or "flows"} w JOIN {anchors} an ON w.{a}_addr_v{fam} = an.v{fam}"""
-                + ("" if keep else f" WHERE {win}")
+                FROM {source or "flows"} w JOIN {anchors} an ON w.{a}_addr_v{fam} = an.v{fam}"""
+                + ("" if source else f" WHERE {win}")
             )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE {out} AS
@@ -222,6 +223,29 @@ def create_reach(
                WHEN a_cl AND p_cl THEN 'mixed' ELSE 'unknown' END AS initiator
         FROM g"""
     )
+
+
+def keep_touching(
+    con: duckdb.DuckDBPyConnection, anchors: str, keep: str, since_ms: int, until_ms: int, keep_max: int
+) -> bool:
+    """TEMP TABLE ``keep``: every column the session pass reads, for the window's flows that touch
+    an anchor, in one scan. A scan that finds more than ``keep_max`` flows stops there and drops
+    what it kept (so what trying costs is bounded); returns whether ``keep`` holds them all.
+    """
+    if keep_max < 0:
+        return False
+    fams = tuple(
+        fam
+        for fam in (4, 6)
+        if con.sql(f"SELECT count(*) FROM {anchors} WHERE v{fam} IS NOT NULL").fetchall()[0][0]  # type: ignore[index]
+    ) or (4,)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {keep} AS {touching_sql(anchors, since_ms, until_ms, fams)} LIMIT {int(keep_max) + 1}"
+    )
+    if con.sql(f"SELECT count(*) FROM {keep}").fetchall()[0][0] > keep_max:  # type: ignore[index]
+        con.execute(f"DROP TABLE {keep}")
+        return False
+    return True
 
 
 def pair_lite_sql(flows_rel: str) -> str:
