@@ -536,13 +536,13 @@ def _bounded_reach(
     busiest hosts (research scanners, resolvers, CDNs) make the pass that counts their peers
     over the whole window the dearest step of the hunt, and they are the easiest to judge: their
     peers in the last eighth of the window are already a lower bound ``lb`` of their reach. With
-    their exact number of known peers (one join of the window's address columns against the
-    known hosts), ``lb > floor`` and ``known < min_specificity * lb`` prove the verdict, since
+    their exact number of known peers (one scan of the window's address columns, when the
+    number of known hosts alone does not settle it), ``lb > floor`` and ``known < min_specificity * lb`` prove the verdict, since
     the reach can only be larger. Those hosts are returned with the bound as their degree (and
     the span it was counted over); every other host gets the exact pass into ``out``, so the
     verdicts are the same as counting every host over the whole window. ``keep`` keeps the flows
-    of those other hosts, every column, for their session pass (see ``create_reach``), when the
-    bound says they are few; the second value says whether it did.
+    of those other hosts, every column, for their session pass (see ``keep_touching``), when they
+    are few; the second value says whether it did.
     """
     condemned: dict[str, dict[str, Any]] = {}
     lower: dict[str, dict[str, Any]] = {}
