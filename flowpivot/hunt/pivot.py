@@ -37,7 +37,7 @@ def _window_sql(since_ms: int, until_ms: int) -> str:
     return f"start >= make_timestamptz({int(since_ms)} * 1000) AND start <= make_timestamptz({int(until_ms)} * 1000)"
 
 
-def _side(anchors: str, anchor_is_src: bool, family: int, source: str = "flows") -> str:
+def _side(anchors: str, anchor_is_src: bool, family: int, source: str) -> str:
     a, p = ("src", "dst") if anchor_is_src else ("dst", "src")
     col = f"{a}_addr_v{family}"
     fwd = ("packets", "bytes", "tcp_flags")
@@ -53,19 +53,22 @@ def _side(anchors: str, anchor_is_src: bool, family: int, source: str = "flows")
     FROM {source} w JOIN {anchors} an ON w.{col} = an.v{family}"""
 
 
-def flows_sql(anchors: str, since_ms: int, until_ms: int, families: tuple[int, ...], source: str | None = None) -> str:
-    """Every flow in the window touching an anchor, once per anchor side, oriented from the anchor.
+def flows_sql(anchors: str, source: str, families: tuple[int, ...]) -> str:
+    """Every flow of ``source`` touching an anchor, once per anchor side, oriented from the anchor.
 
-    One hash join of the store against the anchors per side and family: DuckDB reads only the
-    columns used and streams the matches, so a pass whose anchors are busy hosts (much of the
-    store) never materialises the flows. With ``source`` (a table already holding the window's
-    flows that touch an anchor, see :func:`touching_sql`), the sides are joins over it instead.
+    ``source`` is a table holding the window's flows that touch an anchor (:func:`touching_sql`,
+    :func:`keep_touching`): one hash join against the anchors per side and family.
     """
-    if source is not None:
-        return "\nUNION ALL\n".join(_side(anchors, s, fam, source) for fam in families for s in (True, False))
-    win = _window_sql(since_ms, until_ms)
-    sides = [_side(anchors, s, fam) + f" WHERE {win}" for fam in families for s in (True, False)]
-    return "\nUNION ALL\n".join(sides)
+    return "\nUNION ALL\n".join(_side(anchors, s, fam, source) for fam in families for s in (True, False))
+
+
+def _families(con: duckdb.DuckDBPyConnection, anchors: str) -> tuple[int, ...]:
+    """The address families (4, 6) the anchors hold; IPv4 alone for none."""
+    return tuple(
+        fam
+        for fam in (4, 6)
+        if con.sql(f"SELECT count(*) FROM {anchors} WHERE v{fam} IS NOT NULL").fetchall()[0][0]  # type: ignore[index]
+    ) or (4,)
 
 
 _PIVOT_COLUMNS = (
@@ -74,9 +77,7 @@ _PIVOT_COLUMNS = (
 )
 
 
-def touching_sql(
-    anchors: str, since_ms: int, until_ms: int, families: tuple[int, ...], columns: str = _PIVOT_COLUMNS
-) -> str:
+def touching_sql(anchors: str, since_ms: int, until_ms: int, families: tuple[int, ...]) -> str:
     """The window's flows with an anchor on either side, each once, in one scan of the store.
 
     A flow's columns are decoded once for both sides, where a join per side decodes them once per
@@ -85,7 +86,7 @@ def touching_sql(
     """
     win = _window_sql(since_ms, until_ms)
     terms = [f"{side}_addr_v{fam} IN (SELECT v{fam} FROM {anchors})" for fam in families for side in ("src", "dst")]
-    return f"SELECT {columns} FROM flows WHERE {win} AND ({' OR '.join(terms)})"
+    return f"SELECT {_PIVOT_COLUMNS} FROM flows WHERE {win} AND ({' OR '.join(terms)})"
 
 
 def create_pairs(
@@ -107,17 +108,12 @@ def create_pairs(
     already holding every flow of the window that touches an anchor (:func:`keep_touching`
     over a superset of these anchors); without it the store is scanned.
     """
-    fams = tuple(
-        fam
-        for fam in (4, 6)
-        if con.sql(f"SELECT count(*) FROM {anchors} WHERE v{fam} IS NOT NULL").fetchall()[0][0]  # type: ignore[index]
-    )
-    fams = fams or (4,)
+    fams = _families(con, anchors)
     # one scan of the store (every column decoded once), then the two sides over the matches
     touching = source or f"{out}_touching"
     if not source:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {touching} AS {touching_sql(anchors, since_ms, until_ms, fams)}")
-    src = flows_sql(anchors, since_ms, until_ms, fams, source=touching)
+    src = flows_sql(anchors, touching, fams)
     if keep_flows:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {out}_flows AS SELECT *, {S.flow_init_sql()} AS init FROM ({src})")
         flows_rel = f"{out}_flows"
@@ -195,11 +191,7 @@ def create_reach(
     With ``source`` (a table from :func:`keep_touching` over a superset of these anchors) the
     pass reads it instead of the store.
     """
-    fams = tuple(
-        fam
-        for fam in (4, 6)
-        if con.sql(f"SELECT count(*) FROM {anchors} WHERE v{fam} IS NOT NULL").fetchall()[0][0]  # type: ignore[index]
-    ) or (4,)
+    fams = _families(con, anchors)
     win = _window_sql(since_ms, until_ms)
     ported = "w.protocol IN (6, 17, 132)"
     sides = []
@@ -234,11 +226,7 @@ def keep_touching(
     """
     if keep_max < 0:
         return False
-    fams = tuple(
-        fam
-        for fam in (4, 6)
-        if con.sql(f"SELECT count(*) FROM {anchors} WHERE v{fam} IS NOT NULL").fetchall()[0][0]  # type: ignore[index]
-    ) or (4,)
+    fams = _families(con, anchors)
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {keep} AS {touching_sql(anchors, since_ms, until_ms, fams)} LIMIT {int(keep_max) + 1}"
     )
