@@ -172,12 +172,20 @@ def _seed_table(con: Any, seeds: list[str]) -> None:
     con.unregister("s_arrow")
 
 
-def time_pivot(store: Store, seeds: list[str], since: int, until: int, repeats: int = 1) -> tuple[float, int, int]:
-    from flowpivot.hunt.pivot import create_pairs, ipkey_macro
+def time_pivot(
+    store: Store, seeds: list[str], since: int, until: int, repeats: int = 1, index: bool = False
+) -> tuple[float, int, int]:
+    from flowpivot.hunt.pivot import create_pairs, ipkey_macro, read_through
+    from flowpivot.store.index import index_plan
 
     con = store.connect()
     ipkey_macro(con)
     _seed_table(con, seeds)
+    if index:
+        window = con.sql(
+            f"SELECT count(*) FROM flows WHERE start >= make_timestamptz({since} * 1000) AND start <= make_timestamptz({until} * 1000)"
+        ).fetchall()[0][0]
+        read_through(con, index_plan(store, since, until), window)
     secs, _ = median_time(lambda: create_pairs(con, "seeds", "sp", since, until, keep_flows=True), repeats)
     pairs = con.sql("SELECT count(*) FROM sp").fetchall()[0][0]
     # flows with a seed on either side, counted once (the oracle nfdump's count must equal)
@@ -201,10 +209,10 @@ def time_reference(store: Store, seeds: list[str], repeats: int = 1) -> tuple[fl
 
 
 _CHILD = """
-import json, sys, time
+import json, os, sys, time
 from flowpivot.hunt import hunt
 t = time.perf_counter()
-r = hunt(sys.argv[1], [sys.argv[2]], asn_dbs=sys.argv[3:])
+r = hunt(sys.argv[1], [sys.argv[2]], asn_dbs=sys.argv[3:], use_index=os.environ.get("BENCH_INDEX") == "1")
 secs = time.perf_counter() - t
 # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across execve, so a child of a big parent inherits it
 hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
@@ -214,7 +222,7 @@ print(json.dumps({"secs": secs, "rss_kb": hwm,
 """
 
 
-def time_hunt(work: Path, asn_dbs: list[Path] | None = None, repeats: int = 1) -> dict[str, Any]:
+def time_hunt(work: Path, asn_dbs: list[Path] | None = None, repeats: int = 1, index: bool = False) -> dict[str, Any]:
     runs = []
     for _ in range(max(1, repeats)):
         out = subprocess.run(
@@ -222,6 +230,7 @@ def time_hunt(work: Path, asn_dbs: list[Path] | None = None, repeats: int = 1) -
             capture_output=True,
             text=True,
             check=True,
+            env={**os.environ, "BENCH_INDEX": "1" if index else "0"},
         )
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
     runs.sort(key=lambda r: r["secs"])
@@ -249,6 +258,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rate", type=float, default=1_000_000, help="NetFlow v5 sending rate to nfcapd, flows/s")
     ap.add_argument("--skip-nfdump", action="store_true")
     ap.add_argument("--keep", type=Path, help="keep the store and nfcapd files here")
+    ap.add_argument(
+        "--index",
+        action="store_true",
+        help="also build the address index (`flowpivot index`) and time the pivot and the hunt through it",
+    )
     a = ap.parse_args(argv)
     n = a.flows - a.flows % 30
     work = a.keep or Path(tempfile.mkdtemp(prefix="bench-hunt-"))
@@ -281,9 +295,18 @@ def main(argv: list[str] | None = None) -> None:
         del dgram
         (work / "datagrams.npy").unlink(missing_ok=True)
         store = Store(work / "store")
+        res["store_bytes_per_flow"] = round(sum(p.stat().st_size for p in store.files()) / max(1, n), 2)
         res["pivot_s"], res["pairs"], res["matched"] = time_pivot(store, seeds, since, until, a.repeats)
         res["reference_s"], res["reference_pairs"] = time_reference(store, seeds, a.repeats)
         res["hunt"] = time_hunt(work, asn_dbs, a.repeats)
+        if a.index:
+            from flowpivot.store.index import build_index
+
+            t = time.perf_counter()
+            m = build_index(store)
+            res["index"] = {"build_s": round(time.perf_counter() - t, 1), "bytes_per_flow": m["bytes_per_flow"]}
+            res["index"]["pivot_s"], _, _ = time_pivot(store, seeds, since, until, a.repeats, index=True)
+            res["index"]["hunt"] = time_hunt(work, asn_dbs, a.repeats, index=True)
     finally:
         if not a.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -317,6 +340,28 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"hunt found {h['clusters']} cluster(s), {h['expansion']} expansion host(s), {h['victims']} victim(s), {h['excluded']} excluded"
     )
+    if "index" in res:
+        ix, hi = res["index"], res["index"]["hunt"]
+        ref = res.get("nfdump_s")
+        print(
+            f"\naddress index: built in {ix['build_s']} s, {ix['bytes_per_flow']} bytes/flow (two copies; the store is "
+            f"{res.get('store_bytes_per_flow', '?')})\n"
+        )
+        print("| through the index | seconds | ratio |")
+        print("| --- | ---: | ---: |")
+        print(
+            f"| flowpivot pivot | {ix['pivot_s']:.2f} | "
+            + (
+                f"nfdump / pivot = **{ref / ix['pivot_s']:.1f}x**"
+                if ref
+                else f"{res['pivot_s'] / ix['pivot_s']:.1f}x faster than without"
+            )
+            + " |"
+        )
+        print(f"| whole hunt | {hi['secs']:.2f} | hunt / reference = **{hi['secs'] / res['reference_s']:.2f}x** |")
+        print(
+            f"\npeak memory of the hunt through the index: {hi['rss_kb'] / 1024 / 1024:.2f} GiB; steps: {hi['timings']}"
+        )
     if "nfdump_matched" in res and res["nfdump_matched"] != res["matched"]:
         print(f"WARNING: nfdump printed {res['nfdump_matched']:,} flows, flowpivot matched {res['matched']:,}")
     print("\n" + json.dumps(res))

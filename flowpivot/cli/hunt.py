@@ -46,6 +46,9 @@ def hunt_command(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write the result JSON here (default: stdout).")
     ] = None,
+    no_index: Annotated[
+        bool, typer.Option("--no-index", help="Scan the store even when its address index is usable (same result).")
+    ] = False,
 ) -> None:
     """Pivot from seed addresses to the actor's other infrastructure: clusters, overlaps, new hosts, victims."""
     from ..hunt import hunt
@@ -64,6 +67,7 @@ def hunt_command(
                 until=until,
                 hops=hops,
                 min_seeds=min_seeds,
+                use_index=not no_index,
                 progress=lambda step: status.update(f"hunting: {step} done"),
             )
     problems = result["seed_input"]["problems"] + result["allowlist"]["problems"]

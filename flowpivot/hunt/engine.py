@@ -21,10 +21,11 @@ import numpy as np
 import pyarrow as pa
 
 from ..store import DAY_MS, Store, parse_time
+from ..store.index import index_plan
 from . import sessions as S
 from .beacon import regularity
 from .noise import Allowlist, noise_reason, read_allowlist
-from .pivot import create_pairs, create_reach, ipkey_macro, keep_touching, known_counts_sql
+from .pivot import create_pairs, create_reach, ipkey_macro, keep_touching, known_counts_sql, read_through
 from .seeds import SeedSet, read_seeds
 
 __all__ = ["hunt", "FORMAT", "DEFAULTS"]
@@ -167,12 +168,15 @@ def hunt(
     max_pairs: int = DEFAULTS["max_pairs"],
     threads: int | None = None,
     memory_limit: str | None = "2GB",
+    use_index: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run the hunt and return the result (JSON-ready, format ``flowpivot-hunt/1``).
 
     ``since``/``until`` are ms since epoch or ISO 8601 strings; by default the window is the
-    ``days`` that end at the newest flow in the store.
+    ``days`` that end at the newest flow in the store. With ``use_index`` the passes look flows
+    up in the store's address index when it is usable for the window
+    (:mod:`flowpivot.store.index`); the result is the same either way.
     """
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
@@ -214,6 +218,14 @@ def hunt(
     ipkey_macro(con)
     since_ms, until_ms = _window(st, con, days, since, until)
     params.update({"since": _iso(since_ms), "until": _iso(until_ms)})
+    plan = index_plan(st, since_ms, until_ms) if use_index else None
+    flows_in_window = con.sql(
+        f"SELECT count(*) FROM flows WHERE start >= make_timestamptz({since_ms} * 1000) AND start <= make_timestamptz({until_ms} * 1000)"
+    ).fetchall()[0][0]  # type: ignore[index]
+    read_through(con, plan, flows_in_window)
+    params["index"] = plan.generation if plan else None
+    if plan:
+        params["index_unindexed_files"] = len(plan.rest)
 
     seed_ips = seedset.ips()
     seed_keys = [key_of(ip) for ip in seed_ips]
@@ -227,9 +239,6 @@ def hunt(
     step("pivot")
     pairs = con.sql("SELECT * EXCLUDE (peer_v4, peer_v6) FROM sp").to_arrow_table().to_pylist()
     services = _services(con, "sp")
-    flows_in_window = con.sql(
-        f"SELECT count(*) FROM flows WHERE start >= make_timestamptz({since_ms} * 1000) AND start <= make_timestamptz({until_ms} * 1000)"
-    ).fetchall()[0][0]  # type: ignore[index]
     step("sessions")
 
     by_peer: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -460,7 +469,9 @@ def _load_anchors(con: Any, name: str, keys: Sequence[str]) -> None:
 
 def _services(con: Any, table: str) -> dict[tuple[str, str], list[dict[str, Any]]]:
     out: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    rows = con.sql(f"SELECT * FROM {table}_services ORDER BY flows DESC").to_arrow_table().to_pylist()
+    rows = (
+        con.sql(f"SELECT * FROM {table}_services ORDER BY flows DESC, proto, port, side").to_arrow_table().to_pylist()
+    )
     for r in rows:
         out[(r["anchor"], r["peer"])].append(
             {"proto": r["proto"], "port": r["port"], "side": r["side"], "flows": r["flows"]}
@@ -795,6 +806,9 @@ def _victims(
     for r in rows:
         per_peer[(r["peer"], r["proto"], r["port"])].append(r)
     for (peer, proto, port), rs in sorted(per_peer.items()):
+        # the seed with the most connections first (its interval heads the entry), whatever
+        # order the rows came in
+        rs.sort(key=lambda r: (-r["flows"], r["anchor"]))
         tested = []
         for r in rs:
             b = regularity(np.asarray(r["starts"], dtype=np.int64)) if len(r["starts"]) >= min_starts else None

@@ -14,12 +14,83 @@ seen and active days, and the evidence the session rules in :mod:`flowpivot.hunt
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import duckdb
 
 from ..store import DAY_MS
 from . import sessions as S
 
-__all__ = ["create_pairs", "create_reach", "ipkey_macro"]
+if TYPE_CHECKING:
+    from ..store.index import IndexPlan
+
+__all__ = ["create_pairs", "create_reach", "ipkey_macro", "read_through"]
+
+
+# A lookup in the index decodes about 2.8 times as much per row it reads as a scan of the store
+# does (every pivot column of each row group it touches, for one side; bench/hunt_index.py), and
+# touches about one row group per anchor and side. So it pays when the anchors' row groups, on
+# both sides, hold less than 1 / (2 * 2.8) of the window's flows.
+_INDEX_SHARE = 0.18
+
+
+def read_through(con: duckdb.DuckDBPyConnection, plan: IndexPlan | None, window_flows: int = 0) -> None:
+    """Let the session passes of this connection look flows up in the address index (``plan``,
+    see :mod:`flowpivot.store.index`), or always scan the store's ``flows`` view (None).
+
+    With the index, each side of a lookup reads the copy ordered by that side's address, with
+    the anchors as a literal ``IN`` list: DuckDB's Parquet reader then skips every row group
+    whose address range holds none of them. The store files the index does not hold are read
+    in the same query. A pass uses it only when its anchors are few enough for the lookup to
+    read less than the scan (``_INDEX_SHARE``); the passes that measure the reach of busy
+    hosts (most of the store) always scan, since the copies are not ordered by time.
+    """
+    max_anchors = int(_INDEX_SHARE * window_flows / plan.row_group_rows) if plan is not None else 0
+    con.execute(f"SET VARIABLE flowpivot_index_max_anchors = {max_anchors}")
+    if plan is not None:
+        # the lookups read the copies' footers (thousands of row groups) many times per hunt
+        con.execute("SET parquet_metadata_cache = true")
+        for side in ("src", "dst"):
+            con.execute(f"CREATE OR REPLACE TEMP VIEW flows_{side} AS SELECT * FROM {plan.side_relation(side)}")
+
+
+def _index_pays(con: duckdb.DuckDBPyConnection, anchors: str) -> bool:
+    """Whether looking ``anchors`` up in the index reads less than scanning the store."""
+    row = con.sql(
+        f"SELECT coalesce(getvariable('flowpivot_index_max_anchors'), 0), (SELECT count(*) FROM {anchors})"
+    ).fetchall()[0]
+    return 0 < row[1] <= row[0]
+
+
+# Past this many addresses a lookup gives them as a subquery: no row group is skipped then, and
+# a longer literal list costs more to plan than it saves.
+_LIST_MAX = 50_000
+
+
+def _values_sql(con: duckdb.DuckDBPyConnection, anchors: str, fam: int) -> str:
+    """The anchors' addresses of a family as an SQL list: literals (which the Parquet reader
+    prunes row groups with), or a subquery when they are very many."""
+    sub = f"SELECT v{fam} FROM {anchors} WHERE v{fam} IS NOT NULL"
+    vals = [
+        r[0] for r in con.sql(f"SELECT DISTINCT v{fam} FROM {anchors} WHERE v{fam} IS NOT NULL ORDER BY 1").fetchall()
+    ]
+    if not vals:
+        return "(NULL)"
+    if len(vals) > _LIST_MAX:
+        return f"({sub})"
+    if fam == 4:
+        return "(" + ",".join(str(int(v)) for v in vals) + ")"
+    return "(" + ",".join("'" + "".join(f"\\x{b:02x}" for b in v) + "'::BLOB" for v in vals) + ")"
+
+
+def _lookup_sql(
+    con: duckdb.DuckDBPyConnection, anchors: str, side: str, fam: int, columns: str, since_ms: int, until_ms: int
+) -> str:
+    """The window's flows whose ``side`` address is an anchor, from the copy ordered by it."""
+    return (
+        f"SELECT {columns} FROM flows_{side} WHERE {_window_sql(since_ms, until_ms)} "
+        f"AND {side}_addr_v{fam} IN {_values_sql(con, anchors, fam)}"
+    )
 
 
 def ipkey_macro(con: duckdb.DuckDBPyConnection) -> None:
@@ -77,13 +148,33 @@ _PIVOT_COLUMNS = (
 )
 
 
-def touching_sql(anchors: str, since_ms: int, until_ms: int, families: tuple[int, ...]) -> str:
+def touching_sql(
+    con: duckdb.DuckDBPyConnection,
+    anchors: str,
+    since_ms: int,
+    until_ms: int,
+    families: tuple[int, ...],
+    via_index: bool = False,
+) -> str:
     """The window's flows with an anchor on either side, each once, in one scan of the store.
 
     A flow's columns are decoded once for both sides, where a join per side decodes them once per
     side: DuckDB decodes every projected column of a row group whatever the join keeps, so for
     the seed pass (few matching rows, eighteen columns) one scan is the cheaper plan.
+
+    ``via_index``: a lookup in each ordered copy of the address index instead (see
+    :func:`read_through`); the destination side drops the flows whose source is an anchor too
+    (the source side has them).
     """
+    if via_index:
+        parts = []
+        for fam in families:
+            parts.append(_lookup_sql(con, anchors, "src", fam, _PIVOT_COLUMNS, since_ms, until_ms))
+            parts.append(
+                f"SELECT w.* FROM ({_lookup_sql(con, anchors, 'dst', fam, _PIVOT_COLUMNS, since_ms, until_ms)}) w "
+                f"ANTI JOIN {anchors} x ON w.src_addr_v{fam} = x.v{fam}"
+            )
+        return " UNION ALL ".join(parts)
     win = _window_sql(since_ms, until_ms)
     terms = [f"{side}_addr_v{fam} IN (SELECT v{fam} FROM {anchors})" for fam in families for side in ("src", "dst")]
     return f"SELECT {_PIVOT_COLUMNS} FROM flows WHERE {win} AND ({' OR '.join(terms)})"
@@ -112,7 +203,8 @@ def create_pairs(
     # one scan of the store (every column decoded once), then the two sides over the matches
     touching = source or f"{out}_touching"
     if not source:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {touching} AS {touching_sql(anchors, since_ms, until_ms, fams)}")
+        sql = touching_sql(con, anchors, since_ms, until_ms, fams, via_index=_index_pays(con, anchors))
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {touching} AS {sql}")
     src = flows_sql(anchors, touching, fams)
     if keep_flows:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {out}_flows AS SELECT *, {S.flow_init_sql()} AS init FROM ({src})")
@@ -228,7 +320,7 @@ def keep_touching(
         return False
     fams = _families(con, anchors)
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {keep} AS {touching_sql(anchors, since_ms, until_ms, fams)} LIMIT {int(keep_max) + 1}"
+        f"CREATE OR REPLACE TEMP TABLE {keep} AS {touching_sql(con, anchors, since_ms, until_ms, fams)} LIMIT {int(keep_max) + 1}"
     )
     if con.sql(f"SELECT count(*) FROM {keep}").fetchall()[0][0] > keep_max:  # type: ignore[index]
         con.execute(f"DROP TABLE {keep}")

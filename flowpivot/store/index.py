@@ -1,0 +1,376 @@
+"""The address index: the store's flows once ordered by source address and once by destination.
+
+Layout::
+
+    STORE/index/CURRENT            the name of the generation in use (replaced atomically)
+    STORE/index/<gen>/src.parquet  every indexed flow, ordered by source address, then start
+    STORE/index/<gen>/dst.parquet  the same flows, ordered by destination address, then start
+    STORE/index/<gen>/manifest.json  the store files it holds (path, size, mtime) and its figures
+
+Why: a seed pivot over the arrival-ordered store decodes nearly every page of its columns, because
+a thousand seeds' flows are spread over almost every 2,048-row vector (docs/performance.md,
+``bench.hunt_floor``). In an address-ordered copy each address's flows are contiguous, and small
+row groups with min/max statistics let DuckDB's Parquet reader skip everything else when the
+addresses are given as a literal ``IN`` list. The cost is space: two copies, about twice the store.
+
+The index is optional and never the only copy. A hunt uses it when every file it holds that
+falls in the hunt's window is still in the store unchanged; store files written after it was
+built (new days, new inputs) are scanned from the store in the same query. When a file it holds
+changed or went away inside the window, the hunt scans the store and logs that the index is
+stale. ``flowpivot index`` rebuilds it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..errors import StoreError
+from ..schema import STORE_SCHEMA
+from . import DAY_MS, PARQUET_OPTIONS, Store, _sql_str
+
+__all__ = [
+    "INDEX_COLUMNS",
+    "INDEX_FORMAT",
+    "INDEX_ROW_GROUP_ROWS",
+    "IndexPlan",
+    "build_index",
+    "index_plan",
+    "index_status",
+]
+
+log = logging.getLogger(__name__)
+
+INDEX_FORMAT = "flowpivot-index/1"
+# The columns the hunt reads: what the index holds of each flow.
+INDEX_COLUMNS = (
+    "start",
+    "end",
+    "src_addr_v4",
+    "src_addr_v6",
+    "dst_addr_v4",
+    "dst_addr_v6",
+    "src_port",
+    "dst_port",
+    "protocol",
+    "tcp_flags",
+    "packets",
+    "bytes",
+    "sampling_rate",
+    "rev_packets",
+    "rev_bytes",
+    "rev_tcp_flags",
+    "conn_state",
+    "history",
+)
+INDEX_SCHEMA = pa.schema([STORE_SCHEMA.field(c) for c in INDEX_COLUMNS])
+# Rows per row group. A lookup reads every row group whose address range holds a wanted address,
+# so with k addresses about k row groups per copy are read whatever the store's size: smaller
+# groups read less, larger ones compress better and cost less metadata. Measured in
+# bench/hunt_index.py (docs/performance.md).
+INDEX_ROW_GROUP_ROWS = 8192
+_SIDES = ("src", "dst")
+
+
+@dataclass
+class IndexPlan:
+    """How a query over a time window reads flows through the index.
+
+    ``src``/``dst``: the two ordered copies; ``rest``: the store files in the window that the
+    index does not hold (written since it was built), to scan as they are.
+    """
+
+    src: Path
+    dst: Path
+    rest: list[Path]
+    generation: str
+    row_group_rows: int = INDEX_ROW_GROUP_ROWS
+
+    def side_relation(self, side: str) -> str:
+        """A table expression of every flow (``INDEX_COLUMNS``), ordered by ``side`` where indexed."""
+        names = ", ".join(f'"{c}"' for c in INDEX_COLUMNS)
+        parts = [f"SELECT {names} FROM read_parquet('{_sql_str(str(self.src if side == 'src' else self.dst))}')"]
+        if self.rest:
+            files = ", ".join(f"'{_sql_str(str(p))}'" for p in self.rest)
+            parts.append(f"SELECT {names} FROM read_parquet([{files}], hive_partitioning = false)")
+        return "(" + " UNION ALL ".join(parts) + ")"
+
+
+def _root(store: Store) -> Path:
+    return store.root / "index"
+
+
+def _file_day_ms(path: Path) -> int | None:
+    """The first ms of the day partition a store file is in (``day=YYYY-MM-DD``)."""
+    import datetime as dt
+
+    try:
+        d = dt.date.fromisoformat(path.parent.name[4:])
+    except ValueError:
+        return None
+    return (d - dt.date(1970, 1, 1)).days * DAY_MS
+
+
+def _in_window(path: Path, since_ms: int | None, until_ms: int | None) -> bool:
+    day = _file_day_ms(path)
+    if day is None:
+        return True
+    return (since_ms is None or day + DAY_MS > since_ms) and (until_ms is None or day <= until_ms)
+
+
+def _fingerprint(path: Path) -> list[int]:
+    s = path.stat()
+    return [s.st_size, s.st_mtime_ns]
+
+
+def _current(store: Store) -> tuple[str, dict[str, Any]] | None:
+    root = _root(store)
+    try:
+        gen = (root / "CURRENT").read_text().strip()
+        manifest = json.loads((root / gen / "manifest.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    if manifest.get("format") != INDEX_FORMAT:
+        return None
+    return gen, manifest
+
+
+def index_status(store: Store) -> dict[str, Any] | None:
+    """The current index's manifest (without its file list) and how it stands against the store:
+    ``stale`` (files it holds that changed or went away) and ``unindexed`` (store files it does
+    not hold). None when there is no index."""
+    cur = _current(store)
+    if cur is None:
+        return None
+    gen, m = cur
+    held = m["files"]
+    stale = 0
+    for rel, fp in held.items():
+        p = store.root / rel
+        try:
+            if _fingerprint(p) != fp:
+                stale += 1
+        except FileNotFoundError:
+            stale += 1
+    rels = {str(p.relative_to(store.root)) for p in store.files()}
+    return {
+        **{k: v for k, v in m.items() if k != "files"},
+        "generation": gen,
+        "files": len(held),
+        "stale_files": stale,
+        "unindexed_files": len(rels - set(held)),
+    }
+
+
+def index_plan(store: Store, since_ms: int, until_ms: int) -> IndexPlan | None:
+    """How to read the window through the index, or None to scan the store (no index, or a file
+    it holds in the window changed or went away)."""
+    cur = _current(store)
+    if cur is None:
+        return None
+    gen, m = cur
+    held: dict[str, list[int]] = m["files"]
+    for rel, fp in held.items():
+        p = store.root / rel
+        if not _in_window(p, since_ms, until_ms):
+            continue  # its rows fall outside the window and every query filters on start
+        try:
+            ok = _fingerprint(p) == fp
+        except FileNotFoundError:
+            ok = False
+        if not ok:
+            log.warning(
+                "the address index is stale (%s changed since it was built): scanning the store; "
+                "run `flowpivot index` to rebuild it",
+                rel,
+            )
+            return None
+    rest = [
+        p for p in store.files() if _in_window(p, since_ms, until_ms) and str(p.relative_to(store.root)) not in held
+    ]
+    if rest:
+        log.info("address index: %d store file(s) in the window are not indexed and are scanned", len(rest))
+    d = _root(store) / gen
+    return IndexPlan(
+        d / "src.parquet", d / "dst.parquet", rest, gen, int(m.get("row_group_rows") or INDEX_ROW_GROUP_ROWS)
+    )
+
+
+# Flows sorted at a time while building (one address range): under 1 GiB of rows in memory.
+_SORT_ROWS = 8_000_000
+_SAMPLE_EVERY = 64
+
+
+def _order_key(batch: pa.RecordBatch | pa.Table, side: str) -> np.ndarray:
+    """A uint64 per flow that never decreases in the index's order (IPv4 address, then IPv6
+    by its first 63 bits, then flows with neither): ranges of it split the sort."""
+    v4 = batch.column(f"{side}_addr_v4")
+    v6 = batch.column(f"{side}_addr_v6")
+    if isinstance(v4, pa.ChunkedArray):
+        v4, v6 = v4.combine_chunks(), v6.combine_chunks()
+    n = len(v4)
+    key = np.full(n, np.iinfo(np.uint64).max, dtype=np.uint64)
+    has4 = v4.is_valid().to_numpy(zero_copy_only=False)
+    key[has4] = v4.to_numpy(zero_copy_only=False)[has4].astype(np.uint64)
+    has6 = v6.is_valid().to_numpy(zero_copy_only=False) & ~has4
+    if has6.any():
+        raw = np.frombuffer(v6.buffers()[1], dtype=">u8", count=2 * (v6.offset + n))[2 * v6.offset :: 2]
+        key[has6] = (np.uint64(1) << np.uint64(63)) | (raw[has6].astype(np.uint64) >> np.uint64(1))
+    return key
+
+
+def _index_options() -> dict[str, Any]:
+    """The store's Parquet encoding, for the index's columns."""
+    opts = dict(PARQUET_OPTIONS)
+    if isinstance(opts.get("use_dictionary"), list):
+        opts["use_dictionary"] = [c for c in opts["use_dictionary"] if c in INDEX_COLUMNS]
+    return opts
+
+
+def _batches(files: list[Path]) -> Any:
+    for p in files:
+        for b in pq.ParquetFile(p).iter_batches(batch_size=1 << 17, columns=list(INDEX_COLUMNS)):
+            yield pa.RecordBatch.from_arrays(
+                [b.column(i).cast(f.type) for i, f in enumerate(INDEX_SCHEMA)], schema=INDEX_SCHEMA
+            )
+
+
+def _sorted_order(t: pa.Table, side: str) -> np.ndarray:
+    """The permutation that orders a range's flows by the side's address (IPv4, then IPv6, then
+    none); flows of one address keep the store's order (stable sort)."""
+    key = _order_key(t, side)
+    v6 = t.column(f"{side}_addr_v6").combine_chunks()
+    if v6.null_count == len(v6):
+        return np.argsort(key, kind="stable")
+    # IPv6: the key holds 63 bits of the address; the rest decides among equal keys
+    raw = np.frombuffer(v6.buffers()[1], dtype=">u8", count=2 * (v6.offset + len(v6)))[2 * v6.offset :]
+    hi, lo = raw[0::2].astype(np.uint64), raw[1::2].astype(np.uint64)
+    has6 = v6.is_valid().to_numpy(zero_copy_only=False)
+    hi, lo = np.where(has6, hi, 0), np.where(has6, lo, 0)
+    return np.lexsort((lo, hi, key))
+
+
+def build_index(
+    store: Store,
+    since_ms: int | None = None,
+    until_ms: int | None = None,
+    row_group_rows: int = INDEX_ROW_GROUP_ROWS,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Build the address index over the store's files (those whose day is in ``since``..``until``,
+    by default all) and make it current. Returns its manifest without the file list.
+
+    The store is read once and split into address ranges of about ``_SORT_ROWS`` flows (cut at
+    quantiles of a sample), kept in temporary Arrow files; each range is then sorted in memory and
+    appended, so memory stays bounded whatever the store's size. ``progress(step, done, total)``
+    is called as flows are split (``split``) and written (``src``, ``dst``).
+    """
+    files = [p for p in store.files() if _in_window(p, since_ms, until_ms)]
+    if not files:
+        raise StoreError(f"no flows to index in {store.root}")
+    root = _root(store)
+    root.mkdir(parents=True, exist_ok=True)
+    gen = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
+    tmp = root / f".tmp-{gen}"
+    tmp.mkdir()
+    t0 = time.perf_counter()
+    try:
+        fingerprints = {str(p.relative_to(store.root)): _fingerprint(p) for p in files}
+        total = sum(pq.ParquetFile(p).metadata.num_rows for p in files)
+        parts = max(1, -(-total // _SORT_ROWS))
+        # 1. cut points: quantiles of the order key over a sample (two address columns read)
+        cuts = {}
+        for side in _SIDES:
+            sample = [
+                _order_key(t, side)[::_SAMPLE_EVERY]
+                for p in files
+                for t in pq.ParquetFile(p).iter_batches(1 << 20, columns=[f"{side}_addr_v4", f"{side}_addr_v6"])
+            ]
+            keys = np.concatenate(sample) if sample else np.zeros(0, np.uint64)
+            cuts[side] = (
+                np.unique(np.quantile(keys, np.arange(1, parts) / parts, method="lower")) if len(keys) else keys
+            )
+        # 2. one pass over the store: every batch split by range into temporary Arrow files
+        opts = pa.ipc.IpcWriteOptions(compression="lz4")
+        spill: dict[tuple[str, int], Any] = {}
+        done = 0
+        try:
+            for batch in _batches(files):
+                for side in _SIDES:
+                    bucket = np.searchsorted(cuts[side], _order_key(batch, side), side="right")
+                    order = np.argsort(bucket, kind="stable")
+                    split = batch.take(pa.array(order))
+                    counts = np.bincount(bucket, minlength=len(cuts[side]) + 1)
+                    at = 0
+                    for i, c in enumerate(counts):
+                        if c:
+                            w = spill.get((side, i))
+                            if w is None:
+                                w = spill[(side, i)] = pa.ipc.new_file(
+                                    tmp / f"{side}-{i}.arrow", INDEX_SCHEMA, options=opts
+                                )
+                            w.write_batch(split.slice(at, int(c)))
+                            at += int(c)
+                done += batch.num_rows
+                if progress:
+                    progress("split", done, total)
+        finally:
+            for w in spill.values():
+                w.close()
+        # 3. each range sorted in memory, appended in order
+        sizes = {}
+        for side in _SIDES:
+            path = tmp / f"{side}.parquet"
+            written = 0
+            with pq.ParquetWriter(path, INDEX_SCHEMA, **_index_options()) as w:
+                for i in range(len(cuts[side]) + 1):
+                    part = tmp / f"{side}-{i}.arrow"
+                    if not part.exists():
+                        continue
+                    with pa.memory_map(str(part)) as src:
+                        t = pa.ipc.open_file(src).read_all()
+                    t = t.take(pa.array(_sorted_order(t, side)))
+                    w.write_table(t, row_group_size=row_group_rows)
+                    written += t.num_rows
+                    del t
+                    part.unlink()
+                    if progress:
+                        progress(side, written, total)
+            if written != total:
+                raise StoreError(f"index build: {written} of {total} flows written for {side}")
+            sizes[side] = path.stat().st_size
+        manifest = {
+            "format": INDEX_FORMAT,
+            "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "rows": int(total),
+            "row_group_rows": int(row_group_rows),
+            "disk_bytes": sum(sizes.values()),
+            "bytes_per_flow": round(sum(sizes.values()) / total, 2) if total else None,
+            "seconds": round(time.perf_counter() - t0, 1),
+            "files": fingerprints,
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        os.replace(tmp, root / gen)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    # switch: CURRENT names the new generation (one atomic rename), then older ones go
+    cur = root / f".tmp-CURRENT-{gen}"
+    cur.write_text(gen + "\n")
+    os.replace(cur, root / "CURRENT")
+    for old in root.iterdir():
+        if old.is_dir() and old.name != gen and not old.name.startswith(".tmp-"):
+            shutil.rmtree(old, ignore_errors=True)
+    return {k: v for k, v in manifest.items() if k != "files"} | {"generation": gen, "files": len(fingerprints)}

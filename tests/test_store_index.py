@@ -1,0 +1,210 @@
+"""The address index: what it holds is the store, and a hunt through it gives the store's result.
+
+Oracles: the store itself (every flow, by content), and the same hunt with the index turned off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from flowpivot.cli import app
+from flowpivot.hunt import hunt
+from flowpivot.ingest import ingest_paths
+from flowpivot.simulate import Scenario, simulate
+from flowpivot.store import Store
+from flowpivot.store.index import INDEX_COLUMNS, build_index, index_plan, index_status
+
+_CONTENT = "count(*), sum(hash(src_addr_v4, src_addr_v6, dst_addr_v4, dst_addr_v6, src_port, dst_port, start, bytes))"
+
+
+def _sim_store(tmp: Path, **kw: Any) -> tuple[Store, Path, Path]:
+    simulate(dataclasses.replace(Scenario(flows=200_000), sampling=100, seed=5, **kw), tmp / "sim")
+    store = Store(tmp / "store")
+    ingest_paths(sorted((tmp / "sim" / "exports").glob("*.pcap")), store)
+    return store, tmp / "sim" / "seeds.txt", tmp / "sim" / "asn.tsv"
+
+
+@pytest.fixture(scope="module")
+def v4_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Store, Path, Path]:
+    return _sim_store(tmp_path_factory.mktemp("index4"))
+
+
+@pytest.fixture(scope="module")
+def v6_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Store, Path, Path]:
+    return _sim_store(tmp_path_factory.mktemp("index6"), ipv6_seeds=True)
+
+
+def _copy(store: Store, to: Path) -> Store:
+    shutil.copytree(store.root, to)
+    return Store(to)
+
+
+def _comparable(r: dict[str, Any]) -> str:
+    r = {k: v for k, v in r.items() if k not in ("parameters", "provenance")}
+    return json.dumps(r, sort_keys=True, default=str)
+
+
+def _ordered(con: duckdb.DuckDBPyConnection, path: Path, side: str) -> bool:
+    """Every row's address is at least the previous one's (IPv4 first, then IPv6, then none)."""
+    bad = con.sql(
+        f"""SELECT count(*) FROM (
+              SELECT {side}_addr_v4 AS a, {side}_addr_v6 AS b,
+                     lag({side}_addr_v4) OVER () AS pa, lag({side}_addr_v6) OVER () AS pb,
+                     row_number() OVER () AS n
+              FROM read_parquet('{path}'))
+            WHERE n > 1 AND NOT (
+              (a IS NOT NULL AND pa IS NOT NULL AND a >= pa) OR (a IS NULL AND pa IS NOT NULL)
+              OR (a IS NULL AND pa IS NULL AND (b IS NULL OR (pb IS NOT NULL AND b >= pb))))"""
+    ).fetchall()[0][0]
+    return bad == 0
+
+
+@pytest.mark.parametrize("family", ["v4", "v6"])
+def test_index_holds_every_flow_in_address_order(
+    family: str, v4_store: Any, v6_store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = _copy((v4_store if family == "v4" else v6_store)[0], tmp_path / "store")
+    import flowpivot.store.index as ix
+
+    monkeypatch.setattr(ix, "_SORT_ROWS", 50_000)  # several ranges, as on a big store
+    m = build_index(store, row_group_rows=4096)
+    con = duckdb.connect()
+    want = con.sql(f"SELECT {_CONTENT} FROM read_parquet('{store.glob}')").fetchall()
+    gen = (store.root / "index" / "CURRENT").read_text().strip()
+    assert m["rows"] == want[0][0] and m["files"] == len(store.files())
+    for side in ("src", "dst"):
+        path = store.root / "index" / gen / f"{side}.parquet"
+        assert con.sql(f"SELECT {_CONTENT} FROM read_parquet('{path}')").fetchall() == want
+        assert _ordered(con, path, side)
+        assert pq.ParquetFile(path).schema_arrow.names == list(INDEX_COLUMNS)
+        assert pq.ParquetFile(path).metadata.row_group(0).num_rows == 4096
+    if family == "v6":
+        n6 = con.sql(f"SELECT count(*) FROM read_parquet('{store.glob}') WHERE src_addr_v6 IS NOT NULL").fetchall()
+        assert n6[0][0] > 0
+    s = index_status(store)
+    assert s is not None and s["stale_files"] == 0 and s["unindexed_files"] == 0
+
+
+@pytest.fixture
+def lookups(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Every session pass looks its anchors up in the index when there is one (on these small
+    stores the cost rule would scan); records, per pass, whether it did."""
+    import flowpivot.hunt.pivot as pv
+
+    monkeypatch.setattr(pv, "_INDEX_SHARE", 1e9)
+    seen: list[bool] = []
+    real = pv.touching_sql
+
+    def spy(*a: Any, **k: Any) -> str:
+        seen.append(bool(k.get("via_index")))
+        return real(*a, **k)
+
+    monkeypatch.setattr(pv, "touching_sql", spy)
+    return seen
+
+
+@pytest.mark.parametrize("family", ["v4", "v6"])
+def test_hunt_through_the_index_is_the_hunt_over_the_store(
+    family: str, v4_store: Any, v6_store: Any, tmp_path: Path, lookups: list[bool]
+) -> None:
+    src, seeds, asn = v4_store if family == "v4" else v6_store
+    store = _copy(src, tmp_path / "store")
+    scan = hunt(store, [seeds], asn_dbs=[asn])
+    assert scan["clusters"] and scan["expansion"], "the scenario gave nothing to find: the test would prove nothing"
+    assert lookups and not any(lookups)
+    lookups.clear()
+    build_index(store)
+    indexed = hunt(store, [seeds], asn_dbs=[asn])
+    assert indexed["parameters"]["index"] and not scan["parameters"]["index"]
+    assert lookups and lookups[0], "the seed pass did not use the index"
+    assert _comparable(indexed) == _comparable(scan)
+    # turned off, the same store is scanned again
+    lookups.clear()
+    assert hunt(store, [seeds], asn_dbs=[asn], use_index=False)["parameters"]["index"] is None
+    assert not any(lookups)
+
+
+def test_cost_rule_scans_when_the_anchors_touch_most_row_groups(v4_store: Any, tmp_path: Path) -> None:
+    import flowpivot.hunt.pivot as pv
+
+    store = _copy(v4_store[0], tmp_path / "store")
+    build_index(store)
+    con = store.connect()
+    plan = index_plan(store, 0, 2**62)
+    assert plan is not None
+    con.execute("CREATE TEMP TABLE few AS SELECT 1 AS v4 FROM range(3)")
+    con.execute("CREATE TEMP TABLE many AS SELECT 1 AS v4 FROM range(3000)")
+    window = 100 * plan.row_group_rows  # 3 anchors' row groups are a small share of it, 3,000 are not
+    pv.read_through(con, plan, window)
+    assert pv._index_pays(con, "few") and not pv._index_pays(con, "many")
+    pv.read_through(con, None, window)
+    assert not pv._index_pays(con, "few")
+
+
+def test_files_written_after_the_index_are_scanned_and_stale_ones_are_not_trusted(
+    v4_store: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture, lookups: list[bool]
+) -> None:
+    src, seeds, asn = v4_store
+    store = _copy(src, tmp_path / "store")
+    scan = hunt(store, [seeds], asn_dbs=[asn])
+    window = (scan["window"]["start"], scan["window"]["end"])
+    from flowpivot.store import parse_time
+
+    since, until = parse_time(window[0]), parse_time(window[1])
+    # index every day but the newest: its files are "written since"
+    newest = max(p.parent.name for p in store.files())
+    files = [p for p in store.files() if p.parent.name == newest]
+    parked = tmp_path / "parked"
+    parked.mkdir()
+    for p in files:
+        shutil.move(p, parked / p.name)
+    build_index(store)
+    for p in files:
+        shutil.move(parked / p.name, p)
+    plan = index_plan(store, since, until)
+    assert plan is not None and sorted(plan.rest) == sorted(files)
+    lookups.clear()
+    assert _comparable(hunt(store, [seeds], asn_dbs=[asn])) == _comparable(scan)
+    assert lookups[0]
+    assert index_status(store)["unindexed_files"] == len(files)  # type: ignore[index]
+
+    # a file the index holds changed inside the window: the store is scanned, with a warning
+    victim = max((p for p in store.files() if p.parent.name != newest), key=lambda p: p.parent.name)
+    os.utime(victim, ns=(victim.stat().st_atime_ns, victim.stat().st_mtime_ns + 1_000_000_000))
+    with caplog.at_level("WARNING"):
+        assert index_plan(store, since, until) is None
+    assert "stale" in caplog.text
+    r = hunt(store, [seeds], asn_dbs=[asn])
+    assert r["parameters"]["index"] is None and _comparable(r) == _comparable(scan)
+    assert index_status(store)["stale_files"] == 1  # type: ignore[index]
+
+
+def test_index_command(v4_store: Any, tmp_path: Path) -> None:
+    store = _copy(v4_store[0], tmp_path / "store")
+    runner = CliRunner()
+    r = runner.invoke(app, ["index", "--store", str(store.root), "--status"])
+    assert r.exit_code == 0 and json.loads(r.stdout) == {"index": None}
+    r = runner.invoke(app, ["index", "--store", str(store.root)])
+    assert r.exit_code == 0, r.output
+    built = json.loads(r.stdout)
+    assert built["rows"] == Store(store.root).stats()["flows"] and built["bytes_per_flow"] > 0
+    r = runner.invoke(app, ["index", "--store", str(store.root), "--status"])
+    assert json.loads(r.stdout)["generation"] == built["generation"]
+    # a rebuild replaces the generation and leaves one
+    r = runner.invoke(app, ["index", "--store", str(store.root)])
+    gens = [p for p in (store.root / "index").iterdir() if p.is_dir()]
+    assert len(gens) == 1 and gens[0].name == json.loads(r.stdout)["generation"]
+    r = runner.invoke(app, ["index", "--store", str(store.root), "--drop"])
+    assert r.exit_code == 0 and not (store.root / "index").exists()
+    r = runner.invoke(app, ["index", "--store", str(tmp_path / "nothing")])
+    assert r.exit_code == 2 and "no flow store" in r.output
