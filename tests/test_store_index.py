@@ -149,6 +149,7 @@ def test_cost_rule_scans_when_the_anchors_touch_most_row_groups(v4_store: Any, t
     assert pv._index_pays(con, "few") and not pv._index_pays(con, "many")
     pv.read_through(con, None, window)
     assert not pv._index_pays(con, "few")
+    plan.release()
 
 
 def test_files_written_after_the_index_are_scanned_and_stale_ones_are_not_trusted(
@@ -173,6 +174,7 @@ def test_files_written_after_the_index_are_scanned_and_stale_ones_are_not_truste
         shutil.move(parked / p.name, p)
     plan = index_plan(store, since, until)
     assert plan is not None and sorted(plan.rest) == sorted(files)
+    plan.release()
     lookups.clear()
     assert _comparable(hunt(store, [seeds], asn_dbs=[asn])) == _comparable(scan)
     assert lookups[0]
@@ -208,3 +210,17 @@ def test_index_command(v4_store: Any, tmp_path: Path) -> None:
     assert r.exit_code == 0 and not (store.root / "index").exists()
     r = runner.invoke(app, ["index", "--store", str(tmp_path / "nothing")])
     assert r.exit_code == 2 and "no flow store" in r.output
+
+
+def test_a_rebuild_keeps_the_generation_a_hunt_reads(v4_store: Any, tmp_path: Path) -> None:
+    store = _copy(v4_store[0], tmp_path / "store")
+    first = build_index(store)["generation"]
+    plan = index_plan(store, 0, 2**62)  # what a running hunt holds
+    assert plan is not None and plan.generation == first
+    second = build_index(store)["generation"]
+    gens = {p.name for p in (store.root / "index").iterdir() if p.is_dir()}
+    assert gens == {first, second}, "the generation being read was removed"
+    assert plan.src.exists()
+    plan.release()
+    third = build_index(store)["generation"]
+    assert {p.name for p in (store.root / "index").iterdir() if p.is_dir()} == {third}

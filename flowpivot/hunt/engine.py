@@ -412,6 +412,8 @@ def hunt(
     pairs_out = _pairs_out(pairs, services, max_pairs)
     step("output")
     con.close()
+    if plan:
+        plan.release()
     if memory_limit:
         shutil.rmtree(spill, ignore_errors=True)
     return {

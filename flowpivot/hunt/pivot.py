@@ -28,9 +28,9 @@ __all__ = ["create_pairs", "create_reach", "ipkey_macro", "read_through"]
 
 
 # A lookup in the index decodes about 2.8 times as much per row it reads as a scan of the store
-# does (every pivot column of each row group it touches, for one side; bench/hunt_index.py), and
-# touches about one row group per anchor and side. So it pays when the anchors' row groups, on
-# both sides, hold less than 1 / (2 * 2.8) of the window's flows.
+# does (every pivot column of each row group it touches, for one side; docs/performance.md,
+# "Address index"), and touches about one row group per anchor and side. So it pays when the
+# anchors' row groups, on both sides, hold less than 1 / (2 * 2.8) of the window's flows.
 _INDEX_SHARE = 0.18
 
 

@@ -22,6 +22,7 @@ stale. ``flowpivot index`` rebuilds it.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -29,9 +30,9 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pyarrow as pa
@@ -78,8 +79,8 @@ INDEX_COLUMNS = (
 INDEX_SCHEMA = pa.schema([STORE_SCHEMA.field(c) for c in INDEX_COLUMNS])
 # Rows per row group. A lookup reads every row group whose address range holds a wanted address,
 # so with k addresses about k row groups per copy are read whatever the store's size: smaller
-# groups read less, larger ones compress better and cost less metadata. Measured in
-# bench/hunt_index.py (docs/performance.md).
+# groups read less, larger ones compress better and cost less metadata (docs/performance.md,
+# "Address index").
 INDEX_ROW_GROUP_ROWS = 8192
 _SIDES = ("src", "dst")
 
@@ -97,6 +98,14 @@ class IndexPlan:
     rest: list[Path]
     generation: str
     row_group_rows: int = INDEX_ROW_GROUP_ROWS
+    # a shared lock on STORE/index/LOCK while the plan is in use: a rebuild does not delete the
+    # generation it reads (closing the file, or dropping the plan, releases it)
+    lock: IO[bytes] | None = field(default=None, repr=False, compare=False)
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.close()
+            self.lock = None
 
     def side_relation(self, side: str) -> str:
         """A table expression of every flow (``INDEX_COLUMNS``), ordered by ``side`` where indexed."""
@@ -110,6 +119,25 @@ class IndexPlan:
 
 def _root(store: Store) -> Path:
     return store.root / "index"
+
+
+def _shared_lock(store: Store) -> IO[bytes]:
+    """The index's lock file, held shared by a reader (a build only ever tries it exclusively,
+    without waiting, so this never waits long)."""
+    f = open(_root(store) / "LOCK", "ab")  # noqa: SIM115 (held for as long as the plan lives)
+    fcntl.flock(f, fcntl.LOCK_SH)
+    return f
+
+
+def _exclusive_lock(store: Store) -> IO[bytes] | None:
+    """The index's lock file held exclusively, or None when a reader holds it."""
+    f = open(_root(store) / "LOCK", "ab")  # noqa: SIM115
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        return None
+    return f
 
 
 def _file_day_ms(path: Path) -> int | None:
@@ -177,11 +205,18 @@ def index_status(store: Store) -> dict[str, Any] | None:
 def index_plan(store: Store, since_ms: int, until_ms: int) -> IndexPlan | None:
     """How to read the window through the index, or None to scan the store (no index, or a file
     it holds in the window changed or went away)."""
+    if not (_root(store) / "CURRENT").exists():
+        return None
+    lock = _shared_lock(store)
     cur = _current(store)
     if cur is None:
+        lock.close()
         return None
     gen, m = cur
     held: dict[str, list[int]] = m["files"]
+    if not any(_in_window(store.root / rel, since_ms, until_ms) for rel in held):
+        lock.close()
+        return None  # it holds nothing of the window
     for rel, fp in held.items():
         p = store.root / rel
         if not _in_window(p, since_ms, until_ms):
@@ -196,6 +231,7 @@ def index_plan(store: Store, since_ms: int, until_ms: int) -> IndexPlan | None:
                 "run `flowpivot index` to rebuild it",
                 rel,
             )
+            lock.close()
             return None
     rest = [
         p for p in store.files() if _in_window(p, since_ms, until_ms) and str(p.relative_to(store.root)) not in held
@@ -204,7 +240,7 @@ def index_plan(store: Store, since_ms: int, until_ms: int) -> IndexPlan | None:
         log.info("address index: %d store file(s) in the window are not indexed and are scanned", len(rest))
     d = _root(store) / gen
     return IndexPlan(
-        d / "src.parquet", d / "dst.parquet", rest, gen, int(m.get("row_group_rows") or INDEX_ROW_GROUP_ROWS)
+        d / "src.parquet", d / "dst.parquet", rest, gen, int(m.get("row_group_rows") or INDEX_ROW_GROUP_ROWS), lock
     )
 
 
@@ -232,11 +268,10 @@ def _order_key(batch: pa.RecordBatch | pa.Table, side: str) -> np.ndarray:
 
 
 def _index_options() -> dict[str, Any]:
-    """The store's Parquet encoding, for the index's columns."""
-    opts = dict(PARQUET_OPTIONS)
-    if isinstance(opts.get("use_dictionary"), list):
-        opts["use_dictionary"] = [c for c in opts["use_dictionary"] if c in INDEX_COLUMNS]
-    return opts
+    """The store's Parquet encoding without dictionaries: in an address-ordered row group of a
+    few thousand flows a dictionary rarely pays, and plain pages are smaller and quicker to
+    read there (bench/index.py)."""
+    return {**PARQUET_OPTIONS, "use_dictionary": False}
 
 
 def _batches(files: list[Path]) -> Any:
@@ -370,7 +405,14 @@ def build_index(
     cur = root / f".tmp-CURRENT-{gen}"
     cur.write_text(gen + "\n")
     os.replace(cur, root / "CURRENT")
-    for old in root.iterdir():
-        if old.is_dir() and old.name != gen and not old.name.startswith(".tmp-"):
-            shutil.rmtree(old, ignore_errors=True)
+    # older generations go, unless a hunt still reads one (it holds the lock shared): then the
+    # next build removes them
+    excl = _exclusive_lock(store)
+    if excl is None:
+        log.info("a hunt is reading the previous index; the next build removes it")
+    else:
+        for old in root.iterdir():
+            if old.is_dir() and old.name != gen and not old.name.startswith(".tmp-"):
+                shutil.rmtree(old, ignore_errors=True)
+        excl.close()
     return {k: v for k, v in manifest.items() if k != "files"} | {"generation": gen, "files": len(fingerprints)}
