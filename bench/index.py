@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seeds", type=Path, help="IPv4 seeds, one per line (DIR/seeds.txt of bench.hunt --keep DIR)")
     ap.add_argument("--flows", type=int, default=10_000_020, help="flows to build without --store")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--reuse", action="store_true", help="time the store's current index instead of building one")
     ap.add_argument("--variants", default="4096:plain,16384:plain,8192:dict", help="row-group size:encoding, ...")
     a = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="bench-index-"))
@@ -78,12 +79,13 @@ def main(argv: list[str] | None = None) -> None:
         n = con.sql(f"SELECT count(*) FROM read_parquet('{store.glob}')").fetchall()[0][0]
         print(f"{n:,} flows, {len(seeds):,} seeds, {os.cpu_count()} cores\n")
 
-        t = time.perf_counter()
-        m = build_index(store)
-        print(
-            f"build_index: {time.perf_counter() - t:.1f} s, {m['bytes_per_flow']} bytes/flow for the two copies "
-            f"(store {sum(p.stat().st_size for p in store.files()) / n:.2f})\n"
-        )
+        if not a.reuse:
+            t = time.perf_counter()
+            m = build_index(store)
+            print(
+                f"build_index: {time.perf_counter() - t:.1f} s, {m['bytes_per_flow']} bytes/flow for the two copies "
+                f"(store {sum(p.stat().st_size for p in store.files()) / n:.2f})\n"
+            )
         plan = index_plan(store, 0, 2**62)
         assert plan is not None
         src = plan.src
@@ -128,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
         secs, _ = _best(con, q, a.repeats)
         print(f"| as built, one seed (reading the row-group statistics) | | | {secs:.3f} | |")
         plan.release()
-        if a.store:
+        if a.store and not a.reuse:
             shutil.rmtree(store.root / "index", ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)

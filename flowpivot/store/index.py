@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 
 from ..errors import StoreError
 from ..schema import STORE_SCHEMA
-from . import DAY_MS, PARQUET_OPTIONS, Store, _sql_str
+from . import DAY_MS, PARQUET_OPTIONS, Store, _duck_type, _sql_str
 
 __all__ = [
     "INDEX_COLUMNS",
@@ -98,6 +98,9 @@ class IndexPlan:
     rest: list[Path]
     generation: str
     row_group_rows: int = INDEX_ROW_GROUP_ROWS
+    # columns with no value in any indexed flow (e.g. the biflow and Zeek columns of a NetFlow
+    # store, IPv6 in an IPv4 one): read as constants, not decoded
+    null_columns: tuple[str, ...] = ()
     # a shared lock on STORE/index/LOCK while the plan is in use: a rebuild does not delete the
     # generation it reads (closing the file, or dropping the plan, releases it)
     lock: IO[bytes] | None = field(default=None, repr=False, compare=False)
@@ -110,7 +113,11 @@ class IndexPlan:
     def side_relation(self, side: str) -> str:
         """A table expression of every flow (``INDEX_COLUMNS``), ordered by ``side`` where indexed."""
         names = ", ".join(f'"{c}"' for c in INDEX_COLUMNS)
-        parts = [f"SELECT {names} FROM read_parquet('{_sql_str(str(self.src if side == 'src' else self.dst))}')"]
+        held = ", ".join(
+            f'NULL::{_duck_type(INDEX_SCHEMA.field(c).type)} AS "{c}"' if c in self.null_columns else f'"{c}"'
+            for c in INDEX_COLUMNS
+        )
+        parts = [f"SELECT {held} FROM read_parquet('{_sql_str(str(self.src if side == 'src' else self.dst))}')"]
         if self.rest:
             files = ", ".join(f"'{_sql_str(str(p))}'" for p in self.rest)
             parts.append(f"SELECT {names} FROM read_parquet([{files}], hive_partitioning = false)")
@@ -240,7 +247,13 @@ def index_plan(store: Store, since_ms: int, until_ms: int) -> IndexPlan | None:
         log.info("address index: %d store file(s) in the window are not indexed and are scanned", len(rest))
     d = _root(store) / gen
     return IndexPlan(
-        d / "src.parquet", d / "dst.parquet", rest, gen, int(m.get("row_group_rows") or INDEX_ROW_GROUP_ROWS), lock
+        d / "src.parquet",
+        d / "dst.parquet",
+        rest,
+        gen,
+        int(m.get("row_group_rows") or INDEX_ROW_GROUP_ROWS),
+        tuple(c for c in m.get("null_columns", ()) if c in INDEX_COLUMNS),
+        lock,
     )
 
 
@@ -386,6 +399,17 @@ def build_index(
             if written != total:
                 raise StoreError(f"index build: {written} of {total} flows written for {side}")
             sizes[side] = path.stat().st_size
+        md = pq.ParquetFile(tmp / "src.parquet").metadata
+        null_columns = [
+            md.schema.column(j).name
+            for j in range(md.num_columns)
+            if all(
+                (st := md.row_group(i).column(j).statistics) is not None
+                and st.has_null_count
+                and st.null_count == md.row_group(i).num_rows
+                for i in range(md.num_row_groups)
+            )
+        ]
         manifest = {
             "format": INDEX_FORMAT,
             "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -394,6 +418,7 @@ def build_index(
             "disk_bytes": sum(sizes.values()),
             "bytes_per_flow": round(sum(sizes.values()) / total, 2) if total else None,
             "seconds": round(time.perf_counter() - t0, 1),
+            "null_columns": null_columns,
             "files": fingerprints,
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
