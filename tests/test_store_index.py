@@ -95,7 +95,7 @@ def test_index_holds_every_flow_in_address_order(
     assert s is not None and s["stale_files"] == 0 and s["unindexed_files"] == 0
     # the columns no indexed flow has a value in are read as constants (NetFlow v9: no Zeek state)
     for c in INDEX_COLUMNS:
-        empty = con.sql(f'SELECT count("{c}") = 0 FROM read_parquet(\'{store.glob}\')').fetchall()[0][0]
+        empty = con.sql(f"SELECT count(\"{c}\") = 0 FROM read_parquet('{store.glob}')").fetchall()[0][0]
         assert (c in s["null_columns"]) == empty, c
     assert "conn_state" in s["null_columns"]
 
