@@ -106,7 +106,7 @@ def lookups(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     stores the cost rule would scan); records, per pass, whether it did."""
     import flowpivot.hunt.pivot as pv
 
-    monkeypatch.setattr(pv, "_INDEX_SHARE", 1e9)
+    monkeypatch.setattr(pv, "_LOOKUP_COST", 1e-12)
     seen: list[bool] = []
     real = pv.touching_sql
 
@@ -151,9 +151,11 @@ def test_cost_rule_scans_when_the_anchors_touch_most_row_groups(v4_store: Any, t
     con.execute("CREATE TEMP TABLE many AS SELECT 1 AS v4 FROM range(3000)")
     window = 100 * plan.row_group_rows  # 3 anchors' row groups are a small share of it, 3,000 are not
     pv.read_through(con, plan, window)
-    assert pv._index_pays(con, "few") and not pv._index_pays(con, "many")
+    assert pv.index_pays(con, "few") and not pv.index_pays(con, "many")
+    # nor when the few are busy: their own flows are most of the window
+    assert not pv.index_pays(con, "few", flows_est=window / 2)
     pv.read_through(con, None, window)
-    assert not pv._index_pays(con, "few")
+    assert not pv.index_pays(con, "few")
     plan.release()
 
 

@@ -587,17 +587,30 @@ def _bounded_reach(
     if keep:
         # The estimate above is low for hosts busy only before the window's last eighth, so the
         # scan that keeps the flows stops past the share. When it does, those hosts were busy
-        # after all, and counting their known peers exactly is worth its scan.
+        # after all, and counting their known peers exactly is worth its scan. When their flows
+        # in the last part already pass the share, keeping is not tried.
+        keep_max = int(_KEEP_SHARE * window_flows)
+        est = _flows_est(lower, rest)
         _load_anchors(con, name, rest)
-        kept = keep_touching(con, name, keep, since_ms, until_ms, int(_KEEP_SHARE * window_flows))
+        kept = (est is None or est <= keep_max) and keep_touching(
+            con, name, keep, since_ms, until_ms, keep_max, flows_est=est
+        )
         if not kept and skipped:
             condemned.update(
                 _condemn_counted(con, name, skipped, known, lower, min_specificity, since_ms, until_ms, span)
             )
             rest = [k for k in keys if k not in condemned]
     _load_anchors(con, name, rest)
-    create_reach(con, name, out, since_ms, until_ms, source=keep if kept else None)
+    create_reach(con, name, out, since_ms, until_ms, source=keep if kept else None, flows_est=_flows_est(lower, rest))
     return condemned, kept
+
+
+def _flows_est(lower: dict[str, dict[str, Any]], keys: Sequence[str]) -> float | None:
+    """The window's flows of ``keys``, from their flows in its last part (None without that
+    pass): what decides whether keeping them pays and whether the address index serves them."""
+    if not lower:
+        return None
+    return _BOUND_FRACTION * sum(float(lower[k]["flows"] or 0) for k in keys if k in lower)
 
 
 def _condemn_bounded(keys: Sequence[str], lower: dict[str, dict[str, Any]], span: str) -> dict[str, dict[str, Any]]:

@@ -29,24 +29,23 @@ __all__ = ["create_pairs", "create_reach", "ipkey_macro", "read_through"]
 
 # A lookup in the index decodes about 2.8 times as much per row it reads as a scan of the store
 # does (every pivot column of each row group it touches, for one side; docs/performance.md,
-# "Address index"), and touches about one row group per anchor and side. So it pays when the
-# anchors' row groups, on both sides, hold less than 1 / (2 * 2.8) of the window's flows.
-_INDEX_SHARE = 0.18
+# "Address index"). It reads the anchors' flows (each once on each side it is on) and about one
+# row group per anchor and side around them; a scan reads the window.
+_LOOKUP_COST = 2.8
 
 
 def read_through(con: duckdb.DuckDBPyConnection, plan: IndexPlan | None, window_flows: int = 0) -> None:
-    """Let the session passes of this connection look flows up in the address index (``plan``,
-    see :mod:`flowpivot.store.index`), or always scan the store's ``flows`` view (None).
+    """Let the passes of this connection look flows up in the address index (``plan``, see
+    :mod:`flowpivot.store.index`), or always scan the store's ``flows`` view (None).
 
     With the index, each side of a lookup reads the copy ordered by that side's address, with
     the anchors as a literal ``IN`` list: DuckDB's Parquet reader then skips every row group
     whose address range holds none of them. The store files the index does not hold are read
-    in the same query. A pass uses it only when its anchors are few enough for the lookup to
-    read less than the scan (``_INDEX_SHARE``); the passes that measure the reach of busy
-    hosts (most of the store) always scan, since the copies are not ordered by time.
+    in the same query. A pass uses it only when the lookup reads less than the scan
+    (:func:`index_pays`).
     """
-    max_anchors = int(_INDEX_SHARE * window_flows / plan.row_group_rows) if plan is not None else 0
-    con.execute(f"SET VARIABLE flowpivot_index_max_anchors = {max_anchors}")
+    con.execute(f"SET VARIABLE flowpivot_index_group = {plan.row_group_rows if plan is not None else 0}")
+    con.execute(f"SET VARIABLE flowpivot_window_flows = {int(window_flows)}")
     if plan is not None:
         # the lookups read the copies' footers (thousands of row groups) many times per hunt
         con.execute("SET parquet_metadata_cache = true")
@@ -54,12 +53,19 @@ def read_through(con: duckdb.DuckDBPyConnection, plan: IndexPlan | None, window_
             con.execute(f"CREATE OR REPLACE TEMP VIEW flows_{side} AS SELECT * FROM {plan.side_relation(side)}")
 
 
-def _index_pays(con: duckdb.DuckDBPyConnection, anchors: str) -> bool:
-    """Whether looking ``anchors`` up in the index reads less than scanning the store."""
-    row = con.sql(
-        f"SELECT coalesce(getvariable('flowpivot_index_max_anchors'), 0), (SELECT count(*) FROM {anchors})"
+def index_pays(con: duckdb.DuckDBPyConnection, anchors: str, flows_est: float = 0) -> bool:
+    """Whether looking ``anchors`` up in the index reads less than scanning the window.
+
+    ``flows_est``: the anchors' flows in the window, when an earlier pass gave an estimate (the
+    seeds' few flows need none: their row groups dominate).
+    """
+    group, window, n = con.sql(
+        "SELECT coalesce(getvariable('flowpivot_index_group'), 0), coalesce(getvariable('flowpivot_window_flows'), 0),"
+        f" (SELECT count(*) FROM {anchors})"
     ).fetchall()[0]
-    return 0 < row[1] <= row[0]
+    if not group or not n:
+        return False
+    return bool(_LOOKUP_COST * (2 * n * group + float(flows_est)) < window)
 
 
 # Past this many addresses a lookup gives them as a subquery: no row group is skipped then, and
@@ -203,7 +209,7 @@ def create_pairs(
     # one scan of the store (every column decoded once), then the two sides over the matches
     touching = source or f"{out}_touching"
     if not source:
-        sql = touching_sql(con, anchors, since_ms, until_ms, fams, via_index=_index_pays(con, anchors))
+        sql = touching_sql(con, anchors, since_ms, until_ms, fams, via_index=index_pays(con, anchors))
         con.execute(f"CREATE OR REPLACE TEMP TABLE {touching} AS {sql}")
     src = flows_sql(anchors, touching, fams)
     if keep_flows:
@@ -272,6 +278,7 @@ def create_reach(
     since_ms: int,
     until_ms: int,
     source: str | None = None,
+    flows_est: float | None = None,
 ) -> None:
     """TEMP TABLE ``out`` (anchor, peer, flows, initiator): every distinct peer of each anchor, whole store.
 
@@ -281,19 +288,27 @@ def create_reach(
     ``OR`` of two semi-joins). The initiator here is the port rule alone (client on the higher port).
 
     With ``source`` (a table from :func:`keep_touching` over a superset of these anchors) the
-    pass reads it instead of the store.
+    pass reads it instead of the store. With ``flows_est`` (the anchors' flows in the window, as
+    an earlier pass estimated them) it looks them up in the address index when that reads less
+    (:func:`index_pays`); without, it scans.
     """
     fams = _families(con, anchors)
     win = _window_sql(since_ms, until_ms)
+    indexed = source is None and flows_est is not None and index_pays(con, anchors, flows_est)
     ported = "w.protocol IN (6, 17, 132)"
+    cols = "src_addr_v4, dst_addr_v4, src_addr_v6, dst_addr_v6, src_port, dst_port, protocol"
     sides = []
     for fam in fams:
         for a, p in (("src", "dst"), ("dst", "src")):
+            if indexed:
+                rel, where = f"({_lookup_sql(con, anchors, a, fam, cols, since_ms, until_ms)})", ""
+            else:
+                rel, where = source or "flows", ("" if source else f" WHERE {win}")
             sides.append(
                 f"""SELECT an.key AS anchor, an.id AS anchor_id, w.{p}_addr_v4 AS peer_v4, w.{p}_addr_v6 AS peer_v6,
                        ({ported} AND w.{a}_port > w.{p}_port) AS a_cl, ({ported} AND w.{p}_port > w.{a}_port) AS p_cl
-                FROM {source or "flows"} w JOIN {anchors} an ON w.{a}_addr_v{fam} = an.v{fam}"""
-                + ("" if source else f" WHERE {win}")
+                FROM {rel} w JOIN {anchors} an ON w.{a}_addr_v{fam} = an.v{fam}"""
+                + where
             )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE {out} AS
@@ -310,7 +325,13 @@ def create_reach(
 
 
 def keep_touching(
-    con: duckdb.DuckDBPyConnection, anchors: str, keep: str, since_ms: int, until_ms: int, keep_max: int
+    con: duckdb.DuckDBPyConnection,
+    anchors: str,
+    keep: str,
+    since_ms: int,
+    until_ms: int,
+    keep_max: int,
+    flows_est: float | None = None,
 ) -> bool:
     """TEMP TABLE ``keep``: every column the session pass reads, for the window's flows that touch
     an anchor, in one scan. A scan that finds more than ``keep_max`` flows stops there and drops
@@ -319,8 +340,10 @@ def keep_touching(
     if keep_max < 0:
         return False
     fams = _families(con, anchors)
+    lookup = flows_est is not None and index_pays(con, anchors, flows_est)
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {keep} AS {touching_sql(con, anchors, since_ms, until_ms, fams)} LIMIT {int(keep_max) + 1}"
+        f"CREATE OR REPLACE TEMP TABLE {keep} AS {touching_sql(con, anchors, since_ms, until_ms, fams, via_index=lookup)}"
+        f" LIMIT {int(keep_max) + 1}"
     )
     if con.sql(f"SELECT count(*) FROM {keep}").fetchall()[0][0] > keep_max:  # type: ignore[index]
         con.execute(f"DROP TABLE {keep}")
