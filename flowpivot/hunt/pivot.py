@@ -89,13 +89,11 @@ def _values_sql(con: duckdb.DuckDBPyConnection, anchors: str, fam: int) -> str:
     return "(" + ",".join("'" + "".join(f"\\x{b:02x}" for b in v) + "'::BLOB" for v in vals) + ")"
 
 
-def _lookup_sql(
-    con: duckdb.DuckDBPyConnection, anchors: str, side: str, fam: int, columns: str, since_ms: int, until_ms: int
-) -> str:
-    """The window's flows whose ``side`` address is an anchor, from the copy ordered by it."""
+def _lookup_sql(values: str, side: str, fam: int, columns: str, since_ms: int, until_ms: int) -> str:
+    """The window's flows whose ``side`` address is in ``values`` (:func:`_values_sql`), from the
+    copy ordered by it."""
     return (
-        f"SELECT {columns} FROM flows_{side} WHERE {_window_sql(since_ms, until_ms)} "
-        f"AND {side}_addr_v{fam} IN {_values_sql(con, anchors, fam)}"
+        f"SELECT {columns} FROM flows_{side} WHERE {_window_sql(since_ms, until_ms)} AND {side}_addr_v{fam} IN {values}"
     )
 
 
@@ -175,9 +173,10 @@ def touching_sql(
     if via_index:
         parts = []
         for fam in families:
-            parts.append(_lookup_sql(con, anchors, "src", fam, _PIVOT_COLUMNS, since_ms, until_ms))
+            vals = _values_sql(con, anchors, fam)
+            parts.append(_lookup_sql(vals, "src", fam, _PIVOT_COLUMNS, since_ms, until_ms))
             parts.append(
-                f"SELECT w.* FROM ({_lookup_sql(con, anchors, 'dst', fam, _PIVOT_COLUMNS, since_ms, until_ms)}) w "
+                f"SELECT w.* FROM ({_lookup_sql(vals, 'dst', fam, _PIVOT_COLUMNS, since_ms, until_ms)}) w "
                 f"ANTI JOIN {anchors} x ON w.src_addr_v{fam} = x.v{fam}"
             )
         return " UNION ALL ".join(parts)
@@ -299,9 +298,10 @@ def create_reach(
     cols = "src_addr_v4, dst_addr_v4, src_addr_v6, dst_addr_v6, src_port, dst_port, protocol"
     sides = []
     for fam in fams:
+        vals = _values_sql(con, anchors, fam) if indexed else ""
         for a, p in (("src", "dst"), ("dst", "src")):
             if indexed:
-                rel, where = f"({_lookup_sql(con, anchors, a, fam, cols, since_ms, until_ms)})", ""
+                rel, where = f"({_lookup_sql(vals, a, fam, cols, since_ms, until_ms)})", ""
             else:
                 rel, where = source or "flows", ("" if source else f" WHERE {win}")
             sides.append(

@@ -170,6 +170,14 @@ def _fingerprint(path: Path) -> list[int]:
     return [s.st_size, s.st_mtime_ns]
 
 
+def _unchanged(path: Path, fingerprint: list[int]) -> bool:
+    """Whether a file the index holds is still in the store as it was when indexed."""
+    try:
+        return _fingerprint(path) == fingerprint
+    except FileNotFoundError:
+        return False
+
+
 def _current(store: Store) -> tuple[str, dict[str, Any]] | None:
     root = _root(store)
     try:
@@ -191,14 +199,7 @@ def index_status(store: Store) -> dict[str, Any] | None:
         return None
     gen, m = cur
     held = m["files"]
-    stale = 0
-    for rel, fp in held.items():
-        p = store.root / rel
-        try:
-            if _fingerprint(p) != fp:
-                stale += 1
-        except FileNotFoundError:
-            stale += 1
+    stale = sum(not _unchanged(store.root / rel, fp) for rel, fp in held.items())
     rels = {str(p.relative_to(store.root)) for p in store.files()}
     return {
         **{k: v for k, v in m.items() if k != "files"},
@@ -221,18 +222,14 @@ def index_plan(store: Store, since_ms: int, until_ms: int) -> IndexPlan | None:
         return None
     gen, m = cur
     held: dict[str, list[int]] = m["files"]
-    if not any(_in_window(store.root / rel, since_ms, until_ms) for rel in held):
+    # the files outside the window do not matter: their rows fall outside it, and every query
+    # filters on start
+    in_window = {rel: fp for rel, fp in held.items() if _in_window(store.root / rel, since_ms, until_ms)}
+    if not in_window:
         lock.close()
         return None  # it holds nothing of the window
-    for rel, fp in held.items():
-        p = store.root / rel
-        if not _in_window(p, since_ms, until_ms):
-            continue  # its rows fall outside the window and every query filters on start
-        try:
-            ok = _fingerprint(p) == fp
-        except FileNotFoundError:
-            ok = False
-        if not ok:
+    for rel, fp in in_window.items():
+        if not _unchanged(store.root / rel, fp):
             log.warning(
                 "the address index is stale (%s changed since it was built): scanning the store; "
                 "run `flowpivot index` to rebuild it",
@@ -262,6 +259,12 @@ _SORT_ROWS = 8_000_000
 _SAMPLE_EVERY = 64
 
 
+def _v6_words(v6: pa.Array) -> np.ndarray:
+    """The 16-byte addresses as (n, 2) big-endian uint64 words (garbage where null)."""
+    raw = np.frombuffer(v6.buffers()[1], dtype=">u8", count=2 * (v6.offset + len(v6)))[2 * v6.offset :]
+    return raw.reshape(-1, 2).astype(np.uint64)
+
+
 def _order_key(batch: pa.RecordBatch | pa.Table, side: str) -> np.ndarray:
     """A uint64 per flow that never decreases in the index's order (IPv4 address, then IPv6
     by its first 63 bits, then flows with neither): ranges of it split the sort."""
@@ -275,8 +278,7 @@ def _order_key(batch: pa.RecordBatch | pa.Table, side: str) -> np.ndarray:
     key[has4] = v4.to_numpy(zero_copy_only=False)[has4].astype(np.uint64)
     has6 = v6.is_valid().to_numpy(zero_copy_only=False) & ~has4
     if has6.any():
-        raw = np.frombuffer(v6.buffers()[1], dtype=">u8", count=2 * (v6.offset + n))[2 * v6.offset :: 2]
-        key[has6] = (np.uint64(1) << np.uint64(63)) | (raw[has6].astype(np.uint64) >> np.uint64(1))
+        key[has6] = (np.uint64(1) << np.uint64(63)) | (_v6_words(v6)[has6, 0] >> np.uint64(1))
     return key
 
 
@@ -303,11 +305,8 @@ def _sorted_order(t: pa.Table, side: str) -> np.ndarray:
     if v6.null_count == len(v6):
         return np.argsort(key, kind="stable")
     # IPv6: the key holds 63 bits of the address; the rest decides among equal keys
-    raw = np.frombuffer(v6.buffers()[1], dtype=">u8", count=2 * (v6.offset + len(v6)))[2 * v6.offset :]
-    hi, lo = raw[0::2].astype(np.uint64), raw[1::2].astype(np.uint64)
-    has6 = v6.is_valid().to_numpy(zero_copy_only=False)
-    hi, lo = np.where(has6, hi, 0), np.where(has6, lo, 0)
-    return np.lexsort((lo, hi, key))
+    words = np.where(v6.is_valid().to_numpy(zero_copy_only=False)[:, None], _v6_words(v6), 0)
+    return np.lexsort((words[:, 1], words[:, 0], key))
 
 
 def build_index(
