@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow.parquet as pq
+import numpy as np
+import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
@@ -22,7 +23,7 @@ from flowpivot.hunt import hunt
 from flowpivot.ingest import ingest_paths
 from flowpivot.simulate import Scenario, simulate
 from flowpivot.store import Store
-from flowpivot.store.index import INDEX_COLUMNS, build_index, index_plan, index_status
+from flowpivot.store.index import INDEX_COLUMNS, INDEX_SCHEMA, _order_key, build_index, index_plan, index_status
 
 _CONTENT = "count(*), sum(hash(src_addr_v4, src_addr_v6, dst_addr_v4, dst_addr_v6, src_port, dst_port, start, bytes))"
 
@@ -54,6 +55,13 @@ def _comparable(r: dict[str, Any]) -> str:
     return json.dumps(r, sort_keys=True, default=str)
 
 
+def _arrow(path: Path) -> Any:
+    import pyarrow as pa
+
+    with pa.memory_map(str(path)) as f:
+        return pa.ipc.open_file(f).read_all()
+
+
 def _ordered(con: duckdb.DuckDBPyConnection, path: Path, side: str) -> bool:
     """Every row's address is at least the previous one's (IPv4 first, then IPv6, then none)."""
     bad = con.sql(
@@ -61,7 +69,7 @@ def _ordered(con: duckdb.DuckDBPyConnection, path: Path, side: str) -> bool:
               SELECT {side}_addr_v4 AS a, {side}_addr_v6 AS b,
                      lag({side}_addr_v4) OVER () AS pa, lag({side}_addr_v6) OVER () AS pb,
                      row_number() OVER () AS n
-              FROM read_parquet('{path}'))
+              FROM copy)
             WHERE n > 1 AND NOT (
               (a IS NOT NULL AND pa IS NOT NULL AND a >= pa) OR (a IS NULL AND pa IS NOT NULL)
               OR (a IS NULL AND pa IS NULL AND (b IS NULL OR (pb IS NOT NULL AND b >= pb))))"""
@@ -77,17 +85,30 @@ def test_index_holds_every_flow_in_address_order(
     import flowpivot.store.index as ix
 
     monkeypatch.setattr(ix, "_SORT_ROWS", 50_000)  # several ranges, as on a big store
-    m = build_index(store, row_group_rows=4096)
+    m = build_index(store, batch_rows=1000)
     con = duckdb.connect()
     want = con.sql(f"SELECT {_CONTENT} FROM read_parquet('{store.glob}')").fetchall()
     gen = (store.root / "index" / "CURRENT").read_text().strip()
     assert m["rows"] == want[0][0] and m["files"] == len(store.files())
     for side in ("src", "dst"):
-        path = store.root / "index" / gen / f"{side}.parquet"
-        assert con.sql(f"SELECT {_CONTENT} FROM read_parquet('{path}')").fetchall() == want
+        path = store.root / "index" / gen / f"{side}.arrow"
+        copy = _arrow(path)
+        # the columns no flow has a value in are not stored; they are read as nulls
+        assert copy.schema.names == [c for c in INDEX_COLUMNS if c not in m["null_columns"]]
+        for c in m["null_columns"]:
+            copy = copy.append_column(INDEX_SCHEMA.field(c), pa.nulls(copy.num_rows, INDEX_SCHEMA.field(c).type))
+        con.register("copy", copy)
+        assert con.sql(f"SELECT {_CONTENT} FROM copy").fetchall() == want
         assert _ordered(con, path, side)
-        assert pq.ParquetFile(path).schema_arrow.names == list(INDEX_COLUMNS)
-        assert pq.ParquetFile(path).metadata.row_group(0).num_rows == 4096
+        # the keys file bounds every batch: each batch's addresses lie between its first and last key
+        keys = np.load(path.with_suffix(".keys.npy"))
+        with pa.memory_map(str(path)) as f:
+            r = pa.ipc.open_file(f)
+            assert r.num_record_batches == len(keys) and r.get_batch(0).num_rows == 1000
+            for i in range(r.num_record_batches):
+                k = _order_key(r.get_batch(i), side)
+                assert keys[i, 0] == k.min() == k[0] and keys[i, 1] == k.max() == k[-1]
+        con.unregister("copy")
     if family == "v6":
         n6 = con.sql(f"SELECT count(*) FROM read_parquet('{store.glob}') WHERE src_addr_v6 IS NOT NULL").fetchall()
         assert n6[0][0] > 0
@@ -108,13 +129,13 @@ def lookups(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
 
     monkeypatch.setattr(pv, "_LOOKUP_COST", 1e-12)
     seen: list[bool] = []
-    real = pv.touching_sql
+    real = pv.touching
 
-    def spy(*a: Any, **k: Any) -> str:
+    def spy(*a: Any, **k: Any) -> Any:
         seen.append(bool(k.get("via_index")))
         return real(*a, **k)
 
-    monkeypatch.setattr(pv, "touching_sql", spy)
+    monkeypatch.setattr(pv, "touching", spy)
     return seen
 
 
@@ -139,7 +160,7 @@ def test_hunt_through_the_index_is_the_hunt_over_the_store(
     assert not any(lookups)
 
 
-def test_cost_rule_scans_when_the_anchors_touch_most_row_groups(v4_store: Any, tmp_path: Path) -> None:
+def test_cost_rule_scans_when_the_anchors_touch_most_batches(v4_store: Any, tmp_path: Path) -> None:
     import flowpivot.hunt.pivot as pv
 
     store = _copy(v4_store[0], tmp_path / "store")
@@ -147,13 +168,22 @@ def test_cost_rule_scans_when_the_anchors_touch_most_row_groups(v4_store: Any, t
     con = store.connect()
     plan = index_plan(store, 0, 2**62)
     assert plan is not None
-    con.execute("CREATE TEMP TABLE few AS SELECT 1 AS v4 FROM range(3)")
-    con.execute("CREATE TEMP TABLE many AS SELECT 1 AS v4 FROM range(3000)")
-    window = 100 * plan.row_group_rows  # 3 anchors' row groups are a small share of it, 3,000 are not
+    addrs = "SELECT DISTINCT src_addr_v4 AS v4, NULL::BLOB AS v6 FROM flows WHERE src_addr_v4 IS NOT NULL ORDER BY 1"
+    con.execute(f"CREATE TEMP TABLE few AS {addrs} LIMIT 3")
+    con.execute(f"CREATE TEMP TABLE many AS {addrs}")
+    pv.read_through(con, plan, 0)
+    few, many = pv.index_rows(con, "few"), pv.index_rows(con, "many")
+    assert few is not None and many is not None
+    # what a lookup reads is whole batches: at least the addresses' own flows, on both sides
+    assert few % plan.batch_rows == 0 and few >= con.sql(
+        "SELECT count(*) FROM flows WHERE src_addr_v4 IN (SELECT v4 FROM few)"
+    ).fetchall()[0][0]
+    window = 100 * few  # 3 addresses' batches are a small share of it; every source address's are not
+    assert many > window / pv._LOOKUP_COST
     pv.read_through(con, plan, window)
     assert pv.index_pays(con, "few") and not pv.index_pays(con, "many")
-    # nor when the few are busy: their own flows are most of the window
-    assert not pv.index_pays(con, "few", flows_est=window / 2)
+    # nor for a pass that scans only a small part of the window
+    assert not pv.index_pays(con, "few", scan_share=0.01)
     pv.read_through(con, None, window)
     assert not pv.index_pays(con, "few")
     plan.release()

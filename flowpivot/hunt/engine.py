@@ -411,6 +411,7 @@ def hunt(
     ]
     pairs_out = _pairs_out(pairs, services, max_pairs)
     step("output")
+    read_through(con, None)
     con.close()
     if plan:
         plan.release()
@@ -564,7 +565,7 @@ def _bounded_reach(
     span = f"{(until_ms - sub_since) / DAY_MS:.3g} days"
     if keys and min_specificity > 0 and sub_since > since_ms:
         _load_anchors(con, name, keys)
-        create_reach(con, name, f"{out}_lb", sub_since, until_ms)
+        create_reach(con, name, f"{out}_lb", sub_since, until_ms, scan_share=1 / _BOUND_FRACTION)
         lower = _degrees(con, f"{out}_lb", known, set())
         con.execute(f"DROP TABLE IF EXISTS {out}_lb")
         maybe = [
@@ -593,7 +594,7 @@ def _bounded_reach(
         est = _flows_est(lower, rest)
         _load_anchors(con, name, rest)
         kept = (est is None or est <= keep_max) and keep_touching(
-            con, name, keep, since_ms, until_ms, keep_max, flows_est=est
+            con, name, keep, since_ms, until_ms, keep_max
         )
         if not kept and skipped:
             condemned.update(
@@ -601,7 +602,7 @@ def _bounded_reach(
             )
             rest = [k for k in keys if k not in condemned]
     _load_anchors(con, name, rest)
-    create_reach(con, name, out, since_ms, until_ms, source=keep if kept else None, flows_est=_flows_est(lower, rest))
+    create_reach(con, name, out, since_ms, until_ms, source=keep if kept else None)
     return condemned, kept
 
 

@@ -14,9 +14,14 @@ seen and active days, and the evidence the session rules in :mod:`flowpivot.hunt
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import duckdb
+import numpy as np
+import pyarrow as pa
 
 from ..store import DAY_MS
 from . import sessions as S
@@ -27,74 +32,106 @@ if TYPE_CHECKING:
 __all__ = ["create_pairs", "create_reach", "ipkey_macro", "read_through"]
 
 
-# A lookup in the index decodes about 2.8 times as much per row it reads as a scan of the store
-# does (every pivot column of each row group it touches, for one side; docs/performance.md,
-# "Address index"). It reads the anchors' flows (each once on each side it is on) and about one
-# row group per anchor and side around them; a scan reads the window.
-_LOOKUP_COST = 2.8
+# A lookup in the index costs about this many times what a scan of the store costs per flow it
+# reads: it decompresses whole record batches, one at a time (docs/performance.md, "Address
+# index"). What it reads is known from the index's keys files: every batch that can hold an
+# anchor's flow, on each side. A scan reads the window, or the part of it a pass needs.
+_LOOKUP_COST = 10.0
+
+# The index plan each connection reads through (set by read_through).
+_PLANS: dict[int, IndexPlan] = {}
 
 
 def read_through(con: duckdb.DuckDBPyConnection, plan: IndexPlan | None, window_flows: int = 0) -> None:
     """Let the passes of this connection look flows up in the address index (``plan``, see
     :mod:`flowpivot.store.index`), or always scan the store's ``flows`` view (None).
 
-    With the index, each side of a lookup reads the copy ordered by that side's address, with
-    the anchors as a literal ``IN`` list: DuckDB's Parquet reader then skips every row group
-    whose address range holds none of them. The store files the index does not hold are read
+    With the index, each side of a lookup reads the copy ordered by that side's address (only the
+    record batches that can hold an anchor); the store files the index does not hold are scanned
     in the same query. A pass uses it only when the lookup reads less than the scan
     (:func:`index_pays`).
     """
-    con.execute(f"SET VARIABLE flowpivot_index_group = {plan.row_group_rows if plan is not None else 0}")
+    con.execute(f"SET VARIABLE flowpivot_index_group = {plan.batch_rows if plan is not None else 0}")
     con.execute(f"SET VARIABLE flowpivot_window_flows = {int(window_flows)}")
-    if plan is not None:
-        # the lookups read the copies' footers (thousands of row groups) many times per hunt
-        con.execute("SET parquet_metadata_cache = true")
-        for side in ("src", "dst"):
-            con.execute(f"CREATE OR REPLACE TEMP VIEW flows_{side} AS SELECT * FROM {plan.side_relation(side)}")
+    if plan is None:
+        _PLANS.pop(id(con), None)
+    else:
+        _PLANS[id(con)] = plan
 
 
-def index_pays(con: duckdb.DuckDBPyConnection, anchors: str, flows_est: float = 0) -> bool:
-    """Whether looking ``anchors`` up in the index reads less than scanning the window.
+def index_rows(con: duckdb.DuckDBPyConnection, anchors: str) -> int | None:
+    """The flows a lookup of ``anchors`` in the index would read, or None without an index."""
+    plan = _PLANS.get(id(con))
+    return None if plan is None else plan.span_rows(*_anchor_values(con, anchors))
 
-    ``flows_est``: the anchors' flows in the window, when an earlier pass gave an estimate (the
-    seeds' few flows need none: their row groups dominate).
+
+def index_pays(con: duckdb.DuckDBPyConnection, anchors: str, scan_share: float = 1.0) -> bool:
+    """Whether looking ``anchors`` up in the index costs less than scanning ``scan_share`` of the
+    window (a pass over its last part scans only that part)."""
+    rows = index_rows(con, anchors)
+    window = con.sql("SELECT coalesce(getvariable('flowpivot_window_flows'), 0)").fetchall()[0][0]  # type: ignore[index]
+    return rows is not None and _LOOKUP_COST * rows < float(window) * scan_share
+
+
+def _anchor_values(con: duckdb.DuckDBPyConnection, anchors: str) -> tuple[np.ndarray, list[bytes]]:
+    v4 = con.sql(f"SELECT DISTINCT v4 FROM {anchors} WHERE v4 IS NOT NULL").fetchnumpy()["v4"]
+    v6 = [bytes(r[0]) for r in con.sql(f"SELECT DISTINCT v6 FROM {anchors} WHERE v6 IS NOT NULL").fetchall()]
+    return np.asarray(v4, np.uint32), v6
+
+
+def _anchor_terms(anchors: str, families: tuple[int, ...], sides: tuple[str, ...]) -> str:
+    return " OR ".join(f"{side}_addr_v{fam} IN (SELECT v{fam} FROM {anchors})" for fam in families for side in sides)
+
+
+_LOOKUPS = 0
+
+
+@contextmanager
+def _from_index(
+    con: duckdb.DuckDBPyConnection,
+    anchors: str,
+    since_ms: int,
+    until_ms: int,
+    families: tuple[int, ...],
+    columns: str,
+    touching: bool,
+) -> Iterator[dict[str, str]]:
+    """The window's flows of the anchors from the address index, as table expressions.
+
+    ``touching``: ``{"both": rel}``, every flow with an anchor on either side once (the
+    destination copy's flows whose source is an anchor too are left to the source copy);
+    otherwise ``{"src": rel, "dst": rel}``, each side's flows. The two copies are read on two
+    threads. Store files the index does not hold are scanned in the same expression.
     """
-    group, window, n = con.sql(
-        "SELECT coalesce(getvariable('flowpivot_index_group'), 0), coalesce(getvariable('flowpivot_window_flows'), 0),"
-        f" (SELECT count(*) FROM {anchors})"
-    ).fetchall()[0]
-    if not group or not n:
-        return False
-    return bool(_LOOKUP_COST * (2 * n * group + float(flows_est)) < window)
-
-
-# Past this many addresses a lookup gives them as a subquery: no row group is skipped then, and
-# a longer literal list costs more to plan than it saves.
-_LIST_MAX = 50_000
-
-
-def _values_sql(con: duckdb.DuckDBPyConnection, anchors: str, fam: int) -> str:
-    """The anchors' addresses of a family as an SQL list: literals (which the Parquet reader
-    prunes row groups with), or a subquery when they are very many."""
-    sub = f"SELECT v{fam} FROM {anchors} WHERE v{fam} IS NOT NULL"
-    vals = [
-        r[0] for r in con.sql(f"SELECT DISTINCT v{fam} FROM {anchors} WHERE v{fam} IS NOT NULL ORDER BY 1").fetchall()
-    ]
-    if not vals:
-        return "(NULL)"
-    if len(vals) > _LIST_MAX:
-        return f"({sub})"
-    if fam == 4:
-        return "(" + ",".join(str(int(v)) for v in vals) + ")"
-    return "(" + ",".join("'" + "".join(f"\\x{b:02x}" for b in v) + "'::BLOB" for v in vals) + ")"
-
-
-def _lookup_sql(values: str, side: str, fam: int, columns: str, since_ms: int, until_ms: int) -> str:
-    """The window's flows whose ``side`` address is in ``values`` (:func:`_values_sql`), from the
-    copy ordered by it."""
-    return (
-        f"SELECT {columns} FROM flows_{side} WHERE {_window_sql(since_ms, until_ms)} AND {side}_addr_v{fam} IN {values}"
-    )
+    global _LOOKUPS
+    plan = _PLANS[id(con)]
+    cols = [c.strip().strip('"') for c in columns.split(",")]
+    v4, v6 = _anchor_values(con, anchors)
+    with ThreadPoolExecutor(2) as ex:
+        src = ex.submit(plan.lookup, "src", v4, v6, cols, since_ms, until_ms)
+        dst = ex.submit(plan.lookup, "dst", v4, v6, cols, since_ms, until_ms, (v4, v6) if touching else None)
+        found = {"src": src.result(), "dst": dst.result()}
+    if touching:
+        found = {"both": pa.concat_tables([found["src"], found["dst"]])}
+    win = _window_sql(since_ms, until_ms)
+    rest = plan.rest_relation()
+    names = ", ".join(f'"{c}"' for c in cols)
+    rels, views = {}, []
+    for key, table in found.items():
+        _LOOKUPS += 1
+        view = f"flowpivot_ix_{_LOOKUPS}"
+        con.register(view, table)
+        views.append(view)
+        rel = f"SELECT {names} FROM {view}"
+        if rest:
+            sides = ("src", "dst") if key == "both" else (key,)
+            rel += f" UNION ALL SELECT {names} FROM {rest} WHERE {win} AND ({_anchor_terms(anchors, families, sides)})"
+        rels[key] = f"({rel})"
+    try:
+        yield rels
+    finally:
+        for view in views:
+            con.unregister(view)
 
 
 def ipkey_macro(con: duckdb.DuckDBPyConnection) -> None:
@@ -152,37 +189,31 @@ _PIVOT_COLUMNS = (
 )
 
 
-def touching_sql(
+@contextmanager
+def touching(
     con: duckdb.DuckDBPyConnection,
     anchors: str,
     since_ms: int,
     until_ms: int,
     families: tuple[int, ...],
     via_index: bool = False,
-) -> str:
-    """The window's flows with an anchor on either side, each once, in one scan of the store.
+) -> Iterator[str]:
+    """The window's flows with an anchor on either side, each once, as a query.
 
-    A flow's columns are decoded once for both sides, where a join per side decodes them once per
-    side: DuckDB decodes every projected column of a row group whatever the join keeps, so for
-    the seed pass (few matching rows, eighteen columns) one scan is the cheaper plan.
+    On the store, one scan: a flow's columns are decoded once for both sides, where a join per
+    side decodes them once per side (DuckDB decodes every projected column of a row group
+    whatever the join keeps, so for the seed pass, few matching rows of eighteen columns, one
+    scan is the cheaper plan).
 
-    ``via_index``: a lookup in each ordered copy of the address index instead (see
-    :func:`read_through`); the destination side drops the flows whose source is an anchor too
-    (the source side has them).
+    ``via_index``: looked up in the two ordered copies of the address index instead (see
+    :func:`read_through`); valid inside the ``with`` block.
     """
     if via_index:
-        parts = []
-        for fam in families:
-            vals = _values_sql(con, anchors, fam)
-            parts.append(_lookup_sql(vals, "src", fam, _PIVOT_COLUMNS, since_ms, until_ms))
-            parts.append(
-                f"SELECT w.* FROM ({_lookup_sql(vals, 'dst', fam, _PIVOT_COLUMNS, since_ms, until_ms)}) w "
-                f"ANTI JOIN {anchors} x ON w.src_addr_v{fam} = x.v{fam}"
-            )
-        return " UNION ALL ".join(parts)
+        with _from_index(con, anchors, since_ms, until_ms, families, _PIVOT_COLUMNS, touching=True) as rels:
+            yield f"SELECT * FROM {rels['both']}"
+        return
     win = _window_sql(since_ms, until_ms)
-    terms = [f"{side}_addr_v{fam} IN (SELECT v{fam} FROM {anchors})" for fam in families for side in ("src", "dst")]
-    return f"SELECT {_PIVOT_COLUMNS} FROM flows WHERE {win} AND ({' OR '.join(terms)})"
+    yield f"SELECT {_PIVOT_COLUMNS} FROM flows WHERE {win} AND ({_anchor_terms(anchors, families, ('src', 'dst'))})"
 
 
 def create_pairs(
@@ -206,11 +237,11 @@ def create_pairs(
     """
     fams = _families(con, anchors)
     # one scan of the store (every column decoded once), then the two sides over the matches
-    touching = source or f"{out}_touching"
+    touched = source or f"{out}_touching"
     if not source:
-        sql = touching_sql(con, anchors, since_ms, until_ms, fams, via_index=index_pays(con, anchors))
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {touching} AS {sql}")
-    src = flows_sql(anchors, touching, fams)
+        with touching(con, anchors, since_ms, until_ms, fams, via_index=index_pays(con, anchors)) as sql:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {touched} AS {sql}")
+    src = flows_sql(anchors, touched, fams)
     if keep_flows:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {out}_flows AS SELECT *, {S.flow_init_sql()} AS init FROM ({src})")
         flows_rel = f"{out}_flows"
@@ -220,7 +251,7 @@ def create_pairs(
     if services:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {out}_services AS {services_sql(flows_rel)}")
     if not source:
-        con.execute(f"DROP TABLE {touching}")
+        con.execute(f"DROP TABLE {touched}")
 
 
 def pair_sql(flows_rel: str) -> str:
@@ -277,7 +308,7 @@ def create_reach(
     since_ms: int,
     until_ms: int,
     source: str | None = None,
-    flows_est: float | None = None,
+    scan_share: float = 1.0,
 ) -> None:
     """TEMP TABLE ``out`` (anchor, peer, flows, initiator): every distinct peer of each anchor, whole store.
 
@@ -287,21 +318,38 @@ def create_reach(
     ``OR`` of two semi-joins). The initiator here is the port rule alone (client on the higher port).
 
     With ``source`` (a table from :func:`keep_touching` over a superset of these anchors) the
-    pass reads it instead of the store. With ``flows_est`` (the anchors' flows in the window, as
-    an earlier pass estimated them) it looks them up in the address index when that reads less
-    (:func:`index_pays`); without, it scans.
+    pass reads it instead of the store; otherwise it looks the anchors up in the address index
+    when that costs less than the scan (:func:`index_pays`; ``scan_share``: the part of the window
+    the scan reads, when the window is only part of the store's).
     """
     fams = _families(con, anchors)
     win = _window_sql(since_ms, until_ms)
-    indexed = source is None and flows_est is not None and index_pays(con, anchors, flows_est)
-    ported = "w.protocol IN (6, 17, 132)"
+    indexed = source is None and index_pays(con, anchors, scan_share)
     cols = "src_addr_v4, dst_addr_v4, src_addr_v6, dst_addr_v6, src_port, dst_port, protocol"
+    with _from_index(con, anchors, since_ms, until_ms, fams, cols, touching=False) if indexed else _none() as rels:
+        _reach(con, anchors, out, fams, rels, source, win)
+
+
+@contextmanager
+def _none() -> Iterator[None]:
+    yield None
+
+
+def _reach(
+    con: duckdb.DuckDBPyConnection,
+    anchors: str,
+    out: str,
+    fams: tuple[int, ...],
+    rels: dict[str, str] | None,
+    source: str | None,
+    win: str,
+) -> None:
+    ported = "w.protocol IN (6, 17, 132)"
     sides = []
     for fam in fams:
-        vals = _values_sql(con, anchors, fam) if indexed else ""
         for a, p in (("src", "dst"), ("dst", "src")):
-            if indexed:
-                rel, where = f"({_lookup_sql(vals, a, fam, cols, since_ms, until_ms)})", ""
+            if rels:
+                rel, where = rels[a], ""
             else:
                 rel, where = source or "flows", ("" if source else f" WHERE {win}")
             sides.append(
@@ -331,7 +379,6 @@ def keep_touching(
     since_ms: int,
     until_ms: int,
     keep_max: int,
-    flows_est: float | None = None,
 ) -> bool:
     """TEMP TABLE ``keep``: every column the session pass reads, for the window's flows that touch
     an anchor, in one scan. A scan that finds more than ``keep_max`` flows stops there and drops
@@ -340,11 +387,14 @@ def keep_touching(
     if keep_max < 0:
         return False
     fams = _families(con, anchors)
-    lookup = flows_est is not None and index_pays(con, anchors, flows_est)
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {keep} AS {touching_sql(con, anchors, since_ms, until_ms, fams, via_index=lookup)}"
-        f" LIMIT {int(keep_max) + 1}"
-    )
+    rows = index_rows(con, anchors)
+    if rows is not None and rows > keep_max:
+        # with the index, what the anchors' flows could be is known: more than the share, and
+        # keeping is not tried (their session pass looks them up instead, when that pays)
+        return False
+    lookup = index_pays(con, anchors)
+    with touching(con, anchors, since_ms, until_ms, fams, via_index=lookup) as sql:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {keep} AS {sql} LIMIT {int(keep_max) + 1}")
     if con.sql(f"SELECT count(*) FROM {keep}").fetchall()[0][0] > keep_max:  # type: ignore[index]
         con.execute(f"DROP TABLE {keep}")
         return False

@@ -3,15 +3,20 @@
 Layout::
 
     STORE/index/CURRENT            the name of the generation in use (replaced atomically)
-    STORE/index/<gen>/src.parquet  every indexed flow, ordered by source address, then start
-    STORE/index/<gen>/dst.parquet  the same flows, ordered by destination address, then start
+    STORE/index/<gen>/src.arrow    every indexed flow, ordered by source address (Arrow IPC file)
+    STORE/index/<gen>/src.keys.npy the first and last address key of each of its record batches
+    STORE/index/<gen>/dst.arrow    the same flows, ordered by destination address
+    STORE/index/<gen>/dst.keys.npy
     STORE/index/<gen>/manifest.json  the store files it holds (path, size, mtime) and its figures
 
 Why: a seed pivot over the arrival-ordered store decodes nearly every page of its columns, because
 a thousand seeds' flows are spread over almost every 2,048-row vector (docs/performance.md,
-``bench.hunt_floor``). In an address-ordered copy each address's flows are contiguous, and small
-row groups with min/max statistics let DuckDB's Parquet reader skip everything else when the
-addresses are given as a literal ``IN`` list. The cost is space: two copies, about twice the store.
+``bench.hunt_floor``). In an address-ordered copy each address's flows are contiguous. The
+copies are Arrow IPC files of small record batches (1,024 flows, each column buffer compressed on
+its own): a lookup finds the batches that can hold an address from the keys file (a binary
+search), memory-maps the file and decompresses only those batches and only the columns it needs.
+A Parquet copy read by DuckDB cannot do that: it decodes whole row groups, and row groups this
+small cost more in metadata than they save (docs/performance.md, "Address index").
 
 The index is optional and never the only copy. A hunt uses it when every file it holds that
 falls in the hunt's window is still in the store unchanged; store files written after it was
@@ -29,23 +34,24 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import StoreError
 from ..schema import STORE_SCHEMA
-from . import DAY_MS, PARQUET_OPTIONS, Store, _duck_type, _sql_str
+from . import DAY_MS, Store, _sql_str
 
 __all__ = [
     "INDEX_COLUMNS",
     "INDEX_FORMAT",
-    "INDEX_ROW_GROUP_ROWS",
+    "INDEX_BATCH_ROWS",
     "IndexPlan",
     "build_index",
     "index_plan",
@@ -54,7 +60,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-INDEX_FORMAT = "flowpivot-index/1"
+INDEX_FORMAT = "flowpivot-index/2"
 # The columns the hunt reads: what the index holds of each flow.
 INDEX_COLUMNS = (
     "start",
@@ -77,11 +83,13 @@ INDEX_COLUMNS = (
     "history",
 )
 INDEX_SCHEMA = pa.schema([STORE_SCHEMA.field(c) for c in INDEX_COLUMNS])
-# Rows per row group. A lookup reads every row group whose address range holds a wanted address,
-# so with k addresses about k row groups per copy are read whatever the store's size: smaller
-# groups read less, larger ones compress better and cost less metadata (docs/performance.md,
-# "Address index").
-INDEX_ROW_GROUP_ROWS = 8192
+# Flows per record batch. A lookup reads every batch whose key range holds a wanted address, so
+# with k addresses about k batches per copy are read whatever the store's size: smaller batches
+# read less, larger ones compress better (docs/performance.md, "Address index").
+INDEX_BATCH_ROWS = 1024
+# How each column buffer is compressed: zstd keeps the two copies about as small as the Parquet
+# store per flow; lz4 reads about twice as fast for about 1.7 times the space.
+INDEX_COMPRESSION = "zstd"
 _SIDES = ("src", "dst")
 
 
@@ -97,31 +105,135 @@ class IndexPlan:
     dst: Path
     rest: list[Path]
     generation: str
-    row_group_rows: int = INDEX_ROW_GROUP_ROWS
+    batch_rows: int = INDEX_BATCH_ROWS
     # columns with no value in any indexed flow (e.g. the biflow and Zeek columns of a NetFlow
-    # store, IPv6 in an IPv4 one): read as constants, not decoded
+    # store, IPv6 in an IPv4 one): not stored, read as nulls
     null_columns: tuple[str, ...] = ()
     # a shared lock on STORE/index/LOCK while the plan is in use: a rebuild does not delete the
     # generation it reads (closing the file, or dropping the plan, releases it)
     lock: IO[bytes] | None = field(default=None, repr=False, compare=False)
+    _open: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def release(self) -> None:
+        self._open.clear()
         if self.lock is not None:
             self.lock.close()
             self.lock = None
 
-    def side_relation(self, side: str) -> str:
-        """A table expression of every flow (``INDEX_COLUMNS``), ordered by ``side`` where indexed."""
-        names = ", ".join(f'"{c}"' for c in INDEX_COLUMNS)
-        held = ", ".join(
-            f'NULL::{_duck_type(INDEX_SCHEMA.field(c).type)} AS "{c}"' if c in self.null_columns else f'"{c}"'
-            for c in INDEX_COLUMNS
+    def _keys(self, side: str) -> np.ndarray:
+        """(batches, 2): the first and last order key of each record batch of a copy."""
+        if ("keys", side) not in self._open:
+            path = self.src if side == "src" else self.dst
+            self._open[("keys", side)] = np.load(path.with_suffix(".keys.npy"))
+        return self._open[("keys", side)]  # type: ignore[no-any-return]
+
+    def _reader(self, side: str, columns: tuple[str, ...]) -> Any:
+        """A reader of a copy that decodes only ``columns`` (stored ones), memory-mapped."""
+        if (side, columns) not in self._open:
+            path = self.src if side == "src" else self.dst
+            stored = pa.ipc.open_file(pa.memory_map(str(path))).schema.names
+            opts = pa.ipc.IpcReadOptions(
+                # one batch is a few kB per column: decompressing them on other threads costs more
+                use_threads=False,
+                included_fields=[stored.index(c) for c in columns],
+            )
+            self._open[(side, columns)] = pa.ipc.open_file(pa.memory_map(str(path)), options=opts)
+        return self._open[(side, columns)]
+
+    def _spans(self, side: str, v4: np.ndarray, v6: Sequence[bytes]) -> np.ndarray:
+        """The record batches of a copy that can hold flows of these addresses."""
+        want = np.unique(np.concatenate([np.asarray(v4, np.uint64), _v6_keys(v6)]))
+        keys = self._keys(side)
+        return _ranges(np.searchsorted(keys[:, 1], want, side="left"), np.searchsorted(keys[:, 0], want, side="right"))
+
+    def span_rows(self, v4: np.ndarray, v6: Sequence[bytes]) -> int:
+        """The flows a lookup of these addresses reads on both sides (whole batches): known from
+        the keys files alone, before reading anything, and at least the addresses' own flows."""
+        return sum(len(self._spans(side, v4, v6)) for side in _SIDES) * self.batch_rows
+
+    def lookup(
+        self,
+        side: str,
+        v4: np.ndarray,
+        v6: Sequence[bytes],
+        columns: Sequence[str],
+        since_ms: int,
+        until_ms: int,
+        drop_src: tuple[np.ndarray, Sequence[bytes]] | None = None,
+    ) -> pa.Table:
+        """The indexed flows in the window whose ``side`` address is one of ``v4`` (uint32) or
+        ``v6`` (16 bytes each), with ``columns`` (of ``INDEX_COLUMNS``, in that order).
+
+        Only the record batches whose key range can hold one of the addresses are read, and of
+        them only the columns needed. ``drop_src``: addresses whose flows (as source) are left
+        out, so that a lookup on the destination side does not repeat what the source side found.
+        """
+        take = self._spans(side, v4, v6)
+        need = set(columns) | {"start", f"{side}_addr_v4", f"{side}_addr_v6"}
+        if drop_src is not None:
+            need |= {"src_addr_v4", "src_addr_v6"}
+        stored = tuple(c for c in INDEX_COLUMNS if c in need and c not in self.null_columns)
+        schema = pa.schema([INDEX_SCHEMA.field(c) for c in stored])
+        if len(take):
+            reader = self._reader(side, stored)
+            t = pa.Table.from_batches([reader.get_batch(int(i)) for i in take], schema)
+        else:
+            t = schema.empty_table()
+        mask = _window_mask(t, since_ms, until_ms)
+        mask = pc.and_(mask, _member(t, side, v4, v6))
+        if drop_src is not None:
+            mask = pc.and_(mask, pc.invert(_member(t, "src", *drop_src)))
+        # one chunk: a chunk per batch read would cost the query engine per chunk
+        t = t.filter(mask).combine_chunks()
+        n = t.num_rows
+        return pa.table(
+            [t.column(c) if c in stored else pa.nulls(n, INDEX_SCHEMA.field(c).type) for c in columns],
+            schema=pa.schema([INDEX_SCHEMA.field(c) for c in columns]),
         )
-        parts = [f"SELECT {held} FROM read_parquet('{_sql_str(str(self.src if side == 'src' else self.dst))}')"]
-        if self.rest:
-            files = ", ".join(f"'{_sql_str(str(p))}'" for p in self.rest)
-            parts.append(f"SELECT {names} FROM read_parquet([{files}], hive_partitioning = false)")
-        return "(" + " UNION ALL ".join(parts) + ")"
+
+    def rest_relation(self) -> str | None:
+        """The unindexed store files in the window as a table expression, or None."""
+        if not self.rest:
+            return None
+        files = ", ".join(f"'{_sql_str(str(p))}'" for p in self.rest)
+        return f"read_parquet([{files}], hive_partitioning = false)"
+
+
+def _ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """The distinct integers of the half-open ranges [lo, hi), in order."""
+    n = hi - lo
+    ok = n > 0
+    lo, n = lo[ok], n[ok]
+    if not len(n):
+        return np.zeros(0, np.int64)
+    starts = np.repeat(lo - np.concatenate([[0], np.cumsum(n)[:-1]]), n)
+    return np.unique(starts + np.arange(int(n.sum())))
+
+
+def _v6_keys(v6: Sequence[bytes]) -> np.ndarray:
+    """The order keys (``_order_key``) of 16-byte IPv6 addresses."""
+    if not len(v6):
+        return np.zeros(0, np.uint64)
+    w0 = np.frombuffer(b"".join(v6), dtype=">u8").reshape(-1, 2)[:, 0].astype(np.uint64)
+    return (np.uint64(1) << np.uint64(63)) | (w0 >> np.uint64(1))
+
+
+def _window_mask(t: pa.Table, since_ms: int, until_ms: int) -> pa.ChunkedArray:
+    start = t.column("start")
+    lo = pa.scalar(int(since_ms), pa.timestamp("ms", tz="UTC"))
+    hi = pa.scalar(int(until_ms), pa.timestamp("ms", tz="UTC"))
+    return pc.and_(pc.greater_equal(start, lo), pc.less_equal(start, hi))
+
+
+def _member(t: pa.Table, side: str, v4: np.ndarray, v6: Sequence[bytes]) -> pa.ChunkedArray:
+    """Whether each flow's ``side`` address is one of ``v4`` or ``v6`` (false where null)."""
+    out = None
+    if f"{side}_addr_v4" in t.column_names and len(v4):
+        out = pc.fill_null(pc.is_in(t.column(f"{side}_addr_v4"), pa.array(np.asarray(v4, np.uint32))), False)
+    if f"{side}_addr_v6" in t.column_names and len(v6):
+        m6 = pc.fill_null(pc.is_in(t.column(f"{side}_addr_v6"), pa.array(list(v6), pa.binary(16))), False)
+        out = m6 if out is None else pc.or_(out, m6)
+    return out if out is not None else pa.chunked_array([np.zeros(t.num_rows, bool)], pa.bool_())
 
 
 def _root(store: Store) -> Path:
@@ -186,6 +298,10 @@ def _current(store: Store) -> tuple[str, dict[str, Any]] | None:
     except (FileNotFoundError, ValueError):
         return None
     if manifest.get("format") != INDEX_FORMAT:
+        log.warning(
+            "the address index is of another format (%s): not used; run `flowpivot index` to rebuild it",
+            manifest.get("format"),
+        )
         return None
     return gen, manifest
 
@@ -244,11 +360,11 @@ def index_plan(store: Store, since_ms: int, until_ms: int) -> IndexPlan | None:
         log.info("address index: %d store file(s) in the window are not indexed and are scanned", len(rest))
     d = _root(store) / gen
     return IndexPlan(
-        d / "src.parquet",
-        d / "dst.parquet",
+        d / "src.arrow",
+        d / "dst.arrow",
         rest,
         gen,
-        int(m.get("row_group_rows") or INDEX_ROW_GROUP_ROWS),
+        int(m.get("batch_rows") or INDEX_BATCH_ROWS),
         tuple(c for c in m.get("null_columns", ()) if c in INDEX_COLUMNS),
         lock,
     )
@@ -268,8 +384,9 @@ def _v6_words(v6: pa.Array) -> np.ndarray:
 def _order_key(batch: pa.RecordBatch | pa.Table, side: str) -> np.ndarray:
     """A uint64 per flow that never decreases in the index's order (IPv4 address, then IPv6
     by its first 63 bits, then flows with neither): ranges of it split the sort."""
-    v4 = batch.column(f"{side}_addr_v4")
-    v6 = batch.column(f"{side}_addr_v6")
+    names = batch.schema.names
+    v4 = batch.column(f"{side}_addr_v4") if f"{side}_addr_v4" in names else pa.nulls(batch.num_rows, pa.uint32())
+    v6 = batch.column(f"{side}_addr_v6") if f"{side}_addr_v6" in names else pa.nulls(batch.num_rows, pa.binary(16))
     if isinstance(v4, pa.ChunkedArray):
         v4, v6 = v4.combine_chunks(), v6.combine_chunks()
     n = len(v4)
@@ -280,13 +397,6 @@ def _order_key(batch: pa.RecordBatch | pa.Table, side: str) -> np.ndarray:
     if has6.any():
         key[has6] = (np.uint64(1) << np.uint64(63)) | (_v6_words(v6)[has6, 0] >> np.uint64(1))
     return key
-
-
-def _index_options() -> dict[str, Any]:
-    """The store's Parquet encoding without dictionaries: in an address-ordered row group of a
-    few thousand flows a dictionary rarely pays, and plain pages are smaller and quicker to
-    read there (bench/index.py)."""
-    return {**PARQUET_OPTIONS, "use_dictionary": False}
 
 
 def _batches(files: list[Path]) -> Any:
@@ -313,17 +423,22 @@ def build_index(
     store: Store,
     since_ms: int | None = None,
     until_ms: int | None = None,
-    row_group_rows: int = INDEX_ROW_GROUP_ROWS,
+    batch_rows: int = INDEX_BATCH_ROWS,
     progress: Callable[[str, int, int], None] | None = None,
+    compression: str | None = INDEX_COMPRESSION,
 ) -> dict[str, Any]:
     """Build the address index over the store's files (those whose day is in ``since``..``until``,
     by default all) and make it current. Returns its manifest without the file list.
 
     The store is read once and split into address ranges of about ``_SORT_ROWS`` flows (cut at
     quantiles of a sample), kept in temporary Arrow files; each range is then sorted in memory and
-    appended, so memory stays bounded whatever the store's size. ``progress(step, done, total)``
-    is called as flows are split (``split``) and written (``src``, ``dst``).
+    appended, so memory stays bounded whatever the store's size. Columns no flow has a value in
+    are not stored. ``compression``: ``zstd``, ``lz4`` or None for each column buffer.
+    ``progress(step, done, total)`` is called as flows are split (``split``) and written
+    (``src``, ``dst``).
     """
+    if compression not in ("zstd", "lz4", None):
+        raise StoreError(f"unknown index compression {compression!r}: zstd, lz4 or none")
     files = [p for p in store.files() if _in_window(p, since_ms, until_ms)]
     if not files:
         raise StoreError(f"no flows to index in {store.root}")
@@ -353,8 +468,10 @@ def build_index(
         opts = pa.ipc.IpcWriteOptions(compression="lz4")
         spill: dict[tuple[str, int], Any] = {}
         done = 0
+        filled: set[str] = set()
         try:
             for batch in _batches(files):
+                filled.update(c for c in INDEX_COLUMNS if batch.column(c).null_count < batch.num_rows)
                 for side in _SIDES:
                     bucket = np.searchsorted(cuts[side], _order_key(batch, side), side="right")
                     order = np.argsort(bucket, kind="stable")
@@ -376,12 +493,17 @@ def build_index(
         finally:
             for w in spill.values():
                 w.close()
-        # 3. each range sorted in memory, appended in order
+        # 3. each range sorted in memory, appended in order, in record batches of batch_rows
+        # flows; the keys file holds each batch's first and last order key
+        null_columns = [c for c in INDEX_COLUMNS if c not in filled]
+        stored = pa.schema([INDEX_SCHEMA.field(c) for c in INDEX_COLUMNS if c in filled])
+        wopts = pa.ipc.IpcWriteOptions(compression=compression)
         sizes = {}
         for side in _SIDES:
-            path = tmp / f"{side}.parquet"
+            path = tmp / f"{side}.arrow"
             written = 0
-            with pq.ParquetWriter(path, INDEX_SCHEMA, **_index_options()) as w:
+            bounds = []
+            with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, stored, options=wopts) as w:
                 for i in range(len(cuts[side]) + 1):
                     part = tmp / f"{side}-{i}.arrow"
                     if not part.exists():
@@ -389,7 +511,12 @@ def build_index(
                     with pa.memory_map(str(part)) as src:
                         t = pa.ipc.open_file(src).read_all()
                     t = t.take(pa.array(_sorted_order(t, side)))
-                    w.write_table(t, row_group_size=row_group_rows)
+                    key = _order_key(t, side)
+                    t = t.select(stored.names)
+                    firsts = np.arange(0, t.num_rows, batch_rows)
+                    bounds.append(np.stack([key[firsts], key[np.minimum(firsts + batch_rows, t.num_rows) - 1]], 1))
+                    # one chunk, so the batches start at multiples of batch_rows as the keys say
+                    w.write_table(t.combine_chunks(), max_chunksize=batch_rows)
                     written += t.num_rows
                     del t
                     part.unlink()
@@ -397,23 +524,14 @@ def build_index(
                         progress(side, written, total)
             if written != total:
                 raise StoreError(f"index build: {written} of {total} flows written for {side}")
-            sizes[side] = path.stat().st_size
-        md = pq.ParquetFile(tmp / "src.parquet").metadata
-        null_columns = [
-            md.schema.column(j).name
-            for j in range(md.num_columns)
-            if all(
-                (st := md.row_group(i).column(j).statistics) is not None
-                and st.has_null_count
-                and st.null_count == md.row_group(i).num_rows
-                for i in range(md.num_row_groups)
-            )
-        ]
+            np.save(tmp / f"{side}.keys.npy", np.concatenate(bounds) if bounds else np.zeros((0, 2), np.uint64))
+            sizes[side] = path.stat().st_size + (tmp / f"{side}.keys.npy").stat().st_size
         manifest = {
             "format": INDEX_FORMAT,
             "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "rows": int(total),
-            "row_group_rows": int(row_group_rows),
+            "batch_rows": int(batch_rows),
+            "compression": compression,
             "disk_bytes": sum(sizes.values()),
             "bytes_per_flow": round(sum(sizes.values()) / total, 2) if total else None,
             "seconds": round(time.perf_counter() - t0, 1),
