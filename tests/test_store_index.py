@@ -336,3 +336,26 @@ def test_a_rebuild_keeps_the_generation_a_hunt_reads(v4_store: Any, tmp_path: Pa
     plan.release()
     third = build_index(store)["generation"]
     assert {p.name for p in (store.root / "index").iterdir() if p.is_dir()} == {third}
+
+
+def test_window_flows_from_footers_is_the_count(v4_store: Any) -> None:
+    """The hunt's window end and count come from the Parquet footers where they can; oracle:
+    DuckDB counting every row."""
+    from flowpivot.hunt.engine import _start_stats, _window_flows
+
+    store = v4_store[0]
+    con = store.connect()
+    lo, hi = con.sql("SELECT epoch_ms(min(start)), epoch_ms(max(start)) FROM flows").fetchall()[0]
+    assert _start_stats(store)[1] == hi
+    day = 86_400_000
+    for since, until in [
+        (lo, hi),
+        (lo + day // 3, hi),
+        (lo, hi - 5 * day - 1234),
+        (lo + 7 * day, lo + 8 * day),
+        (hi, hi),
+    ]:
+        want = con.sql(
+            f"SELECT count(*) FROM flows WHERE epoch_ms(start) >= {since} AND epoch_ms(start) <= {until}"
+        ).fetchall()[0][0]
+        assert _window_flows(store, con, since, until) == want, (since, until)
