@@ -396,8 +396,7 @@ def _order_key(batch: pa.RecordBatch | pa.Table, side: str) -> np.ndarray:
     names = batch.schema.names
     v4 = batch.column(f"{side}_addr_v4") if f"{side}_addr_v4" in names else pa.nulls(batch.num_rows, pa.uint32())
     v6 = batch.column(f"{side}_addr_v6") if f"{side}_addr_v6" in names else pa.nulls(batch.num_rows, pa.binary(16))
-    if isinstance(v4, pa.ChunkedArray):
-        v4, v6 = v4.combine_chunks(), v6.combine_chunks()
+    v4, v6 = (a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a for a in (v4, v6))
     n = len(v4)
     key = np.full(n, np.iinfo(np.uint64).max, dtype=np.uint64)
     has4 = v4.is_valid().to_numpy(zero_copy_only=False)
