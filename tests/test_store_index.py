@@ -15,6 +15,7 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
@@ -50,9 +51,40 @@ def _copy(store: Store, to: Path) -> Store:
     return Store(to)
 
 
+_BOUND_KEYS = ("detail", "degree", "fan_out", "fan_in", "noise_peers", "specificity")
+_BOUND_KEYS += ("degree_bound", "bound_span", "bound_day", "bound_side", "known_bound")
+_REACH = {"scanner", "shared-service"}
+
+
 def _comparable(r: dict[str, Any]) -> str:
     r = {k: v for k, v in r.items() if k not in ("parameters", "provenance")}
     return json.dumps(r, sort_keys=True, default=str)
+
+
+def _same_hunt(indexed: dict[str, Any], scan: dict[str, Any]) -> None:
+    """The same result, with the same verdicts.
+
+    A host condemned by the reach rule from a lower bound (the index's host-day table, or the
+    scan's pass over the window's last eighth) states that bound where the other path may have
+    counted: the bound is at most the count. Its label (``scanner`` when it opened more of the
+    sessions counted, else ``shared-service``) comes from the part counted, so between the two
+    it may differ. Where both counted exactly, every measurement is the same.
+    """
+    strip = lambda r: {**r, "excluded": None}  # noqa: E731
+    assert _comparable(strip(indexed)) == _comparable(strip(scan))
+    theirs = {e["ip"]: e for e in scan["excluded"]}
+    assert sorted(theirs) == sorted(e["ip"] for e in indexed["excluded"])
+    for e in indexed["excluded"]:
+        o = theirs[e["ip"]]
+        rest = lambda x: {k: v for k, v in x.items() if k not in _BOUND_KEYS and k != "reason"}  # noqa: E731
+        assert rest(e) == rest(o), e["ip"]
+        if e.get("degree_bound") is None and o.get("degree_bound") is None:
+            assert e["reason"] == o["reason"], e["ip"]
+            assert {k: e.get(k) for k in _BOUND_KEYS} == {k: o.get(k) for k in _BOUND_KEYS}, e["ip"]
+        else:
+            assert e["reason"] == o["reason"] or {e["reason"], o["reason"]} <= _REACH, e["ip"]
+            if o.get("degree_bound") is None:
+                assert e["degree"] <= o["degree"], e["ip"]
 
 
 def _arrow(path: Path) -> Any:
@@ -121,6 +153,46 @@ def test_index_holds_every_flow_in_address_order(
     assert "conn_state" in s["null_columns"]
 
 
+def test_host_day_table_counts_each_busy_hosts_peers(v4_store: Any, tmp_path: Path) -> None:
+    """Oracle: the same counts made in Python from the store's flows."""
+    from collections import defaultdict
+
+    store = _copy(v4_store[0], tmp_path / "store")
+    m = build_index(store, host_day_min_flows=200)
+    gen = (store.root / "index" / "CURRENT").read_text().strip()
+    got = pq.read_table(store.root / "index" / gen / "hosts.parquet").to_pylist()
+    assert m["host_days"] == len(got) > 0
+    cols = ["src_addr_v4", "src_addr_v6", "dst_addr_v4", "dst_addr_v6", "src_port", "dst_port", "protocol", "start"]
+    import pyarrow.dataset as ds
+
+    rows = ds.dataset([str(p) for p in store.files()], format="parquet").to_table(columns=cols).to_pylist()
+    per: dict[tuple[Any, int, str], dict[Any, list[bool]]] = defaultdict(dict)
+    count: dict[tuple[Any, int, str], int] = defaultdict(int)
+    for r in rows:
+        day = int(r["start"].timestamp() // 86400)
+        for side, other in (("src", "dst"), ("dst", "src")):
+            host = (r[f"{side}_addr_v4"], r[f"{side}_addr_v6"])
+            peer = (r[f"{other}_addr_v4"], r[f"{other}_addr_v6"])
+            if host == (None, None):
+                continue
+            ported = r["protocol"] in (6, 17, 132) and r[f"{side}_port"] is not None and r[f"{other}_port"] is not None
+            client = ported and r[f"{side}_port"] > r[f"{other}_port"]
+            server = ported and r[f"{other}_port"] > r[f"{side}_port"]
+            k = (host, day, side)
+            count[k] += 1
+            was = per[k].get(peer, [False, False])
+            per[k][peer] = [was[0] or client, was[1] or server]
+    want = {
+        k: (n, len(per[k]), sum(a and not b for a, b in per[k].values()), sum(b and not a for a, b in per[k].values()))
+        for k, n in count.items()
+        if n >= 200
+    }
+    table = {
+        ((g["v4"], g["v6"]), g["day"], g["side"]): (g["flows"], g["peers"], g["fan_out"], g["fan_in"]) for g in got
+    }
+    assert table == want
+
+
 @pytest.fixture
 def lookups(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """Every session pass looks its anchors up in the index when there is one (on these small
@@ -149,11 +221,13 @@ def test_hunt_through_the_index_is_the_hunt_over_the_store(
     assert scan["clusters"] and scan["expansion"], "the scenario gave nothing to find: the test would prove nothing"
     assert lookups and not any(lookups)
     lookups.clear()
-    build_index(store)
+    # busy host-days from 16 flows, so that this small store has some: the bound path runs
+    build_index(store, host_day_min_flows=16)
     indexed = hunt(store, [seeds], asn_dbs=[asn])
+    assert any(e.get("bound_day") for e in indexed["excluded"]), "no exclusion came from the host-day table"
     assert indexed["parameters"]["index"] and not scan["parameters"]["index"]
     assert lookups and lookups[0], "the seed pass did not use the index"
-    assert _comparable(indexed) == _comparable(scan)
+    _same_hunt(indexed, scan)
     # turned off, the same store is scanned again
     lookups.clear()
     assert hunt(store, [seeds], asn_dbs=[asn], use_index=False)["parameters"]["index"] is None
@@ -175,9 +249,10 @@ def test_cost_rule_scans_when_the_anchors_touch_most_batches(v4_store: Any, tmp_
     few, many = pv.index_rows(con, "few"), pv.index_rows(con, "many")
     assert few is not None and many is not None
     # what a lookup reads is whole batches: at least the addresses' own flows, on both sides
-    assert few % plan.batch_rows == 0 and few >= con.sql(
-        "SELECT count(*) FROM flows WHERE src_addr_v4 IN (SELECT v4 FROM few)"
-    ).fetchall()[0][0]
+    assert (
+        few % plan.batch_rows == 0
+        and few >= con.sql("SELECT count(*) FROM flows WHERE src_addr_v4 IN (SELECT v4 FROM few)").fetchall()[0][0]
+    )
     window = 100 * few  # 3 addresses' batches are a small share of it; every source address's are not
     assert many > window / pv._LOOKUP_COST
     pv.read_through(con, plan, window)
@@ -213,7 +288,7 @@ def test_files_written_after_the_index_are_scanned_and_stale_ones_are_not_truste
     assert plan is not None and sorted(plan.rest) == sorted(files)
     plan.release()
     lookups.clear()
-    assert _comparable(hunt(store, [seeds], asn_dbs=[asn])) == _comparable(scan)
+    _same_hunt(hunt(store, [seeds], asn_dbs=[asn]), scan)
     assert lookups[0]
     assert index_status(store)["unindexed_files"] == len(files)  # type: ignore[index]
 
@@ -261,3 +336,26 @@ def test_a_rebuild_keeps_the_generation_a_hunt_reads(v4_store: Any, tmp_path: Pa
     plan.release()
     third = build_index(store)["generation"]
     assert {p.name for p in (store.root / "index").iterdir() if p.is_dir()} == {third}
+
+
+def test_window_flows_from_footers_is_the_count(v4_store: Any) -> None:
+    """The hunt's window end and count come from the Parquet footers where they can; oracle:
+    DuckDB counting every row."""
+    from flowpivot.hunt.engine import _start_stats, _window_flows
+
+    store = v4_store[0]
+    con = store.connect()
+    lo, hi = con.sql("SELECT epoch_ms(min(start)), epoch_ms(max(start)) FROM flows").fetchall()[0]
+    assert _start_stats(store)[1] == hi
+    day = 86_400_000
+    for since, until in [
+        (lo, hi),
+        (lo + day // 3, hi),
+        (lo, hi - 5 * day - 1234),
+        (lo + 7 * day, lo + 8 * day),
+        (hi, hi),
+    ]:
+        want = con.sql(
+            f"SELECT count(*) FROM flows WHERE epoch_ms(start) >= {since} AND epoch_ms(start) <= {until}"
+        ).fetchall()[0][0]
+        assert _window_flows(store, con, since, until) == want, (since, until)

@@ -15,17 +15,27 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ..store import DAY_MS, Store, parse_time
 from ..store.index import index_plan
 from . import sessions as S
 from .beacon import regularity
 from .noise import Allowlist, noise_reason, read_allowlist
-from .pivot import create_pairs, create_reach, ipkey_macro, keep_touching, known_counts_sql, read_through
+from .pivot import (
+    create_pairs,
+    create_reach,
+    day_bounds,
+    ipkey_macro,
+    keep_touching,
+    known_counts_sql,
+    read_through,
+)
 from .seeds import SeedSet, read_seeds
 
 __all__ = ["hunt", "FORMAT", "DEFAULTS"]
@@ -219,9 +229,7 @@ def hunt(
     since_ms, until_ms = _window(st, con, days, since, until)
     params.update({"since": _iso(since_ms), "until": _iso(until_ms)})
     plan = index_plan(st, since_ms, until_ms) if use_index else None
-    flows_in_window = con.sql(
-        f"SELECT count(*) FROM flows WHERE start >= make_timestamptz({since_ms} * 1000) AND start <= make_timestamptz({until_ms} * 1000)"
-    ).fetchall()[0][0]  # type: ignore[index]
+    flows_in_window = _window_flows(st, con, since_ms, until_ms)
     read_through(con, plan, flows_in_window)
     params["index"] = plan.generation if plan else None
     if plan:
@@ -304,6 +312,9 @@ def hunt(
                 seed_degree,
                 min_specificity,
                 bound_span=s.get("bound_span"),
+                bound_day=s.get("bound_day"),
+                known_bound=s.get("known_bound"),
+                bound_side=s.get("bound_side"),
             )
             if r:
                 reach[k] = r
@@ -450,13 +461,66 @@ def _window(st: Store, con: Any, days: float, since: Any, until: Any) -> tuple[i
     s = parse_time(since) if isinstance(since, str) else since
     u = parse_time(until) if isinstance(until, str) else until
     if u is None:
-        row = con.sql("SELECT epoch_ms(max(start)) FROM flows").fetchall()[0]
-        u = int(row[0]) if row and row[0] is not None else int(time.time() * 1000)
+        newest = _start_stats(st)[1]
+        if newest is None:
+            row = con.sql("SELECT epoch_ms(max(start)) FROM flows").fetchall()[0]
+            newest = int(row[0]) if row and row[0] is not None else None
+        u = newest if newest is not None else int(time.time() * 1000)
     if s is None:
         s = int(u - float(days) * DAY_MS)
     if s > u:
         raise ValueError(f"the window starts ({_iso(s)}) after it ends ({_iso(u)})")
     return int(s), int(u)
+
+
+def _start_stats(st: Store) -> tuple[list[tuple[Path, list[tuple[int, int, int]] | None]], int | None]:
+    """Per store file, its row groups' (rows, min start, max start) from the Parquet footers (None
+    for a file without those statistics), and the newest start (None when any file lacks them)."""
+    out: list[tuple[Path, list[tuple[int, int, int]] | None]] = []
+    newest: int | None = None
+    complete = True
+    for p in st.files():
+        md = pq.ParquetFile(p).metadata
+        j = md.schema.to_arrow_schema().get_field_index("start")
+        groups: list[tuple[int, int, int]] | None = []
+        for i in range(md.num_row_groups):
+            s = md.row_group(i).column(j).statistics if j >= 0 else None
+            if s is None or not s.has_min_max or groups is None:
+                groups = None
+                break
+            groups.append((md.row_group(i).num_rows, _ms(s.min), _ms(s.max)))
+        if groups is None:
+            complete = False
+        elif groups:
+            top = max(g[2] for g in groups)
+            newest = top if newest is None else max(newest, top)
+        out.append((p, groups))
+    return out, newest if complete else None
+
+
+def _ms(v: Any) -> int:
+    """A start statistic (a datetime, naive meaning UTC, or an integer of ms) as ms."""
+    if isinstance(v, dt.datetime):
+        return int((v if v.tzinfo else v.replace(tzinfo=dt.UTC)).timestamp() * 1000)
+    return int(v)
+
+
+def _window_flows(st: Store, con: Any, since_ms: int, until_ms: int) -> int:
+    """The flows that start in the window: from the footers for the row groups wholly inside or
+    outside it, counted only in the files that straddle an edge."""
+    n, edge = 0, []
+    for p, groups in _start_stats(st)[0]:
+        if groups is None or any(lo < since_ms <= hi or lo <= until_ms < hi for _, lo, hi in groups):
+            edge.append(p)
+        else:
+            n += sum(rows for rows, lo, hi in groups if lo >= since_ms and hi <= until_ms)
+    if edge:
+        files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in edge)
+        n += con.sql(
+            f"SELECT count(*) FROM read_parquet([{files}], hive_partitioning = false) WHERE "
+            f"start >= make_timestamptz({since_ms} * 1000) AND start <= make_timestamptz({until_ms} * 1000)"
+        ).fetchall()[0][0]
+    return int(n)
 
 
 def _ip_key(ip: str) -> tuple[int, int]:
@@ -563,15 +627,30 @@ def _bounded_reach(
     skipped: list[str] = []
     sub_since = until_ms - (until_ms - since_ms) // _BOUND_FRACTION
     span = f"{(until_ms - sub_since) / DAY_MS:.3g} days"
-    if keys and min_specificity > 0 and sub_since > since_ms:
+    days = None
+    if keys and min_specificity > 0:
         _load_anchors(con, name, keys)
+        # with the address index, its host-day table gives each busy host's bound without a pass
+        days = day_bounds(con, name, since_ms, until_ms)
+    if days is not None:
+        lower, span = days, "1 day"
+        # what the day's known peers are is not counted: at most every other known host
+        for k, b in lower.items():
+            b["known"] = len(known - {k})
+            b["known_bound"] = "upper"
+    elif keys and min_specificity > 0 and sub_since > since_ms:
         create_reach(con, name, f"{out}_lb", sub_since, until_ms, scan_share=1 / _BOUND_FRACTION)
         lower = _degrees(con, f"{out}_lb", known, set())
+        for b in lower.values():
+            b["flows_est"] = _BOUND_FRACTION * float(b["flows"] or 0)
         con.execute(f"DROP TABLE IF EXISTS {out}_lb")
+    if lower:
         maybe = [
             k
             for k in keys
-            if k in lower and lower[k]["degree"] > floor and lower[k]["known"] < min_specificity * lower[k]["degree"]
+            if k in lower
+            and lower[k]["degree"] > floor
+            and (days is not None or lower[k]["known"] < min_specificity * lower[k]["degree"])
         ]
         # no host has more known peers than there are known hosts: where that bound already
         # proves the verdict, the exact count is not needed
@@ -579,7 +658,7 @@ def _bounded_reach(
         # The exact count is one more scan of the window's address columns. It pays when these
         # hosts' flows are a large part of the window (their exact reach would fold them all);
         # otherwise they simply go to the exact reach pass below. The verdicts are the same.
-        if _BOUND_FRACTION * sum(lower[k]["flows"] or 0 for k in need) <= _KNOWN_PASS_SHARE * window_flows:
+        if sum(lower[k]["flows_est"] for k in need) <= _KNOWN_PASS_SHARE * window_flows:
             skipped, need = need, []
         condemned.update(_condemn_counted(con, name, need, known, lower, min_specificity, since_ms, until_ms, span))
         condemned.update(_condemn_bounded([k for k in maybe if k not in need and k not in skipped], lower, span))
@@ -593,10 +672,10 @@ def _bounded_reach(
         keep_max = int(_KEEP_SHARE * window_flows)
         est = _flows_est(lower, rest)
         _load_anchors(con, name, rest)
-        kept = (est is None or est <= keep_max) and keep_touching(
-            con, name, keep, since_ms, until_ms, keep_max
-        )
-        if not kept and skipped:
+        kept = (est is None or est <= keep_max) and keep_touching(con, name, keep, since_ms, until_ms, keep_max)
+        # (with the address index keeping is never tried: the exact reach below looks the
+        # skipped hosts up, or scans when that costs less, and needs no count first)
+        if not kept and skipped and days is None:
             condemned.update(
                 _condemn_counted(con, name, skipped, known, lower, min_specificity, since_ms, until_ms, span)
             )
@@ -611,7 +690,7 @@ def _flows_est(lower: dict[str, dict[str, Any]], keys: Sequence[str]) -> float |
     pass): what decides whether keeping them pays and whether the address index serves them."""
     if not lower:
         return None
-    return _BOUND_FRACTION * sum(float(lower[k]["flows"] or 0) for k in keys if k in lower)
+    return sum(float(lower[k]["flows_est"]) for k in keys if k in lower)
 
 
 def _condemn_bounded(keys: Sequence[str], lower: dict[str, dict[str, Any]], span: str) -> dict[str, dict[str, Any]]:
@@ -642,7 +721,7 @@ def _condemn_counted(
     for k in keys:
         kn = int(exact.get(k, 0))
         if kn < min_specificity * lower[k]["degree"]:
-            out[k] = {**lower[k], "known": kn, "degree_bound": "lower", "bound_span": span}
+            out[k] = {**lower[k], "known": kn, "known_bound": None, "degree_bound": "lower", "bound_span": span}
     return out
 
 
@@ -768,6 +847,12 @@ def _noise_keys(s: dict[str, Any]) -> dict[str, Any]:
         "specificity": round(s.get("known", 0) / informative, 4) if informative > 0 else None,
         # counted over the end of the window only: the degree is a lower bound, the specificity an upper one
         **({"degree_bound": "lower", "bound_span": s["bound_span"]} if s.get("bound_span") else {}),
+        **(
+            {"bound_day": s["bound_day"], "bound_side": s.get("bound_side")}
+            if s.get("bound_span") and s.get("bound_day")
+            else {}
+        ),
+        **({"known_bound": "upper"} if s.get("bound_span") and s.get("known_bound") == "upper" else {}),
     }
 
 

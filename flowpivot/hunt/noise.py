@@ -108,13 +108,19 @@ def noise_reason(
     min_specificity: float,
     noise_peers: int | None = None,
     bound_span: str | None = None,
+    bound_day: str | None = None,
+    known_bound: str | None = None,
+    bound_side: str | None = None,
 ) -> tuple[str, str] | None:
     """(reason, detail) when a candidate is noise by the rules above, else None.
 
     Without ``noise_peers`` only the reach rule applies (the first round, which finds the
     scanners and shared services); with it, the specificity rule too, over informative peers.
     ``bound_span`` says ``degree`` was counted over only that last part of the window: a lower
-    bound of the reach, which is enough to prove the reach rule (see ``_bounded_reach``).
+    bound of the reach, which is enough to prove the reach rule (see ``_bounded_reach``);
+    ``bound_day`` and ``bound_side`` say it was one day's peers on one side instead (the address
+    index's host-day table). ``known_bound="upper"``: ``known_peers`` was not counted but is at most that (every
+    other seed and candidate).
     """
     if degree <= 0:
         return None
@@ -127,9 +133,19 @@ def noise_reason(
         other = f" ({noise_peers} more that are themselves noise not counted)" if noise_peers else ""
         not_noise = " that are not noise" if noise_peers is not None else ""
         if bound_span:
+            where, there = (
+                (f"as {bound_side or 'one side'} on {bound_day} alone", "there")
+                if bound_day
+                else (f"in its last {bound_span}", "there")
+            )
+            known = (
+                f"at most {known_peers} (at most {specificity:.1%}; there are no more other seeds and candidates)"
+                if known_bound == "upper"
+                else f"only {known_peers} (at most {specificity:.1%})"
+            )
             detail = (
-                f"at least {reach} distinct peers in the window ({reach} in its last {bound_span}; fan-out {fan_out}, "
-                f"fan-in {fan_in} there), of which only {known_peers} (at most {specificity:.1%}) are seeds or candidates "
+                f"at least {reach} distinct peers in the window ({reach} {where}; fan-out {fan_out}, "
+                f"fan-in {fan_in} {there}), of which {known} are seeds or candidates "
                 f"over the whole window; a seed has {seed_degree:g} peers{not_noise} (median)"
             )
         else:

@@ -14,6 +14,7 @@ seen and active days, and the evidence the session rules in :mod:`flowpivot.hunt
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -71,6 +72,46 @@ def index_pays(con: duckdb.DuckDBPyConnection, anchors: str, scan_share: float =
     rows = index_rows(con, anchors)
     window = con.sql("SELECT coalesce(getvariable('flowpivot_window_flows'), 0)").fetchall()[0][0]  # type: ignore[index]
     return rows is not None and _LOOKUP_COST * rows < float(window) * scan_share
+
+
+def day_bounds(
+    con: duckdb.DuckDBPyConnection, anchors: str, since_ms: int, until_ms: int
+) -> dict[str, dict[str, object]] | None:
+    """Per anchor with a busy day in the window, from the index's host-day table: the most
+    distinct peers it had on one side in one whole UTC day inside the window (a lower bound of
+    its reach over the window), that day's fan-out and fan-in on that side, and its flows on its busy days
+    (an estimate of its flows in the window, low by its quiet days). None without an index that
+    has the table; anchors with no busy day are left out.
+    """
+    plan = _PLANS.get(id(con))
+    if plan is None or plan.hosts is None:
+        return None
+    first = -(-int(since_ms) // DAY_MS)  # the first day that starts in the window
+    last = (int(until_ms) + 1) // DAY_MS - 1  # the last day that ends in it
+    path = str(plan.hosts).replace("'", "''")
+    rows = con.sql(
+        f"""WITH h AS (
+              SELECT an.key AS anchor, h.* FROM read_parquet('{path}') h JOIN {anchors} an ON h.v4 = an.v4
+              WHERE h.day BETWEEN {first} AND {last}
+              UNION ALL
+              SELECT an.key AS anchor, h.* FROM read_parquet('{path}') h JOIN {anchors} an ON h.v6 = an.v6
+              WHERE h.day BETWEEN {first} AND {last})
+            SELECT anchor, arg_max(struct_pack(peers, fan_out, fan_in, day, side), (peers, -day, side = 'src')) AS best,
+                   sum(flows) AS flows
+            FROM h GROUP BY anchor"""
+    ).fetchall()
+    out: dict[str, dict[str, object]] = {}
+    for anchor, best, flows in rows:
+        day = dt.date(1970, 1, 1) + dt.timedelta(days=int(best["day"]))
+        out[anchor] = {
+            "degree": int(best["peers"]),
+            "fan_out": int(best["fan_out"]),
+            "fan_in": int(best["fan_in"]),
+            "flows_est": float(flows),
+            "bound_day": day.isoformat(),
+            "bound_side": "source" if best["side"] == "src" else "destination",
+        }
+    return out
 
 
 def _anchor_values(con: duckdb.DuckDBPyConnection, anchors: str) -> tuple[np.ndarray, list[bytes]]:
@@ -387,13 +428,12 @@ def keep_touching(
     if keep_max < 0:
         return False
     fams = _families(con, anchors)
-    rows = index_rows(con, anchors)
-    if rows is not None and rows > keep_max:
-        # with the index, what the anchors' flows could be is known: more than the share, and
-        # keeping is not tried (their session pass looks them up instead, when that pays)
+    if id(con) in _PLANS:
+        # with the index, the hosts that survive the noise rules get their session pass as a
+        # lookup of their own flows; reading every column of all the candidates' flows now,
+        # batch by batch, would cost more than that (docs/performance.md, "Address index")
         return False
-    lookup = index_pays(con, anchors)
-    with touching(con, anchors, since_ms, until_ms, fams, via_index=lookup) as sql:
+    with touching(con, anchors, since_ms, until_ms, fams) as sql:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {keep} AS {sql} LIMIT {int(keep_max) + 1}")
     if con.sql(f"SELECT count(*) FROM {keep}").fetchall()[0][0] > keep_max:  # type: ignore[index]
         con.execute(f"DROP TABLE {keep}")

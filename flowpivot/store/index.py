@@ -7,6 +7,7 @@ Layout::
     STORE/index/<gen>/src.keys.npy the first and last address key of each of its record batches
     STORE/index/<gen>/dst.arrow    the same flows, ordered by destination address
     STORE/index/<gen>/dst.keys.npy
+    STORE/index/<gen>/hosts.parquet  per busy host, UTC day and side: flows and distinct peers
     STORE/index/<gen>/manifest.json  the store files it holds (path, size, mtime) and its figures
 
 Why: a seed pivot over the arrival-ordered store decodes nearly every page of its columns, because
@@ -39,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -90,6 +92,10 @@ INDEX_BATCH_ROWS = 1024
 # How each column buffer is compressed: zstd keeps the two copies about as small as the Parquet
 # store per flow; lz4 reads about twice as fast for about 1.7 times the space.
 INDEX_COMPRESSION = "zstd"
+# The host-day table holds a (host, UTC day, side) when the host has at least this many flows on
+# that side that day: the hosts whose flows are dear to read. Below it a host-day spans at most
+# two batches.
+HOST_DAY_MIN_FLOWS = 1024
 _SIDES = ("src", "dst")
 
 
@@ -112,6 +118,8 @@ class IndexPlan:
     # a shared lock on STORE/index/LOCK while the plan is in use: a rebuild does not delete the
     # generation it reads (closing the file, or dropping the plan, releases it)
     lock: IO[bytes] | None = field(default=None, repr=False, compare=False)
+    # the host-day table (None in an index built without it)
+    hosts: Path | None = None
     _open: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def release(self) -> None:
@@ -367,6 +375,7 @@ def index_plan(store: Store, since_ms: int, until_ms: int) -> IndexPlan | None:
         int(m.get("batch_rows") or INDEX_BATCH_ROWS),
         tuple(c for c in m.get("null_columns", ()) if c in INDEX_COLUMNS),
         lock,
+        d / "hosts.parquet" if (d / "hosts.parquet").exists() else None,
     )
 
 
@@ -387,8 +396,7 @@ def _order_key(batch: pa.RecordBatch | pa.Table, side: str) -> np.ndarray:
     names = batch.schema.names
     v4 = batch.column(f"{side}_addr_v4") if f"{side}_addr_v4" in names else pa.nulls(batch.num_rows, pa.uint32())
     v6 = batch.column(f"{side}_addr_v6") if f"{side}_addr_v6" in names else pa.nulls(batch.num_rows, pa.binary(16))
-    if isinstance(v4, pa.ChunkedArray):
-        v4, v6 = v4.combine_chunks(), v6.combine_chunks()
+    v4, v6 = (a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a for a in (v4, v6))
     n = len(v4)
     key = np.full(n, np.iinfo(np.uint64).max, dtype=np.uint64)
     has4 = v4.is_valid().to_numpy(zero_copy_only=False)
@@ -419,6 +427,56 @@ def _sorted_order(t: pa.Table, side: str) -> np.ndarray:
     return np.lexsort((words[:, 1], words[:, 0], key))
 
 
+def _host_days(t: pa.Table, side: str, min_flows: int) -> pa.Table:
+    """Per host (on ``side``), UTC day and side, for host-days with at least ``min_flows`` flows:
+    flows, distinct peers, and of those the peers it was the client of (``fan_out``, by the port
+    rule of the reach pass: the client has the higher port) and the peers that were its clients
+    (``fan_in``), each counted per peer as the reach pass counts them.
+
+    A day's distinct peers on one side are a lower bound of a host's distinct peers over any
+    window that holds the whole day: what the hunt's reach rule needs to condemn a busy host
+    without reading its flows (docs/index.md).
+    """
+    a, p = side, ("dst" if side == "src" else "src")
+    ported = "protocol IN (6, 17, 132)"
+    con = duckdb.connect()
+    con.execute("SET threads = 2")
+    con.register(
+        "t",
+        t.select(
+            [
+                f"{a}_addr_v4",
+                f"{a}_addr_v6",
+                f"{p}_addr_v4",
+                f"{p}_addr_v6",
+                "start",
+                f"{a}_port",
+                f"{p}_port",
+                "protocol",
+            ]
+        ),
+    )
+    out = con.sql(
+        f"""WITH f AS (
+              SELECT {a}_addr_v4 AS v4, {a}_addr_v6 AS v6, (epoch_ms(start) // {DAY_MS})::INTEGER AS day,
+                     {p}_addr_v4 AS p4, {p}_addr_v6 AS p6,
+                     ({ported} AND {a}_port > {p}_port) AS ac, ({ported} AND {p}_port > {a}_port) AS pc
+              FROM t WHERE {a}_addr_v4 IS NOT NULL OR {a}_addr_v6 IS NOT NULL),
+            busy AS (SELECT v4, v6, day FROM f GROUP BY ALL HAVING count(*) >= {int(min_flows)}),
+            pr AS (
+              SELECT f.v4, f.v6, f.day, p4, p6, count(*) AS n, bool_or(ac) AS ac, bool_or(pc) AS pc
+              FROM f SEMI JOIN busy b ON f.v4 IS NOT DISTINCT FROM b.v4 AND f.v6 IS NOT DISTINCT FROM b.v6
+                AND f.day = b.day
+              GROUP BY ALL)
+            SELECT v4::UINTEGER AS v4, v6::BLOB AS v6, day, '{side}' AS side, sum(n)::UBIGINT AS flows,
+                   count(*)::UBIGINT AS peers, count(*) FILTER (ac AND NOT pc)::UBIGINT AS fan_out,
+                   count(*) FILTER (pc AND NOT ac)::UBIGINT AS fan_in
+            FROM pr GROUP BY v4, v6, day ORDER BY v4, v6, day"""
+    ).to_arrow_table()
+    con.close()
+    return out
+
+
 def build_index(
     store: Store,
     since_ms: int | None = None,
@@ -426,6 +484,7 @@ def build_index(
     batch_rows: int = INDEX_BATCH_ROWS,
     progress: Callable[[str, int, int], None] | None = None,
     compression: str | None = INDEX_COMPRESSION,
+    host_day_min_flows: int = HOST_DAY_MIN_FLOWS,
 ) -> dict[str, Any]:
     """Build the address index over the store's files (those whose day is in ``since``..``until``,
     by default all) and make it current. Returns its manifest without the file list.
@@ -499,6 +558,7 @@ def build_index(
         stored = pa.schema([INDEX_SCHEMA.field(c) for c in INDEX_COLUMNS if c in filled])
         wopts = pa.ipc.IpcWriteOptions(compression=compression)
         sizes = {}
+        host_days = []
         for side in _SIDES:
             path = tmp / f"{side}.arrow"
             written = 0
@@ -512,6 +572,7 @@ def build_index(
                         t = pa.ipc.open_file(src).read_all()
                     t = t.take(pa.array(_sorted_order(t, side)))
                     key = _order_key(t, side)
+                    host_days.append(_host_days(t, side, host_day_min_flows))
                     t = t.select(stored.names)
                     firsts = np.arange(0, t.num_rows, batch_rows)
                     bounds.append(np.stack([key[firsts], key[np.minimum(firsts + batch_rows, t.num_rows) - 1]], 1))
@@ -526,6 +587,9 @@ def build_index(
                 raise StoreError(f"index build: {written} of {total} flows written for {side}")
             np.save(tmp / f"{side}.keys.npy", np.concatenate(bounds) if bounds else np.zeros((0, 2), np.uint64))
             sizes[side] = path.stat().st_size + (tmp / f"{side}.keys.npy").stat().st_size
+        hosts = pa.concat_tables(host_days) if host_days else _host_days(INDEX_SCHEMA.empty_table(), "src", 1)
+        pq.write_table(hosts, tmp / "hosts.parquet", compression="zstd")
+        sizes["hosts"] = (tmp / "hosts.parquet").stat().st_size
         manifest = {
             "format": INDEX_FORMAT,
             "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -536,6 +600,8 @@ def build_index(
             "bytes_per_flow": round(sum(sizes.values()) / total, 2) if total else None,
             "seconds": round(time.perf_counter() - t0, 1),
             "null_columns": null_columns,
+            "host_day_min_flows": int(host_day_min_flows),
+            "host_days": sum(h.num_rows for h in host_days),
             "files": fingerprints,
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
