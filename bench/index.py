@@ -47,9 +47,10 @@ def _rewrite(src: Path, dst: Path, rows: int, compression: str | None) -> None:
     with pa.memory_map(str(src)) as f:
         r = pa.ipc.open_file(f)
         t = r.read_all().combine_chunks()
-    with pa.OSFile(str(dst), "wb") as sink, pa.ipc.new_file(
-        sink, t.schema, options=pa.ipc.IpcWriteOptions(compression=compression)
-    ) as w:
+    with (
+        pa.OSFile(str(dst), "wb") as sink,
+        pa.ipc.new_file(sink, t.schema, options=pa.ipc.IpcWriteOptions(compression=compression)) as w,
+    ):
         w.write_table(t, max_chunksize=rows)
     key = _order_key(t, "src")
     firsts = np.arange(0, t.num_rows, rows)
@@ -80,9 +81,7 @@ def main(argv: list[str] | None = None) -> None:
 
             build(a.flows, 1000, work)
             store, seeds_file = Store(work / "store"), work / "seeds.txt"
-        seeds = np.array(
-            sorted(int(ipaddress.ip_address(s.strip())) for s in open(seeds_file) if s.strip()), np.uint32
-        )
+        seeds = np.array(sorted(int(ipaddress.ip_address(s.strip())) for s in open(seeds_file) if s.strip()), np.uint32)
         lst = ",".join(map(str, seeds))
         con = duckdb.connect()
         con.execute("SET parquet_metadata_cache = true")
