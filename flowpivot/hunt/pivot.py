@@ -18,7 +18,7 @@ import datetime as dt
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import numpy as np
@@ -76,7 +76,7 @@ def index_pays(con: duckdb.DuckDBPyConnection, anchors: str, scan_share: float =
 
 def day_bounds(
     con: duckdb.DuckDBPyConnection, anchors: str, since_ms: int, until_ms: int
-) -> dict[str, dict[str, object]] | None:
+) -> dict[str, dict[str, Any]] | None:
     """Per anchor with a busy day in the window, from the index's host-day table: the most
     distinct peers it had on one side in one whole UTC day inside the window (a lower bound of
     its reach over the window), that day's fan-out and fan-in on that side, and its flows on its busy days
@@ -100,7 +100,7 @@ def day_bounds(
                    sum(flows) AS flows
             FROM h GROUP BY anchor"""
     ).fetchall()
-    out: dict[str, dict[str, object]] = {}
+    out: dict[str, dict[str, Any]] = {}
     for anchor, best, flows in rows:
         day = dt.date(1970, 1, 1) + dt.timedelta(days=int(best["day"]))
         out[anchor] = {
