@@ -616,8 +616,9 @@ def _bounded_reach(
     peers in the last eighth of the window are already a lower bound ``lb`` of their reach. With
     their exact number of known peers (one scan of the window's address columns, when the
     number of known hosts alone does not settle it), ``lb > floor`` and ``known < min_specificity * lb`` prove the verdict, since
-    the reach can only be larger. Those hosts are returned with the bound as their degree (and
-    the span it was counted over); every other host gets the exact pass into ``out``, so the
+    the reach can only be larger. With the address index the bound is instead one whole day's
+    peers on one side, from its host-day table (``day_bounds``), and needs no pass. Those hosts
+    are returned with the bound as their degree (and the span it was counted over); every other host gets the exact pass into ``out``, so the
     verdicts are the same as counting every host over the whole window. ``keep`` keeps the flows
     of those other hosts, every column, for their session pass (see ``keep_touching``), when they
     are few; the second value says whether it did.
@@ -636,7 +637,7 @@ def _bounded_reach(
         lower, span = days, "1 day"
         # what the day's known peers are is not counted: at most every other known host
         for k, b in lower.items():
-            b["known"] = len(known - {k})
+            b["known"] = len(known) - (k in known)
             b["known_bound"] = "upper"
     elif keys and min_specificity > 0 and sub_since > since_ms:
         create_reach(con, name, f"{out}_lb", sub_since, until_ms, scan_share=1 / _BOUND_FRACTION)
@@ -654,7 +655,7 @@ def _bounded_reach(
         ]
         # no host has more known peers than there are known hosts: where that bound already
         # proves the verdict, the exact count is not needed
-        need = [k for k in maybe if len(known - {k}) >= min_specificity * lower[k]["degree"]]
+        need = [k for k in maybe if (len(known) - (k in known)) >= min_specificity * lower[k]["degree"]]
         # The exact count is one more scan of the window's address columns. It pays when these
         # hosts' flows are a large part of the window (their exact reach would fold them all);
         # otherwise they simply go to the exact reach pass below. The verdicts are the same.

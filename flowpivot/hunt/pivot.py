@@ -52,7 +52,6 @@ def read_through(con: duckdb.DuckDBPyConnection, plan: IndexPlan | None, window_
     in the same query. A pass uses it only when the lookup reads less than the scan
     (:func:`index_pays`).
     """
-    con.execute(f"SET VARIABLE flowpivot_index_group = {plan.batch_rows if plan is not None else 0}")
     con.execute(f"SET VARIABLE flowpivot_window_flows = {int(window_flows)}")
     if plan is None:
         _PLANS.pop(id(con), None)
@@ -424,6 +423,7 @@ def keep_touching(
     """TEMP TABLE ``keep``: every column the session pass reads, for the window's flows that touch
     an anchor, in one scan. A scan that finds more than ``keep_max`` flows stops there and drops
     what it kept (so what trying costs is bounded); returns whether ``keep`` holds them all.
+    With the address index nothing is kept (False).
     """
     if keep_max < 0:
         return False
