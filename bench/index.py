@@ -36,14 +36,13 @@ import pyarrow.parquet as pq
 from bench.hunt_floor import _best
 from flowpivot.hunt.pivot import _PIVOT_COLUMNS
 from flowpivot.store import Store
-from flowpivot.store.index import IndexPlan, _order_key, build_index, index_plan
+from flowpivot.store.index import IndexPlan, _batch_bounds, _order_key, build_index, index_plan
 
 _HASH = f"count(*), sum(hash({_PIVOT_COLUMNS}))"
 
 
 def _rewrite(src: Path, dst: Path, rows: int, compression: str | None) -> None:
     """The source copy again, in batches of ``rows`` flows, with its keys file."""
-    bounds = []
     with pa.memory_map(str(src)) as f:
         r = pa.ipc.open_file(f)
         t = r.read_all().combine_chunks()
@@ -52,10 +51,7 @@ def _rewrite(src: Path, dst: Path, rows: int, compression: str | None) -> None:
         pa.ipc.new_file(sink, t.schema, options=pa.ipc.IpcWriteOptions(compression=compression)) as w,
     ):
         w.write_table(t, max_chunksize=rows)
-    key = _order_key(t, "src")
-    firsts = np.arange(0, t.num_rows, rows)
-    bounds.append(np.stack([key[firsts], key[np.minimum(firsts + rows, t.num_rows) - 1]], 1))
-    np.save(dst.with_suffix(".keys.npy"), np.concatenate(bounds))
+    np.save(dst.with_suffix(".keys.npy"), _batch_bounds(_order_key(t, "src"), rows))
 
 
 def _lookup(plan: IndexPlan, seeds: np.ndarray, cols: list[str]) -> Any:

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..store import DAY_MS, Store, parse_time
+from ..store import DAY_MS, Store, _sql_str, parse_time
 from ..store.index import index_plan
 from . import sessions as S
 from .beacon import regularity
@@ -226,10 +226,12 @@ def hunt(
         con.execute(f"SET memory_limit = '{memory_limit}'")
         con.execute(f"SET temp_directory = '{spill}'")
     ipkey_macro(con)
-    since_ms, until_ms = _window(st, con, days, since, until)
+    # the store files' start statistics, read once for the window's end and its flow count
+    start_stats = _start_stats(st)
+    since_ms, until_ms = _window(st, con, days, since, until, start_stats[1])
     params.update({"since": _iso(since_ms), "until": _iso(until_ms)})
     plan = index_plan(st, since_ms, until_ms) if use_index else None
-    flows_in_window = _window_flows(st, con, since_ms, until_ms)
+    flows_in_window = _window_flows(st, con, since_ms, until_ms, start_stats[0])
     read_through(con, plan, flows_in_window)
     params["index"] = plan.generation if plan else None
     if plan:
@@ -457,11 +459,10 @@ def hunt(
     }
 
 
-def _window(st: Store, con: Any, days: float, since: Any, until: Any) -> tuple[int, int]:
+def _window(st: Store, con: Any, days: float, since: Any, until: Any, newest: int | None = None) -> tuple[int, int]:
     s = parse_time(since) if isinstance(since, str) else since
     u = parse_time(until) if isinstance(until, str) else until
     if u is None:
-        newest = _start_stats(st)[1]
         if newest is None:
             row = con.sql("SELECT epoch_ms(max(start)) FROM flows").fetchall()[0]
             newest = int(row[0]) if row and row[0] is not None else None
@@ -505,17 +506,23 @@ def _ms(v: Any) -> int:
     return int(v)
 
 
-def _window_flows(st: Store, con: Any, since_ms: int, until_ms: int) -> int:
+def _window_flows(
+    st: Store,
+    con: Any,
+    since_ms: int,
+    until_ms: int,
+    stats: list[tuple[Path, list[tuple[int, int, int]] | None]] | None = None,
+) -> int:
     """The flows that start in the window: from the footers for the row groups wholly inside or
     outside it, counted only in the files that straddle an edge."""
     n, edge = 0, []
-    for p, groups in _start_stats(st)[0]:
+    for p, groups in _start_stats(st)[0] if stats is None else stats:
         if groups is None or any(lo < since_ms <= hi or lo <= until_ms < hi for _, lo, hi in groups):
             edge.append(p)
         else:
             n += sum(rows for rows, lo, hi in groups if lo >= since_ms and hi <= until_ms)
     if edge:
-        files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in edge)
+        files = ", ".join(f"'{_sql_str(str(p))}'" for p in edge)
         n += con.sql(
             f"SELECT count(*) FROM read_parquet([{files}], hive_partitioning = false) WHERE "
             f"start >= make_timestamptz({since_ms} * 1000) AND start <= make_timestamptz({until_ms} * 1000)"

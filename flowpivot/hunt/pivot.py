@@ -24,7 +24,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from ..store import DAY_MS
+from ..store import DAY_MS, _sql_str
 from . import sessions as S
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ def day_bounds(
         return None
     first = -(-int(since_ms) // DAY_MS)  # the first day that starts in the window
     last = (int(until_ms) + 1) // DAY_MS - 1  # the last day that ends in it
-    path = str(plan.hosts).replace("'", "''")
+    path = _sql_str(str(plan.hosts))
     rows = con.sql(
         f"""WITH h AS (
               SELECT an.key AS anchor, h.* FROM read_parquet('{path}') h JOIN {anchors} an ON h.v4 = an.v4

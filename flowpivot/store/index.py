@@ -139,7 +139,8 @@ class IndexPlan:
         """A reader of a copy that decodes only ``columns`` (stored ones), memory-mapped."""
         if (side, columns) not in self._open:
             path = self.src if side == "src" else self.dst
-            stored = pa.ipc.open_file(pa.memory_map(str(path))).schema.names
+            # the copy stores every index column that is not all null, in INDEX_COLUMNS order
+            stored = [c for c in INDEX_COLUMNS if c not in self.null_columns]
             opts = pa.ipc.IpcReadOptions(
                 # one batch is a few kB per column: decompressing them on other threads costs more
                 use_threads=False,
@@ -216,6 +217,12 @@ def _ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         return np.zeros(0, np.int64)
     starts = np.repeat(lo - np.concatenate([[0], np.cumsum(n)[:-1]]), n)
     return np.unique(starts + np.arange(int(n.sum())))
+
+
+def _batch_bounds(key: np.ndarray, rows: int) -> np.ndarray:
+    """(batches, 2): the first and last order key of each ``rows``-flow batch of a sorted range."""
+    firsts = np.arange(0, len(key), rows)
+    return np.stack([key[firsts], key[np.minimum(firsts + rows, len(key)) - 1]], 1)
 
 
 def _v6_keys(v6: Sequence[bytes]) -> np.ndarray:
@@ -574,8 +581,7 @@ def build_index(
                     key = _order_key(t, side)
                     host_days.append(_host_days(t, side, host_day_min_flows))
                     t = t.select(stored.names)
-                    firsts = np.arange(0, t.num_rows, batch_rows)
-                    bounds.append(np.stack([key[firsts], key[np.minimum(firsts + batch_rows, t.num_rows) - 1]], 1))
+                    bounds.append(_batch_bounds(key, batch_rows))
                     # one chunk, so the batches start at multiples of batch_rows as the keys say
                     w.write_table(t.combine_chunks(), max_chunksize=batch_rows)
                     written += t.num_rows
