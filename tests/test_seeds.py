@@ -194,3 +194,59 @@ def test_binary_garbage_never_crashes(tmp_path: Path) -> None:
     p.write_bytes(bytes(range(256)) * 4 + b"\n192.0.2.55\n")
     s = read_seeds(p)
     assert "192.0.2.55" in s.ips()
+
+
+# ---- seed sets ------------------------------------------------------------------------------------------
+
+
+def test_named_sets_keep_every_row_and_count_distinct_addresses(tmp_path: Path) -> None:
+    a = tmp_path / "fin7-a.txt"
+    a.write_text("192.0.2.1\n192.0.2.2\n192.0.2.2:443\n")
+    b = tmp_path / "fin7-b.csv"
+    b.write_text("ip,comment\n192.0.2.3,x\n")
+    c = tmp_path / "stark.txt"
+    c.write_text("192.0.2.2\n198.51.100.7\n")
+    s = read_seeds([f"fin7={a}", f"fin7={b}", c])
+    assert s.ips() == ["192.0.2.1", "192.0.2.2", "192.0.2.3", "198.51.100.7"]
+    # the address in two sets is known to be in both; a repeat inside one set is one row
+    assert s.sets_of("192.0.2.2") == ["fin7", "stark"]
+    assert s.sets_of("198.51.100.7") == ["stark"] and s.sets_of("203.0.113.1") == []
+    assert [(x.ip, x.set) for x in s.seeds if x.ip == "192.0.2.2"] == [("192.0.2.2", "fin7"), ("192.0.2.2", "stark")]
+    assert s.sets() == {
+        "fin7": {"files": [str(a), str(b)], "count": 3},
+        "stark": {"files": [str(c)], "count": 2},
+    }
+    # the file each row came from is kept, and the first row stands for the address
+    assert s.first()["192.0.2.2"].source == str(a) and s.first()["192.0.2.2"].where == "line 2"
+    d = s.as_dict()
+    assert d["count"] == 4 and d["sets"] == s.sets()
+    assert [(x["path"], x["set"], x["seeds"]) for x in d["sources"]] == [
+        (str(a), "fin7", 2),
+        (str(b), "fin7", 1),
+        (str(c), "stark", 2),
+    ]
+
+
+def test_set_name_rules_and_paths_with_an_equals_sign(tmp_path: Path) -> None:
+    odd = tmp_path / "a=b.txt"  # an existing path with '=' stays a path: set = its stem
+    odd.write_text("192.0.2.9\n")
+    s = read_seeds([odd])
+    assert s.sets() == {"a=b": {"files": [str(odd)], "count": 1}}
+    plain = tmp_path / "iocs.txt"
+    plain.write_text("192.0.2.10\n")
+    s = read_seeds([f"APT.x_1-b={plain}", ("tuple-set", plain)], extra=["192.0.2.11"])
+    assert list(s.sets()) == ["APT.x_1-b", "tuple-set", "argument"]
+    assert s.sets_of("192.0.2.10") == ["APT.x_1-b", "tuple-set"]
+    # before the '=' is not a set name: the whole entry is a path, which does not exist
+    from flowpivot.errors import InputError
+
+    with pytest.raises(InputError, match="cannot read seed file"):
+        read_seeds([f"no good={plain}"])
+    with pytest.raises(InputError, match="seed set name"):
+        read_seeds([("bad name", plain)])
+
+
+def test_an_empty_file_still_names_its_set(tmp_path: Path) -> None:
+    p = tmp_path / "empty.txt"
+    p.write_text("# nothing yet\n")
+    assert read_seeds([f"later={p}"]).sets() == {"later": {"files": [str(p)], "count": 0}}

@@ -1,6 +1,7 @@
 """Seed indicators in: text (defanged, CIDRs, ``ip:port``), CSV, STIX 2.1, MISP event JSON, maltrail.
 
-Every reader turns its input into :class:`Seed` rows and records what it could not read as a
+Seeds come in named sets (``NAME=FILE``; a plain path's set is its file's stem) so that a report can
+attribute to an actor only what rests on that actor's seeds. Every reader turns its input into :class:`Seed` rows and records what it could not read as a
 :class:`~flowpivot.errors.Problem` with the line (or JSON position) where it was. Nothing here
 raises on bad content: a bad line never stops the hunt.
 """
@@ -20,7 +21,17 @@ from typing import Any
 
 from ..errors import InputError, Problem
 
-__all__ = ["Seed", "SeedSet", "read_seeds", "parse_indicator", "refang", "MAX_CIDR_ADDRESSES"]
+__all__ = [
+    "Seed",
+    "SeedSet",
+    "SeedInput",
+    "read_seeds",
+    "seed_entry",
+    "SET_NAME",
+    "parse_indicator",
+    "refang",
+    "MAX_CIDR_ADDRESSES",
+]
 
 #: A CIDR seed is expanded to its addresses for the equality join; larger networks are refused
 #: (a /16 is already 65,536 seeds; hunting a whole provider is the allowlist's opposite, not a seed).
@@ -43,22 +54,57 @@ class Seed:
     where: str  # "line 12", "indicator 3", "attribute 7"
     port: int | None = None  # the port the indicator named, if any
     network: str | None = None  # the CIDR it was expanded from, if any
+    set: str = ""  # the seed set it was read into (NAME=FILE, else the file's stem)
 
 
 @dataclass
 class SeedSet:
-    """The seeds read from all inputs, deduplicated by address, with what was skipped and why."""
+    """The seeds read from all inputs, with what was skipped and why.
+
+    ``seeds`` keeps one row per (address, set), the first one read, so that an address listed in two
+    sets is known to be in both; :meth:`ips` is the deduplicated address list the hunt pivots on.
+    """
 
     seeds: list[Seed] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)  # kind -> count (domains, hashes, ...)
     sources: list[dict[str, Any]] = field(default_factory=list)
+    set_files: dict[str, list[str]] = field(default_factory=dict)  # set name -> files, in reading order
+    _sets_by_ip: dict[str, list[str]] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        rows, self.seeds = self.seeds, []
+        for s in rows:
+            self.add(s)
 
     def ips(self) -> list[str]:
-        return sorted({s.ip for s in self.seeds}, key=_ip_sort_key)
+        return sorted(self._sets_by_ip, key=_ip_sort_key)
 
     def add(self, seed: Seed) -> None:
-        self.seeds.append(seed)
+        """Keep ``seed`` unless its address was already read into the same set."""
+        sets = self._sets_by_ip.setdefault(seed.ip, [])
+        if seed.set not in sets:
+            sets.append(seed.set)
+            self.seeds.append(seed)
+
+    def first(self) -> dict[str, Seed]:
+        """Address -> the first row read for it (the file and line the result reports)."""
+        out: dict[str, Seed] = {}
+        for s in self.seeds:
+            out.setdefault(s.ip, s)
+        return out
+
+    def sets_of(self, ip: str) -> list[str]:
+        """The names of the sets that list ``ip``, in reading order ([] for an address not read)."""
+        return list(self._sets_by_ip.get(ip, ()))
+
+    def sets(self) -> dict[str, dict[str, Any]]:
+        """``{name: {"files": [...], "count": distinct addresses}}`` for every set, in reading order."""
+        count: dict[str, int] = {}
+        for s in self.seeds:  # rows are unique per (address, set)
+            count[s.set] = count.get(s.set, 0) + 1
+        names = list(dict.fromkeys([*self.set_files, *count]))
+        return {n: {"files": list(self.set_files.get(n, [])), "count": count.get(n, 0)} for n in names}
 
     def skip(self, kind: str) -> None:
         self.skipped[kind] = self.skipped.get(kind, 0) + 1
@@ -67,6 +113,7 @@ class SeedSet:
         return {
             "count": len(self.ips()),
             "sources": self.sources,
+            "sets": self.sets(),
             "skipped": dict(sorted(self.skipped.items())),
             "problems": [p.as_dict() for p in self.problems],
         }
@@ -162,41 +209,86 @@ def _host_port(t: str) -> tuple[tuple[str, int | None, str | None] | None, str]:
 # ----- readers -----------------------------------------------------------------------------------
 
 
-def read_seeds(paths: Sequence[str | os.PathLike[str]] | str | os.PathLike[str], extra: Iterable[str] = ()) -> SeedSet:
-    """Read seed files of any supported format (detected from content) plus literal indicators."""
+#: A seed set's name: what ``NAME=FILE`` may put before the ``=``.
+SET_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+#: The set of indicators given as arguments (``extra``) rather than in a file.
+ARGUMENT_SET = "argument"
+
+SeedInput = str | os.PathLike[str] | tuple[str, str | os.PathLike[str]]
+
+
+def seed_entry(entry: SeedInput) -> tuple[str, Path]:
+    """``NAME=FILE``, ``(NAME, FILE)`` or a path -> (set name, path).
+
+    A plain path's set is the file's stem. An existing path that contains ``=`` stays a path, and so
+    does one whose part before the ``=`` is not a set name (letters, digits, ``_ . -``).
+    """
+    if isinstance(entry, tuple):
+        name, file = entry
+        if not SET_NAME.fullmatch(name):
+            raise InputError(f"seed set name {name!r} for {file}: use letters, digits, '_', '.' and '-'")
+        return name, Path(file)
+    path = Path(entry)
+    text = os.fspath(entry)
+    if "=" in text and not path.exists():
+        name, _, file = text.partition("=")
+        if SET_NAME.fullmatch(name) and file:
+            return name, Path(file)
+    return path.stem, path
+
+
+def read_seeds(paths: Sequence[SeedInput] | str | os.PathLike[str], extra: Iterable[str] = ()) -> SeedSet:
+    """Read seed files of any supported format (detected from content) plus literal indicators.
+
+    Each entry is ``NAME=FILE`` (the seeds go into set NAME; several files may share a name), a
+    ``(NAME, FILE)`` tuple, or a plain path (set: the file's stem). Literal indicators go into the
+    set ``argument``.
+    """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     out = SeedSet()
-    for p in paths:
-        path = Path(p)
+    for entry in paths:
+        name, path = seed_entry(entry)
         try:
             data = path.read_bytes()
         except OSError as e:
             raise InputError(f"cannot read seed file {path}: {e.strerror or e}") from e
         text = data.decode("utf-8", errors="replace")
         fmt = detect_format(text)
-        before = len(out.seeds)
+        out.set_files.setdefault(name, []).append(str(path))
+        reader = _Into(out, name)
         bad_before = len(out.problems)
-        {"stix": _read_stix, "misp": _read_misp, "csv": _read_csv, "text": _read_text}[fmt](text, str(path), out)
+        {"stix": _read_stix, "misp": _read_misp, "csv": _read_csv, "text": _read_text}[fmt](text, str(path), reader)
         out.sources.append(
             {
                 "path": str(path),
+                "set": name,
                 "format": fmt,
-                "seeds": len({s.ip for s in out.seeds[before:]}),
+                "seeds": len(reader.ips),
                 "problems": len(out.problems) - bad_before,
             }
         )
+    reader = _Into(out, ARGUMENT_SET)
     for i, ind in enumerate(extra, 1):
-        _add_indicator(out, ind, "argument", f"indicator {i}")
-    # keep the first occurrence of each address (its source and line)
-    seen: set[str] = set()
-    uniq = []
-    for s in out.seeds:
-        if s.ip not in seen:
-            seen.add(s.ip)
-            uniq.append(s)
-    out.seeds = uniq
+        _add_indicator(reader, ind, "argument", f"indicator {i}")
     return out
+
+
+class _Into:
+    """What a reader writes to: the seed set, with every row put into one named set."""
+
+    def __init__(self, out: SeedSet, name: str) -> None:
+        self.out = out
+        self.name = name
+        self.problems = out.problems
+        self.ips: set[str] = set()
+
+    def add(self, seed: Seed) -> None:
+        self.ips.add(seed.ip)
+        self.out.add(seed)
+
+    def skip(self, kind: str) -> None:
+        self.out.skip(kind)
 
 
 def detect_format(text: str) -> str:
@@ -222,11 +314,11 @@ def detect_format(text: str) -> str:
 _CSV_IP_COLUMNS = ("ip", "ip_address", "ipaddress", "ip address", "address", "addr", "indicator", "value", "ioc")
 
 
-def _add_indicator(out: SeedSet, text: str, source: str, where: str) -> None:
+def _add_indicator(out: _Into, text: str, source: str, where: str) -> None:
     found, why = parse_indicator(text)
     if found:
         for ip, port, net in found:
-            out.add(Seed(ip, source, where, port, net))
+            out.add(Seed(ip, source, where, port, net, out.name))
         return
     if why in ("domain", "url-domain", "url-path"):
         out.skip(why)
@@ -236,7 +328,7 @@ def _add_indicator(out: SeedSet, text: str, source: str, where: str) -> None:
         out.problems.append(Problem(source, where, why or "unreadable"))
 
 
-def _read_text(text: str, source: str, out: SeedSet) -> None:
+def _read_text(text: str, source: str, out: _Into) -> None:
     for n, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0] if not raw.lstrip().startswith("#") else ""
         line = line.strip().lstrip("\ufeff")
@@ -247,7 +339,7 @@ def _read_text(text: str, source: str, out: SeedSet) -> None:
         _add_indicator(out, token, source, f"line {n}")
 
 
-def _read_csv(text: str, source: str, out: SeedSet) -> None:
+def _read_csv(text: str, source: str, out: _Into) -> None:
     lines = text.lstrip("\ufeff").splitlines()
     # skip leading comments, keep line numbers
     start = 0
@@ -284,7 +376,7 @@ _STIX_VALUE = re.compile(
 )
 
 
-def _read_stix(text: str, source: str, out: SeedSet) -> None:
+def _read_stix(text: str, source: str, out: _Into) -> None:
     doc = json.loads(text.lstrip("\ufeff"))
     objects = doc.get("objects", []) if doc.get("type") == "bundle" else [doc]
     if not isinstance(objects, list):
@@ -314,7 +406,7 @@ def _read_stix(text: str, source: str, out: SeedSet) -> None:
 _MISP_TYPES = {"ip-src", "ip-dst", "ip-src|port", "ip-dst|port", "ip", "ip-any"}
 
 
-def _read_misp(text: str, source: str, out: SeedSet) -> None:
+def _read_misp(text: str, source: str, out: _Into) -> None:
     doc = json.loads(text.lstrip("\ufeff"))
     events: list[Any] = []
     if isinstance(doc, dict) and "response" in doc:
