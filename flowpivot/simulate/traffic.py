@@ -7,6 +7,15 @@ so the sampled count of a class is Binomial(count, 1/N); a unidirectional flow r
 only when at least one of its packets was sampled, its tcp_flags is the OR of the sampled packets'
 flags and its bytes the sum of their sizes. Sessions longer than the active timeout are cut into
 several records, as a router does.
+
+That is ``mode="random"`` (PSAMP random n-out-of-N, RFC 5475 section 5.2.1). ``mode="systematic"``
+is count-based systematic sampling (every Nth packet of the exporter's packet stream, RFC 5475
+section 5.1). The exporter's stream interleaves many flows, so where the counter stands when a
+record's first packet arrives is, for that record, a uniform random phase r in 0..N-1: the record's
+packets at positions r, r+N, r+2N, ... are kept, so a record of n packets keeps floor(n/N) or
+ceil(n/N) of them (n/N on average). Packets are ordered SYN, then ACK and data mixed at random,
+then FIN, then RST; the kept ones per class follow from that order, and the first and last kept
+packets' times from their positions, spread evenly over the record.
 """
 
 from __future__ import annotations
@@ -108,14 +117,25 @@ def _segments(s: Sessions, timeout_ms: int) -> tuple[np.ndarray, np.ndarray, np.
     return sid, start, end, counts
 
 
-def to_flows(s: Sessions, sampling: int, timeout_ms: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """The unidirectional flow records a 1:``sampling`` router exports for these sessions."""
+def to_flows(
+    s: Sessions, sampling: int, timeout_ms: int, rng: np.random.Generator, mode: str = "random"
+) -> dict[str, np.ndarray]:
+    """The unidirectional flow records a 1:``sampling`` router exports for these sessions.
+
+    ``mode`` is ``"random"`` (each packet kept with probability 1/N) or ``"systematic"`` (every Nth
+    packet); see the module docstring.
+    """
+    if mode not in ("random", "systematic"):
+        raise ValueError(f"unknown sampling mode {mode!r}; use 'random' or 'systematic'")
     sid, start, end, counts = _segments(s, timeout_ms)
     p = 1.0 / sampling
     out = []
     for d in (0, 1):
+        pos: tuple[np.ndarray, np.ndarray] | None = None  # systematic: first kept position, packets
         if sampling == 1:
             sampled = {c: counts[f"{c}{d}"] for c in CLASSES}
+        elif mode == "systematic":
+            sampled, pos = _systematic(counts, d, sampling, rng)
         else:
             sampled = {}
             for c in CLASSES:
@@ -147,7 +167,14 @@ def to_flows(s: Sessions, sampling: int, timeout_ms: int, rng: np.random.Generat
             rtt = np.minimum(span // 2, 20 + (ss % 180))
             st = st + rtt
             span = en - st
-        if sampling > 1:
+        if sampling > 1 and pos is not None:
+            # positions r and r + (k-1)N of the record's packets, spread evenly over its span
+            r, total = pos[0][keep], pos[1][keep]
+            step = span / np.maximum(total - 1, 1)
+            last = r + (n - 1) * sampling
+            en = st + (last * step).astype(np.int64)
+            st = st + (r * step).astype(np.int64)
+        elif sampling > 1:
             # first/last sampled packet: order statistics of n uniform draws in the segment
             gap = span / (n + 1.0)
             st2 = st + (rng.random(len(n)) * gap * 2).astype(np.int64)
@@ -179,6 +206,36 @@ def to_flows(s: Sessions, sampling: int, timeout_ms: int, rng: np.random.Generat
     if not out:
         return empty_flows()
     return concat(out)
+
+
+def _systematic(
+    counts: dict[str, np.ndarray], d: int, sampling: int, rng: np.random.Generator
+) -> tuple[dict[str, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Kept packets per class of direction ``d`` under 1-in-N count-based sampling with a random phase.
+
+    Also returns (first kept position, packets in the record) for the kept packets' times.
+    """
+    syn, ack, data = counts[f"syn{d}"], counts[f"ack{d}"], counts[f"data{d}"]
+    fin, rst = counts[f"fin{d}"], counts[f"rst{d}"]
+    r = rng.integers(0, sampling, len(syn))
+
+    def upto(x: np.ndarray) -> np.ndarray:  # kept positions r, r+N, ... below x
+        return np.maximum(x - r + sampling - 1, 0) // sampling
+
+    b1 = syn
+    b2 = b1 + ack + data
+    b3 = b2 + fin
+    b4 = b3 + rst
+    mid = upto(b2) - upto(b1)
+    kept_data = rng.hypergeometric(data, ack, mid) if len(mid) else mid  # ACKs and data interleave
+    sampled = {
+        "syn": upto(b1),
+        "ack": mid - kept_data,
+        "data": kept_data,
+        "fin": upto(b3) - upto(b2),
+        "rst": upto(b4) - upto(b3),
+    }
+    return sampled, (r, b4)
 
 
 def empty_flows() -> dict[str, np.ndarray]:
