@@ -4,10 +4,14 @@ and systematic 1-in-N sampling's arithmetic."""
 
 from __future__ import annotations
 
+import csv
 import ipaddress
+import json
 import subprocess
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +22,7 @@ from flowpivot.ingest import ingest_paths
 from flowpivot.simulate import traffic as T
 from flowpivot.simulate.ipfix import IPFIX_PORT, IpfixWriter
 from flowpivot.simulate.netflow9 import Exporter
+from flowpivot.simulate.zeeklog import write_conn_log
 from flowpivot.store import Store
 
 T0 = 1_700_000_000_000
@@ -251,3 +256,150 @@ def test_systematic_sampling_at_rate_1_is_no_sampling() -> None:
     assert all(np.array_equal(a[k], b[k]) for k in a)
     with pytest.raises(ValueError, match="unknown sampling mode"):
         T.to_flows(s, 10, 1_800_000, np.random.default_rng(2), mode="stratified")
+
+
+# ----- Zeek conn.log -------------------------------------------------------------------------------
+
+# Session kinds and what Zeek logs for them (conn_state, history), per the Zeek manual's table.
+KINDS = {
+    "SF": ("SF", "ShADadFf"),  # handshake, data both ways, FIN both ways
+    "RSTO": ("RSTO", "ShADadR"),  # established, the originator aborts
+    "RSTR": ("RSTR", "ShADadr"),  # established, the responder aborts
+    "S1": ("S1", "ShADad"),  # established, still open
+    "S0": ("S0", "S"),  # a SYN, no answer
+    "REJ": ("REJ", "Sr"),  # a SYN answered by RST
+    "UDP": ("SF", "Dd"),  # a question and its answer
+    "UDP1": ("S0", "D"),  # a datagram, no answer
+}
+
+
+def zeek_sessions(rng: np.random.Generator, per_kind: int = 25) -> tuple[T.Sessions, list[str]]:
+    """``per_kind`` sessions of every kind in KINDS, IPv4 and IPv6 mixed; and the kind of each."""
+    kinds = [k for k in KINDS for _ in range(per_kind)]
+    n = len(kinds)
+    kind = np.array(kinds)
+    c = T.tcp_established(rng, n, rng.integers(2, 40, n), rng.integers(1, 400, n), 500.0, 1400.0)  # 2+: an "a"
+    c["rst0"] = (kind == "RSTO").astype(np.int64)
+    c["rst1"] = np.isin(kind, ["RSTR", "REJ"]).astype(np.int64)
+    for k in ("fin0", "fin1"):
+        c[k] = np.where(kind == "SF", c[k], 0)
+    c["ack0"] = np.where(kind == "SF", c["ack0"], c["ack0"] - 1 + (kind == "SF"))  # no ACK of a FIN
+    for k in ("ack0", "ack1", "data0", "data1"):
+        c[k] = np.where(np.isin(kind, ["S0", "REJ"]), 0, c[k])
+    c["syn1"] = np.where(np.isin(kind, ["S0", "REJ"]), 0, c["syn1"])
+    udp = np.isin(kind, ["UDP", "UDP1"])
+    for k in ("syn0", "syn1", "ack0", "ack1", "fin0", "fin1", "rst0", "rst1"):
+        c[k] = np.where(udp, 0, c[k])
+    c["data0"] = np.where(udp, 1, c["data0"])
+    c["data1"] = np.where(kind == "UDP", 1, np.where(kind == "UDP1", 0, c["data1"]))
+    s = T.new_sessions(
+        n, t0=T0 + rng.integers(0, 86_400_000, n), dur=rng.integers(1, 900_000, n),
+        a=rng.integers(0, N_HOSTS // 2, n), b=N_HOSTS // 2 + rng.integers(0, N_HOSTS // 2, n),
+        sport=rng.integers(32768, 61000, n), dport=np.where(udp, 53, 443), proto=np.where(udp, 17, 6),
+        v6=rng.random(n) < 0.3, **c,
+    )  # fmt: skip
+    return s, kinds
+
+
+def text_of(s: T.Sessions) -> Callable[[np.ndarray], list[str]]:
+    """Address ids -> text, by each id's family in the sessions (as AddressBook.text does)."""
+    v6_ids = set(s["a"][s["v6"]].tolist()) | set(s["b"][s["v6"]].tolist())
+    _, _, text4 = addresses()
+    return lambda ix: [v6_text(int(i)) if int(i) in v6_ids else text4[int(i)] for i in ix]
+
+
+def unsampled(s: T.Sessions) -> dict[tuple[int, int], tuple[int, int]]:
+    """(session, direction) -> (packets, IP bytes) of every packet, by the flow model at 1:1."""
+    f = T.to_flows(s, 1, 1 << 40, np.random.default_rng(0))
+    return {
+        (int(a), int(d)): (int(p), int(b))
+        for a, d, p, b in zip(f["session"], f["dir"], f["packets"], f["bytes"], strict=True)
+    }
+
+
+def read_tsv(path: Path) -> tuple[list[str], list[str], list[dict[str, str]]]:
+    """#fields, #types and rows of a Zeek TSV log, by its header alone."""
+    fields: list[str] = []
+    types: list[str] = []
+    rows = []
+    with open(path, newline="") as fh:
+        for row in csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE):
+            if row[0].startswith("#"):
+                fields = row[1:] if row[0] == "#fields" else fields
+                types = row[1:] if row[0] == "#types" else types
+                continue
+            assert len(row) == len(fields)
+            rows.append(dict(zip(fields, row, strict=True)))
+    return fields, types, rows
+
+
+def test_zeek_tsv_follows_its_header_and_the_sessions(tmp_path: Path) -> None:
+    s, kinds = zeek_sessions(np.random.default_rng(7))
+    path = tmp_path / "conn.log"
+    assert write_conn_log(s, text_of(s), path, start_uid=1000) == len(kinds)
+    head = [ln for ln in path.read_text().splitlines() if ln.startswith("#")]
+    assert head[0] == "#separator \\x09" and head[4] == "#path\tconn" and head[-1].startswith("#close\t")
+    fields, types, rows = read_tsv(path)
+    assert fields[:7] == ["ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto"]
+    assert len(types) == len(fields) and types[0] == "time"
+    assert len(rows) == len(kinds) and len({r["uid"] for r in rows}) == len(rows)
+    truth = unsampled(s)
+    text = text_of(s)
+    by_key = {(r["id.orig_h"], int(r["id.orig_p"]), r["ts"]): r for r in rows}
+    ends = [int(Decimal(r["ts"]) * 1000) + int(Decimal(r["duration"].replace("-", "0")) * 1000) for r in rows]
+    assert ends == sorted(ends)  # written as connections end
+    for i, kind in enumerate(kinds):
+        r = by_key[(text([s["a"][i]])[0], int(s["sport"][i]), f"{s['t0'][i] // 1000}.{s['t0'][i] % 1000:03d}000")]
+        assert (r["conn_state"], r["history"]) == KINDS[kind], (i, kind)
+        assert r["id.resp_h"] == text([s["b"][i]])[0] and int(r["id.resp_p"]) == s["dport"][i]
+        assert r["proto"] == ("udp" if kind.startswith("UDP") else "tcp")
+        orig, resp = truth[(i, 0)], truth.get((i, 1), (0, 0))
+        assert (int(r["orig_pkts"]), int(r["orig_ip_bytes"]), int(r["resp_pkts"]), int(r["resp_ip_bytes"])) == (
+            *orig,
+            *resp,
+        )
+        if orig[0] + resp[0] == 1:  # Zeek leaves duration and sizes unset for a single packet
+            assert (r["duration"], r["orig_bytes"], r["resp_bytes"]) == ("-", "-", "-")
+        else:
+            assert Decimal(r["duration"]) * 1000 == int(s["dur"][i])
+            assert 0 <= int(r["orig_bytes"]) < orig[1] and 0 <= int(r["resp_bytes"]) <= resp[1]
+        assert (r["missed_bytes"], r["service"], r["tunnel_parents"]) == ("0", "-", "-")
+
+
+@pytest.mark.parametrize("fmt", ["tsv", "json"])
+def test_flowpivot_ingests_one_flow_per_zeek_session(fmt: str, tmp_path: Path) -> None:
+    s, kinds = zeek_sessions(np.random.default_rng(8))
+    path = tmp_path / ("conn.log" if fmt == "tsv" else "conn.json")
+    write_conn_log(s, text_of(s), path, fmt=fmt)
+    if fmt == "json":
+        assert all(json.loads(ln)["uid"].startswith("C") for ln in path.read_text().splitlines())
+    store = Store(tmp_path / "store")
+    [rep] = ingest_paths([path], store)
+    assert (rep.status, rep.fmt, rep.records, rep.bad) == ("ingested", "zeek", len(kinds), 0), rep.problems
+    got = sorted(
+        (address(r[0], r[1]), r[2], *r[3:])
+        for r in store.connect()
+        .sql(
+            'SELECT src_addr_v4, src_addr_v6, src_port, epoch_ms(start), epoch_ms("end"), conn_state, history, '
+            "packets, bytes, rev_packets, rev_bytes, sampling_rate FROM flows"
+        )
+        .fetchall()
+    )
+    truth = unsampled(s)
+    text = text_of(s)
+    want = []
+    for i, kind in enumerate(kinds):
+        orig, resp = truth[(i, 0)], truth.get((i, 1), (0, 0))
+        dur = int(s["dur"][i]) if orig[0] + resp[0] > 1 else 0
+        want.append(
+            (text([s["a"][i]])[0], int(s["sport"][i]), int(s["t0"][i]), int(s["t0"][i]) + dur, *KINDS[kind])
+            + (*orig, *resp, 1)
+        )
+    assert got == sorted(want)
+
+
+def test_zeek_uids_are_distinct_across_calls() -> None:
+    from flowpivot.simulate.zeeklog import uids
+
+    a, b = uids(np.arange(0, 50_000)), uids(50_000 + np.arange(50_000))
+    assert len(set(a) | set(b)) == 100_000 and all(len(u) == 17 and u[0] == "C" for u in a[:100])
