@@ -25,8 +25,13 @@ def report(
         str, typer.Option("--tlp", help="Traffic Light Protocol 2.0 level: clear, green, amber, amber+strict or red.")
     ] = "amber",
     actor: Annotated[
-        str | None,
-        typer.Option("--actor", help="Threat actor's name (adds a STIX intrusion-set and a MISP galaxy tag)."),
+        list[str] | None,
+        typer.Option(
+            "--actor",
+            help="Threat actor: NAME (everything is attributed to it) or NAME=SET[,SET...] (only the seeds of those "
+            "seed sets and the clusters and new hosts resting on them). Adds a STIX intrusion-set and MISP galaxy "
+            "tags. Repeat for several actors.",
+        ),
     ] = None,
 ) -> None:
     """Turn a hunt result into an HTML report, a Markdown summary, STIX, MISP and abuse letters.

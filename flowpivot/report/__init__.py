@@ -2,6 +2,9 @@
 
     write_reports(result, html=..., md=..., stix=..., misp=..., abuse_dir=..., tlp="amber", actor=None)
 
+``actor`` is a name (``"FIN7"``: everything is attributed to it), ``"NAME=SET[,SET...]"`` (only the
+seeds of those seed sets and what rests on them, see :mod:`.attribution`), or a list of them.
+
 Each format also has its own function that returns the document instead of writing it. ``now`` (the
 clock) and ``namespace`` (the uuid5 namespace behind every derived id) are injectable so that the same
 result renders byte for byte the same; by default ``now`` is the current UTC time.
@@ -13,7 +16,7 @@ import json
 import os
 import tempfile
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
@@ -24,15 +27,18 @@ import stix2
 from pymisp import MISPEvent
 
 from .abuse import render_abuse_letters_for
+from .attribution import Actor, Attribution, attribute, parse_actors
 from .html import VENDORED, render_html_report
 from .markdown import render_markdown_report
 from .misp import build_event
 from .model import FORMAT, NAMESPACE, Report, load_result, read_result, report_id
 from .stix import TLP2_IDS, build_bundle
-from .text import clean
 
 __all__ = [
     "FORMAT",
+    "Actor",
+    "ActorSpec",
+    "Attribution",
     "TLP_LEVELS",
     "DEFAULT_TLP",
     "VENDORED",
@@ -47,6 +53,7 @@ __all__ = [
     "render_abuse_letters",
     "stix_json",
     "misp_json",
+    "parse_actors",
 ]
 
 TLP_LEVELS = tuple(TLP2_IDS)  # clear, green, amber, amber+strict, red
@@ -64,9 +71,8 @@ def _tlp(tlp: str) -> str:
     return t
 
 
-def _actor(actor: str | None) -> str | None:
-    """The actor's name as one clean line (it may come from a script or a ticket), or None."""
-    return clean(actor, 200) or None
+#: ``"FIN7"``, ``"FIN7=set1,set2"``, an :class:`Actor`, or a list of them.
+ActorSpec = str | Actor | Sequence[str | Actor] | None
 
 
 def _now(now: datetime | None) -> datetime:
@@ -85,7 +91,7 @@ class _Rendering:
 
     report: Report
     tlp: str
-    actor: str | None
+    actors: tuple[Attribution, ...]
     now: datetime
     namespace: uuid.UUID
 
@@ -95,21 +101,21 @@ class _Rendering:
         return "FP-" + report_id(self.report.raw, self.now, self.namespace).hex[:10].upper()
 
     def html(self) -> str:
-        return render_html_report(self.report, tlp=self.tlp, actor=self.actor, now=self.now, ref=self.ref)
+        return render_html_report(self.report, tlp=self.tlp, actors=self.actors, now=self.now, ref=self.ref)
 
     def markdown(self) -> str:
-        return render_markdown_report(self.report, tlp=self.tlp, actor=self.actor, now=self.now, ref=self.ref)
+        return render_markdown_report(self.report, tlp=self.tlp, actors=self.actors, now=self.now, ref=self.ref)
 
     def stix(self, producer: str = "flowpivot") -> stix2.Bundle:
         return build_bundle(
-            self.report, tlp=self.tlp, actor=self.actor, now=self.now, producer=producer, namespace=self.namespace
+            self.report, tlp=self.tlp, actors=self.actors, now=self.now, producer=producer, namespace=self.namespace
         )
 
     def misp(self, pap: str | None = None) -> MISPEvent:
         return build_event(
             self.report,
             tlp=self.tlp,
-            actor=self.actor,
+            actors=self.actors,
             now=self.now,
             ref=self.ref,
             pap=pap,
@@ -118,21 +124,23 @@ class _Rendering:
 
     def abuse(self, reporter: str | None = None) -> dict[str, str]:
         return render_abuse_letters_for(
-            self.report, tlp=self.tlp, actor=self.actor, now=self.now, ref=self.ref, reporter=reporter
+            self.report, tlp=self.tlp, actors=self.actors, now=self.now, ref=self.ref, reporter=reporter
         )
 
 
 def _rendering(
-    result: Mapping[str, Any] | Report, tlp: str, actor: str | None, now: datetime | None, namespace: uuid.UUID
+    result: Mapping[str, Any] | Report, tlp: str, actor: ActorSpec, now: datetime | None, namespace: uuid.UUID
 ) -> _Rendering:
-    return _Rendering(_report(result), _tlp(tlp), _actor(actor), _now(now), namespace)
+    report = _report(result)
+    tlp = _tlp(tlp)
+    return _Rendering(report, tlp, tuple(attribute(report, parse_actors(actor))), _now(now), namespace)
 
 
 def render_html(
     result: Mapping[str, Any] | Report,
     *,
     tlp: str = DEFAULT_TLP,
-    actor: str | None = None,
+    actor: ActorSpec = None,
     now: datetime | None = None,
     namespace: uuid.UUID = NAMESPACE,
 ) -> str:
@@ -144,7 +152,7 @@ def render_markdown(
     result: Mapping[str, Any] | Report,
     *,
     tlp: str = DEFAULT_TLP,
-    actor: str | None = None,
+    actor: ActorSpec = None,
     now: datetime | None = None,
     namespace: uuid.UUID = NAMESPACE,
 ) -> str:
@@ -156,7 +164,7 @@ def build_stix_bundle(
     result: Mapping[str, Any] | Report,
     *,
     tlp: str = DEFAULT_TLP,
-    actor: str | None = None,
+    actor: ActorSpec = None,
     now: datetime | None = None,
     producer: str = "flowpivot",
     namespace: uuid.UUID = NAMESPACE,
@@ -169,7 +177,7 @@ def build_misp_event(
     result: Mapping[str, Any] | Report,
     *,
     tlp: str = DEFAULT_TLP,
-    actor: str | None = None,
+    actor: ActorSpec = None,
     now: datetime | None = None,
     pap: str | None = None,
     namespace: uuid.UUID = NAMESPACE,
@@ -182,7 +190,7 @@ def render_abuse_letters(
     result: Mapping[str, Any] | Report,
     *,
     tlp: str = DEFAULT_TLP,
-    actor: str | None = None,
+    actor: ActorSpec = None,
     now: datetime | None = None,
     reporter: str | None = None,
     namespace: uuid.UUID = NAMESPACE,
@@ -227,7 +235,7 @@ def write_reports(
     misp: str | Path | None = None,
     abuse_dir: str | Path | None = None,
     tlp: str = DEFAULT_TLP,
-    actor: str | None = None,
+    actor: ActorSpec = None,
     now: datetime | None = None,
     reporter: str | None = None,
     namespace: uuid.UUID = NAMESPACE,

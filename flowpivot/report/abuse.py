@@ -1,19 +1,37 @@
 """Abuse letters: one plain-text report per hosting provider, for responsible disclosure.
 
 A provider is an autonomous system. Its letter lists the cluster members, the new hosts and any seed
-still active in that AS, with the evidence and the time window; addresses are defanged so that mail
-filters and ticket systems do not turn them into links. The letter is addressed to the abuse-mailbox
-of the most specific whois object that has one; when none is known it says so and where to look.
-Dark seeds are not reported: they are already gone.
+in that AS that still answered at the end of the window, each with its evidence (established sessions,
+first and last seen, what the flows show of its state) and the time window; addresses are defanged so
+that mail filters and ticket systems do not turn them into links. The letter is addressed to the
+abuse-mailbox of the most specific whois object that has one; when none is known it says so and where
+to look. Dark and unanswered seeds are not reported: they no longer serve, or never did.
+
+Two rules keep a letter from saying more than the flows do: a host is called active only when the
+result says it answered (:func:`.summary.answering`), and an actor is named only for hosts tied to
+that actor's seed sets (:mod:`.attribution`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from .attribution import Attribution
 from .model import Allocation, Cluster, Report
-from .summary import evidence_facts, flags_text, plural, service_text, tcp_flags, volume_text
+from .summary import (
+    actors_text,
+    answering,
+    evidence_facts,
+    flags_text,
+    member_evidence,
+    plural,
+    seed_state_text,
+    service_text,
+    tcp_flags,
+    volume_text,
+)
 from .text import clean, defang, fmt_time, ip_sort_key
 
 __all__ = ["render_abuse_letters_for", "Provider", "providers"]
@@ -80,7 +98,7 @@ def providers(report: Report) -> list[Provider]:
         via = ", ".join(defang(ip) for ip in e.contacted_by)
         p.new_hosts.append((e.ip, f"contacted by {via}" if via else "contacted by cluster members"))
     for s in report.seeds:
-        if s.status == "active" and s.asn is not None:
+        if answering(s, report.window_end) and s.asn is not None:
             get(s.asn, report.provider_name(s.asn, s.as_name), s.country).active_seeds.append(s.ip)
     return list(out.values())
 
@@ -92,7 +110,63 @@ def _sender(report: Report, reporter: str | None) -> str:
     return (clean(r) or "") if isinstance(r, str) and r.strip() else "[name, organisation, and how to reach you]"
 
 
-def _letter(p: Provider, report: Report, *, tlp: str, actor: str | None, now: datetime, ref: str, sender: str) -> str:
+def _host_lines(ip: str, lines: list[str]) -> list[str]:
+    return [f"  {defang(ip)}"] + [f"      {x}" for x in lines if x]
+
+
+def _who(names: list[str]) -> str:
+    return f"infrastructure that public reporting attributes to {actors_text(names)}"
+
+
+def _cluster_section(c: Cluster, report: Report, actors: Sequence[Attribution], shared: bool) -> list[str]:
+    L: list[str] = []
+    mine = [a for a in actors if a.covers_cluster(c)]
+    L.append(
+        f"Hosts ({plural(len(c.members), 'address', 'addresses')}, cluster {c.id}"
+        + (f", worked with {_who([a.name for a in mine])}" if mine and not shared else "")
+        + "):"
+    )
+    for ip in sorted(c.members, key=ip_sort_key):
+        L += _host_lines(ip, [member_evidence(report, c, ip).text()])
+    L.append("")
+    L.append("Evidence:")
+    how = "completed TCP sessions (handshake seen)" if c.established else "exchanged traffic"
+    init = {"members": "these hosts opened the connections", "seeds": "the other side opened the connections"}
+    seeds = set(c.seeds)
+    named = []
+    for a in mine:
+        n = len(seeds & a.seeds)
+        named.append(
+            f"{'all' if n == len(seeds) else f'{n:,}'} of which public reporting attributes to {clean(a.name)}"
+        )
+    L.append(
+        f"  - These hosts {how} with {plural(len(c.seeds), 'server')} on our list of known malicious infrastructure"
+        + (f" ({'; '.join(named)})" if named else "")
+        + (f"; {init[c.initiator]}" if c.initiator in init else "")
+        + "."
+    )
+    if c.services:
+        L.append("  - Services: " + "; ".join(service_text(s) for s in c.services) + ".")
+    flags = tcp_flags(c.evidence)
+    if flags is not None:
+        L.append(f"  - TCP flags seen: {flags_text(flags)}.")
+    L.append(f"  - Volume: {volume_text(c)} (estimated from sampled flow records).")
+    for k, v in evidence_facts(c.evidence):
+        if "flag" in k.lower() or "pair detail" in k.lower():
+            continue
+        L.append(f"  - {k}: {v}")
+    L.append("  - The servers they contacted (for your correlation), with what the flows show of each:")
+    for ip in sorted(c.seeds, key=ip_sort_key):
+        s = report.seed(ip)
+        state = seed_state_text(s, report.window_end) if s else ""
+        L.append(f"      {defang(ip):<40} {state}".rstrip())
+    L.append("")
+    return L
+
+
+def _letter(
+    p: Provider, report: Report, *, tlp: str, actors: Sequence[Attribution], now: datetime, ref: str, sender: str
+) -> str:
     L: list[str] = []
     to = p.abuse or f"(no abuse contact in the whois data; look up the abuse-c of AS{p.asn} with whois or RDAP)"
     start, end = fmt_time(report.window_start), fmt_time(report.window_end)
@@ -106,11 +180,11 @@ def _letter(p: Provider, report: Report, *, tlp: str, actor: str | None, now: da
     L.append("")
     L.append(f"Dear {p.name} abuse team,")
     L.append("")
-    who = (
-        f"infrastructure that public reporting attributes to {clean(actor)}"
-        if actor
-        else "known malicious infrastructure"
-    )
+    # The actor is named for the whole letter only when every host in it is tied to its seed sets;
+    # otherwise each section names it for its own hosts, and hosts from other sets never get the name.
+    ips = [m for c in p.clusters for m in c.members] + [ip for ip, _ in p.new_hosts] + p.active_seeds
+    whole = [a.name for a in actors if ips and all(a.covers_host(ip) for ip in ips)]
+    who = _who(whole) if whole else "known malicious infrastructure"
     L.append(
         f"We are reporting {plural(hosts_n, 'host')} in your network (AS{p.asn}"
         + (f", {p.country}" if p.country else "")
@@ -121,47 +195,30 @@ def _letter(p: Provider, report: Report, *, tlp: str, actor: str | None, now: da
     L.append("")
 
     for c in p.clusters:
-        L.append(f"Hosts ({plural(len(c.members), 'address', 'addresses')}, cluster {c.id}):")
-        first, last = fmt_time(c.first_seen), fmt_time(c.last_seen)
-        for ip in sorted(c.members, key=ip_sort_key):
-            L.append(f"  {defang(ip):<40} seen {first} to {last}")
-        L.append("")
-        L.append("Evidence:")
-        how = "completed TCP sessions (handshake seen)" if c.established else "exchanged traffic"
-        init = {"members": "these hosts opened the connections", "seeds": "the other side opened the connections"}
-        L.append(
-            f"  - These hosts {how} with {plural(len(c.seeds), 'server')} on our list of {who}"
-            + (f"; {init[c.initiator]}" if c.initiator in init else "")
-            + "."
-        )
-        if c.services:
-            L.append("  - Services: " + "; ".join(service_text(s) for s in c.services) + ".")
-        flags = tcp_flags(c.evidence)
-        if flags is not None:
-            L.append(f"  - TCP flags seen: {flags_text(flags)}.")
-        L.append(f"  - Volume: {volume_text(c)} (estimated from sampled flow records).")
-        for k, v in evidence_facts(c.evidence):
-            if "flag" in k.lower() or "pair detail" in k.lower():
-                continue
-            L.append(f"  - {k}: {v}")
-        L.append("  - The servers they contacted (for your correlation):")
-        for ip in sorted(c.seeds, key=ip_sort_key):
-            L.append(f"      {defang(ip)}")
-        L.append("")
+        L += _cluster_section(c, report, actors, bool(whole))
 
     if p.new_hosts:
         L.append(f"Further hosts in your network contacted by the hosts above ({len(p.new_hosts)}):")
         for ip, why in sorted(p.new_hosts, key=lambda x: ip_sort_key(x[0])):
-            L.append(f"  {defang(ip):<40} {why}")
+            e = next((x for x in report.expansion if x.ip == ip), None)
+            names = [a.name for a in actors if a.covers_host(ip)] if not whole else []
+            seen = f"first seen {fmt_time(e.first_seen)}, last seen {fmt_time(e.last_seen)}" if e else ""
+            L += _host_lines(ip, [why, seen, f"tied to {_who(names)}" if names else ""])
         L.append("")
     if p.active_seeds:
         L.append(
-            f"Known malicious servers in your network still active at the end of the window ({len(p.active_seeds)}):"
+            "Known malicious servers in your network that still answered connections at the end of the window "
+            f"({len(p.active_seeds)}):"
         )
         for ip in sorted(p.active_seeds, key=ip_sort_key):
             s = report.seed(ip)
-            seen = f"seen {fmt_time(s.first_seen)} to {fmt_time(s.last_seen)}" if s else ""
-            L.append(f"  {defang(ip):<40} {seen}".rstrip())
+            names = [a.name for a in actors if a.covers_host(ip)] if not whole else []
+            lines = [
+                seed_state_text(s, report.window_end) if s else "",
+                f"first seen {fmt_time(s.first_seen)}, last seen {fmt_time(s.last_seen)}" if s else "",
+                f"listed as {_who(names)}" if names else "",
+            ]
+            L += _host_lines(ip, lines)
         L.append("")
 
     if p.whois:
@@ -177,7 +234,10 @@ def _letter(p: Provider, report: Report, *, tlp: str, actor: str | None, now: da
     )
     L.append("")
     L.append(f"This report is {TLP_SHARING.get(tlp, 'TLP:' + tlp.upper())}")
-    L.append("Flow records show connections and volumes, not content; the volumes are estimates.")
+    L.append(
+        "Flow records show connections and volumes, not content; the volumes are estimates. A host is said to "
+        "answer only where the flows show it completing sessions."
+    )
     L.append("")
     L.append("Regards,")
     L.append(sender)
@@ -185,7 +245,15 @@ def _letter(p: Provider, report: Report, *, tlp: str, actor: str | None, now: da
 
 
 def render_abuse_letters_for(
-    report: Report, *, tlp: str, actor: str | None, now: datetime, ref: str, reporter: str | None = None
+    report: Report,
+    *,
+    tlp: str,
+    actors: Sequence[Attribution] = (),
+    now: datetime,
+    ref: str,
+    reporter: str | None = None,
 ) -> dict[str, str]:
     sender = _sender(report, reporter)
-    return {p.key: _letter(p, report, tlp=tlp, actor=actor, now=now, ref=ref, sender=sender) for p in providers(report)}
+    return {
+        p.key: _letter(p, report, tlp=tlp, actors=actors, now=now, ref=ref, sender=sender) for p in providers(report)
+    }

@@ -14,19 +14,25 @@ import base64
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from functools import cache
 from html import escape
 from importlib import resources
 from typing import Any
 
-from .model import Report
+from .attribution import Attribution
+from .markdown import actor_line
+from .model import Cluster, Report
 from .summary import (
     evidence_facts,
     flags_text,
     flat_items,
     host_provider_label,
+    member_evidence,
+    plural,
     provider_label,
+    seed_state_text,
     summary_paragraphs,
     tcp_flags,
     volume_text,
@@ -155,6 +161,7 @@ def _data(report: Report, tlp: str, seed_clusters: dict[str, list[str]]) -> dict
                 "first_seen": _iso(c.first_seen),
                 "last_seen": _iso(c.last_seen),
                 "score": c.score,
+                "confidence": c.confidence,
                 "abuse": c.abuse_mailbox,
                 "facts": [list(f) for f in evidence_facts(c.evidence)],
                 "daily": [list(d) for d in c.daily],
@@ -166,6 +173,9 @@ def _data(report: Report, tlp: str, seed_clusters: dict[str, list[str]]) -> dict
                 "ip": s.ip,
                 "provider": host_provider_label(report, s),
                 "status": s.status,
+                "state": seed_state_text(s, report.window_end),
+                "last_answered": _iso(s.last_answered),
+                "sets": s.sets,
                 "first_seen": _iso(s.first_seen),
                 "last_seen": _iso(s.last_seen),
                 "comment": s.comment,
@@ -181,6 +191,7 @@ def _data(report: Report, tlp: str, seed_clusters: dict[str, list[str]]) -> dict
                 "contacted_by": e.contacted_by,
                 "clusters": e.clusters,
                 "score": e.score,
+                "confidence": e.confidence,
                 "first_seen": _iso(e.first_seen),
                 "last_seen": _iso(e.last_seen),
             }
@@ -193,6 +204,8 @@ def _data(report: Report, tlp: str, seed_clusters: dict[str, list[str]]) -> dict
                 "seeds": v.seeds,
                 "port": v.port,
                 "interval_s": v.interval_s,
+                "state": v.state,
+                "connections": v.connections,
             }
             for v in report.victims
         ],
@@ -217,7 +230,120 @@ def _setting_rows(d: Any) -> list[str]:
     return [f"<tr><td><code>{_e(k)}</code></td><td>{_e(_value(v))}</td></tr>" for k, v in flat_items("", d)]
 
 
-def render_html_report(report: Report, *, tlp: str, actor: str | None, now: datetime, ref: str) -> str:
+def _count_td(n: int | None) -> str:
+    return _num_td(n)
+
+
+def _member_table(report: Report, c: Cluster) -> str:
+    rows = []
+    for ip in c.members:
+        ev = member_evidence(report, c, ip)
+        rows.append(
+            "<tr>"
+            + _ip_cell(ip)
+            + _count_td(ev.established_seeds)
+            + _count_td(ev.flows)
+            + _count_td(ev.substantial_seeds)
+            + _time_td(ev.first_seen)
+            + _time_td(ev.last_seen)
+            + _num_td(ev.confidence)
+            + "</tr>"
+        )
+    head = [
+        ("Member", False),
+        ("Established seeds", True),
+        ("Flows", True),
+        ("Substantial seeds", True),
+        ("First seen", False),
+        ("Last seen", False),
+        ("Confidence", True),
+    ]
+    return "<h4>Members</h4>" + _table(f"members-{_e(c.id)}", head, rows)
+
+
+def _seed_sets_section(report: Report, actors: Sequence[Attribution]) -> str:
+    if not report.seed_sets:
+        return ""
+    rows = [
+        f"<tr><td>{_e(name)}</td><td>{_e(', '.join(v.get('files') or []))}</td>"
+        + _count_td(v.get("count"))
+        + f"<td>{_e(', '.join(a.name for a in actors if a.actor.sets is None or name in a.actor.sets)) or '–'}</td>"
+        + "</tr>"
+        for name, v in report.seed_sets.items()
+    ]
+    head = [("Set", False), ("Files", False), ("Seeds", True), ("Attributed to", False)]
+    return '<section id="seed-sets"><h2>Seed sets</h2>' + _table("seed-sets-table", head, rows) + "</section>"
+
+
+def _probes_section(report: Report) -> str:
+    rows = [
+        "<tr>"
+        + _ip_cell(p.ip)
+        + f"<td>{_e(provider_label(p.asn, p.as_name, None))}</td>"
+        + f"<td>{_ip_spans([p.seed]) if p.seed else '–'}</td>"
+        + f"<td>{_e(p.proto or '?')}/{_e(p.port if p.port is not None else '*')}</td>"
+        + f"<td>{_e(p.kind)}</td><td>{_e(p.state) or '–'}</td>"
+        + _count_td(p.attempts)
+        + _num_td(p.span_s, f"{p.span_s:,.0f} s" if p.span_s is not None else None)
+        + _num_td(p.rate_per_s, f"{p.rate_per_s:,.1f}/s" if p.rate_per_s is not None else None)
+        + _time_td(p.first_seen)
+        + _time_td(p.last_seen)
+        + "</tr>"
+        for p in report.probes
+    ]
+    head = [
+        ("Prober", False),
+        ("Network", False),
+        ("Seed", False),
+        ("Service", False),
+        ("Kind", False),
+        ("State", False),
+        ("Attempts", True),
+        ("Span", True),
+        ("Rate", True),
+        ("First seen", False),
+        ("Last seen", False),
+    ]
+    return (
+        '<section id="probes"><h2>Probes</h2><p class="muted">Bursts of attempts to one seed port: tool runs, '
+        "neither clustered nor counted as victims.</p>"
+        + (_table("probes-table", head, rows, True) if rows else "<p>None found.</p>")
+        + "</section>"
+    )
+
+
+def _near_misses_section(report: Report) -> str:
+    n, total = len(report.near_misses), report.near_misses_total
+    rows = [
+        "<tr>"
+        + _ip_cell(x.ip)
+        + f"<td>{_e(provider_label(x.asn, report.provider_name(x.asn, x.as_name), x.country))}</td>"
+        + f"<td>{_e(x.reason)}</td><td>{_e(x.detail)}</td>"
+        + f"<td>{_ip_spans(x.seeds)}</td>"
+        + _count_td(x.established_seeds)
+        + _count_td(x.substantial_seeds)
+        + "</tr>"
+        for x in report.near_misses
+    ]
+    head = [
+        ("Address", False),
+        ("Provider", False),
+        ("Reason", False),
+        ("Detail", False),
+        ("Seeds", False),
+        ("Established seeds", True),
+        ("Substantial seeds", True),
+    ]
+    listed = f" ({n:,} listed, the most evidence first)" if n < total else ""
+    intro = f"<p>{escape(plural(total, 'host'))} came close to a cluster but fell short{escape(listed)}.</p>"
+    return (
+        '<section id="near-misses"><h2>Near misses</h2>'
+        + (intro + (_table("near-misses-table", head, rows, True) if rows else "") if total else "<p>None.</p>")
+        + "</section>"
+    )
+
+
+def render_html_report(report: Report, *, tlp: str, actors: Sequence[Attribution] = (), now: datetime, ref: str) -> str:
     tlp_cls = "tlp-" + tlp.replace("+", "-")
     P: list[str] = []
     w = P.append
@@ -228,7 +354,7 @@ def render_html_report(report: Report, *, tlp: str, actor: str | None, now: date
         f"Window {escape(fmt_time(report.window_start))} to {escape(fmt_time(report.window_end))}"
         + (f" ({days:.0f} days)" if days is not None else "")
         + f" · generated {escape(fmt_time(now))} · reference <code>{escape(ref)}</code>"
-        + (f" · actor <b>{_e(actor)}</b>" if actor else "")
+        + "".join(f" · actor <b>{_e(actor_line(report, a))}</b>" for a in actors)
     )
     w("</p></header>")
     w(
@@ -236,12 +362,13 @@ def render_html_report(report: Report, *, tlp: str, actor: str | None, now: date
         '<li><a href="#timeline">Timeline</a></li><li><a href="#clusters">Clusters</a></li>'
         '<li><a href="#evidence">Evidence</a></li><li><a href="#hosts">Hosts</a></li>'
         '<li><a href="#overlaps">Overlaps</a></li><li><a href="#victims">Victims</a></li>'
+        '<li><a href="#probes">Probes</a></li><li><a href="#near-misses">Near misses</a></li>'
         '<li><a href="#excluded">Excluded</a></li><li><a href="#provenance">Parameters and provenance</a></li></ul></nav>'
     )
     w("<main>")
     # -- summary
     w('<section id="summary" class="summary"><h2>Summary</h2>')
-    for p in summary_paragraphs(report, actor):
+    for p in summary_paragraphs(report, actors):
         w(f"<p>{escape(p)}</p>")
     n_new = len(report.expansion)
     cards = [
@@ -249,8 +376,10 @@ def render_html_report(report: Report, *, tlp: str, actor: str | None, now: date
         (sum(len(c.members) for c in report.clusters), "cluster hosts"),
         (len(report.seeds), "seeds"),
         (sum(1 for s in report.seeds if s.status == "dark"), "seeds dark"),
+        (sum(1 for s in report.seeds if s.status == "unanswered"), "seeds unanswered"),
         (n_new, "new hosts"),
         (len(report.victims), "likely victims"),
+        (len(report.probes), "probes"),
     ]
     w(
         '<div class="cards">'
@@ -310,6 +439,7 @@ def render_html_report(report: Report, *, tlp: str, actor: str | None, now: date
             + _time_td(c.first_seen)
             + _time_td(c.last_seen)
             + _num_td(c.score)
+            + _num_td(c.confidence)
             + "</tr>"
         )
     head = [
@@ -328,6 +458,7 @@ def render_html_report(report: Report, *, tlp: str, actor: str | None, now: date
         ("First seen", False),
         ("Last seen", False),
         ("Score", True),
+        ("Confidence", True),
     ]
     w(_table("clusters-table", head, rows) if rows else "<p>No clusters.</p>")
     w("</section>")
@@ -344,11 +475,17 @@ def render_html_report(report: Report, *, tlp: str, actor: str | None, now: date
             w(f"<dt>TCP flags seen</dt><dd><code>{escape(flags_text(f))}</code></dd>")
         w(f"<dt>Volume</dt><dd>{escape(volume_text(c))}</dd>")
         w(f"<dt>Seen</dt><dd>{escape(fmt_time(c.first_seen))} to {escape(fmt_time(c.last_seen))}</dd>")
+        if c.confidence is not None:
+            w(f"<dt>Confidence</dt><dd>{c.confidence:.2f}</dd>")
+        if actors:
+            names = ", ".join(a.name for a in actors if a.covers_cluster(c))
+            w(f"<dt>Attributed to</dt><dd>{_e(names) or 'none of the named actors'}</dd>")
         for k, v in evidence_facts(c.evidence):
             if "flag" in k.lower():
                 continue
             w(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>")
         w("</dl>")
+        w(_member_table(report, c))
         if c.services:
             srows = [
                 f"<tr><td>{_e(s['proto'])}</td>"
@@ -405,14 +542,17 @@ def render_html_report(report: Report, *, tlp: str, actor: str | None, now: date
     hrows = []
     for c in report.clusters:
         for m in c.members:
+            ev = member_evidence(report, c, m)
             hrows.append(
                 "<tr>"
                 + _ip_cell(m)
                 + f"<td>cluster host</td><td>{_e(c.id)}</td>"
                 + f"<td>{_e(provider_label(c.asn, c.provider, c.country))}</td><td>–</td>"
-                + _time_td(c.first_seen)
-                + _time_td(c.last_seen)
-                + "</tr>"
+                + _time_td(ev.first_seen)
+                + _time_td(ev.last_seen)
+                + _time_td(None)
+                + _num_td(ev.confidence)
+                + "<td>–</td></tr>"
             )
     for e in report.expansion:
         hrows.append(
@@ -422,7 +562,9 @@ def render_html_report(report: Report, *, tlp: str, actor: str | None, now: date
             + f"<td>{_e(host_provider_label(report, e))}</td><td>–</td>"
             + _time_td(e.first_seen)
             + _time_td(e.last_seen)
-            + "</tr>"
+            + _time_td(None)
+            + _num_td(e.confidence)
+            + "<td>–</td></tr>"
         )
     for sd in report.seeds:
         hrows.append(
@@ -430,10 +572,13 @@ def render_html_report(report: Report, *, tlp: str, actor: str | None, now: date
             + _ip_cell(sd.ip)
             + f"<td>seed</td><td>{_e(', '.join(seed_clusters.get(sd.ip, [])))}</td>"
             + f"<td>{_e(host_provider_label(report, sd))}</td>"
-            + f'<td><span class="badge {_e(sd.status)}">{_e(sd.status)}</span></td>'
+            + f'<td><span class="badge {_e(sd.status)}">{_e(sd.status)}</span> '
+            + f"{_e(seed_state_text(sd, report.window_end))}</td>"
             + _time_td(sd.first_seen)
             + _time_td(sd.last_seen)
-            + "</tr>"
+            + _time_td(sd.last_answered)
+            + _num_td(None)
+            + f"<td>{_e(', '.join(sd.sets)) or '–'}</td></tr>"
         )
     w(
         _table(
@@ -446,6 +591,9 @@ def render_html_report(report: Report, *, tlp: str, actor: str | None, now: date
                 ("Status", False),
                 ("First seen", False),
                 ("Last seen", False),
+                ("Last answered", False),
+                ("Confidence", True),
+                ("Seed sets", False),
             ],
             hrows,
             copy_all=True,
@@ -477,23 +625,34 @@ def render_html_report(report: Report, *, tlp: str, actor: str | None, now: date
         + f"<td>{_e(provider_label(v.asn, v.as_name, None))}</td>"
         + f"<td>{_ip_spans(v.seeds)}</td>"
         + _num_td(v.port, str(v.port) if v.port is not None else None)
+        + f"<td>{_e(v.state) or '–'}</td>"
+        + _count_td(v.connections)
+        + _count_td(v.established_flows)
+        + _count_td(v.rejected_flows)
+        + _count_td(v.unanswered_flows)
         + _num_td(v.interval_s, f"{v.interval_s:,.0f} s" if v.interval_s is not None else None)
         + "</tr>"
         for v in report.victims
     ]
-    w(
-        _table(
-            "victims-table",
-            [("Address", False), ("Network", False), ("Seeds", False), ("Port", True), ("Interval", True)],
-            vrows,
-            True,
-        )
-        if vrows
-        else "<p>None found.</p>"
-    )
+    vhead = [
+        ("Address", False),
+        ("Network", False),
+        ("Seeds", False),
+        ("Port", True),
+        ("State", False),
+        ("Connections", True),
+        ("Established", True),
+        ("Rejected", True),
+        ("Unanswered", True),
+        ("Interval", True),
+    ]
+    w(_table("victims-table", vhead, vrows, True) if vrows else "<p>None found.</p>")
     w(
         '<p class="muted">Victims are notified, not reported; they are left out of the STIX and MISP exports.</p></section>'
     )
+    w(_probes_section(report))
+    w(_near_misses_section(report))
+    w(_seed_sets_section(report, actors))
     # -- excluded
     w('<section id="excluded"><h2>Excluded</h2>')
     xrows = ["<tr>" + _ip_cell(x.ip) + f"<td>{_e(x.reason)}</td><td>{_e(x.detail)}</td></tr>" for x in report.excluded]

@@ -2,22 +2,35 @@
 
 Each cluster member, new host and seed is an ``ip-port`` object; when the hunt lists (member, seed)
 pairs each pair is a ``netflow`` object with its port, protocol, flags and flow count. Victims and
-excluded addresses are left out: the event is for sharing. UUIDs are uuid5 of the content and the
+excluded addresses are left out: the event is for sharing. A named actor's galaxy tag goes on the
+event when everything in it is attributed to the actor; otherwise only on the address attributes of
+the objects attributed to it (its seed sets' seeds, the clusters and new hosts resting on them). UUIDs are uuid5 of the content and the
 timestamps come from the injected clock, so the same hunt gives the same event.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from pymisp import MISPEvent, MISPObject
 
+from .attribution import Attribution
 from .model import NAMESPACE, Cluster, Pair, Report
-from .summary import flags_text, host_provider_label, plural, service_text, tcp_flags, volume_text
+from .summary import (
+    actors_text,
+    answering,
+    flags_text,
+    host_provider_label,
+    plural,
+    service_text,
+    tcp_flags,
+    volume_text,
+)
 
-__all__ = ["build_event", "TLP_TAG", "PAP_TAG", "DISTRIBUTION"]
+__all__ = ["build_event", "actor_tag", "TLP_TAG", "PAP_TAG", "DISTRIBUTION"]
 
 TLP_TAG = {
     "clear": "tlp:clear",
@@ -42,7 +55,7 @@ def build_event(
     report: Report,
     *,
     tlp: str,
-    actor: str | None,
+    actors: Sequence[Attribution] = (),
     now: datetime,
     ref: str,
     pap: str | None = None,
@@ -54,8 +67,9 @@ def build_event(
     ev = MISPEvent()
     ev.uuid = uid("event", ref)
     n_hosts = sum(len(c.members) for c in report.clusters) + len(report.expansion)
+    names = actors_text([a.name for a in actors])
     ev.info = (
-        f"flowpivot hunt{(' for ' + actor) if actor else ''}: {plural(len(report.clusters), 'cluster')}, "
+        f"flowpivot hunt{(' for ' + names) if names else ''}: {plural(len(report.clusters), 'cluster')}, "
         f"{plural(n_hosts, 'host')} found from {plural(len(report.seeds), 'seed')}"
     )
     ev.set_date(now.date())
@@ -66,9 +80,10 @@ def build_event(
     ev.published = False
     ev.add_tag(TLP_TAG[tlp])
     ev.add_tag(pap or PAP_TAG[tlp])
-    if actor:
-        # a machine tag's value is double-quoted: a quote in the name would end it early
-        ev.add_tag(f'misp-galaxy:threat-actor="{actor.replace(chr(34), chr(39))}"')
+    for a in actors:
+        if a.complete:
+            ev.add_tag(actor_tag(a.name))
+    partial = [a for a in actors if not a.complete]
 
     def obj(
         name: str, key: tuple[object, ...], comment: str, first: datetime | None, last: datetime | None
@@ -83,18 +98,38 @@ def build_event(
             o.last_seen = last
         return o
 
-    def attr(o: MISPObject, relation: str, value: Any, to_ids: bool = False, comment: str | None = None) -> None:
+    def attr(
+        o: MISPObject,
+        relation: str,
+        value: Any,
+        to_ids: bool = False,
+        comment: str | None = None,
+        tags: Sequence[str] = (),
+    ) -> None:
         a = o.add_attribute(relation, value=value, to_ids=to_ids, comment=comment or "", distribution=5)
         if a is not None:
             a.uuid = uid(o.uuid, relation, value)
             a.timestamp = now
+            for t in tags:
+                a.add_tag(t)
+
+    def tags_for(covered: Any) -> list[str]:
+        """The actor tags of the partly attributed actors for which ``covered(attribution)`` holds."""
+        return [actor_tag(a.name) for a in partial if covered(a)]
 
     member_obj: dict[str, MISPObject] = {}
     for c in report.clusters:
         ports = sorted({s["port"] for s in c.services if s.get("port") is not None})
         for ip in c.members:
             o = obj("ip-port", ("member", c.id, ip), f"cluster {c.id}: {c.label}", c.first_seen, c.last_seen)
-            attr(o, "ip", ip, to_ids=True, comment=f"cluster {c.id} member")
+            attr(
+                o,
+                "ip",
+                ip,
+                to_ids=True,
+                comment=f"cluster {c.id} member",
+                tags=tags_for(lambda a, c=c: a.covers_cluster(c)),
+            )
             for p in ports:
                 attr(o, "dst-port", p)
             if c.asn is not None:
@@ -106,11 +141,18 @@ def build_event(
             ev.add_object(o)
             member_obj[ip] = o
         for p in report.cluster_pairs(c)[:2000]:
-            _netflow(ev, obj, attr, c, p, report, now)
+            _netflow(ev, obj, attr, c, p, report, now, tags_for(lambda a, p=p: a.covers_pair(p)))
 
     for e in report.expansion:
         o = obj("ip-port", ("expansion", e.ip), "new host: contacted by cluster members", e.first_seen, e.last_seen)
-        attr(o, "ip", e.ip, to_ids=True, comment="candidate new infrastructure")
+        attr(
+            o,
+            "ip",
+            e.ip,
+            to_ids=True,
+            comment="candidate new infrastructure",
+            tags=tags_for(lambda a, e=e: a.covers_expansion(e)),
+        )
         if e.asn is not None:
             attr(o, "AS", f"AS{e.asn}")
         if e.country:
@@ -134,8 +176,9 @@ def build_event(
             o,
             "ip",
             s.ip,
-            to_ids=s.status == "active",
+            to_ids=answering(s, report.window_end),
             comment=f"seed, {s.status}" + (f": {s.comment}" if s.comment else ""),
+            tags=tags_for(lambda a, ip=s.ip: ip in a.seeds),
         )
         if s.asn is not None:
             attr(o, "AS", f"AS{s.asn}")
@@ -144,6 +187,11 @@ def build_event(
         o.timestamp = now
         ev.add_object(o)
     return ev
+
+
+def actor_tag(name: str) -> str:
+    # a machine tag's value is double-quoted: a quote in the name would end it early
+    return f'misp-galaxy:threat-actor="{name.replace(chr(34), chr(39))}"'
 
 
 def _cluster_text(c: Cluster) -> str:
@@ -157,12 +205,14 @@ def _cluster_text(c: Cluster) -> str:
     return "; ".join(bits)
 
 
-def _netflow(ev: MISPEvent, obj: Any, attr: Any, c: Cluster, p: Pair, report: Report, now: datetime) -> None:
+def _netflow(
+    ev: MISPEvent, obj: Any, attr: Any, c: Cluster, p: Pair, report: Report, now: datetime, tags: list[str]
+) -> None:
     seed_first = p.initiator == "seed"
     src, dst = (p.seed, p.peer) if seed_first else (p.peer, p.seed)
     o = obj("netflow", ("pair", c.id, src, dst, p.port), f"cluster {c.id}: member-seed pair", p.first_seen, p.last_seen)
-    attr(o, "ip-src", src)
-    attr(o, "ip-dst", dst)
+    attr(o, "ip-src", src, tags=tags)
+    attr(o, "ip-dst", dst, tags=tags)
     if p.port is not None and 0 <= p.port <= 65535:
         attr(o, "dst-port", p.port)
     if p.proto and p.proto.upper() in ("TCP", "UDP", "ICMP", "IP"):

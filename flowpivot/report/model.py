@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..errors import InputError, Problem
@@ -26,8 +26,10 @@ __all__ = [
     "Cluster",
     "Expansion",
     "Excluded",
+    "NearMiss",
     "Overlap",
     "Pair",
+    "Probe",
     "Report",
     "Seed",
     "Victim",
@@ -85,6 +87,12 @@ class Seed:
     status: str
     comment: str | None
     daily: list[tuple[str, float]]
+    sets: list[str] = field(default_factory=list)  # the seed sets that list it
+    last_answered: datetime | None = None  # last flow in which it answered (an established session)
+    answered_flows: int | None = None
+    unanswered_after: int | None = None  # attempts toward it after last_answered
+    last_attempt: datetime | None = None
+    flows: int | None = None
 
 
 @dataclass
@@ -107,6 +115,9 @@ class Cluster:
     score: float | None
     evidence: Any
     daily: list[tuple[str, float]]
+    confidence: float | None = None
+    # evidence.members: per member, what its membership rests on (confidence, p_value, substantial_seeds)
+    member_evidence: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def provider(self) -> str:
@@ -146,6 +157,7 @@ class Expansion:
     first_seen: datetime | None
     last_seen: datetime | None
     allocation: list[Allocation] = field(default_factory=list)
+    confidence: float | None = None
 
 
 @dataclass
@@ -156,6 +168,51 @@ class Victim:
     interval_s: float | None
     asn: int | None
     as_name: str | None
+    state: str | None = None  # "established", "rejected" or "unanswered": how the seeds answered it
+    connections: int | None = None
+    established_flows: int | None = None
+    rejected_flows: int | None = None
+    unanswered_flows: int | None = None
+    proto: str | None = None
+    method: str | None = None
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+
+
+@dataclass
+class Probe:
+    """A burst of attempts from one host to one seed port (a tool run, not an implant's loop)."""
+
+    ip: str
+    seed: str | None
+    port: int | None
+    proto: str | None
+    kind: str  # "burst", "syn-flood", "retry-storm"
+    state: str | None  # how the seed answered: "established", "rejected", "unanswered"
+    attempts: int | None
+    flows: int | None
+    rejected_flows: int | None
+    first_seen: datetime | None
+    last_seen: datetime | None
+    span_s: float | None
+    rate_per_s: float | None
+    asn: int | None
+    as_name: str | None
+
+
+@dataclass
+class NearMiss:
+    """A peer that came close to a cluster and why it was not taken."""
+
+    ip: str
+    reason: str  # "below-min-seeds", "little-evidence", "noise"
+    detail: str | None
+    seeds: list[str]
+    established_seeds: int | None
+    substantial_seeds: int | None
+    asn: int | None
+    as_name: str | None
+    country: str | None
 
 
 @dataclass
@@ -199,6 +256,11 @@ class Report:
     raw: dict[str, Any]
     pairs: list[Pair] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    probes: list[Probe] = field(default_factory=list)
+    near_misses: list[NearMiss] = field(default_factory=list)
+    near_misses_total: int = 0
+    # seed set name -> {"files": [...], "count": distinct addresses} (seed_input.sets, else from the seeds)
+    seed_sets: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def min_members(self) -> int:
@@ -230,6 +292,16 @@ class Report:
 
     def seed(self, ip: str) -> Seed | None:
         return self._seed_index().get(ip)
+
+    def pairs_of(self, peer: str) -> list[Pair]:
+        """The listed pairs of one peer (a cluster member), busiest first as the hunt lists them."""
+        idx = getattr(self, "_pairs_by_peer", None)
+        if idx is None:
+            idx = {}
+            for p in self.pairs:
+                idx.setdefault(p.peer, []).append(p)
+            object.__setattr__(self, "_pairs_by_peer", idx)
+        return idx.get(peer, [])
 
     def _seed_index(self) -> dict[str, Seed]:
         idx = getattr(self, "_seeds_by_ip", None)
@@ -459,6 +531,105 @@ def _seed_source(src: Any) -> str | None:
     return clean(f"from {name}" + (f", {src['where']}" if src.get("where") else ""), 200)
 
 
+def _set_name(value: Any) -> str | None:
+    return clean(value, 80) or None if isinstance(value, str) else None
+
+
+def _file_stem(file: Any) -> str | None:
+    """A plain seed file's set name: its stem, as ``flowpivot.hunt.read_seeds`` names it."""
+    if not isinstance(file, str) or not file:
+        return None
+    return _set_name(PurePosixPath(file.replace("\\", "/")).stem)
+
+
+def _seed_sets(r: _Reader, s: dict[str, Any], where: str) -> list[str]:
+    """The sets that list a seed: ``sets``, else ``source.set``, else its file's stem (older results)."""
+    v = s.get("sets")
+    if isinstance(v, list):
+        return list(dict.fromkeys(n for x in v if (n := _set_name(x))))
+    if v is not None:
+        r.bad(f"{where}.sets", "expected a list of set names")
+    src = s.get("source")
+    if isinstance(src, dict):
+        name = _set_name(src.get("set")) or _file_stem(src.get("file"))
+        return [name] if name else []
+    return []
+
+
+def _seed_set_table(r: _Reader, doc: dict[str, Any], seeds: list[Seed]) -> dict[str, dict[str, Any]]:
+    """``seed_input.sets`` cleaned, with any set the seeds name that it does not list; else built from the seeds."""
+    out: dict[str, dict[str, Any]] = {}
+    si = doc.get("seed_input")
+    table = si.get("sets") if isinstance(si, dict) else None
+    if isinstance(table, dict):
+        for k, v in table.items():
+            name = _set_name(k)
+            if not name or not isinstance(v, dict):
+                r.bad(f"seed_input.sets.{clean(k, 40)}", "expected {files, count}")
+                continue
+            files = [clean(f, 300) or "" for f in v.get("files") or [] if isinstance(f, str)]
+            out[name] = {"files": files, "count": r.integer(v.get("count"), f"seed_input.sets.{name}.count")}
+    raw = {str(s.get("ip")): s for s in doc.get("seeds") or [] if isinstance(s, dict)}
+    for s in seeds:
+        src = raw.get(s.ip, {}).get("source")
+        file = clean(src.get("file"), 300) if isinstance(src, dict) and isinstance(src.get("file"), str) else None
+        for name in s.sets:
+            entry = out.setdefault(name, {"files": [], "count": None, "derived": True})
+            if entry.get("derived"):
+                entry["count"] = (entry["count"] or 0) + 1
+                if file and file not in entry["files"]:
+                    entry["files"].append(file)
+    for entry in out.values():
+        entry.pop("derived", None)
+    return out
+
+
+def _member_evidence(r: _Reader, evidence: Any, where: str) -> dict[str, dict[str, Any]]:
+    members = evidence.get("members") if isinstance(evidence, dict) else None
+    if not isinstance(members, dict):
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for k, v in members.items():
+        ip = r.ip(k, f"{where}.{clean(k, 60)}")
+        if ip is not None and isinstance(v, dict):
+            out[ip] = v
+    return out
+
+
+def _probe(r: _Reader, p: dict[str, Any], where: str, ip: str) -> Probe:
+    return Probe(
+        ip=ip,
+        seed=r.ip(p.get("seed"), f"{where}.seed") if p.get("seed") is not None else None,
+        port=r.integer(p.get("port"), f"{where}.port"),
+        proto=_proto(p.get("proto")),
+        kind=clean(p.get("kind"), 40) or "?",
+        state=clean(p.get("state"), 20),
+        attempts=r.integer(p.get("attempts"), f"{where}.attempts"),
+        flows=r.integer(p.get("flows"), f"{where}.flows"),
+        rejected_flows=r.integer(p.get("rejected_flows"), f"{where}.rejected_flows"),
+        first_seen=r.time(p.get("first_seen"), f"{where}.first_seen"),
+        last_seen=r.time(p.get("last_seen"), f"{where}.last_seen"),
+        span_s=r.real(p.get("span_s"), f"{where}.span_s"),
+        rate_per_s=r.real(p.get("rate_per_s"), f"{where}.rate_per_s"),
+        asn=_asn(r, p.get("asn"), f"{where}.asn"),
+        as_name=clean(p.get("as_name"), 200),
+    )
+
+
+def _near_miss(r: _Reader, x: dict[str, Any], where: str, ip: str) -> NearMiss:
+    return NearMiss(
+        ip=ip,
+        reason=clean(x.get("reason"), 60) or "?",
+        detail=clean(x.get("detail"), 300),
+        seeds=r.ips(x.get("seeds"), f"{where}.seeds"),
+        established_seeds=r.integer(x.get("established_seeds"), f"{where}.established_seeds"),
+        substantial_seeds=r.integer(x.get("substantial_seeds"), f"{where}.substantial_seeds"),
+        asn=_asn(r, x.get("asn"), f"{where}.asn"),
+        as_name=clean(x.get("as_name"), 200),
+        country=clean(x.get("country"), 40),
+    )
+
+
 def read_result(doc: dict[str, Any], source: str = "result.json") -> Report:
     """A hunt result document as a :class:`Report`; bad entries are skipped and listed in ``problems``."""
     if not isinstance(doc, dict):
@@ -483,6 +654,12 @@ def read_result(doc: dict[str, Any], source: str = "result.json") -> Report:
                 status=status,
                 comment=clean(s.get("comment"), 300) or _seed_source(s.get("source")),
                 daily=_daily_for(r, s, where, timeline, "seeds", ip),
+                sets=_seed_sets(r, s, where),
+                last_answered=r.time(s.get("last_answered"), f"{where}.last_answered"),
+                answered_flows=r.integer(s.get("answered_flows"), f"{where}.answered_flows"),
+                unanswered_after=r.integer(s.get("unanswered_after"), f"{where}.unanswered_after"),
+                last_attempt=r.time(s.get("last_attempt"), f"{where}.last_attempt"),
+                flows=r.integer(s.get("flows"), f"{where}.flows"),
             )
         )
 
@@ -526,6 +703,8 @@ def read_result(doc: dict[str, Any], source: str = "result.json") -> Report:
                 score=r.real(c.get("score"), f"{where}.score"),
                 evidence=c.get("evidence"),
                 daily=_daily_for(r, c, where, timeline, "clusters", cid),
+                confidence=r.real(c.get("confidence"), f"{where}.confidence"),
+                member_evidence=_member_evidence(r, c.get("evidence"), f"{where}.evidence.members"),
             )
         )
 
@@ -560,6 +739,7 @@ def read_result(doc: dict[str, Any], source: str = "result.json") -> Report:
                     e["allocations"] if e.get("allocations") else e.get("allocation"),
                     f"{where}.allocation",
                 ),
+                confidence=r.real(e.get("confidence"), f"{where}.confidence"),
             )
         )
 
@@ -573,6 +753,15 @@ def read_result(doc: dict[str, Any], source: str = "result.json") -> Report:
                 interval_s=r.real(v.get("interval_s"), f"{where}.interval_s"),
                 asn=_asn(r, v.get("asn"), f"{where}.asn"),
                 as_name=clean(v.get("as_name"), 200),
+                state=clean(v.get("state"), 20),
+                connections=r.integer(v.get("connections"), f"{where}.connections"),
+                established_flows=r.integer(v.get("established_flows"), f"{where}.established_flows"),
+                rejected_flows=r.integer(v.get("rejected_flows"), f"{where}.rejected_flows"),
+                unanswered_flows=r.integer(v.get("unanswered_flows"), f"{where}.unanswered_flows"),
+                proto=_proto(v.get("proto")),
+                method=clean(v.get("method"), 40),
+                first_seen=r.time(v.get("first_seen"), f"{where}.first_seen"),
+                last_seen=r.time(v.get("last_seen"), f"{where}.last_seen"),
             )
         )
 
@@ -581,6 +770,9 @@ def read_result(doc: dict[str, Any], source: str = "result.json") -> Report:
         excluded.append(Excluded(ip=ip, reason=clean(x.get("reason"), 60) or "?", detail=clean(x.get("detail"), 300)))
 
     pairs = [p for where, item in r.items(doc, "pairs") if (p := _pair(r, item, where)) is not None]
+    probes = [_probe(r, item, where, ip) for where, item, ip in r.hosts(doc, "probes")]
+    near = [_near_miss(r, item, where, ip) for where, item, ip in r.hosts(doc, "near_misses")]
+    near_total = r.integer(doc.get("near_misses_total"), "near_misses_total")
 
     params: dict[str, Any] = doc["parameters"] if isinstance(doc.get("parameters"), dict) else {}
     prov: dict[str, Any] = doc["provenance"] if isinstance(doc.get("provenance"), dict) else {}
@@ -598,6 +790,10 @@ def read_result(doc: dict[str, Any], source: str = "result.json") -> Report:
         raw=doc,
         pairs=pairs,
         problems=r.problems,
+        probes=probes,
+        near_misses=near,
+        near_misses_total=max(near_total or 0, len(near)),
+        seed_sets=_seed_set_table(r, doc, seeds),
     )
 
 

@@ -1,11 +1,13 @@
 """STIX 2.1 bundle of a hunt, built with the ``stix2`` library, marked with a TLP 2.0 marking.
 
-Objects: the producer's identity; an intrusion-set when an actor is named; one infrastructure per
+Objects: the producer's identity; an intrusion-set per named actor; one infrastructure per
 cluster and per new host; ipv4-addr/ipv6-addr and autonomous-system SCOs joined by ``belongs-to``;
 indicators with STIX patterns (``indicates`` the infrastructure); observed-data per cluster holding
 network-traffic summaries with the ``tcp-ext`` flags seen; ``consists-of``, ``communicates-with``,
-``uses`` and ``based-on`` relationships. Victims and excluded addresses are left out on purpose: the
-bundle is for sharing, and they are not the actor's.
+``uses`` and ``based-on`` relationships. An actor ``uses`` only the infrastructure attributed to it (the
+clusters resting on its seed sets and the new hosts found from them), and only those objects'
+indicators ``indicates`` it. Victims and excluded addresses are left out on purpose: the bundle is for
+sharing, and they are not the actor's.
 
 SDO and SRO ids are uuid5 of their content, and SCO ids are the library's deterministic ids, so the same
 hunt gives the same ids on every run and re-imports update instead of duplicating.
@@ -14,11 +16,13 @@ hunt gives the same ids on every run and re-imports update instead of duplicatin
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import stix2
 
+from .attribution import Attribution
 from .model import NAMESPACE, Cluster, Report
 from .summary import flags_text, plural, service_text, tcp_flags, volume_text
 from .text import defang, fmt_time, ip_version
@@ -71,7 +75,7 @@ def build_bundle(
     report: Report,
     *,
     tlp: str,
-    actor: str | None,
+    actors: Sequence[Attribution] = (),
     now: datetime,
     producer: str = "flowpivot",
     namespace: uuid.UUID = NAMESPACE,
@@ -139,9 +143,20 @@ def build_bundle(
                 rel(o.id, "belongs-to", a.id)
         return o
 
-    actor_obj = None
-    if actor:
-        actor_obj = add(stix2.IntrusionSet(id=ids("intrusion-set", actor), name=actor, **common))
+    actor_objs = [
+        (
+            a,
+            add(
+                stix2.IntrusionSet(
+                    id=ids("intrusion-set", a.name),
+                    name=a.name,
+                    description=_actor_description(a, report),
+                    **common,
+                )
+            ),
+        )
+        for a in actors
+    ]
 
     cluster_infra: dict[str, Any] = {}
     for c in report.clusters:
@@ -153,13 +168,14 @@ def build_bundle(
                 infrastructure_types=["command-and-control"],
                 first_seen=c.first_seen or window_start,
                 last_seen=c.last_seen or c.first_seen or window_start,
-                confidence=_confidence(c.score),
+                confidence=_confidence(c.confidence, c.score),
                 **common,
             )
         )
         cluster_infra[c.id] = infra
-        if actor_obj is not None:
-            rel(actor_obj.id, "uses", infra.id)
+        for a, obj in actor_objs:
+            if a.covers_cluster(c):
+                rel(obj.id, "uses", infra.id, f"cluster {c.id} rests on seeds of {a.sets_text()}")
         for ip in c.members:
             rel(infra.id, "consists-of", ip_obj(ip).id)
         for ip in c.seeds:
@@ -175,11 +191,14 @@ def build_bundle(
                     pattern=_pattern(c.members),
                     pattern_type="stix",
                     valid_from=c.first_seen or window_start,
-                    confidence=_confidence(c.score),
+                    confidence=_confidence(c.confidence, c.score),
                     **common,
                 )
             )
             rel(ind.id, "indicates", infra.id)
+            for a, obj in actor_objs:
+                if a.covers_cluster(c):
+                    rel(ind.id, "indicates", obj.id)
             od = _observed(c, report, ids, ip_obj, add, common)
             if od is not None:
                 rel(ind.id, "based-on", od.id)
@@ -198,7 +217,7 @@ def build_bundle(
                 infrastructure_types=["unknown"],
                 first_seen=e.first_seen or window_start,
                 last_seen=e.last_seen or e.first_seen or window_start,
-                confidence=_confidence(e.score),
+                confidence=_confidence(e.confidence, e.score),
                 **common,
             )
         )
@@ -206,8 +225,9 @@ def build_bundle(
         for cid in e.clusters:
             if cid in cluster_infra:
                 rel(cluster_infra[cid].id, "communicates-with", infra.id)
-        if actor_obj is not None:
-            rel(actor_obj.id, "uses", infra.id)
+        for a, obj in actor_objs:
+            if a.covers_expansion(e):
+                rel(obj.id, "uses", infra.id)
         ind = add(
             stix2.Indicator(
                 id=ids("indicator", "host", e.ip),
@@ -217,11 +237,14 @@ def build_bundle(
                 pattern=_pattern([e.ip]),
                 pattern_type="stix",
                 valid_from=e.first_seen or window_start,
-                confidence=_confidence(e.score),
+                confidence=_confidence(e.confidence, e.score),
                 **common,
             )
         )
         rel(ind.id, "indicates", infra.id)
+        for a, obj in actor_objs:
+            if a.covers_expansion(e):
+                rel(ind.id, "indicates", obj.id)
 
     # Seeds that belong to no cluster still get their address and AS, so the bundle lists every seed.
     for s in report.seeds:
@@ -229,10 +252,23 @@ def build_bundle(
     return stix2.Bundle(objects=list(objects.values()))
 
 
-def _confidence(score: float | None) -> int | None:
-    if score is None:
+def _confidence(confidence: float | None, score: float | None = None) -> int | None:
+    """STIX confidence (0-100) from the hunt's confidence, else from its score (older results)."""
+    value = confidence if confidence is not None else score
+    if value is None:
         return None
-    return max(0, min(100, round(score * 100 if score <= 1 else score)))
+    return max(0, min(100, round(value * 100 if value <= 1 else value)))
+
+
+def _actor_description(a: Attribution, report: Report) -> str:
+    if a.complete:
+        return f"Attributed everything this hunt found ({a.sets_text()})."
+    ids = [c.id for c in report.clusters if a.covers_cluster(c)]
+    return (
+        f"Attributed only what rests on {a.sets_text()}: {plural(len(a.seeds), 'seed')}, "
+        + (f"clusters {', '.join(ids)}" if ids else "no cluster")
+        + f" and {plural(len(a.expansion), 'new host')}."
+    )
 
 
 def _cluster_description(c: Cluster) -> str:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
+from .attribution import Attribution
 from .model import Cluster, Expansion, Report, Seed
-from .text import clean, fmt_day, human_bytes, human_count
+from .text import clean, fmt_day, fmt_time, human_bytes, human_count
 
 __all__ = [
     "summary_paragraphs",
@@ -19,7 +23,18 @@ __all__ = [
     "provider_label",
     "host_provider_label",
     "flat_items",
+    "answering",
+    "seed_state_text",
+    "actors_text",
+    "member_evidence",
+    "MemberEvidence",
+    "ANSWERED_RECENTLY",
 ]
+
+#: A host answered "recently" when its last answer is at most this far from the window's end: the hunt
+#: calls a seed dark only after at least 24 silent hours (docs/hunt.md, section 9), so a seed that
+#: answered within them is still up as far as the flows can tell.
+ANSWERED_RECENTLY = timedelta(hours=24)
 
 
 def plural(n: int, word: str, many: str | None = None) -> str:
@@ -45,7 +60,106 @@ def host_provider_label(report: Report, host: Seed | Expansion) -> str:
     return provider_label(host.asn, report.provider_name(host.asn, host.as_name), host.country)
 
 
-def summary_paragraphs(report: Report, actor: str | None = None) -> list[str]:
+def answering(s: Seed, window_end: datetime | None) -> bool:
+    """Whether the result says the seed still answered at the end of the window: its status is
+    ``active``, or (a status this module does not know) its last answer is recent. ``dark``,
+    ``unanswered`` and ``unseen`` never are, whatever else the entry says."""
+    if s.status == "active":
+        return True
+    if s.status in ("dark", "unanswered", "unseen") or s.last_answered is None or window_end is None:
+        return False
+    return window_end - s.last_answered <= ANSWERED_RECENTLY
+
+
+def seed_state_text(s: Seed, window_end: datetime | None) -> str:
+    """What the flows say about a seed's state, in words that claim no more than the result does."""
+    after = s.unanswered_after or 0
+    if s.status == "dark":
+        if s.last_answered is None:
+            return f"went dark: no flow after {fmt_time(s.last_seen)}"
+        tail = f", then {plural(after, 'unanswered attempt')}" if after else ""
+        return f"stopped answering at {fmt_time(s.last_answered)}{tail}"
+    if s.status == "unanswered":
+        tried = f" ({plural(after, 'attempt')} seen, none answered)" if after else ""
+        return f"never answered in the window{tried}"
+    if s.status == "unseen":
+        return "not seen in the flows"
+    if answering(s, window_end):
+        t = s.last_answered or s.last_seen
+        return "active: still answering at the end of the window" + (f" (last answer {fmt_time(t)})" if t else "")
+    answer = f"; last answer {fmt_time(s.last_answered)}" if s.last_answered else ""
+    return f"status {clean(s.status, 40)}{answer}; last seen {fmt_time(s.last_seen)}"
+
+
+@dataclass
+class MemberEvidence:
+    """What one cluster member's place rests on: its established pairs with the cluster's seeds."""
+
+    established_seeds: int | None  # None: the hunt listed none of its pairs
+    flows: int | None
+    first_seen: datetime | None
+    last_seen: datetime | None
+    substantial_seeds: int | None
+    confidence: float | None
+
+    def text(self) -> str:
+        bits = []
+        if self.established_seeds is not None:
+            flows = f" ({plural(self.flows, 'flow')})" if self.flows is not None else ""
+            bits.append(f"established sessions with {plural(self.established_seeds, 'server')}{flows}")
+        elif self.substantial_seeds is not None:
+            bits.append(f"substantial sessions with {plural(self.substantial_seeds, 'server')}")
+        if self.first_seen or self.last_seen:
+            bits.append(f"first seen {fmt_time(self.first_seen)}, last seen {fmt_time(self.last_seen)}")
+        if self.confidence is not None:
+            bits.append(f"confidence {self.confidence:.2f}")
+        return "; ".join(bits)
+
+
+def member_evidence(report: Report, c: Cluster, ip: str) -> MemberEvidence:
+    seeds = set(c.seeds)
+    pairs = [p for p in report.pairs_of(ip) if p.established and p.seed in seeds]
+    ev = c.member_evidence.get(ip, {})
+    sub = ev.get("substantial_seeds")
+    conf = ev.get("confidence")
+    firsts = [p.first_seen for p in pairs if p.first_seen]
+    lasts = [p.last_seen for p in pairs if p.last_seen]
+    return MemberEvidence(
+        established_seeds=len({p.seed for p in pairs}) if pairs else None,
+        flows=sum(p.flows or 0 for p in pairs) if pairs else None,
+        first_seen=min(firsts) if firsts else c.first_seen,
+        last_seen=max(lasts) if lasts else c.last_seen,
+        substantial_seeds=sub if isinstance(sub, int) and not isinstance(sub, bool) else None,
+        confidence=float(conf) if isinstance(conf, int | float) and not isinstance(conf, bool) else None,
+    )
+
+
+def actors_text(names: Sequence[str]) -> str:
+    return _join([clean(n, 200) or "" for n in names])
+
+
+def _attribution_paragraphs(report: Report, actors: Sequence[Attribution]) -> list[str]:
+    """One sentence per actor that covers only part of the hunt: which sets, clusters and new hosts."""
+    out = []
+    for a in actors:
+        if a.complete:
+            continue
+        parts = [plural(len(a.seeds), "seed host")]
+        clusters = [c for c in report.clusters if a.covers_cluster(c)]
+        if clusters:
+            parts.append(
+                plural(len(clusters), "cluster") + " (" + ", ".join(f"{c.id} at {c.label}" for c in clusters) + ")"
+            )
+        if a.expansion:
+            parts.append(plural(len(a.expansion), "new host"))
+        out.append(
+            f"Attributed to {clean(a.name)} ({a.sets_text()}): {_join(parts)}. The rest of this hunt rests on "
+            f"seeds of other sets and is not attributed to {clean(a.name)}."
+        )
+    return out
+
+
+def summary_paragraphs(report: Report, actors: Sequence[Attribution] = ()) -> list[str]:
     """Plain-text paragraphs written like a threat report (escape them for the target format)."""
     paras: list[str] = []
     cl = report.lead_clusters()
@@ -75,8 +189,9 @@ def summary_paragraphs(report: Report, actor: str | None = None) -> list[str]:
             else:
                 parts.append(f"{n:,} {hosts} shared by clusters {' and '.join(o.clusters)}")
         lead = "; ".join(parts) + "."
-        if actor:
-            lead = f"Infrastructure attributed to {clean(actor)}: " + lead[0].lower() + lead[1:]
+        whole = [a.name for a in actors if a.complete]
+        if whole:
+            lead = f"Infrastructure attributed to {actors_text(whole)}: " + lead[0].lower() + lead[1:]
         small = [c for c in report.clusters if c.id not in lead_ids]
         if small:
             lead += (
@@ -88,6 +203,7 @@ def summary_paragraphs(report: Report, actor: str | None = None) -> list[str]:
         paras.append(
             f"No cluster of hosts was found around the {plural(len(report.seeds), 'seed host')}{_days(report)}."
         )
+    paras += _attribution_paragraphs(report, actors)
 
     seeds = report.seeds
     if seeds:
@@ -97,14 +213,21 @@ def summary_paragraphs(report: Report, actor: str | None = None) -> list[str]:
             bits.append(f"{st['active']:,} still active at the end of the window")
         dark = [s for s in seeds if s.status == "dark"]
         if dark:
+            answered = max((s.last_answered for s in dark if s.last_answered), default=None)
             last = max((s.last_seen for s in dark if s.last_seen), default=None)
             asns = Counter(provider_label(s.asn, report.provider_name(s.asn, s.as_name), None) for s in dark)
             where = f" at {asns.most_common(1)[0][0]}" if len(asns) == 1 else ""
-            when = f" (none seen after {fmt_day(last)})" if last else ""
+            if answered:
+                when = f" (none answered after {fmt_day(answered)})"
+            else:
+                when = f" (none seen after {fmt_day(last)})" if last else ""
             bits.append(f"{len(dark):,}{where} went dark{when}")
+        if st.get("unanswered"):
+            n = st["unanswered"]
+            bits.append(f"{n:,} {'was' if n == 1 else 'were'} contacted but never answered")
         if st.get("unseen"):
             bits.append(f"{st['unseen']:,} never appeared in the flows")
-        other = {k: v for k, v in st.items() if k not in ("active", "dark", "unseen")}
+        other = {k: v for k, v in st.items() if k not in ("active", "dark", "unanswered", "unseen")}
         bits.extend(f"{v:,} {clean(k)}" for k, v in sorted(other.items()))
         paras.append(f"Of {plural(len(seeds), 'seed host')}, " + _join(bits) + ".")
 
@@ -118,9 +241,27 @@ def summary_paragraphs(report: Report, actor: str | None = None) -> list[str]:
         )
     if report.victims:
         seeds_hit = {s for v in report.victims for s in v.seeds}
+        states = Counter(v.state for v in report.victims if v.state)
+        how = (
+            " (" + ", ".join(f"{_VICTIM_STATE.get(k, clean(k, 20))} for {n:,}" for k, n in states.most_common()) + ")"
+            if states
+            else ""
+        )
         extra.append(
             f"{plural(len(report.victims), 'host')} beaconed to {plural(len(seeds_hit), 'seed')} at regular "
-            "intervals: likely victims, to be notified rather than reported."
+            f"intervals{how}: likely victims, to be notified rather than reported."
+        )
+    if report.probes:
+        probers = {p.ip for p in report.probes}
+        extra.append(
+            f"{plural(len(probers), 'host')} probed seeds in bursts ({plural(len(report.probes), 'probe')}): "
+            "tool runs, listed but neither clustered nor counted as victims."
+        )
+    if report.near_misses_total:
+        extra.append(
+            f"{plural(report.near_misses_total, 'host')} came close to a cluster but fell short (near misses"
+            + (f", {len(report.near_misses):,} listed" if len(report.near_misses) < report.near_misses_total else "")
+            + ")."
         )
     if report.excluded:
         reasons = Counter(x.reason for x in report.excluded)
@@ -134,7 +275,10 @@ def summary_paragraphs(report: Report, actor: str | None = None) -> list[str]:
     return paras
 
 
-def _join(bits: list[str]) -> str:
+_VICTIM_STATE = {"established": "answered", "rejected": "refused", "unanswered": "unanswered"}
+
+
+def _join(bits: Sequence[str]) -> str:
     if len(bits) <= 1:
         return "".join(bits)
     return ", ".join(bits[:-1]) + " and " + bits[-1]
@@ -229,6 +373,8 @@ def evidence_facts(evidence: Any, limit: int = 40) -> list[tuple[str, str]]:
     if not isinstance(evidence, dict):
         return [("evidence", _short(evidence))]
     for k, v in list(evidence.items())[:limit]:
+        if k in _SHOWN_APART and isinstance(v, dict | list):
+            continue
         key = clean(str(k).replace("_", " "), 80) or "?"
         if "flag" in str(k).lower() and (flags := _flags_value(v)) is not None:
             out.append((key, flags_text(flags)))
@@ -237,6 +383,10 @@ def evidence_facts(evidence: Any, limit: int = 40) -> list[tuple[str, str]]:
         else:
             out.append((key, _short(v)))
     return out
+
+
+# Evidence keys each format shows in its own place (per member, the links between members), not as facts.
+_SHOWN_APART = ("members", "links")
 
 
 def _short(v: Any) -> str:

@@ -68,11 +68,11 @@ def defang(ip: str) -> str:
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#!|~&$])")
 
 
-def md(value: object) -> str:
+def md(value: object, limit: int = 500) -> str:
     """Outside text as literal Markdown inline text (CommonMark and GitHub tables)."""
     if value is None:
         return ""
-    s = clean(value) or ""
+    s = clean(value, limit) or ""
     return _MD_SPECIAL.sub(r"\\\1", s)
 
 

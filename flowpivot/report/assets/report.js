@@ -165,16 +165,21 @@
     h.roles.forEach(function (r) {
       var o = r[1], pairs = [["Role", r[0]]];
       if (r[0] === "seed") {
-        pairs.push(["Status", o.status], ["Provider", o.provider], ["Seen", fmtTime(o.first_seen) + " to " + fmtTime(o.last_seen)],
+        pairs.push(["Status", o.status + (o.state ? ": " + o.state : "")], ["Provider", o.provider],
+          ["Seen", fmtTime(o.first_seen) + " to " + fmtTime(o.last_seen)],
+          ["Seed sets", (o.sets || []).join(", ") || "–"],
           ["Clusters", (o.clusters || []).join(", ") || "none"], ["Comment", o.comment || ""]);
       } else if (r[0] === "member") {
         pairs.push(["Cluster", o.id + ": " + o.label]);
       } else if (r[0] === "new host") {
         pairs.push(["Provider", o.provider], ["Contacted by", o.contacted_by.map(defang).join(", ")],
           ["Clusters", o.clusters.join(", ")], ["Seen", fmtTime(o.first_seen) + " to " + fmtTime(o.last_seen)],
-          ["Score", o.score === null ? "–" : String(o.score)]);
+          ["Score", o.score === null ? "–" : String(o.score)],
+          ["Confidence", o.confidence === null || o.confidence === undefined ? "–" : String(o.confidence)]);
       } else if (r[0] === "victim") {
         pairs.push(["Network", o.provider], ["Seeds", o.seeds.map(defang).join(", ")], ["Port", String(o.port)],
+          ["State", o.state || "–"],
+          ["Connections", o.connections === null || o.connections === undefined ? "–" : String(o.connections)],
           ["Interval", o.interval_s === null ? "–" : o.interval_s + " s"]);
       }
       details.appendChild(dl(pairs));
