@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from test_hunt_world import ACK, FIN, PSH, RST, SYN, World, day
 
-from flowpivot.hunt.engine import _anchor_table, ip_of, key_of
+from flowpivot.hunt.context import HuntContext
+from flowpivot.hunt.keys import ip_of, key_of, load_anchors
 from flowpivot.hunt.pivot import create_pairs, ipkey_macro
 
 SEED = "86.104.72.16"
@@ -16,12 +17,11 @@ SEED6 = "2a06:1280:ae01::10"
 
 def pairs_of(tmp_path: Path, w: World, seeds: list[str]) -> dict[str, dict]:
     store = w.write(tmp_path / "store")
-    con = store.connect()
-    ipkey_macro(con)
-    con.register("s", _anchor_table([key_of(s) for s in seeds]))
-    con.execute("CREATE TEMP TABLE seeds AS SELECT * FROM s")
-    create_pairs(con, "seeds", "sp", day(-1), day(40), keep_flows=True)
-    rows = con.sql("SELECT * EXCLUDE (peer_v4, peer_v6) FROM sp").to_arrow_table().to_pylist()
+    with HuntContext(store) as con:
+        ipkey_macro(con)
+        load_anchors(con, "seeds", [key_of(s) for s in seeds])
+        create_pairs(con, "seeds", "sp", day(-1), day(40), keep_flows=True)
+        rows = con.sql("SELECT * EXCLUDE (peer_v4, peer_v6) FROM sp").to_arrow_table().to_pylist()
     return {ip_of(r["peer"]): r for r in rows}
 
 

@@ -20,7 +20,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 
@@ -28,9 +27,9 @@ from ..store import DAY_MS, _sql_str
 from . import sessions as S
 
 if TYPE_CHECKING:
-    from ..store.index import IndexPlan
+    from .context import HuntContext
 
-__all__ = ["create_pairs", "create_reach", "ipkey_macro", "read_through"]
+__all__ = ["create_pairs", "create_reach", "ipkey_macro"]
 
 
 # A lookup in the index costs about this many times what a scan of the store costs per flow it
@@ -39,50 +38,28 @@ __all__ = ["create_pairs", "create_reach", "ipkey_macro", "read_through"]
 # anchor's flow, on each side. A scan reads the window, or the part of it a pass needs.
 _LOOKUP_COST = 10.0
 
-# The index plan each connection reads through (set by read_through).
-_PLANS: dict[int, IndexPlan] = {}
 
-
-def read_through(con: duckdb.DuckDBPyConnection, plan: IndexPlan | None, window_flows: int = 0) -> None:
-    """Let the passes of this connection look flows up in the address index (``plan``, see
-    :mod:`flowpivot.store.index`), or always scan the store's ``flows`` view (None).
-
-    With the index, each side of a lookup reads the copy ordered by that side's address (only the
-    record batches that can hold an anchor); the store files the index does not hold are scanned
-    in the same query. A pass uses it only when the lookup reads less than the scan
-    (:func:`index_pays`).
-    """
-    con.execute(f"SET VARIABLE flowpivot_window_flows = {int(window_flows)}")
-    if plan is None:
-        _PLANS.pop(id(con), None)
-    else:
-        _PLANS[id(con)] = plan
-
-
-def index_rows(con: duckdb.DuckDBPyConnection, anchors: str) -> int | None:
+def index_rows(con: HuntContext, anchors: str) -> int | None:
     """The flows a lookup of ``anchors`` in the index would read, or None without an index."""
-    plan = _PLANS.get(id(con))
+    plan = con.plan
     return None if plan is None else plan.span_rows(*_anchor_values(con, anchors))
 
 
-def index_pays(con: duckdb.DuckDBPyConnection, anchors: str, scan_share: float = 1.0) -> bool:
+def index_pays(con: HuntContext, anchors: str, scan_share: float = 1.0) -> bool:
     """Whether looking ``anchors`` up in the index costs less than scanning ``scan_share`` of the
     window (a pass over its last part scans only that part)."""
     rows = index_rows(con, anchors)
-    window = con.sql("SELECT coalesce(getvariable('flowpivot_window_flows'), 0)").fetchall()[0][0]  # type: ignore[index]
-    return rows is not None and _LOOKUP_COST * rows < float(window) * scan_share
+    return rows is not None and _LOOKUP_COST * rows < float(con.window_flows) * scan_share
 
 
-def day_bounds(
-    con: duckdb.DuckDBPyConnection, anchors: str, since_ms: int, until_ms: int
-) -> dict[str, dict[str, Any]] | None:
+def day_bounds(con: HuntContext, anchors: str, since_ms: int, until_ms: int) -> dict[str, dict[str, Any]] | None:
     """Per anchor with a busy day in the window, from the index's host-day table: the most
     distinct peers it had on one side in one whole UTC day inside the window (a lower bound of
     its reach over the window), that day's fan-out and fan-in on that side, and its flows on its busy days
     (an estimate of its flows in the window, low by its quiet days). None without an index that
     has the table; anchors with no busy day are left out.
     """
-    plan = _PLANS.get(id(con))
+    plan = con.plan
     if plan is None or plan.hosts is None:
         return None
     first = -(-int(since_ms) // DAY_MS)  # the first day that starts in the window
@@ -113,7 +90,7 @@ def day_bounds(
     return out
 
 
-def _anchor_values(con: duckdb.DuckDBPyConnection, anchors: str) -> tuple[np.ndarray, list[bytes]]:
+def _anchor_values(con: HuntContext, anchors: str) -> tuple[np.ndarray, list[bytes]]:
     v4 = con.sql(f"SELECT DISTINCT v4 FROM {anchors} WHERE v4 IS NOT NULL").fetchnumpy()["v4"]
     v6 = [bytes(r[0]) for r in con.sql(f"SELECT DISTINCT v6 FROM {anchors} WHERE v6 IS NOT NULL").fetchall()]
     return np.asarray(v4, np.uint32), v6
@@ -128,7 +105,7 @@ _LOOKUPS = 0
 
 @contextmanager
 def _from_index(
-    con: duckdb.DuckDBPyConnection,
+    con: HuntContext,
     anchors: str,
     since_ms: int,
     until_ms: int,
@@ -144,7 +121,8 @@ def _from_index(
     threads. Store files the index does not hold are scanned in the same expression.
     """
     global _LOOKUPS
-    plan = _PLANS[id(con)]
+    plan = con.plan
+    assert plan is not None
     cols = [c.strip().strip('"') for c in columns.split(",")]
     v4, v6 = _anchor_values(con, anchors)
     with ThreadPoolExecutor(2) as ex:
@@ -174,7 +152,7 @@ def _from_index(
             con.unregister(view)
 
 
-def ipkey_macro(con: duckdb.DuckDBPyConnection) -> None:
+def ipkey_macro(con: HuntContext) -> None:
     """``ipkey(v4, v6)``: dotted quad for IPv4, ``v6:<hex>`` for IPv6 (made canonical in Python)."""
     con.execute(
         "CREATE OR REPLACE MACRO ipkey(a, b) AS CASE WHEN a IS NOT NULL THEN "
@@ -186,7 +164,8 @@ def ipkey_macro(con: duckdb.DuckDBPyConnection) -> None:
 def _window_sql(since_ms: int, until_ms: int) -> str:
     # A flow belongs to the window when it starts in it; the store is partitioned by day of start,
     # and row-group min/max statistics on start skip the rest.
-    return f"start >= make_timestamptz({int(since_ms)} * 1000) AND start <= make_timestamptz({int(until_ms)} * 1000)"
+    # (microseconds computed here: a small literal times 1000 overflows DuckDB's INT32 near 1970)
+    return f"start >= make_timestamptz({int(since_ms) * 1000}::BIGINT) AND start <= make_timestamptz({int(until_ms) * 1000}::BIGINT)"
 
 
 def _side(anchors: str, anchor_is_src: bool, family: int, source: str) -> str:
@@ -214,7 +193,7 @@ def flows_sql(anchors: str, source: str, families: tuple[int, ...]) -> str:
     return "\nUNION ALL\n".join(_side(anchors, s, fam, source) for fam in families for s in (True, False))
 
 
-def _families(con: duckdb.DuckDBPyConnection, anchors: str) -> tuple[int, ...]:
+def _families(con: HuntContext, anchors: str) -> tuple[int, ...]:
     """The address families (4, 6) the anchors hold; IPv4 alone for none."""
     return tuple(
         fam
@@ -231,7 +210,7 @@ _PIVOT_COLUMNS = (
 
 @contextmanager
 def touching(
-    con: duckdb.DuckDBPyConnection,
+    con: HuntContext,
     anchors: str,
     since_ms: int,
     until_ms: int,
@@ -246,7 +225,7 @@ def touching(
     scan is the cheaper plan).
 
     ``via_index``: looked up in the two ordered copies of the address index instead (see
-    :func:`read_through`); valid inside the ``with`` block.
+    :meth:`HuntContext.use_index`); valid inside the ``with`` block.
     """
     if via_index:
         with _from_index(con, anchors, since_ms, until_ms, families, _PIVOT_COLUMNS, touching=True) as rels:
@@ -257,7 +236,7 @@ def touching(
 
 
 def create_pairs(
-    con: duckdb.DuckDBPyConnection,
+    con: HuntContext,
     anchors: str,
     out: str,
     since_ms: int,
@@ -318,6 +297,7 @@ def pair_sql(flows_rel: str) -> str:
         count(*) FILTER ((zs IS NULL AND {S.syn_only_sql("p_fl")}) OR (zs IS NOT NULL AND NOT a_src)) AS p_syn,
         count(*) FILTER (init = 'a') AS a_init, count(*) FILTER (init = 'p') AS p_init,
         count(*) FILTER (proto = 6) AS tcp_flows,
+        count(DISTINCT (proto::BIGINT << 32) | (a_port::BIGINT << 16) | p_port::BIGINT) AS conns,
         min(ts) AS first_ms, max(te) AS last_ms,
         count(DISTINCT ts // {DAY_MS}) AS active_days,
         max(sr) AS max_sampling_rate
@@ -342,7 +322,7 @@ def pair_sql(flows_rel: str) -> str:
 
 
 def create_reach(
-    con: duckdb.DuckDBPyConnection,
+    con: HuntContext,
     anchors: str,
     out: str,
     since_ms: int,
@@ -376,7 +356,7 @@ def _none() -> Iterator[None]:
 
 
 def _reach(
-    con: duckdb.DuckDBPyConnection,
+    con: HuntContext,
     anchors: str,
     out: str,
     fams: tuple[int, ...],
@@ -405,7 +385,7 @@ def _reach(
             count(*) AS flows
           FROM ({" UNION ALL ".join(sides)}) GROUP BY anchor_id, peer_v4, peer_v6
         )
-        SELECT anchor, ipkey(peer_v4, peer_v6) AS peer, flows, NULL::BOOLEAN AS established,
+        SELECT anchor, ipkey(peer_v4, peer_v6) AS peer, peer_v4, flows, NULL::BOOLEAN AS established,
           CASE WHEN a_cl AND NOT p_cl THEN 'anchor' WHEN p_cl AND NOT a_cl THEN 'peer'
                WHEN a_cl AND p_cl THEN 'mixed' ELSE 'unknown' END AS initiator
         FROM g"""
@@ -413,7 +393,7 @@ def _reach(
 
 
 def keep_touching(
-    con: duckdb.DuckDBPyConnection,
+    con: HuntContext,
     anchors: str,
     keep: str,
     since_ms: int,
@@ -428,7 +408,7 @@ def keep_touching(
     if keep_max < 0:
         return False
     fams = _families(con, anchors)
-    if id(con) in _PLANS:
+    if con.plan is not None:
         # with the index, the hosts that survive the noise rules get their session pass as a
         # lookup of their own flows; reading every column of all the candidates' flows now,
         # batch by batch, would cost more than that (docs/performance.md, "Address index")
@@ -457,10 +437,14 @@ def pair_lite_sql(flows_rel: str) -> str:
         CASE WHEN zs IS NULL THEN FALSE ELSE {S.zeek_established_sql()} END AS zest,
         CASE WHEN zs IS NULL THEN {S.syn_only_sql("a_fl")} ELSE a_src END AS asyn,
         CASE WHEN zs IS NULL THEN {S.syn_only_sql("p_fl")} ELSE NOT a_src END AS psyn,
-        init
+        init, a_pk, p_pk, sr, zs IS NOT NULL AS bi,
+        (proto::BIGINT << 32) | (a_port::BIGINT << 16) | p_port::BIGINT AS conn
       FROM {flows_rel}
     ), g AS (
       SELECT any_value(anchor) AS anchor, peer_v4, peer_v6, count(*) AS flows,
+        count(*) FILTER (a_pk > 0) AS a_flows, count(*) FILTER (p_pk > 0) AS p_flows,
+        sum(a_pk)::UBIGINT AS a_packets, sum(p_pk)::UBIGINT AS p_packets, max(sr) AS max_sampling_rate,
+        count(DISTINCT conn) AS conns, bool_or(bi) AS biflow,
         bit_or(nfa)::INTEGER AS nf_a_flags, bit_or(nfp)::INTEGER AS nf_p_flags,
         CASE WHEN bool_or(big) THEN 1e9 ELSE 0 END AS nf_max_bpp,
         sum(zest::INTEGER) AS z_est,
@@ -468,7 +452,8 @@ def pair_lite_sql(flows_rel: str) -> str:
         sum((init = 'a')::INTEGER) AS a_init, sum((init = 'p')::INTEGER) AS p_init
       FROM r GROUP BY anchor_id, peer_v4, peer_v6  -- integers hash faster than the anchor strings
     )
-    SELECT anchor, ipkey(peer_v4, peer_v6) AS peer, flows,
+    SELECT anchor, ipkey(peer_v4, peer_v6) AS peer, flows, a_flows, p_flows, a_packets, p_packets,
+      max_sampling_rate, conns, biflow,
       {S.established_sql()} AS established,
       {S.pair_initiator_sql()} AS initiator
     FROM g

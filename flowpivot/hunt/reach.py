@@ -1,0 +1,210 @@
+"""The reach passes: how far a host reaches over the whole window, and the shortcut for busy hosts.
+
+The noise rules (:mod:`flowpivot.hunt.rules.noise`) read each candidate's distinct peers, fan-out
+and fan-in over the whole store in the window. Counting them for a research scanner or a resolver
+means folding millions of (host, peer) pairs, so the busiest hosts are judged first from a lower
+bound: their peers in the window's last part, or one whole day's peers from the address index's
+host-day table. Both noise tests only grow more certain with the full count (docs/hunt.md,
+"Judging the busiest hosts from a bound"), so a host the bound condemns is condemned by the full
+count too; every other host gets the full count. The verdicts are the same as counting every host
+over the whole window.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..store import DAY_MS
+from .keys import key_list, load_anchors
+from .pivot import create_reach, day_bounds, keep_touching, known_counts_sql
+
+if TYPE_CHECKING:
+    from .context import HuntContext
+
+__all__ = ["median_degree", "degrees", "bounded_reach", "NO_STATS"]
+
+log = logging.getLogger("flowpivot.hunt")
+
+#: A judge: (host key, its stats with a lower-bound degree and an upper-bound or exact ``known``,
+#: whether ``known`` is exact) -> a verdict dict (reason, detail, ...) or None.
+Judge = Callable[[str, dict[str, Any], bool], dict[str, Any] | None]
+
+NO_STATS = {"degree": 0, "known": 0, "noise": 0, "fan_out": 0, "fan_in": 0, "known_in": 0, "noise_in": 0}
+
+# A fraction of the window, at its end, where a busy host's distinct peers are counted first. Any
+# fraction gives the same verdicts (a count over part of the window is a lower bound of the count
+# over all of it); this one only sets how much of the store the first, cheap pass reads.
+BOUND_FRACTION = 8
+# Cost settings (verdict-neutral). The exact count of known peers costs about one scan of the
+# window's address columns, as much as folding about a twentieth of the window's flows in the
+# exact reach pass: it runs when the hosts waiting for it hold more than that. The flows of the
+# hosts of the exact pass are kept (every column, for their session pass) up to a twentieth of the
+# window's flows: keeping costs about ten times a scan's work per flow, and saves one scan.
+KNOWN_PASS_SHARE = 0.05
+KEEP_SHARE = 0.05
+
+
+def median_degree(con: HuntContext, table: str, noise: set[str] | None = None) -> float:
+    """Median distinct peers per anchor; with ``noise``, peers in it are not counted."""
+    key_list(con, "md_noise_arrow", noise or set())
+    row = con.sql(
+        f"""SELECT median(n) FROM (SELECT count(DISTINCT peer) AS n FROM {table}
+        WHERE peer IS NOT NULL AND peer NOT IN (SELECT k FROM md_noise_arrow) GROUP BY anchor)"""
+    ).fetchall()[0]
+    con.unregister("md_noise_arrow")
+    return float(row[0]) if row and row[0] is not None else 0.0
+
+
+def degrees(con: HuntContext, table: str, known: set[str], noise: set[str]) -> dict[str, dict[str, Any]]:
+    """Per anchor of the reach table: distinct peers, known and noise peers, fan-out and fan-in,
+    and of its clients (fan-in) how many are known and noise."""
+    key_list(con, "known_arrow", known)
+    key_list(con, "noise_arrow", noise)
+    rows = (
+        con.sql(
+            # a pair table holds each (anchor, peer) once: counting rows counts distinct peers
+            f"""SELECT t.anchor, count(*) AS degree, count(k.k) AS known, count(n.k) AS noise,
+                   count(*) FILTER (t.initiator = 'anchor') AS fan_out,
+                   count(*) FILTER (t.initiator = 'peer') AS fan_in,
+                   count(k.k) FILTER (t.initiator = 'peer') AS known_in,
+                   count(n.k) FILTER (t.initiator = 'peer') AS noise_in,
+                   count(*) FILTER (t.established) AS established_peers, sum(t.flows) AS flows
+            FROM {table} t LEFT JOIN known_arrow k ON t.peer = k.k LEFT JOIN noise_arrow n ON t.peer = n.k
+            WHERE t.peer <> t.anchor GROUP BY t.anchor"""
+        )
+        .to_arrow_table()
+        .to_pylist()
+    )
+    con.unregister("known_arrow")
+    con.unregister("noise_arrow")
+    return {r.pop("anchor"): r for r in rows}
+
+
+def local_peers(con: HuntContext, table: str, prefixes: dict[str, set[int]], bits: int) -> dict[str, int]:
+    """Per anchor, its distinct IPv4 peers inside the given /``bits`` prefixes (prefix numbers)."""
+    rows = [(k, p) for k, ps in prefixes.items() for p in ps]
+    if not rows:
+        return {}
+    import pyarrow as pa
+
+    con.register(
+        "local_pfx_arrow",
+        pa.table(
+            {"anchor": pa.array([r[0] for r in rows], pa.string()), "pfx": pa.array([r[1] for r in rows], pa.int64())}
+        ),
+    )
+    out = dict(
+        con.sql(
+            f"""SELECT t.anchor, count(*) FROM {table} t JOIN local_pfx_arrow p
+            ON t.anchor = p.anchor AND (t.peer_v4 >> {32 - bits})::BIGINT = p.pfx
+            WHERE t.peer_v4 IS NOT NULL AND t.peer <> t.anchor GROUP BY t.anchor"""
+        ).fetchall()
+    )
+    con.unregister("local_pfx_arrow")
+    return {k: int(v) for k, v in out.items()}
+
+
+def bounded_reach(
+    con: HuntContext,
+    name: str,
+    keys: Sequence[str],
+    known: set[str],
+    judge: Judge,
+    since_ms: int,
+    until_ms: int,
+    out: str,
+    keep: str | None = None,
+) -> tuple[dict[str, dict[str, Any]], bool]:
+    """The reach table ``out`` for ``keys``, without the hosts ``judge`` condemns from a bound.
+
+    Returns the condemned hosts (their bound statistics and the verdict) and whether ``keep``
+    now holds every flow of the other hosts (every column, for their session pass; see
+    ``keep_touching``), which it does when they are few.
+    """
+    condemned: dict[str, dict[str, Any]] = {}
+    lower: dict[str, dict[str, Any]] = {}
+    skipped: list[str] = []
+    sub_since = until_ms - (until_ms - since_ms) // BOUND_FRACTION
+    span = f"in its last {(until_ms - sub_since) / DAY_MS:.3g} days"
+    days = None
+    if keys:
+        load_anchors(con, name, keys)
+        # with the address index, its host-day table gives each busy host's bound without a pass
+        days = day_bounds(con, name, since_ms, until_ms)
+    if days is not None:
+        lower = days
+        for b in lower.values():
+            b["bound"] = f"as {b['bound_side']} on {b['bound_day']} alone"
+    elif keys and sub_since > since_ms:
+        create_reach(con, name, f"{out}_lb", sub_since, until_ms, scan_share=1 / BOUND_FRACTION)
+        lower = degrees(con, f"{out}_lb", known, set())
+        for b in lower.values():
+            b["flows_est"] = BOUND_FRACTION * float(b["flows"] or 0)
+            b["bound"] = span
+            b["bound_span"] = f"{(until_ms - sub_since) / DAY_MS:.3g} days"
+        con.execute(f"DROP TABLE IF EXISTS {out}_lb")
+    if lower:
+        need: list[str] = []
+        for k in keys:
+            if k not in lower:
+                continue
+            b = {**lower[k], "known": len(known) - (k in known)}  # no more known peers than known hosts
+            v = judge(k, b, False)
+            if v is not None:
+                condemned[k] = {**b, **v}
+            elif judge(k, {**b, "known": 0}, False) is not None:
+                need.append(k)  # an exact count of its known peers may condemn it
+        # The exact count is one more scan of the window's address columns. It pays when these
+        # hosts' flows are a large part of the window (their exact reach would fold them all);
+        # otherwise they simply go to the exact reach pass below. The verdicts are the same.
+        if sum(lower[k].get("flows_est", 0.0) for k in need) <= KNOWN_PASS_SHARE * con.window_flows:
+            skipped, need = need, []
+        condemned.update(_condemn_counted(con, name, need, known, lower, judge, since_ms, until_ms))
+    rest = [k for k in keys if k not in condemned]
+    kept = False
+    if keep:
+        # The estimate above is low for hosts busy only before the window's last eighth, so the
+        # scan that keeps the flows stops past the share. When it does, those hosts were busy
+        # after all, and counting their known peers exactly is worth its scan. When their flows
+        # in the last part already pass the share, keeping is not tried.
+        keep_max = int(KEEP_SHARE * con.window_flows)
+        est = sum(float(lower[k].get("flows_est", 0.0)) for k in rest if k in lower) if lower else None
+        load_anchors(con, name, rest)
+        kept = (est is None or est <= keep_max) and keep_touching(con, name, keep, since_ms, until_ms, keep_max)
+        # (with the address index keeping is never tried: the exact reach below looks the
+        # skipped hosts up, or scans when that costs less, and needs no count first)
+        if not kept and skipped and days is None:
+            condemned.update(_condemn_counted(con, name, skipped, known, lower, judge, since_ms, until_ms))
+            rest = [k for k in keys if k not in condemned]
+    load_anchors(con, name, rest)
+    create_reach(con, name, out, since_ms, until_ms, source=keep if kept else None)
+    return condemned, kept
+
+
+def _condemn_counted(
+    con: HuntContext,
+    name: str,
+    keys: Sequence[str],
+    known: set[str],
+    lower: dict[str, dict[str, Any]],
+    judge: Judge,
+    since_ms: int,
+    until_ms: int,
+) -> dict[str, dict[str, Any]]:
+    """Of ``keys``, those the judge condemns with their exact known peers over the window."""
+    if not keys:
+        return {}
+    log.debug("reach of %s: %d hosts get their known peers counted", name, len(keys))
+    load_anchors(con, f"{name}_lb", keys)
+    load_anchors(con, f"{name}_known", sorted(known))
+    fams = tuple(f for f in (4, 6) if any(k.startswith("v6:") == (f == 6) for k in keys)) or (4,)
+    exact = dict(con.sql(known_counts_sql(f"{name}_lb", f"{name}_known", since_ms, until_ms, fams)).fetchall())
+    out = {}
+    for k in keys:
+        b = {**lower[k], "known": int(exact.get(k, 0))}
+        v = judge(k, b, True)
+        if v is not None:
+            out[k] = {**b, **v, "known_exact": True}
+    return out

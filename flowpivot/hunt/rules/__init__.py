@@ -1,0 +1,47 @@
+"""The hunt's judgement: pure functions over small per-pair and per-host statistics.
+
+The query stages (:mod:`flowpivot.hunt.pivot`, :mod:`flowpivot.hunt.reach`) produce the tables;
+the functions here decide, each returning the figures it decided from. Nothing here touches a
+store or a connection, so every rule can be tested on hand-made tables
+(``tests/test_hunt_rules.py``) and any engine that produces the same tables shares them.
+
+* :mod:`.substance` - is a seed-peer pair an operator's sessions, or only checks and probes?
+* :mod:`.enrichment` - is a host's contact with the seeds more than its reach explains?
+* :mod:`.noise` - scanner, shared service, or specific: the verdict and its detail
+* :mod:`.clusters` - connected members within a provider, links and confidence
+* :mod:`.contacts` - victims (beacons) and probes (bursts) from connection starts
+* :mod:`.seedstatus` - answered, dark, unanswered: when a seed stopped answering
+"""
+
+from .clusters import Link, components, member_confidence
+from .contacts import Probe, Series, classify_series, probe_of
+from .enrichment import Enrichment, hypergeom_sf, seed_enrichment
+from .noise import HostStats, NoiseVerdict, Population, noise_verdict, popular
+from .seedstatus import SeedActivity, seed_status
+from .stats import PairStats
+from .substance import Substance, per_record_mean, small_client, substance
+
+__all__ = [
+    "Enrichment",
+    "HostStats",
+    "Link",
+    "NoiseVerdict",
+    "PairStats",
+    "Population",
+    "Probe",
+    "SeedActivity",
+    "Series",
+    "Substance",
+    "classify_series",
+    "components",
+    "hypergeom_sf",
+    "member_confidence",
+    "noise_verdict",
+    "per_record_mean",
+    "popular",
+    "probe_of",
+    "seed_enrichment",
+    "seed_status",
+    "small_client",
+    "substance",
+]

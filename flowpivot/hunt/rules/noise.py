@@ -1,0 +1,153 @@
+"""Noise verdicts: scanner, shared service, or a host specific to the seeds.
+
+Two questions, each answered from the host's own statistics (:class:`HostStats`) and the
+window's population (:class:`Population`):
+
+1. **Enrichment** (:mod:`.enrichment`): does it reach more seeds than its reach explains, in the
+   window's population and in the seeds' own ranges? Not enriched means its contact with the
+   seeds is what any host reaching that many others would have: ``scanner`` when it opened more
+   of its connections than it answered, else ``shared-service``. This holds however large the
+   host's ordinary traffic is: an operator browsing from its VPS or a subscriber address with many
+   users behind NAT still reaches seeds far above their base rate.
+2. **Clients of a service** (``shared-service``): a host the seeds connect to (every established
+   session with them was opened by the seed) is a service they use. The seeds are alike (servers of
+   one provider, often one operating system), so they use the same update servers and CDNs far
+   more than hosts at large do: enrichment cannot tell that from the actor's panel. The service's
+   other clients can: the actor's panel serves the actor, a shared service serves everyone. When
+   fewer than ``min_specificity`` of the hosts that connected to it (its clients, not counting
+   scanners and other hosts already found to be noise) are seeds or the actor's other hosts, it
+   is a shared service. Only its clients are counted: an operator's host that the seeds call
+   back to may browse the web as much as it likes.
+
+3. **Weak evidence, broad reach** (``scanner``): a host none of whose sessions with the seeds is
+   substantial (:mod:`.substance`: at 1:100 and coarser, sessions under N packets cannot be
+   sized) and that reaches more hosts than a seed does, fewer than ``min_specificity`` of them
+   seeds or the actor's other hosts, is judged by that reach: a research scanner completing a
+   handshake and grabbing a banner, or a crawler. An operator's management sessions are
+   substantial at any sampling a store is kept at, and then its reach is no evidence against it.
+
+Peers that are themselves noise (scanners, shared services, hosts other known hosts also talk to)
+are left out of both counts in the second round (``noise``): talking to resolvers and being
+scanned makes no host a scanner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .enrichment import Enrichment, seed_enrichment
+
+__all__ = ["HostStats", "NoiseVerdict", "Population", "noise_verdict"]
+
+
+@dataclass(frozen=True)
+class HostStats:
+    """A host's reach over the window (or a lower bound of it, ``bound`` says how it was counted)."""
+
+    degree: int  # distinct peers
+    known: int  # of them seeds or the actor's other (candidate) hosts
+    fan_out: int  # peers it connected to (from the higher, client port)
+    fan_in: int  # peers that connected to it: its clients
+    seeds: int  # seeds it exchanged flows with (exact, from the seed pass)
+    seed_clients: bool = False  # every established session with a seed was opened by the seed
+    substantial: int = 1  # seeds it holds substantial sessions with (0: only unresolved ones)
+    known_in: int | None = None  # of its clients, seeds or the actor's other hosts (None: use ``known``)
+    noise: int | None = None  # peers that are themselves noise (None: round 1, not yet known)
+    noise_in: int = 0  # of its clients, those that are noise
+    local: tuple[int, int, int] | None = None  # (address space, seeds, its peers) of the seeds' ranges it touched
+    bound: str | None = None  # how a lower-bound degree was counted ("in its last 3.75 days", ...)
+
+    @property
+    def reach(self) -> int:
+        return self.degree - (self.noise or 0)
+
+
+@dataclass(frozen=True)
+class Population:
+    """What the window holds: active hosts and seeds, the yardstick and the test level."""
+
+    hosts: int
+    seeds: int
+    yardstick: float  # the median seed's reach (distinct peers that are not noise)
+    level: float  # alpha / hosts tested
+    min_specificity: float = 0.5
+
+
+@dataclass(frozen=True)
+class NoiseVerdict:
+    reason: str  # "scanner", "shared-service"
+    detail: str
+    enrichment: Enrichment
+    specificity: float | None
+
+
+def service_verdict(h: HostStats, pop: Population) -> str | None:
+    """The detail when the host is a service the seeds use along with others, else None."""
+    clients = h.fan_in - h.noise_in
+    if not h.seed_clients or clients <= 0:
+        return None
+    known = h.known if h.known_in is None else h.known_in
+    spec = known / clients
+    if spec >= pop.min_specificity:
+        return None
+    where = f" ({h.bound}: at least that many)" if h.bound else ""
+    noise = f", {h.noise_in:,} more that are scanners or other noise not counted" if h.noise_in else ""
+    upper = "at most " if h.known_in is None else ""
+    return (
+        f"the seeds opened every session with it, and it serves {clients:,} distinct clients{where}{noise}, of which "
+        f"{upper}{known:,} ({spec:.1%}) are seeds or the actor's other hosts: a service others use too"
+    )
+
+
+def noise_verdict(h: HostStats, pop: Population) -> NoiseVerdict | None:
+    """The noise reason for a host, or None when its contact with the seeds is specific to them.
+
+    With ``bound`` set, ``degree`` and ``fan_in`` are lower bounds: both tests only grow more
+    certain with the full count, so a verdict of noise holds for it too (a verdict of not-noise
+    on a bound is not final: such a host gets the full count).
+    """
+    reach = h.reach
+    if reach <= 0:
+        return None
+    e = seed_enrichment(h.seeds, reach, pop.hosts, pop.seeds, h.local if h.bound is None else None)
+    spec = h.known / reach if not h.bound else None
+    if not e.enriched(pop.level):
+        where = f" ({h.bound}: at least that many)" if h.bound else ""
+        noise = f", {h.noise:,} more that are themselves noise not counted" if h.noise else ""
+        kind = "scanner" if h.fan_out >= h.fan_in else "shared-service"
+        detail = (
+            f"{reach:,} distinct peers{where}{noise} (fan-out {h.fan_out:,}, fan-in {h.fan_in:,}); {e.describe()}: "
+            f"not above chance at {pop.level:.2g}"
+        )
+        return NoiseVerdict(kind, detail, e, spec)
+    svc = service_verdict(h, pop)
+    if svc:
+        return NoiseVerdict("shared-service", svc, e, spec)
+    weak = weak_verdict(h, pop)
+    if weak:
+        return NoiseVerdict("scanner" if h.fan_out >= h.fan_in else "shared-service", weak, e, spec)
+    return None
+
+
+def weak_verdict(h: HostStats, pop: Population) -> str | None:
+    """The detail when the host's sessions with the seeds are unresolved and its reach is broad."""
+    reach = h.reach
+    if h.substantial > 0 or reach <= pop.yardstick or h.known >= pop.min_specificity * reach:
+        return None
+    where = f" ({h.bound}: at least that many)" if h.bound else ""
+    known = f"at most {h.known:,}" if h.bound and h.known_in is None else f"{h.known:,}"
+    return (
+        f"no session with a seed larger than the sampling can size, and {reach:,} distinct peers{where} "
+        f"(fan-out {h.fan_out:,}, fan-in {h.fan_in:,}), of which {known} ({h.known / reach:.1%}) are seeds or the "
+        f"actor's other hosts; a seed has {pop.yardstick:g} peers (median)"
+    )
+
+
+def popular(h: HostStats, pop: Population) -> str | None:
+    """A peer of a candidate that says nothing about it: it talks to more hosts than a seed does
+    and fewer than ``min_specificity`` of them are seeds or candidates (a web site, an update
+    server, a resolver many hosts use). Such peers are not counted as draws in the candidate's
+    enrichment test: reaching a popular host is no choice among the population."""
+    if h.degree > pop.yardstick and h.known < pop.min_specificity * h.degree:
+        return f"{h.degree:,} distinct peers, {h.known:,} of them seeds or candidates"
+    return None

@@ -1,0 +1,122 @@
+"""Session substance: does a seed-peer pair show an operator's sessions, or only checks and probes?
+
+A host that manages a server holds sessions with it: interactive shells, transfers, a panel kept
+open. A research scanner, an uptime monitor, a banner grabber or a beaconing implant holds
+connections of a handful of packets each (a TCP handshake, one TLS or SSH exchange, a teardown:
+``small`` packets, about 20). The flow records show which, within what sampling lets us see:
+
+* **Unsampled** (1:1 NetFlow/IPFIX, Zeek): the packets of each connection are counted. More than
+  ``small`` packets per connection on average is more than a check.
+* **Sampled 1:N**: a record of n packets is exported with chance 1 - (1 - 1/N)^n and then holds
+  (n/N) / (1 - (1 - 1/N)^n) sampled packets on average (:func:`per_record_mean`): about 1 for
+  n << N, 1.58 at n = N, n/N beyond. Sizes below max(N, small) cannot be resolved, so a pair is
+  substantial when its records hold at least what a connection of max(N, small) packets leaves.
+* **Any sampling**: a connection seen in two or more records in one direction outlasted the
+  exporter's active timeout or went idle and came back: a check, a scan or a probe lasts seconds.
+  (Biflow records, one per connection, never show this; their packet count does.)
+
+A pair that is not established is never substantial. Below the resolution a pair is only
+``unresolved``, not small: at 1:100 a 60-packet shell session and a 15-packet banner grab leave the
+same single-packet records, so such a pair still counts as a session (the enrichment test and the
+``client`` rule judge its host). It is ``small`` - a check, not management - only where the
+sampling resolves connections of ``small`` packets (N <= ``small``) and its records show none
+larger. Research scanners and monitors seen unsampled, or at 1:10, are told apart so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .stats import PairStats
+
+__all__ = ["Substance", "per_record_mean", "small_client", "substance"]
+
+
+def per_record_mean(n: float, rate: float) -> float:
+    """Sampled packets a record of ``n`` packets holds on average, given that it was exported at 1:``rate``."""
+    if rate <= 1:
+        return float(n)
+    kept = 1.0 - (1.0 - 1.0 / rate) ** n
+    return (n / rate) / kept if kept > 0 else 1.0
+
+
+@dataclass(frozen=True)
+class Substance:
+    substantial: bool
+    why: str
+    kind: str  # "substantial", "unresolved", "small" or "none" (not established)
+    packets_per_record: float
+    records_per_connection: float
+    needed: float  # packets per record (sampled) or per connection (unsampled) that would do
+
+    @property
+    def counts(self) -> bool:
+        """Whether the pair counts as a session with the seed (substantial, or unresolved by the sampling)."""
+        return self.kind in ("substantial", "unresolved")
+
+
+def substance(p: PairStats, small: int) -> Substance:
+    """Whether the pair's sessions are more than checks of at most ``small`` packets (see above)."""
+    recs = p.a_flows + p.p_flows
+    pkts = p.a_packets + p.p_packets
+    conns = max(p.conns, 1)
+    per_rec = pkts / recs if recs else 0.0
+    per_conn = max(p.a_flows, p.p_flows) / conns
+    rate = max(int(p.max_sampling_rate or 1), 1)
+    if not p.established or recs == 0:
+        return Substance(False, "no established session", "none", per_rec, per_conn, 0.0)
+    if rate == 1:
+        per_connection = pkts / conns
+        need = float(small)
+        if per_connection > need:
+            return Substance(
+                True, f"{per_connection:.1f} packets per connection (> {small})", "substantial", per_rec, per_conn, need
+            )
+        why = f"{per_connection:.1f} packets per connection, no more than a check ({small})"
+        return Substance(False, why, "small", per_rec, per_conn, need)
+    need = per_record_mean(max(rate, small), rate)
+    if per_rec >= need:
+        return Substance(
+            True,
+            f"{per_rec:.2f} sampled packets per record at 1:{rate} (a connection of {max(rate, small)} packets leaves {need:.2f})",
+            "substantial",
+            per_rec,
+            per_conn,
+            need,
+        )
+    if not p.biflow and per_conn >= 2:
+        why = f"{per_conn:.1f} records per connection: sessions outlasting a record"
+        return Substance(True, why, "substantial", per_rec, per_conn, need)
+    resolved = rate <= small
+    return Substance(
+        False,
+        f"{per_rec:.2f} sampled packets per record at 1:{rate} (a connection of {max(rate, small)} packets leaves {need:.2f}) "
+        f"and {per_conn:.1f} records per connection: "
+        + ("no more than checks" if resolved else f"sessions under {rate} packets, which 1:{rate} cannot size"),
+        "small" if resolved else "unresolved",
+        per_rec,
+        per_conn,
+        need,
+    )
+
+
+def small_client(pairs: list[PairStats], max_seeds: int) -> str | None:
+    """Why a host is a client of the seeds (a victim whose beacons are too few to test, or a
+    prober), not an operator: it reaches at most ``max_seeds`` seeds, opened every session
+    itself, and its records with them hold fewer sampled packets than a record of N packets
+    leaves at 1:N, so its sessions were smaller than N packets. Unsampled, the beacon tests
+    see every start and this rule never applies. Returns the detail, or None."""
+    est = [p for p in pairs if p.established]
+    if not est or len(est) > max_seeds or any(p.initiator != "peer" for p in est):
+        return None
+    rate = max((p.max_sampling_rate or 1 for p in est), default=1)
+    recs = sum(p.a_flows + p.p_flows for p in est)
+    pkts = sum(p.a_packets + p.p_packets for p in est)
+    if rate <= 1 or recs == 0 or pkts / recs >= per_record_mean(rate, rate):
+        return None
+    return (
+        f"opened every session with its {len(est)} seed(s) itself, with {pkts / recs:.2f} sampled packets per "
+        f"record at 1:{rate:g} where a record of {rate:g} packets would leave {per_record_mean(rate, rate):.2f}: "
+        f"sessions smaller than {rate:g} packets, a client's (a victim whose beacons are too few to test, or "
+        "probes), not an operator's"
+    )
