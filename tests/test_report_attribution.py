@@ -319,3 +319,14 @@ def test_a_result_without_the_new_keys_still_renders() -> None:
     text = render_markdown(bare, actor="FIN7", now=NOW)
     assert "## Probes" not in text and "## Near misses" not in text
     assert "| `198[.]51[.]100[.]23` |" in text
+
+
+def test_a_new_hosts_letter_entry_shows_its_sessions_and_no_unknown_times() -> None:
+    doc = load()
+    e = doc["expansion"][0]
+    e.pop("first_seen")
+    e.pop("last_seen")
+    e["evidence"] = {"established_with": 2, "p_value": 1e-9}
+    block = _block(render_abuse_letters(doc, now=NOW)["AS12494"], e["ip"])
+    assert "established sessions with 2 cluster hosts; confidence 0.82" in block
+    assert "first seen" not in block and "–" not in block

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from .attribution import Attribution
-from .model import Allocation, Cluster, Report
+from .model import Allocation, Cluster, Expansion, Report
 from .summary import (
     actors_text,
     answering,
@@ -118,6 +118,19 @@ def _who(names: list[str]) -> str:
     return f"infrastructure that public reporting attributes to {actors_text(names)}"
 
 
+def _new_host_evidence(e: Expansion | None) -> list[str]:
+    if e is None:
+        return []
+    bits = []
+    if e.established_with is not None:
+        bits.append(f"established sessions with {plural(e.established_with, 'cluster host')}")
+    if e.first_seen or e.last_seen:
+        bits.append(f"first seen {fmt_time(e.first_seen)}, last seen {fmt_time(e.last_seen)}")
+    if e.confidence is not None:
+        bits.append(f"confidence {e.confidence:.2f}")
+    return ["; ".join(bits)] if bits else []
+
+
 def _cluster_section(c: Cluster, report: Report, actors: Sequence[Attribution], shared: bool) -> list[str]:
     L: list[str] = []
     mine = [a for a in actors if a.covers_cluster(c)]
@@ -198,12 +211,12 @@ def _letter(
         L += _cluster_section(c, report, actors, bool(whole))
 
     if p.new_hosts:
-        L.append(f"Further hosts in your network contacted by the hosts above ({len(p.new_hosts)}):")
+        where = "the hosts above" if p.clusters else "hosts of the clusters we found in other networks"
+        L.append(f"Further hosts in your network contacted by {where} ({len(p.new_hosts)}):")
         for ip, why in sorted(p.new_hosts, key=lambda x: ip_sort_key(x[0])):
             e = next((x for x in report.expansion if x.ip == ip), None)
             names = [a.name for a in actors if a.covers_host(ip)] if not whole else []
-            seen = f"first seen {fmt_time(e.first_seen)}, last seen {fmt_time(e.last_seen)}" if e else ""
-            L += _host_lines(ip, [why, seen, f"tied to {_who(names)}" if names else ""])
+            L += _host_lines(ip, [why, *_new_host_evidence(e), f"tied to {_who(names)}" if names else ""])
         L.append("")
     if p.active_seeds:
         L.append(

@@ -158,6 +158,7 @@ class Expansion:
     last_seen: datetime | None
     allocation: list[Allocation] = field(default_factory=list)
     confidence: float | None = None
+    established_with: int | None = None  # evidence.established_with: members it had sessions with
 
 
 @dataclass
@@ -740,6 +741,9 @@ def read_result(doc: dict[str, Any], source: str = "result.json") -> Report:
                     f"{where}.allocation",
                 ),
                 confidence=r.real(e.get("confidence"), f"{where}.confidence"),
+                established_with=r.integer(e["evidence"].get("established_with"), f"{where}.evidence.established_with")
+                if isinstance(e.get("evidence"), dict)
+                else None,
             )
         )
 
