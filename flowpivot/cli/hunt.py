@@ -248,7 +248,7 @@ def _victim_lines(r: dict[str, Any]) -> list[str]:
         if isinstance(v.get("connections"), int):
             bits.append(f"{v['connections']:,} connections")
         if isinstance(v.get("interval_s"), int | float):
-            bits.append(f"every {v['interval_s']:g}s")
+            bits.append(f"every {v['interval_s']:,.0f}s")
         lines.append(line + (" " + ", ".join(bits) if bits else ""))
     return lines + _more(len(victims), TOP)
 
