@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 import flowpivot.hunt.engine as engine
+import flowpivot.hunt.reach as reach
 from flowpivot.hunt import hunt
 from flowpivot.ingest import ingest_paths
 from flowpivot.simulate import Scenario, simulate
@@ -47,7 +48,7 @@ def test_bounded_reach_gives_the_exact_verdicts(
     assert bounded, "no host was judged from the bound: the test would prove nothing"
 
     with monkeypatch.context() as m:
-        m.setattr(engine, "_BOUND_FRACTION", 1)  # the bound's span is the whole window: no shortcut
+        m.setattr(reach, "BOUND_FRACTION", 1)  # the bound's span is the whole window: no shortcut
         exact = hunt(store, [seeds], asn_dbs=[asn])
     assert not any(e.get("degree_bound") for e in exact["excluded"])
     assert _verdicts(fast) == _verdicts(exact)
@@ -60,22 +61,22 @@ def test_bounded_reach_gives_the_exact_verdicts(
         assert 0 < e["degree"] <= full[ip]["degree"], (ip, e, full[ip])
 
     with monkeypatch.context() as m:
-        m.setattr(engine, "_KNOWN_PASS_SHARE", -1)  # count the known peers exactly whenever it could help
+        m.setattr(reach, "KNOWN_PASS_SHARE", -1)  # count the known peers exactly whenever it could help
         counted = hunt(store, [seeds], asn_dbs=[asn])
     assert _verdicts(counted) == _verdicts(exact)
 
     # the estimate says "not worth counting", then keeping the flows overflows: count after all
     counts: list[int] = []
-    real = engine._condemn_counted
+    real = reach._condemn_counted
 
     def spy(con: Any, name: str, keys: Any, *a: Any) -> Any:
         counts.append(len(keys))
         return real(con, name, keys, *a)
 
     with monkeypatch.context() as m:
-        m.setattr(engine, "_KNOWN_PASS_SHARE", 1e9)
-        m.setattr(engine, "_KEEP_SHARE", 0)
-        m.setattr(engine, "_condemn_counted", spy)
+        m.setattr(reach, "KNOWN_PASS_SHARE", 1e9)
+        m.setattr(reach, "KEEP_SHARE", 0)
+        m.setattr(reach, "_condemn_counted", spy)
         fallback = hunt(store, [seeds], asn_dbs=[asn])
     assert any(counts), "the fallback count never ran: the test would prove nothing"
     assert _verdicts(fallback) == _verdicts(exact)
@@ -94,11 +95,11 @@ def test_members_sessions_from_kept_flows_equal_a_scan_of_the_store(
         real(*a, **k)
 
     monkeypatch.setattr(engine, "create_pairs", spy)
-    monkeypatch.setattr(engine, "_KEEP_SHARE", 0.5)  # this small store's candidates hold a few % of it
+    monkeypatch.setattr(reach, "KEEP_SHARE", 0.5)  # this small store's candidates hold a few % of it
     kept = hunt(store, [seeds], asn_dbs=[asn])
     assert "cand_flows" in calls  # the kept flows were used
     calls.clear()
-    monkeypatch.setattr(engine, "_KEEP_SHARE", -1)  # never keep: scan the store
+    monkeypatch.setattr(reach, "KEEP_SHARE", -1)  # never keep: scan the store
     scanned = hunt(store, [seeds], asn_dbs=[asn])
     assert "cand_flows" not in calls
     assert kept["clusters"] and _verdicts(kept) == _verdicts(scanned)

@@ -62,6 +62,65 @@ def test_zeek_remcos_c2_rejected_attempts(tmp_path: Path) -> None:
     [seed] = r["seeds"]
     assert seed["established_peers"] == 0 and seed["rejected_flows"] == 718
     assert r["clusters"] == [] and r["expansion"] == []
+    # the infected host keeps retrying its refusing C2 for 8 minutes: a victim, rejected, with
+    # every attempt counted (the oracle's REJ and S0 lines), never a probe
+    [v] = r["victims"]
+    assert v["ip"] == "192.168.1.107" and v["state"] == "rejected" and v["port"] == 5888
+    assert v["connections"] == oracle["REJ"] + oracle["S0"]
+    assert v["rejected_flows"] == oracle["REJ"] and v["unanswered_flows"] == oracle["S0"]
+    assert r["probes"] == []
+    # the C2 never answered: not "active", and no answered session to report
+    assert seed["status"] == "unanswered" and seed["last_answered"] is None
+
+
+def test_zeek_log_dated_in_1970_hunts(tmp_path: Path) -> None:
+    """CTU's Zeek logs carry times relative to the capture start: the same log, shifted so."""
+    lines = shared(ZEEK).read_text().splitlines()
+    first = min(float(ln.split("\t")[0]) for ln in lines if ln and not ln.startswith("#"))
+    out = []
+    for ln in lines:
+        if ln and not ln.startswith("#"):
+            ts, rest = ln.split("\t", 1)
+            ln = f"{float(ts) - first + 0.25:.6f}\t{rest}"
+        out.append(ln)
+    log = tmp_path / "conn.log"
+    log.write_text("\n".join(out) + "\n")
+    store = Store(tmp_path / "store")
+    [rep] = ingest_paths([log], store)
+    assert rep.bad == 0 and rep.records == 766
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_text("66.63.168.35\n")
+    r = hunt(store, [seeds])  # the default window, 30 days back from 1970-01-01T00:08
+    validate_result(r)
+    assert r["window"]["end"].startswith("1970-01-01T00:08:")
+    assert r["window"]["start"].startswith("1969-12-02")
+    assert r["provenance"]["flows_in_window"] == 766
+    [v] = r["victims"]
+    assert v["state"] == "rejected" and v["connections"] == 719
+    assert v["first_seen"].startswith("1970-01-01T00:00:00")
+
+
+def test_nfdump_burst_is_a_probe_not_a_victim(tmp_path: Path) -> None:
+    """2,305 SYNs in 33 s to port 902, each answered by a reset (counted by nfdump itself)."""
+    nfdump = need_tool("nfdump")
+    path = shared("stratosphere/test1-malicious.nfdump")
+    summary = subprocess.run(
+        [nfdump, "-r", str(path), "-q", "-o", "fmt:%ts|%flg", "src host 147.32.80.119 and dst host 147.32.82.62 and dst port 902"],
+        check=True, capture_output=True, text=True,
+    ).stdout.split("\n")  # fmt: skip
+    rows = [ln.split("|") for ln in summary if ln.strip()]
+    assert len(rows) == 2305 and all(f.strip().endswith("S.") for _, f in rows)
+    store = Store(tmp_path / "store")
+    ingest_paths([path], store)
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_text("147.32.82.62\n")
+    r = hunt(store, [seeds], days=3650)
+    validate_result(r)
+    assert "147.32.80.119" not in {v["ip"] for v in r["victims"]}
+    [pr] = [p for p in r["probes"] if p["ip"] == "147.32.80.119"]
+    assert pr["seed"] == "147.32.82.62" and pr["port"] == 902 and pr["proto"] == 6
+    assert pr["attempts"] == len(rows) and pr["state"] == "rejected" and pr["kind"] == "retry-storm"
+    assert 30 <= pr["span_s"] <= 34 and pr["rate_per_s"] > 60
 
 
 def _free_udp_port() -> int:
@@ -140,6 +199,7 @@ def test_softflowd_replay_of_a_tls_beacon(tmp_path: Path) -> None:
     assert pair["services"][0]["flows"] >= 290  # 297 sessions, a few cut by the capture's edges
     [v] = [v for v in r["victims"] if v["ip"] == "147.32.80.37"]
     assert v["seeds"] == ["141.193.213.21"] and v["port"] == 443
+    assert v["state"] == "established" and v["connections"] >= 290 and v["rejected_flows"] == 0
     assert 1.5 <= v["interval_s"] <= 3.0  # the beacon runs every 2 s
     span = (
         time.mktime(time.strptime(v["last_seen"][:19], "%Y-%m-%dT%H:%M:%S"))

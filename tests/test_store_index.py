@@ -52,7 +52,7 @@ def _copy(store: Store, to: Path) -> Store:
 
 
 _BOUND_KEYS = ("detail", "degree", "fan_out", "fan_in", "noise_peers", "specificity")
-_BOUND_KEYS += ("degree_bound", "bound_span", "bound_day", "bound_side", "known_bound")
+_BOUND_KEYS += ("degree_bound", "bound_span", "bound_day", "bound_side", "known_bound", "p_global", "p_local")
 _REACH = {"scanner", "shared-service"}
 
 
@@ -239,13 +239,15 @@ def test_cost_rule_scans_when_the_anchors_touch_most_batches(v4_store: Any, tmp_
 
     store = _copy(v4_store[0], tmp_path / "store")
     build_index(store)
-    con = store.connect()
+    from flowpivot.hunt.context import HuntContext
+
+    con = HuntContext(store)
     plan = index_plan(store, 0, 2**62)
     assert plan is not None
     addrs = "SELECT DISTINCT src_addr_v4 AS v4, NULL::BLOB AS v6 FROM flows WHERE src_addr_v4 IS NOT NULL ORDER BY 1"
     con.execute(f"CREATE TEMP TABLE few AS {addrs} LIMIT 3")
     con.execute(f"CREATE TEMP TABLE many AS {addrs}")
-    pv.read_through(con, plan, 0)
+    con.use_index(plan, 0)
     few, many = pv.index_rows(con, "few"), pv.index_rows(con, "many")
     assert few is not None and many is not None
     # what a lookup reads is whole batches: at least the addresses' own flows, on both sides
@@ -255,13 +257,14 @@ def test_cost_rule_scans_when_the_anchors_touch_most_batches(v4_store: Any, tmp_
     )
     window = 100 * few  # 3 addresses' batches are a small share of it; every source address's are not
     assert many > window / pv._LOOKUP_COST
-    pv.read_through(con, plan, window)
+    con.use_index(plan, window)
     assert pv.index_pays(con, "few") and not pv.index_pays(con, "many")
     # nor for a pass that scans only a small part of the window
     assert not pv.index_pays(con, "few", scan_share=0.01)
-    pv.read_through(con, None, window)
+    con.use_index(None, window)
     assert not pv.index_pays(con, "few")
     plan.release()
+    con.close()
 
 
 def test_files_written_after_the_index_are_scanned_and_stale_ones_are_not_trusted(
@@ -341,12 +344,15 @@ def test_a_rebuild_keeps_the_generation_a_hunt_reads(v4_store: Any, tmp_path: Pa
 def test_window_flows_from_footers_is_the_count(v4_store: Any) -> None:
     """The hunt's window end and count come from the Parquet footers where they can; oracle:
     DuckDB counting every row."""
-    from flowpivot.hunt.engine import _start_stats, _window_flows
+    from flowpivot.hunt.context import HuntContext
+    from flowpivot.hunt.window import start_stats, window_flows
 
     store = v4_store[0]
     con = store.connect()
     lo, hi = con.sql("SELECT epoch_ms(min(start)), epoch_ms(max(start)) FROM flows").fetchall()[0]
-    assert _start_stats(store)[1] == hi
+    stats, newest = start_stats(store)
+    assert newest == hi
+    ctx = HuntContext(store)
     day = 86_400_000
     for since, until in [
         (lo, hi),
@@ -358,4 +364,5 @@ def test_window_flows_from_footers_is_the_count(v4_store: Any) -> None:
         want = con.sql(
             f"SELECT count(*) FROM flows WHERE epoch_ms(start) >= {since} AND epoch_ms(start) <= {until}"
         ).fetchall()[0][0]
-        assert _window_flows(store, con, since, until) == want, (since, until)
+        assert window_flows(ctx, since, until, stats) == want, (since, until)
+    ctx.close()

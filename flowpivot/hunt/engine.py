@@ -658,7 +658,7 @@ class HuntRun:
             sub = [x for x in est if x["counts"]]
             if k in self.excluded:
                 e = self.excluded[k]
-                reason, detail = "noise", f"{e['reason']}: {e['detail']}"
+                reason, detail = "noise", f"excluded as {e['reason']} (its entry in excluded says why)"
             elif len(sub) >= p.min_seeds:
                 continue
             elif len(est) >= p.min_seeds:
