@@ -135,6 +135,23 @@ def test_families_cover_the_brief(drawn: dict[str, tuple[Path, dict[str, Any]]])
     assert any(len({c["asn"] for c in e["expect"]["clusters"]}) < len(e["expect"]["clusters"]) for e in t.values())
 
 
+def test_cli_lists_and_draws(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from flowpivot.cli import app
+
+    res = CliRunner().invoke(app, ["simulate", "library", "--list"])
+    assert res.exit_code == 0 and all(name in res.output for name in FAMILIES)
+    res = CliRunner().invoke(app, ["simulate", "library", "many-groups", "--draw", "2", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    truth = json.loads((tmp_path / "o" / "truth.json").read_text())
+    assert truth["family"] == "many-groups" and truth["draw"] == 2 and "cluster #0: " in res.output
+    bad = CliRunner().invoke(app, ["simulate", "library", "nosuch", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "known: chained-rotating" in bad.output
+    bad = CliRunner().invoke(app, ["simulate", "fin7", "extra", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2
+
+
 # ----- score() --------------------------------------------------------------------------------------
 
 

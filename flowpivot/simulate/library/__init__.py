@@ -44,7 +44,7 @@ def generate(family: str, draw: int, out_dir: str | Path, size: str = "small") -
     monitors(w, p)
     victims(w, p)
     probes(w, p)
-    background(w, p.get("background", {}))
+    background(w, p.get("background", {}), p["export"])
     s, kind, ref, oneway = w.sessions()
     E, files, vantages = export(w, out, p["export"], s, oneway)
     sets: dict[str, list[str]] = {}

@@ -118,8 +118,37 @@ def host_upkeep(w: World, hosts: np.ndarray, lo: np.ndarray, hi: np.ndarray, v6:
         client_sessions(w, "benign", np.full(n, h), t0, bool(fam), mix)
 
 
-def background(w: World, spec: dict[str, Any]) -> None:
-    """Many ordinary clients (eyeball networks, some on IPv6) using the services, by the daily rhythm."""
+MAX_BACKGROUND_SESSIONS = 5_000_000  # about 4 GB at the peak of a draw; a bound, not a target
+
+
+def _records_per_session(w: World, cl: dict[bool, np.ndarray], v6_share: float, export: dict[str, Any]) -> float:
+    """Records one background session yields on average through the draw's vantages (a 20,000-session pilot)."""
+    pilot = World(np.random.default_rng(w.rng.integers(1 << 62)), w.days)
+    pilot.book, pilot.services = w.book, w.services
+    n = 20_000
+    for fam, k in ((False, n - int(n * v6_share)), (True, int(n * v6_share))):
+        if len(cl[fam]) and k:
+            client_sessions(pilot, "background", pilot.rng.choice(cl[fam], k), diurnal_times(pilot, k), fam)
+    s, _, _, _ = pilot.sessions()
+    total, share = 0.0, 0.0
+    for v in export["vantages"]:
+        x = float(v.get("share", 1.0))
+        if v.get("format", "v9").startswith("zeek"):
+            total += x
+        else:
+            f = T.to_flows(s, int(v.get("sampling", 1)), 300 * SEC, pilot.rng, mode=v.get("mode", "random"))
+            total += x * len(f["dir"]) / max(len(s["a"]), 1)
+        share += x
+    return max(total / share, 1e-3)
+
+
+def background(w: World, spec: dict[str, Any], export: dict[str, Any] | None = None) -> int:
+    """Many ordinary clients (eyeball networks, some on IPv6) using the services, by the daily rhythm.
+
+    ``sessions`` sets their number; or ``records`` sets how many exported records they should yield
+    through the draw's vantages (estimated on a pilot), up to ``MAX_BACKGROUND_SESSIONS``. Returns
+    the number of sessions.
+    """
     rng = w.rng
     n_clients = int(spec.get("clients", 3000))
     v6_share = float(spec.get("ipv6_share", 0.15))
@@ -127,16 +156,23 @@ def background(w: World, spec: dict[str, Any]) -> None:
     for v6, k in ((False, n_clients - c6), (True, c6)):
         cl = w.alloc(None, EYEBALL, k, v6)
         w.services[("client", v6)] = np.concatenate([w.services[("client", v6)], cl])
-    n = int(spec.get("sessions", 50_000))
+    clients = {fam: w.services[("client", fam)] for fam in (False, True)}
+    if "records" in spec and export:
+        n = int(
+            min(float(spec["records"]) / _records_per_session(w, clients, v6_share, export), MAX_BACKGROUND_SESSIONS)
+        )
+    else:
+        n = int(spec.get("sessions", 50_000))
     chunk = 400_000  # keeps the draw's memory flat at the realistic size
     for i in range(0, n, chunk):
         m = min(chunk, n - i)
         on6 = rng.random(m) < v6_share
         for fam in (False, True):
-            cl = w.services[("client", fam)]
+            cl = clients[fam]
             k = int((on6 == fam).sum())
             if len(cl) == 0 or k == 0:
                 continue
             act = rng.lognormal(0, 1.2, len(cl))  # some households are much busier than others
             a = cl[np.minimum(np.searchsorted(np.cumsum(act / act.sum()), rng.random(k)), len(cl) - 1)]
             client_sessions(w, "background", a, diurnal_times(w, k), fam)
+    return n
