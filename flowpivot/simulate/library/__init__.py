@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .actor import exits, operations, place_seeds
 from .export import export
 from .family import draw_params, draw_rngs, family_names, load_family
@@ -21,7 +23,7 @@ from .noise import monitors, probes, research, sweeps, victims
 from .score import score
 from .services import background, make_services
 from .truth import expected
-from .world import World, iso
+from .world import KINDS, World, iso
 
 __all__ = ["generate", "family_names", "load_family", "score", "input_files"]
 
@@ -39,8 +41,7 @@ def generate(family: str, draw: int, out_dir: str | Path, size: str = "small") -
     op_seeds = place_seeds(w, p)
     operations(w, p, op_seeds)
     exits(w, p, op_seeds)
-    live = sweeps(w, p)
-    research(w, p, live)
+    research(w, p, sweeps(w, p))
     monitors(w, p)
     victims(w, p)
     probes(w, p)
@@ -84,6 +85,15 @@ def generate(family: str, draw: int, out_dir: str | Path, size: str = "small") -
         "files": [str(f.relative_to(out)) for f in files],
         "vantages": vantages,
         "sessions": len(s["a"]),
+        "by_kind": {
+            k: {"sessions": int(n_s), "records": int(n_r)}
+            for k, n_s, n_r in zip(
+                KINDS,
+                np.bincount(kind.astype(np.int64), minlength=len(KINDS)).tolist(),
+                np.bincount(kind[E["session"]].astype(np.int64), minlength=len(KINDS)).tolist(),
+                strict=True,
+            )
+        },
         "records": int(sum(v["records"] for v in vantages)),
         "asn_rows": asn_rows,
     }

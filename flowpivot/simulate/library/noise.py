@@ -79,12 +79,12 @@ def _answer(
     w.add(kind, n, t0=t0, dur=dur, a=a, b=b, dport=port, v6=w.book.is_v6[b], **c)
 
 
-def sweeps(w: World, p: dict[str, Any]) -> np.ndarray:
-    """SYN sweeps of every address of the seeds' provider ranges; returns the live hosts found there."""
+def sweeps(w: World, p: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """SYN sweeps of every address of the seeds' provider ranges; returns those addresses and which are in use."""
     spec = p.get("sweep") or {}
     n = int(spec.get("scanners", 0))
     if n == 0 or not (~w.seeds.v6).any():
-        return np.zeros(0, np.int64)
+        return np.zeros(0, np.int64), np.zeros(0, bool)
     rng = w.rng
     before = w.book.n
     targets = w.claim_v4(org(w.truth["seed_provider"]), _swept_ranges(w, spec))
@@ -100,12 +100,12 @@ def sweeps(w: World, p: dict[str, Any]) -> np.ndarray:
             t0 = start + (np.arange(len(targets)) / rate * SEC).astype(np.int64)
             _answer(w, "sweep", sc, targets[order], t0, np.full(len(targets), port), live[order], complete=False)
     w.truth["swept_addresses"] = len(targets)
-    return targets[live]
+    return targets, live
 
 
-def research(w: World, p: dict[str, Any], live: np.ndarray) -> None:
-    """Research scanners: every few days, a handshake and a banner with every seed, every live host of the
-    swept ranges and a share of the rest of the internet's servers."""
+def research(w: World, p: dict[str, Any], swept: tuple[np.ndarray, np.ndarray]) -> None:
+    """Research scanners: every few days, a SYN to every address of the swept ranges, a handshake and a
+    banner with whatever answers there, every seed and a share of the rest of the internet's servers."""
     spec = p.get("research") or {}
     n = int(spec.get("scanners", 0))
     if n == 0:
@@ -118,18 +118,21 @@ def research(w: World, p: dict[str, Any], live: np.ndarray) -> None:
         seeds = w.seeds.ix[w.seeds.v6 == fam]
         web = w.services[("web", fam)]
         others = rng.choice(web, min(int(spec.get("other_servers", 300)), len(web)), replace=False) if len(web) else web
-        base = np.unique(np.concatenate([seeds, others, live if not fam else live[:0]]))
+        addrs, in_use = (swept[0], swept[1]) if not fam else (swept[0][:0], swept[1][:0])
+        base = np.unique(np.concatenate([seeds, others, addrs[in_use]]))
+        dead = addrs[~in_use]
+        targets = np.concatenate([base, dead])
+        live = np.concatenate([np.ones(len(base), bool), np.zeros(len(dead), bool)])
         for sc in hosts[fam].tolist():
             rounds = max(1, int(round(w.days / every)))
             for r in range(rounds):
                 start = w.t0 + int((r + rng.random()) * every * DAY)
                 if start > w.t_end - HOUR:
                     break
-                k = len(base)
+                k = len(targets)
+                order = rng.permutation(k)
                 t0 = start + np.sort(rng.integers(0, 6 * HOUR, k))
-                _answer(
-                    w, "research", sc, rng.permutation(base), t0, rng.choice(ports, k), np.ones(k, bool), complete=True
-                )
+                _answer(w, "research", sc, targets[order], t0, rng.choice(ports, k), live[order], complete=True)
 
 
 def monitors(w: World, p: dict[str, Any]) -> None:
@@ -178,9 +181,12 @@ def victims(w: World, p: dict[str, Any]) -> None:
     w.truth["victims"] = []
     orgs = spec.get("orgs", ["comcast", "charter", "att", "dtag", "orange", "vodafone_de"])
     n_ok, n_ref = int(spec.get("count", 0)), int(spec.get("refused", 0))
+    dark = np.flatnonzero(w.seeds.dark < w.t_end)
     for v in range(n_ok + n_ref):
         refused = v >= n_ok
         seed_k = int(rng.integers(0, len(w.seeds.ix)))
+        if v < len(dark) and spec.get("prefer_dark", True):  # a victim that keeps calling after its C2 went dark
+            seed_k = int(dark[v])
         fam = bool(w.seeds.v6[seed_k])
         same = w.seeds.ix[w.seeds.v6 == fam]
         k = 1 if refused else min(len(same), int(rng.integers(1, int(spec.get("max_seeds", 2)) + 1)))

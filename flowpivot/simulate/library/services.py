@@ -44,7 +44,7 @@ def make_services(w: World, spec: dict[str, Any], seed_providers: list[str]) -> 
         n_cust = spec.get("seed_provider_customers", 60) // (5 if v6 else 1)
         cust = w.alloc("seed-provider customer", seed_providers, n_cust, v6) if n_cust else np.zeros(0, np.int64)
         w.services[("customer", v6)] = cust
-        w.services[("web", v6)] = np.concatenate([w.alloc(None, HOSTING, n_web, v6), cust])  # fmt: skip
+        w.services[("web", v6)] = np.concatenate([w.alloc("web server", HOSTING, n_web, v6), cust])  # fmt: skip
     w.services[("client", False)] = np.zeros(0, np.int64)
     w.services[("client", True)] = np.zeros(0, np.int64)
 

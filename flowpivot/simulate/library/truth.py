@@ -38,7 +38,7 @@ PROBE_MIN_ATTEMPTS = 10
 DARK_P = 1e-3  # chance that a live host at its own record rate stays silent that long
 NOISE_ROLES = (
     "sweep scanner", "research scanner", "uptime monitor", "victim", "prober", "tor exit", "vpn exit",
-    "ntp server", "cdn/update server", "mail server", "seed-provider customer",
+    "ntp server", "cdn/update server", "mail server", "seed-provider customer", "web server", "resolver",
 )  # fmt: skip
 
 

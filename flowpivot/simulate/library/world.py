@@ -131,9 +131,9 @@ class World:
         if not AddressBook.has_family(p, v6):
             return np.zeros(0, np.int64)
         known = RESOLVERS.get(key)
-        if known and known[int(v6)]:
-            return self.book.fixed(p, known[int(v6)])
-        return self.book.allocate(p, n, v6)
+        ix = self.book.fixed(p, known[int(v6)]) if known and known[int(v6)] else self.book.allocate(p, n, v6)
+        self.roles.update(dict.fromkeys(ix.tolist(), "resolver"))
+        return ix
 
     def text(self, ix: Any) -> Any:
         return self.book.text(ix)
