@@ -204,7 +204,8 @@ def _silent(times: np.ndarray, lo: int, since: int, until: int) -> bool:
 
 def _dark(w: World, s: T.Sessions, kind: np.ndarray, E: Exported, limits: list[str]) -> tuple[list[str], list[str]]:
     """Dark: seen answering, then an attempt towards it went unanswered or its records stopped for far
-    longer than its own rate explains. Quiet: up to the end, but silent as long as a dark one would be."""
+    longer than its own rate explains. Quiet: the records cannot decide (up to the end but silent as long
+    as a dark one would be, or dark without the records to show it); either status is accepted."""
     sess, fl, d = E["session"], E["flags"], E["dir"]
     a, b = s["a"][sess], s["b"][sess]
     answered = ((d == 1) & ((fl & ACK) > 0) & ((fl & RST) == 0)) | ((d == 0) & ((fl & ACK) > 0))
@@ -220,9 +221,10 @@ def _dark(w: World, s: T.Sessions, kind: np.ndarray, E: Exported, limits: list[s
             last = int(sent_t.max()) if len(sent_t) else lo
             if len(ans_t) and (after or _silent(sent_t, lo, last, w.t_end)):
                 dark.append(ip)
-            else:
+            else:  # it is dark, so calling it dark is right, but the records do not require it
+                quiet.append(ip)
                 limits.append(f"seed {ip} went dark at {iso(int(w.seeds.dark[k]))}: records show {len(ans_t)} answered "
-                              f"flows before and {after} attempts after, not enough to call it dark")  # fmt: skip
+                              f"flows before and {after} attempts after, not enough to require calling it dark (quiet)")  # fmt: skip
         elif len(sent_t) and _silent(sent_t, lo, int(sent_t.max()), w.t_end):
             quiet.append(ip)
             limits.append(f"seed {ip} is up to the end but its records stop at {iso(int(sent_t.max()))} (quiet)")
