@@ -152,6 +152,96 @@ def test_cli_lists_and_draws(tmp_path: Path) -> None:
     assert bad.exit_code == 2
 
 
+# ----- behaviours on the wire ----------------------------------------------------------------------
+
+
+def _world(days: int = 3, **seeds: Any) -> Any:
+    """A world with services and one operation's seeds at Stark, for behaviour tests."""
+    import numpy as np
+
+    from flowpivot.simulate.library.actor import place_seeds
+    from flowpivot.simulate.library.services import make_services
+    from flowpivot.simulate.library.world import World
+
+    w = World(np.random.default_rng(5), days)
+    w.truth["seed_provider"] = "stark"
+    make_services(w, {"web_servers": 40, "seed_provider_customers": 10}, ["stark"])
+    p = {"seeds": {"provider": "stark", "upkeep_per_day": 0, **seeds}, "operations": [{"seeds": 4}]}
+    place_seeds(w, p)
+    return w
+
+
+def _of(w: Any, kind: str) -> dict[str, Any]:
+    from flowpivot.simulate import traffic as T
+    from flowpivot.simulate.library.world import KIND
+
+    s, k, _, _ = w.sessions()
+    return T.take(s, k == KIND[kind])
+
+
+def test_refused_victim_is_syn_then_reset_every_half_second() -> None:
+    import numpy as np
+
+    from flowpivot.simulate.library.noise import victims
+
+    w = _world()
+    spec = {"count": 0, "refused": 1, "episode_every_s": [7200, 7200], "episode_s": [120, 120], "prefer_dark": False}
+    victims(w, {"victims": spec})
+    s = _of(w, "victim")
+    assert len(s["a"]) > 100
+    assert (s["syn0"] == 1).all() and (s["rst1"] == 1).all()
+    assert not any(s[k].any() for k in ("syn1", "ack0", "ack1", "data0", "data1", "fin0", "fin1", "rst0"))
+    gaps = np.diff(np.sort(s["t0"]))
+    within = gaps[gaps < 60_000]
+    assert 500 <= within.min() and within.max() <= 1000 and len(within) > 0.9 * len(gaps)
+
+
+def test_a_seed_that_went_dark_answers_nobody() -> None:
+    import numpy as np
+
+    from flowpivot.simulate.library.noise import monitors
+
+    w = _world(days=4, dark=2)
+    monitors(w, {"monitors": {"count": 1, "interval_min": 10, "other_targets": 5}})
+    s = _of(w, "monitor")
+    dark = dict(zip(w.seeds.ix.tolist(), w.seeds.dark.tolist(), strict=True))
+    after = np.array([t >= dark.get(b, 1 << 62) for b, t in zip(s["b"].tolist(), s["t0"].tolist(), strict=True)])
+    assert after.sum() > 50
+    assert not s["syn1"][after].any() and not s["ack1"][after].any() and (s["syn0"][after] >= 2).all()
+    assert (s["syn1"][~after] == 1).all()
+
+
+def test_a_sweep_covers_every_address_of_the_seeds_prefixes() -> None:
+    import ipaddress
+
+    from flowpivot.simulate.library.noise import sweeps
+
+    w = _world()
+    addrs, live = sweeps(w, {"sweep": {"scanners": 1, "sweeps": 1, "max_prefix": 24, "extra_prefixes": 0}})
+    nets = {ipaddress.ip_network(f"{w.text(x)}/24", strict=False) for x in w.seeds.ix.tolist()}
+    assert {w.text(x) for x in addrs.tolist()} == {str(ip) for n in nets for ip in n}
+    s = _of(w, "sweep")
+    assert len(s["a"]) == len(addrs) and set(w.seeds.ix.tolist()) <= set(addrs[live].tolist())
+    answered = (s["syn1"] + s["rst1"]) > 0
+    assert answered.sum() == live.sum() < len(addrs) / 4  # most of the range is unused and silent
+
+
+def test_one_way_operators_leave_no_answer_in_the_exports(drawn: dict[str, tuple[Path, dict[str, Any]]]) -> None:
+    out, truth = drawn["one-asn-groups"]
+    one_way = {m for op in truth["operations"] for m in op["one_way"]}
+    assert one_way, "draw 0 of one-asn-groups has no one-way operator"
+    files, _, _ = input_files(out / "sim", truth)
+    store = Store(out / "one-way")
+    ingest_paths(files, store)
+    seeds = {s["ip"] for s in truth["seeds"]}
+    for m in one_way:
+        t = store.query(ip=m)
+        src = ip_strings(t["src_addr_v4"].combine_chunks(), t["src_addr_v6"].combine_chunks()).to_pylist()
+        dst = ip_strings(t["dst_addr_v4"].combine_chunks(), t["dst_addr_v6"].combine_chunks()).to_pylist()
+        assert any(a == m and b in seeds for a, b in zip(src, dst, strict=True))
+        assert not any(a in seeds and b == m for a, b in zip(src, dst, strict=True))
+
+
 # ----- score() --------------------------------------------------------------------------------------
 
 

@@ -81,6 +81,17 @@ def generate(family: str, draw: int, out_dir: str | Path, size: str = "small") -
             )
         ],  # fmt: skip
         "seed_files": seed_files,
+        "operations": [
+            {
+                "members": w.text(op["members"]),
+                "seeds": w.text(op["seeds"]),
+                "management": op["management"],
+                "providers": op["providers"],
+                "ports": op["ports"],
+                "one_way": w.text(op["members"][op["one_way"]]) if op["one_way"].any() else [],
+            }
+            for op in w.truth["operations"]
+        ],  # fmt: skip
         "window": {"start": iso(w.t0), "end": iso(w.t_end), "days": w.days},
         "files": [str(f.relative_to(out)) for f in files],
         "vantages": vantages,
