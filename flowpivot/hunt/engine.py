@@ -40,9 +40,9 @@ from .rules import (
     Series,
     classify_series,
     components,
-    member_confidence,
+    enrichment_of,
+    holm,
     noise_verdict,
-    popular,
     seed_status,
     small_client,
     substance,
@@ -157,7 +157,9 @@ class HuntRun:
         plan = index_plan(self.st, self.since_ms, self.until_ms) if p.use_index else None
         self.flows_in_window = window_flows(con, self.since_ms, self.until_ms, stats)
         con.use_index(plan, self.flows_in_window)
-        self.hosts_in_window = active_hosts(con, self.since_ms, self.until_ms) if self.flows_in_window else 0
+        self.hosts_in_window, self.edges_in_window = (
+            active_hosts(con, self.since_ms, self.until_ms) if self.flows_in_window else (0, 0)
+        )
         self.step("window")
 
     # ---- pivot and sessions --------------------------------------------------------------------
@@ -215,12 +217,18 @@ class HuntRun:
             probe, beacon = classify_series(series, p.probe_min_attempts, p.burst_span_s, p.min_beacon_starts)
             if probe is not None:
                 self.probes.append(_probe_dict(series, probe, pair))
-            elif len(self.by_peer.get(r["peer"], [])) <= p.victim_max_seeds:
+            elif len(self.by_peer.get(r["peer"], [])) <= p.victim_max_seeds and not self._manages(r["peer"]):
                 per_port[(r["peer"], r["proto"], r["port"])].append((r, beacon, series))
         self.victims = _victims(per_port, pair_of, p.min_beacon_starts)
         self.victim_keys = {v["_key"] for v in self.victims}
         self.probe_keys = {pr["_key"] for pr in self.probes}
         self.step("victims")
+
+    def _manages(self, peer: str) -> bool:
+        """Substantial sessions with at least ``min_seeds`` seeds: an operator's, however regular
+        (a backup job, a monitoring script of the actor's), never a victim's beacon, whose
+        check-ins are small."""
+        return sum(1 for x in self.by_peer.get(peer, []) if x["substantial"]) >= self.p.min_seeds
 
     # ---- candidates ------------------------------------------------------------------------------
 
@@ -278,10 +286,10 @@ class HuntRun:
                 substantial=self.substantial.get(k, 0),
                 bound=b.get("bound"),
             )
-            v = noise_verdict(h, pop)
+            v = noise_verdict(h, pop, enrichment=False)
             if v is None:
                 return None
-            return {"reason": v.reason, "detail": v.detail, "p_global": v.enrichment.p_global}
+            return {"reason": v.reason, "detail": v.detail}
 
         return judge
 
@@ -316,28 +324,27 @@ class HuntRun:
         for k in cands:
             if k in condemned:
                 continue
-            v = noise_verdict(self._host(k, stats.get(k, NO_STATS), local.get(k)), pop1)
+            v = noise_verdict(self._host(k, stats.get(k, NO_STATS), local.get(k)), pop1, enrichment=False)
             if v is not None:
                 self.excluded[k] = _exclusion({**stats.get(k, NO_STATS), **_verdict_keys(v)}, len(cands[k]))
         # round 2: the seeds' own reach without the noise (scanners and victims inflate a seed's
-        # degree, not its reach), and each candidate's peers without those that are noise
+        # degree, not its reach), and each candidate's peers without those found to be noise; the
+        # enrichment tests of all candidates together, adjusted by Holm's step-down
         self.seed_reach = median_degree(con, "sp", set(self.excluded))
         alive = {k: v for k, v in cands.items() if k not in self.excluded}
         known = self.seed_key_set | set(alive)
-        pop2 = self._population(self.seed_reach, self.tested)
-        shared = self._shared_peers("cr", set(alive), known, pop2)
-        stats = degrees(con, "cr", known, set(self.excluded) | shared)
-        # a service's clients are counted without only the hosts already found to be noise: a
-        # client of several update servers is a stranger to the seeds, not their neighbourhood
-        strict = degrees(con, "cr", known, set(self.excluded))
+        pop2 = Population(max(self.hosts_in_window, 1), len(self.active_seeds), self.seed_reach, p.alpha,
+                          p.min_specificity, p.min_seeds)  # fmt: skip
+        stats = degrees(con, "cr", known, set(self.excluded))
+        hosts = {k: self._host(k, stats.get(k, NO_STATS), local.get(k), noise=True) for k in alive}
+        tests = {k: enrichment_of(h, pop2) for k, h in hosts.items()}
+        adjusted = holm({k: e.p for k, e in tests.items()})
         for k, seeds in alive.items():
-            s = stats.get(k, NO_STATS)
-            c = strict.get(k, NO_STATS)
-            h = self._host(k, {**s, "known_in": c["known_in"], "noise_in": c["noise_in"]}, local.get(k), noise=True)
-            v = noise_verdict(h, pop2)
-            e = v.enrichment if v else _enrichment_of(h, pop2)
-            info = {**_noise_keys(s), "p_value": e.p, "p_global": e.p_global, "p_local": e.p_local,
-                    "substantial_seeds": len(seeds), "confidence": round(member_confidence(e.p, self.tested), 6)}  # fmt: skip
+            v = noise_verdict(hosts[k], pop2, p_adjusted=adjusted[k])
+            e = tests[k]
+            info = {**_noise_keys(stats.get(k, NO_STATS)), "p_value": e.p, "p_adjusted": adjusted[k],
+                    "p_global": e.p_global, "p_local": e.p_local, "substantial_seeds": len(seeds),
+                    "confidence": round(1.0 - adjusted[k], 6)}  # fmt: skip
             if v is not None:
                 self.excluded[k] = {"reason": v.reason, "detail": v.detail, "seeds": len(seeds), **info}
             else:
@@ -353,6 +360,22 @@ class HuntRun:
             )  # fmt: skip
         con.execute("DROP TABLE IF EXISTS cand_flows")
         self.step("noise")
+
+    def _mass(self, frontier: set[str], table: str) -> int:
+        """The frontier's degree mass, in hosts of average degree: how many average hosts would
+        be reached as often as the frontier hosts are. At least the frontier's size."""
+        if not frontier or not self.edges_in_window or not self.hosts_in_window:
+            return len(frontier)
+        key_list(self.ctx, "mass_arrow", frontier)
+        deg = self.ctx.sql(
+            f"SELECT coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM {table} WHERE anchor IN (SELECT k FROM mass_arrow) "
+            "GROUP BY anchor)"
+        ).fetchall()[0][0]
+        self.ctx.unregister("mass_arrow")
+        mean = 2.0 * self.edges_in_window / self.hosts_in_window
+        return (
+            int(min(self.hosts_in_window, max(len(frontier), round(float(deg) / mean)))) if mean > 0 else len(frontier)
+        )
 
     def _host(self, k: str, s: dict[str, Any], local: tuple[int, int, int] | None, noise: bool = False) -> HostStats:
         return HostStats(
@@ -392,41 +415,6 @@ class HuntRun:
             k: (len(ps) << (32 - bits), sum(per_pfx[x] for x in ps), counts.get(k, 0)) for k, ps in prefixes.items()
         }
 
-    def _shared_peers(self, table: str, anchors: set[str], known: set[str], pop: Population) -> set[str]:
-        """Peers of ``anchors`` that say nothing about them: popular hosts (:func:`.rules.noise.popular`)
-        and hosts another known host also talks to (the actor's neighbourhood, as the hosts the
-        expansion finds are). Neither counts for or against the anchor."""
-        if not anchors:
-            return set()
-        con = self.ctx
-        key_list(con, "sp_anchor_arrow", anchors)
-        peers = [
-            r[0]
-            for r in con.sql(
-                f"SELECT DISTINCT peer FROM {table} WHERE anchor IN (SELECT k FROM sp_anchor_arrow) AND peer <> anchor"
-            ).fetchall()
-            if r[0] is not None and r[0] not in known and r[0] not in self.excluded
-        ]
-        con.unregister("sp_anchor_arrow")
-        if not peers:
-            return set()
-
-        def judge(k: str, b: dict[str, Any], exact: bool) -> dict[str, Any] | None:
-            h = HostStats(int(b["degree"]), int(b["known"]), int(b["fan_out"]), int(b["fan_in"]), 0)
-            why = popular(h, pop)
-            return {"reason": "popular", "detail": why} if why else None
-
-        bounded, _ = bounded_reach(con, "peer_anchors", peers, known, judge, self.since_ms, self.until_ms, "peer_reach")
-        stats = degrees(con, "peer_reach", known, set())
-        con.execute("DROP TABLE IF EXISTS peer_reach")
-        out = set(bounded)
-        for k in peers:
-            s = stats.get(k, NO_STATS)
-            h = HostStats(int(s["degree"]), int(s["known"]), int(s["fan_out"]), int(s["fan_in"]), 0)
-            if s["known"] >= 2 or popular(h, pop):
-                out.add(k)
-        return out
-
     # ---- expansion -------------------------------------------------------------------------------
 
     def expansion(self) -> None:
@@ -437,7 +425,7 @@ class HuntRun:
         if not self.members or p.hops < 1:
             self.step("expansion")
             return
-        table = "cp"
+        table, reach_of = "cp", "cr"  # the frontier's sessions and its reach
         frontier = set(self.members)
         known_infra = set(self.members)
         found: dict[str, dict[str, Any]] = {}
@@ -473,24 +461,39 @@ class HuntRun:
             load_anchors(con, f"xa{hop}", list(cands))
             create_reach(con, f"xa{hop}", f"xr{hop}", self.since_ms, self.until_ms)
             known = self.seed_key_set | known_infra | set(found) | set(cands)
-            pop = self._population(self.seed_reach, len(cands), targets=len(known))
-            shared = self._shared_peers(f"xr{hop}", set(cands), known, pop)
-            stats = degrees(con, f"xr{hop}", known, set(self.excluded) | shared)
-            strict = degrees(con, f"xr{hop}", known, set(self.excluded))
+            stats = degrees(con, f"xr{hop}", known, set(self.excluded))
+            # the enrichment test asks whether it reaches the hosts it was found through (the
+            # members, or the hosts of the previous hop) more than its reach explains; those hosts
+            # count by their degree, since a host two subscriber addresses with hundreds of users
+            # reach is no evidence (docs/hunt.md, "Expansion")
+            hits = degrees(con, f"xr{hop}", frontier, set())
+            pop = Population(
+                max(self.hosts_in_window, 1),
+                self._mass(frontier, reach_of),
+                self.seed_reach,
+                p.alpha,
+                p.min_specificity,
+                10**9,
+            )  # fmt: skip (no local test for new hosts: both tails decide)
+            hs: dict[str, HostStats] = {}
+            for k in cands:
+                s = stats.get(k, NO_STATS)
+                hs[k] = HostStats(
+                    degree=int(s["degree"]), known=int(s["known"]), fan_out=int(s["fan_out"]), fan_in=int(s["fan_in"]),
+                    seeds=int(hits.get(k, NO_STATS)["known"]), seed_clients=opened[k], substantial=strong[k],
+                    known_in=int(s.get("known_in") or 0),
+                    noise=int(s["noise"]), noise_in=int(s.get("noise_in") or 0),
+                )  # fmt: skip
+            tests = {k: enrichment_of(h, pop) for k, h in hs.items()}
+            adjusted = holm({k: e.p for k, e in tests.items()})
             frontier = set()
             for k, mgrs in cands.items():
                 s = stats.get(k, NO_STATS)
-                h = HostStats(
-                    degree=int(s["degree"]), known=int(s["known"]), fan_out=int(s["fan_out"]), fan_in=int(s["fan_in"]),
-                    seeds=int(s["known"]), seed_clients=opened[k], substantial=strong[k],
-                    known_in=int(strict.get(k, NO_STATS)["known_in"] or 0),
-                    noise=int(s["noise"]), noise_in=int(strict.get(k, NO_STATS)["noise_in"] or 0),
-                )  # fmt: skip
-                v = noise_verdict(h, pop)
+                v = noise_verdict(hs[k], pop, p_adjusted=adjusted[k])
                 if v is not None:
                     self.excluded[k] = {"reason": v.reason, "detail": v.detail, "members": len(mgrs), **_noise_keys(s)}
                     continue
-                e = _enrichment_of(h, pop)
+                e = tests[k]
                 informative = s["degree"] - s["noise"]
                 spec = s["known"] / informative if informative > 0 else 1.0
                 found[k] = {
@@ -498,9 +501,14 @@ class HuntRun:
                     "_by": mgrs,
                     "contacted_by": sorted((ip_of(b) for b in mgrs), key=ip_sort_key),
                     "score": round(spec * (1 - 0.5 ** (len(mgrs) - 1)), 4),
-                    "confidence": round(member_confidence(e.p, len(cands)), 6),
+                    "confidence": round(1.0 - adjusted[k], 6),
                     "hop": hop,
-                    "evidence": {"established_with": len(mgrs), "p_value": e.p, **_noise_keys(s)},
+                    "evidence": {
+                        "established_with": len(mgrs),
+                        "p_value": e.p,
+                        "p_adjusted": adjusted[k],
+                        **_noise_keys(s),
+                    },  # fmt: skip
                 }
                 for m in mgrs:
                     self.manages[m].add(k)
@@ -509,7 +517,7 @@ class HuntRun:
             if not frontier:
                 break
             if hop < p.hops:  # sessions around the hosts just found, for the next hop
-                table = f"xp{hop}"
+                table, reach_of = f"xp{hop}", f"xr{hop}"
                 load_anchors(con, f"xs{hop}", list(frontier))
                 create_pairs(con, f"xs{hop}", table, self.since_ms, self.until_ms, services=False, full=False)
         self.found = found
@@ -533,7 +541,7 @@ class HuntRun:
                 hosts[m].add(h)
         out = []
         for keys, links in components(self.members, provider, hosts):
-            conf = cluster_confidence([self.member_stats[k]["p_value"] for k in keys], self.tested)
+            conf = cluster_confidence([self.member_stats[k]["p_adjusted"] for k in keys], 1)
             out.append(
                 cluster_dict(
                     sorted(keys, key=key_sort), links, self.by_peer, self.members, self.services,
@@ -885,12 +893,6 @@ def _exclusion(b: dict[str, Any], seeds: int) -> dict[str, Any]:
         if not b.get("known_exact"):
             out["known_bound"] = "upper"
     return out
-
-
-def _enrichment_of(h: HostStats, pop: Population) -> Any:
-    from .rules import seed_enrichment
-
-    return seed_enrichment(h.seeds, h.reach, pop.hosts, pop.seeds, h.local)
 
 
 def _median(xs: list[float]) -> float:

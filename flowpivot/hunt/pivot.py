@@ -298,6 +298,8 @@ def pair_sql(flows_rel: str) -> str:
         count(*) FILTER (init = 'a') AS a_init, count(*) FILTER (init = 'p') AS p_init,
         count(*) FILTER (proto = 6) AS tcp_flows,
         count(DISTINCT (proto::BIGINT << 32) | (a_port::BIGINT << 16) | p_port::BIGINT) AS conns,
+        count(*) FILTER (sr = 1 AND a_pk + p_pk > 0) AS u_flows, coalesce(sum(a_pk + p_pk) FILTER (sr = 1), 0)::UBIGINT AS u_packets,
+        count(DISTINCT (proto::BIGINT << 32) | (a_port::BIGINT << 16) | p_port::BIGINT) FILTER (sr = 1) AS u_conns,
         min(ts) AS first_ms, max(te) AS last_ms,
         count(DISTINCT ts // {DAY_MS}) AS active_days,
         max(sr) AS max_sampling_rate
@@ -445,6 +447,8 @@ def pair_lite_sql(flows_rel: str) -> str:
         count(*) FILTER (a_pk > 0) AS a_flows, count(*) FILTER (p_pk > 0) AS p_flows,
         sum(a_pk)::UBIGINT AS a_packets, sum(p_pk)::UBIGINT AS p_packets, max(sr) AS max_sampling_rate,
         count(DISTINCT conn) AS conns, bool_or(bi) AS biflow,
+        count(*) FILTER (sr = 1 AND a_pk + p_pk > 0) AS u_flows, coalesce(sum(a_pk + p_pk) FILTER (sr = 1), 0)::UBIGINT AS u_packets,
+        count(DISTINCT conn) FILTER (sr = 1) AS u_conns,
         bit_or(nfa)::INTEGER AS nf_a_flags, bit_or(nfp)::INTEGER AS nf_p_flags,
         CASE WHEN bool_or(big) THEN 1e9 ELSE 0 END AS nf_max_bpp,
         sum(zest::INTEGER) AS z_est,
@@ -453,7 +457,7 @@ def pair_lite_sql(flows_rel: str) -> str:
       FROM r GROUP BY anchor_id, peer_v4, peer_v6  -- integers hash faster than the anchor strings
     )
     SELECT anchor, ipkey(peer_v4, peer_v6) AS peer, flows, a_flows, p_flows, a_packets, p_packets,
-      max_sampling_rate, conns, biflow,
+      max_sampling_rate, conns, biflow, u_flows, u_packets, u_conns,
       {S.established_sql()} AS established,
       {S.pair_initiator_sql()} AS initiator
     FROM g

@@ -65,7 +65,9 @@ def rst_answer_sql(side: str) -> str:
 
 def zeek_established_sql() -> str:
     # OTH is a connection picked up mid-stream: established when Zeek saw data (D/d) in it.
-    return f"(zs IN {_in(ZEEK_ESTABLISHED)} OR (zs = 'OTH' AND regexp_matches(coalesce(hist, ''), '[Dd]')))"
+    # Only TCP: Zeek writes SF for a UDP exchange both ways (an NTP or DNS answer), which is no
+    # session anyone opened (docs/hunt.md, "Sessions").
+    return f"(proto = 6 AND (zs IN {_in(ZEEK_ESTABLISHED)} OR (zs = 'OTH' AND regexp_matches(coalesce(hist, ''), '[Dd]'))))"
 
 
 def zeek_attempt_sql() -> str:

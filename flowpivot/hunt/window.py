@@ -86,14 +86,15 @@ def window_flows(con: HuntContext, since_ms: int, until_ms: int, stats: StartSta
     return int(n)
 
 
-def active_hosts(con: HuntContext, since_ms: int, until_ms: int) -> int:
-    """Distinct addresses (either side) in the window's flows: the population of the enrichment
-    test. HyperLogLog (DuckDB's approx_count_distinct, about 1 % error): the test's verdicts
+def active_hosts(con: HuntContext, since_ms: int, until_ms: int) -> tuple[int, int]:
+    """Distinct addresses (either side) in the window's flows, the population of the enrichment
+    test, and distinct address pairs (edges), whose mean per host weighs the expansion's test. HyperLogLog (DuckDB's approx_count_distinct, about 1 % error): the test's verdicts
     move by far less than that changes."""
     win = _window_sql(since_ms, until_ms)
     row = con.sql(
-        f"""SELECT approx_count_distinct(h) FROM (
-              SELECT coalesce(src_addr_v4::UBIGINT, hash(src_addr_v6)) AS h FROM flows WHERE {win}
-              UNION ALL SELECT coalesce(dst_addr_v4::UBIGINT, hash(dst_addr_v6)) FROM flows WHERE {win})"""
+        f"""WITH f AS (SELECT coalesce(src_addr_v4::UBIGINT, hash(src_addr_v6)) AS s,
+                              coalesce(dst_addr_v4::UBIGINT, hash(dst_addr_v6)) AS d FROM flows WHERE {win})
+            SELECT (SELECT approx_count_distinct(h) FROM (SELECT s AS h FROM f UNION ALL SELECT d FROM f)),
+                   (SELECT approx_count_distinct(hash(least(s, d), greatest(s, d))) FROM f)"""
     ).fetchall()[0]
-    return int(row[0] or 0)
+    return int(row[0] or 0), int(row[1] or 0)

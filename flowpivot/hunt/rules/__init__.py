@@ -15,8 +15,8 @@ store or a connection, so every rule can be tested on hand-made tables
 
 from .clusters import Link, components, member_confidence
 from .contacts import Probe, Series, classify_series, probe_of
-from .enrichment import Enrichment, hypergeom_sf, seed_enrichment
-from .noise import HostStats, NoiseVerdict, Population, noise_verdict, popular
+from .enrichment import Enrichment, holm, hypergeom_sf, seed_enrichment
+from .noise import HostStats, NoiseVerdict, Population, enrichment_of, noise_verdict, popular
 from .seedstatus import SeedActivity, seed_status
 from .stats import PairStats
 from .substance import Substance, per_record_mean, small_client, substance
@@ -34,6 +34,8 @@ __all__ = [
     "Substance",
     "classify_series",
     "components",
+    "enrichment_of",
+    "holm",
     "hypergeom_sf",
     "member_confidence",
     "noise_verdict",

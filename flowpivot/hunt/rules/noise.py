@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 from .enrichment import Enrichment, seed_enrichment
 
-__all__ = ["HostStats", "NoiseVerdict", "Population", "noise_verdict"]
+__all__ = ["HostStats", "NoiseVerdict", "Population", "enrichment_of", "noise_verdict", "popular"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,7 @@ class Population:
     yardstick: float  # the median seed's reach (distinct peers that are not noise)
     level: float  # alpha / hosts tested
     min_specificity: float = 0.5
+    min_seeds: int = 2  # substantial seeds that let the local test alone decide
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,14 @@ class NoiseVerdict:
     detail: str
     enrichment: Enrichment
     specificity: float | None
+
+
+def enrichment_of(h: HostStats, pop: Population) -> Enrichment:
+    """The host's enrichment test (the local one only on an exact count)."""
+    strong = h.substantial >= pop.min_seeds and h.bound is None
+    return seed_enrichment(
+        h.seeds, h.reach, pop.hosts, pop.seeds, h.local if h.bound is None else None, local_only=strong
+    )
 
 
 def service_verdict(h: HostStats, pop: Population) -> str | None:
@@ -99,8 +108,15 @@ def service_verdict(h: HostStats, pop: Population) -> str | None:
     )
 
 
-def noise_verdict(h: HostStats, pop: Population) -> NoiseVerdict | None:
+def noise_verdict(
+    h: HostStats, pop: Population, enrichment: bool = True, p_adjusted: float | None = None
+) -> NoiseVerdict | None:
     """The noise reason for a host, or None when its contact with the seeds is specific to them.
+
+    ``enrichment=False`` leaves the enrichment test out: the first round, before the popular hosts
+    among a host's peers are known, applies only the service and weak-evidence rules (a host
+    that browses the web reaches hundreds of popular sites; they are no draws from the population,
+    and counting them would make an operator look indiscriminate in a small store).
 
     With ``bound`` set, ``degree`` and ``fan_in`` are lower bounds: both tests only grow more
     certain with the full count, so a verdict of noise holds for it too (a verdict of not-noise
@@ -109,14 +125,16 @@ def noise_verdict(h: HostStats, pop: Population) -> NoiseVerdict | None:
     reach = h.reach
     if reach <= 0:
         return None
-    e = seed_enrichment(h.seeds, reach, pop.hosts, pop.seeds, h.local if h.bound is None else None)
+    e = enrichment_of(h, pop)
     spec = h.known / reach if not h.bound else None
-    if not e.enriched(pop.level):
+    enriched = e.enriched(pop.level) if p_adjusted is None else p_adjusted <= pop.level
+    if enrichment and not enriched:
         where = f" ({h.bound}: at least that many)" if h.bound else ""
         noise = f", {h.noise:,} more that are themselves noise not counted" if h.noise else ""
         kind = "scanner" if h.fan_out >= h.fan_in else "shared-service"
+        adj = f" (adjusted for the {'hosts tested with it'}: {p_adjusted:.2g})" if p_adjusted is not None else ""
         detail = (
-            f"{reach:,} distinct peers{where}{noise} (fan-out {h.fan_out:,}, fan-in {h.fan_in:,}); {e.describe()}: "
+            f"{reach:,} distinct peers{where}{noise} (fan-out {h.fan_out:,}, fan-in {h.fan_in:,}); {e.describe()}{adj}: "
             f"not above chance at {pop.level:.2g}"
         )
         return NoiseVerdict(kind, detail, e, spec)

@@ -37,6 +37,9 @@ class PairStats:
     last_ms: int = 0
     active_days: int = 0
     biflow: bool = False
+    u_flows: int = 0  # of the records, those exported unsampled (1:1), their packets and connections
+    u_packets: int = 0
+    u_conns: int = 0
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> PairStats:

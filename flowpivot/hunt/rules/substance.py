@@ -25,7 +25,7 @@ larger. Research scanners and monitors seen unsampled, or at 1:10, are told apar
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .stats import PairStats
 
@@ -56,7 +56,35 @@ class Substance:
 
 
 def substance(p: PairStats, small: int) -> Substance:
-    """Whether the pair's sessions are more than checks of at most ``small`` packets (see above)."""
+    """Whether the pair's sessions are more than checks of at most ``small`` packets (see above).
+
+    A pair seen by exporters of different sampling (an unsampled one and a 1:N one) is judged on
+    each part: counting an unsampled record's packets as sampled ones would size it N times.
+    """
+    if p.u_flows and p.u_flows < p.a_flows + p.p_flows and p.max_sampling_rate > 1:
+        sampled = replace(
+            p,
+            a_flows=p.a_flows + p.p_flows - p.u_flows,
+            p_flows=0,
+            a_packets=p.a_packets + p.p_packets - p.u_packets,
+            p_packets=0,
+            conns=max(p.conns - p.u_conns, 1),
+            u_flows=0,
+            biflow=True,  # the directions of the sampled records are not kept apart here
+        )
+        unsampled = replace(
+            p, a_flows=p.u_flows, p_flows=0, a_packets=p.u_packets, p_packets=0, conns=max(p.u_conns, 1),
+            max_sampling_rate=1, u_flows=0,
+        )  # fmt: skip
+        parts = [substance(sampled, small), substance(unsampled, small)]
+        for kind in ("substantial", "unresolved", "small"):
+            for x in parts:
+                if x.kind == kind:
+                    return x
+    return _substance(p, small)
+
+
+def _substance(p: PairStats, small: int) -> Substance:
     recs = p.a_flows + p.p_flows
     pkts = p.a_packets + p.p_packets
     conns = max(p.conns, 1)
