@@ -182,6 +182,8 @@ class HuntRun:
             sub = substance(PairStats.from_row(row), small)
             row["substantial"] = sub.substantial
             row["counts"] = sub.counts
+            # sessions that outlast an export record: held open, not a beacon's check-in
+            row["long"] = sub.substantial and sub.records_per_connection >= 2
             row["substance"] = sub.why
             if row["peer"] is not None and row["peer"] not in self.seed_key_set:
                 self.by_peer[row["peer"]].append(row)
@@ -225,10 +227,10 @@ class HuntRun:
         self.step("victims")
 
     def _manages(self, peer: str) -> bool:
-        """Substantial sessions with at least ``min_seeds`` seeds: an operator's, however regular
-        (a backup job, a monitoring script of the actor's), never a victim's beacon, whose
-        check-ins are small."""
-        return sum(1 for x in self.by_peer.get(peer, []) if x["substantial"]) >= self.p.min_seeds
+        """Sessions held open past an export record (two or more records per connection) with at
+        least ``min_seeds`` seeds: an operator's, however regular (a shell kept open, a tunnel),
+        never a victim's beacon, whose check-ins each fit in one record."""
+        return sum(1 for x in self.by_peer.get(peer, []) if x["long"]) >= self.p.min_seeds
 
     # ---- candidates ------------------------------------------------------------------------------
 

@@ -20,7 +20,8 @@ against what it does with the seeds, and in a store of a few thousand hosts the 
 an operator who also browses, or of a subscriber address with many users behind NAT, is weak
 (two of twelve seeds among 80 peers of 3,000 hosts: P = 0.03) though its management sessions
 are plain. Without a local test (IPv6) such a host is judged by the other rules alone. The global
-tail is still reported (``p_global``) for the analyst.
+tail is still reported (``p_global``) for the analyst, and it still decides when the host reaches
+no more seeds than chance predicts: that is evidence of indiscriminate reach, not a lack of power.
 The rule fails for a scanner seen only against the seeds (nothing else of it in the store): its
 reach then looks like an operator's. That is a limit of the store, not of the test.
 """
@@ -76,7 +77,7 @@ class Enrichment:
     @property
     def p(self) -> float:
         """The weaker of the tests that decide: the host must beat both, or the local one alone."""
-        if self.local_only:
+        if self.local_only and self.hits > self.expected:
             return self.p_local if self.p_local is not None else 0.0
         return max(self.p_global, self.p_local if self.p_local is not None else 0.0)
 
