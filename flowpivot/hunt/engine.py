@@ -42,8 +42,10 @@ from .rules import (
     components,
     enrichment_of,
     holm,
+    managed_like,
     noise_verdict,
     seed_status,
+    session_size,
     small_client,
     substance,
 )
@@ -57,6 +59,9 @@ log = logging.getLogger("flowpivot.hunt")
 
 FORMAT = "flowpivot-hunt/1"
 HOUR_MS = 3_600_000
+#: Records of one connection (same addresses and ports) follow each other within this: exporters
+#: cut a long connection at their active timeout and end a record after 15-60 s of idleness.
+CONNECTION_GAP_MS = 60_000
 
 #: The defaults of every parameter (``HuntParams``), for callers of the old keyword API.
 DEFAULTS: dict[str, Any] = HuntParams().as_dict()
@@ -199,10 +204,17 @@ class HuntRun:
         least = min(p.min_beacon_starts, p.probe_min_attempts)
         rows = (
             con.sql(
-                f"""SELECT f.anchor, ipkey(f.peer_v4, f.peer_v6) AS peer, f.proto, f.a_port AS port,
-                       list(f.ts ORDER BY f.ts) AS starts
-                FROM sp_flows f WHERE f.init = 'p' AND NOT f.a_src
-                GROUP BY ALL HAVING count(*) >= {int(least)}"""
+                # connection starts, not records: a long session is cut into records at the
+                # exporter's active timeout, which would look like a beacon at that period. A
+                # record starts a connection unless the same ports' previous record ended within
+                # a minute (exporters' inactive timeouts are 15-60 s)
+                f"""WITH r AS (
+                  SELECT anchor, peer_v4, peer_v6, proto, a_port, p_port, ts,
+                         lag(te) OVER (PARTITION BY anchor, peer_v4, peer_v6, proto, a_port, p_port ORDER BY ts) AS prev
+                  FROM sp_flows WHERE init = 'p' AND NOT a_src)
+                SELECT anchor, ipkey(peer_v4, peer_v6) AS peer, proto, a_port AS port, list(ts ORDER BY ts) AS starts
+                FROM r WHERE prev IS NULL OR ts > prev + {CONNECTION_GAP_MS}
+                GROUP BY anchor, peer_v4, peer_v6, proto, a_port HAVING count(*) >= {int(least)}"""
             )
             .to_arrow_table()
             .to_pylist()
@@ -432,6 +444,12 @@ class HuntRun:
         known_infra = set(self.members)
         found: dict[str, dict[str, Any]] = {}
         small = p.small_connection_packets
+        # the smallest session (packets per connection) each member held with a seed: a new host
+        # is managed the way the seeds are, not browsed (rules.substance.managed_like)
+        floor = {
+            m: min((session_size(PairStats.from_row(x)) for x in self.by_peer.get(m, []) if x["counts"]), default=0.0)
+            for m in self.members
+        }
         for hop in range(1, p.hops + 1):
             key_list(con, "front_arrow", frontier)
             rows = (
@@ -450,8 +468,9 @@ class HuntRun:
                 k = r["peer"]
                 if k in self.seed_key_set or k in known_infra or k in found or k in self.victim_keys:
                     continue
-                sub = substance(PairStats.from_row(r), small)
-                if k in self.excluded or not sub.counts:
+                pair = PairStats.from_row(r)
+                sub = substance(pair, small)
+                if k in self.excluded or not sub.counts or not managed_like(session_size(pair), floor[r["anchor"]]):
                     continue
                 by[k].add(r["anchor"])
                 strong[k] += int(sub.substantial)
@@ -515,6 +534,7 @@ class HuntRun:
                 for m in mgrs:
                     self.manages[m].add(k)
                 frontier.add(k)
+                floor[k] = min(floor[m] for m in mgrs)
             known_infra |= frontier
             if not frontier:
                 break

@@ -19,7 +19,7 @@ from .enrichment import Enrichment, holm, hypergeom_sf, seed_enrichment
 from .noise import HostStats, NoiseVerdict, Population, enrichment_of, noise_verdict, popular
 from .seedstatus import SeedActivity, seed_status
 from .stats import PairStats
-from .substance import Substance, per_record_mean, small_client, substance
+from .substance import Substance, managed_like, per_record_mean, session_size, small_client, substance
 
 __all__ = [
     "Enrichment",
@@ -37,6 +37,7 @@ __all__ = [
     "enrichment_of",
     "holm",
     "hypergeom_sf",
+    "managed_like",
     "member_confidence",
     "noise_verdict",
     "per_record_mean",
@@ -44,6 +45,7 @@ __all__ = [
     "probe_of",
     "seed_enrichment",
     "seed_status",
+    "session_size",
     "small_client",
     "substance",
 ]

@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 
 from .stats import PairStats
 
-__all__ = ["Substance", "per_record_mean", "small_client", "substance"]
+__all__ = ["Substance", "managed_like", "per_record_mean", "session_size", "small_client", "substance"]
 
 
 def per_record_mean(n: float, rate: float) -> float:
@@ -148,3 +148,21 @@ def small_client(pairs: list[PairStats], max_seeds: int) -> str | None:
         f"sessions smaller than {rate:g} packets, a client's (a victim whose beacons are too few to test, or "
         "probes), not an operator's"
     )
+
+
+def session_size(p: PairStats) -> float:
+    """Packets per connection, estimated (sampled packets times the rate, per distinct connection)."""
+    rate = max(int(p.max_sampling_rate or 1), 1)
+    return (p.a_packets + p.p_packets) * rate / max(p.conns, 1)
+
+
+def managed_like(size: float, floor: float) -> bool:
+    """Whether sessions of ``size`` packets per connection are managed the way the seeds are.
+
+    New infrastructure is managed the way the seeds are: the member holds sessions with it at
+    least as large, per connection, as the smallest it held with a seed (``floor``). The sites an
+    operator browses, the mail it fetches and the updates it downloads are connections of tens of
+    packets; its management of servers is shells and desktops of thousands. The floor is the
+    actor's own, measured in the same store at the same sampling, not a number set here.
+    """
+    return size >= floor
