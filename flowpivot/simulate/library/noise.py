@@ -160,13 +160,9 @@ def monitors(w: World, p: dict[str, Any]) -> None:
 
 def _beacon_times(w: World, start: int, interval_s: float, jitter: float) -> np.ndarray:
     n = int((w.t_end - start) / (interval_s * SEC)) + 1
-    steps = rng_uniform(w, 1 - jitter, 1 + jitter, n) * interval_s * SEC
+    steps = w.rng.uniform(1 - jitter, 1 + jitter, n) * interval_s * SEC
     t = start + np.cumsum(steps).astype(np.int64)
     return t[t < w.t_end - MIN]
-
-
-def rng_uniform(w: World, lo: float, hi: float, n: int) -> np.ndarray:
-    return w.rng.uniform(lo, hi, n)
 
 
 def _loguniform(w: World, lo_hi: list[float]) -> float:
