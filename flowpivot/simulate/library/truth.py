@@ -100,10 +100,12 @@ def expected(w: World, s: T.Sessions, kind: np.ndarray, ref: np.ndarray, E: Expo
     ]
     seen_new = _pairs(E, s, kind, "manage_new")
     expansion = []
+    expansion_records: dict[str, dict[str, int]] = {}
     for x in w.truth.get("expansion", []):
         by = [int(m) for m in x["managers"].tolist() if seen_new.get((int(m), x["host"]), 0) and int(m) in members_ok]
         if len(by) >= 2:
             expansion.append(text(x["host"]))
+            expansion_records[text(x["host"])] = {text(m): seen_new[(m, x["host"])] for m in by}
         else:
             optional["expansion"].append(text(x["host"]))
             limits.append(
@@ -125,6 +127,7 @@ def expected(w: World, s: T.Sessions, kind: np.ndarray, ref: np.ndarray, E: Expo
             ],
             "overlaps": overlaps,
             "expansion": sorted(expansion),
+            "expansion_records": expansion_records,
             "victims": victims,
             "probes": probes,
             "dark_seeds": sorted(dark),
