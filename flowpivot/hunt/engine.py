@@ -207,13 +207,14 @@ class HuntRun:
                 # connection starts, not records: a long session is cut into records at the
                 # exporter's active timeout, which would look like a beacon at that period. A
                 # record starts a connection unless the same ports' previous record ended within
-                # a minute (exporters' inactive timeouts are 15-60 s)
+                # a minute (exporters' inactive timeouts are 15-60 s). Zeek's records are
+                # connections already (a retried SYN on the same port is a connection of its own)
                 f"""WITH r AS (
-                  SELECT anchor, peer_v4, peer_v6, proto, a_port, p_port, ts,
+                  SELECT anchor, peer_v4, peer_v6, proto, a_port, p_port, ts, zs,
                          lag(te) OVER (PARTITION BY anchor, peer_v4, peer_v6, proto, a_port, p_port ORDER BY ts) AS prev
                   FROM sp_flows WHERE init = 'p' AND NOT a_src)
                 SELECT anchor, ipkey(peer_v4, peer_v6) AS peer, proto, a_port AS port, list(ts ORDER BY ts) AS starts
-                FROM r WHERE prev IS NULL OR ts > prev + {CONNECTION_GAP_MS}
+                FROM r WHERE prev IS NULL OR ts > prev + {CONNECTION_GAP_MS} OR zs IS NOT NULL
                 GROUP BY anchor, peer_v4, peer_v6, proto, a_port HAVING count(*) >= {int(least)}"""
             )
             .to_arrow_table()

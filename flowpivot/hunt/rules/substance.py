@@ -156,13 +156,18 @@ def session_size(p: PairStats) -> float:
     return (p.a_packets + p.p_packets) * rate / max(p.conns, 1)
 
 
+#: Session kinds differ by orders of magnitude in packets per connection (a page fetch: tens; a
+#: shell or a remote desktop: thousands); one pair's sampled estimate is noisy by a factor of a few.
+ORDER_OF_MAGNITUDE = 10.0
+
+
 def managed_like(size: float, floor: float) -> bool:
     """Whether sessions of ``size`` packets per connection are managed the way the seeds are.
 
-    New infrastructure is managed the way the seeds are: the member holds sessions with it at
-    least as large, per connection, as the smallest it held with a seed (``floor``). The sites an
-    operator browses, the mail it fetches and the updates it downloads are connections of tens of
-    packets; its management of servers is shells and desktops of thousands. The floor is the
-    actor's own, measured in the same store at the same sampling, not a number set here.
+    New infrastructure is managed the way the seeds are: the member holds sessions with it within
+    an order of magnitude, per connection, of the smallest it held with a seed (``floor``). The
+    sites an operator browses, the mail it fetches and the updates it downloads are connections
+    of tens of packets; its management of servers is shells and desktops of thousands. The floor
+    is the actor's own, measured in the same store at the same sampling, not a number set here.
     """
-    return size >= floor
+    return size * ORDER_OF_MAGNITUDE >= floor
