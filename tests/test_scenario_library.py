@@ -262,7 +262,7 @@ def _truth() -> dict[str, Any]:
             "dark_seeds": ["5.0.0.4"],
             "quiet_seeds": ["5.0.0.2"],
             "never_members": ["9.9.9.9", "7.0.0.1", "8.0.0.1"],
-            "optional": {"members": ["1.0.0.9"], "expansion": [], "victims": ["7.0.0.9"]},
+            "optional": {"members": ["1.0.0.9"], "expansion": [], "victims": ["7.0.0.9 5.0.0.2"]},
         },
     }
 
@@ -313,6 +313,8 @@ def test_score_ignores_optional_and_quiet() -> None:
     r["victims"].append({"ip": "7.0.0.9", "seeds": ["5.0.0.2"], "state": "established"})
     r["seeds"].append({"ip": "5.0.0.2", "status": "dark"})  # quiet: undecidable from the records
     assert score(r, _truth())["exact"]
+    r["victims"][-1]["seeds"].append("5.0.0.3")  # optional is per victim and seed, not per victim
+    assert score(r, _truth())["categories"]["victims"]["fp"] == 1
 
 
 def test_score_unmatched_and_split_clusters() -> None:

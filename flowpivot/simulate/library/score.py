@@ -134,7 +134,7 @@ def _victims(t: _Tally, result: dict[str, Any], exp: dict[str, Any], optional: s
         if v.get("state"):
             got_state[v["ip"]] = v["state"]
     want = {(v["ip"], v["seed"]) for v in exp["victims"]}
-    ignore = {p for p in got if p[0] in optional}
+    ignore = {p for p in got if f"{p[0]} {p[1]}" in optional}  # optional victims are "ip seed" pairs
     t.sets("victims", got, want, ignore, "victims", show=lambda x: f"{t.role(x[0])} -> {x[1]}")
     best: dict[str, str] = {}
     for v in exp["victims"]:

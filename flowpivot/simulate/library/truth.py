@@ -161,7 +161,7 @@ def _victims(
         a, b = int(s["a"][sess[r[0]]]), int(s["b"][sess[r[0]]])
         n = len(np.unique(sess[r]))
         if n < VICTIM_MIN_CONNECTIONS:
-            optional["victims"].append(w.text(a))
+            optional["victims"].append(f"{w.text(a)} {w.text(b)}")
             limits.append(
                 f"victim {w.text(a)} -> {w.text(b)}: {n} connection(s) left a record, too few to show a beacon (optional)"
             )
@@ -172,7 +172,7 @@ def _victims(
     for v in w.truth.get("victims", []):
         for sd in v["seeds"].tolist():
             if not np.any((s["a"][sess[rows]] == v["host"]) & (s["b"][sess[rows]] == sd)):
-                optional["victims"].append(w.text(v["host"]))
+                optional["victims"].append(f"{w.text(v['host'])} {w.text(sd)}")
                 limits.append(f"victim {w.text(v['host'])} -> {w.text(sd)}: no connection left a record (optional)")
     return sorted(out, key=lambda x: (x["ip"], x["seed"]))
 
