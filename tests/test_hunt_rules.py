@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from flowpivot.hunt.rules import (
@@ -222,3 +224,37 @@ def test_dark_from_silence_or_unanswered_knocks() -> None:
     # only ever resets and attempts: never answered
     assert seed_status(SeedActivity(flows=700, first_ms=0, last_ms=H), until)["status"] == "unanswered"
     assert seed_status(SeedActivity(flows=0, first_ms=None, last_ms=None), until)["status"] == "unseen"
+
+
+# ----- the population's sketches -------------------------------------------------------------------
+
+
+def test_day_sketches_count_hosts_and_pairs_like_exact_counting(tmp_path: Path) -> None:
+    """Oracle: Python sets over the same flows; HyperLogLog at 2^12 registers is within a few %."""
+    import datetime as dt
+
+    import pyarrow.parquet as pq
+
+    from flowpivot.store.sketch import file_sketch, population
+
+    rng = np.random.default_rng(5)
+    day = 86_400_000
+    n = 60_000
+    src = rng.integers(0, 40_000, n).astype(np.uint32)
+    dst = rng.integers(0, 9_000, n).astype(np.uint32) + 50_000
+    start = (19_000 * day + rng.integers(0, 2 * day, n)).astype("datetime64[ms]")
+    v6 = pa.nulls(n, pa.binary(16))
+    t = pa.table({"start": pa.array(start, pa.timestamp("ms", "UTC")), "src_addr_v4": src, "src_addr_v6": v6,
+                  "dst_addr_v4": dst, "dst_addr_v6": v6})  # fmt: skip
+    f = tmp_path / "flows" / f"day={dt.date(2022, 1, 8)}" / "a.parquet"
+    f.parent.mkdir(parents=True)
+    pq.write_table(t, f)
+    hosts, pairs = population(tmp_path, [f], 19_000, 19_001, day)
+    assert hosts == pytest.approx(len(set(src.tolist()) | set(dst.tolist())), rel=0.05)
+    assert pairs == pytest.approx(len(set(zip(src.tolist(), dst.tolist(), strict=True))), rel=0.05)
+    # one day alone, and the cache gives the same answer without reading the file
+    first = start.astype(np.int64) < 19_001 * day
+    one, _ = population(tmp_path, [f], 19_000, 19_000, day)
+    assert one == pytest.approx(len(set(src[first].tolist()) | set(dst[first].tolist())), rel=0.05)
+    assert (tmp_path / "sketches").exists()
+    assert file_sketch(tmp_path, f, day).hosts.keys() == {19_000, 19_001}

@@ -51,7 +51,7 @@ from .rules import (
 )
 from .rules.clusters import cluster_confidence
 from .seeds import SeedSet, read_seeds
-from .window import active_hosts, start_stats, window, window_flows
+from .window import population, start_stats, window, window_flows
 
 __all__ = ["hunt", "HuntRun", "FORMAT", "DEFAULTS"]
 
@@ -162,9 +162,9 @@ class HuntRun:
         plan = index_plan(self.st, self.since_ms, self.until_ms) if p.use_index else None
         self.flows_in_window = window_flows(con, self.since_ms, self.until_ms, stats)
         con.use_index(plan, self.flows_in_window)
-        self.hosts_in_window, self.edges_in_window = (
-            active_hosts(con, self.since_ms, self.until_ms) if self.flows_in_window else (0, 0)
-        )
+        # the population of the enrichment test: the store files' day sketches, computed once
+        pop = population(self.st, self.since_ms, self.until_ms) if self.flows_in_window else (0, 0)
+        self.hosts_in_window, self.edges_in_window = pop
         self.step("window")
 
     # ---- pivot and sessions --------------------------------------------------------------------

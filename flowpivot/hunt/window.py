@@ -98,3 +98,26 @@ def active_hosts(con: HuntContext, since_ms: int, until_ms: int) -> tuple[int, i
                    (SELECT approx_count_distinct(hash(least(s, d), greatest(s, d))) FROM f)"""
     ).fetchall()[0]
     return int(row[0] or 0), int(row[1] or 0)
+
+
+def population(st: Store, since_ms: int, until_ms: int) -> tuple[int, int]:
+    """Distinct hosts and host pairs on the UTC days that overlap the window (the hosts of its two
+    edge days count whole), from the store files' cached day sketches (:mod:`flowpivot.store.sketch`):
+    the same figures whether the hunt reads through the address index or scans."""
+    from ..store.sketch import population as sketch_population
+
+    first, last = int(since_ms) // DAY_MS, int(until_ms) // DAY_MS
+    files = [p for p in st.files() if _file_day(p) is None or first <= _file_day(p) <= last]  # type: ignore[operator]
+    return sketch_population(st.root, files, first, last, DAY_MS)
+
+
+def _file_day(path: Path) -> int | None:
+    """The UTC day number of a store file's partition (``day=YYYY-MM-DD``), None if unnamed."""
+    name = path.parent.name
+    if not name.startswith("day="):
+        return None
+    try:
+        d = dt.date.fromisoformat(name[4:])
+    except ValueError:
+        return None
+    return (d - dt.date(1970, 1, 1)).days

@@ -391,6 +391,8 @@ class Store:
                 trash = self.flows_dir / f"{_TMP_PREFIX}expire-{part.name}-{uuid.uuid4().hex[:6]}"
                 os.replace(part, trash)  # one atomic step hides the whole day
                 shutil.rmtree(trash, ignore_errors=True)
+                # and the day's cached host sketches (flowpivot.store.sketch)
+                shutil.rmtree(self.root / "sketches" / part.name, ignore_errors=True)
                 removed.append(part.name[4:])
         return removed
 

@@ -49,6 +49,7 @@ import pyarrow.parquet as pq
 from ..errors import StoreError
 from ..schema import STORE_SCHEMA
 from . import DAY_MS, Store, _sql_str
+from .sketch import file_sketch
 
 __all__ = [
     "INDEX_COLUMNS",
@@ -596,6 +597,9 @@ def build_index(
         hosts = pa.concat_tables(host_days) if host_days else _host_days(INDEX_SCHEMA.empty_table(), "src", 1)
         pq.write_table(hosts, tmp / "hosts.parquet", compression="zstd")
         sizes["hosts"] = (tmp / "hosts.parquet").stat().st_size
+        # the day sketches of hosts and host pairs the hunt's population comes from
+        for p in files:
+            file_sketch(store.root, p, DAY_MS)
         manifest = {
             "format": INDEX_FORMAT,
             "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
