@@ -165,7 +165,7 @@ def time_nfdump(flowdir: Path, seeds: list[str], work: Path, repeats: int = 1) -
 
 
 def _seed_table(con: Any, seeds: list[str]) -> None:
-    from flowpivot.hunt.engine import _anchor_table
+    from flowpivot.hunt.keys import anchor_table as _anchor_table
 
     con.register("s_arrow", _anchor_table(seeds))
     con.execute("CREATE OR REPLACE TEMP TABLE seeds AS SELECT * FROM s_arrow")
@@ -175,17 +175,18 @@ def _seed_table(con: Any, seeds: list[str]) -> None:
 def time_pivot(
     store: Store, seeds: list[str], since: int, until: int, repeats: int = 1, index: bool = False
 ) -> tuple[float, int, int]:
-    from flowpivot.hunt.pivot import create_pairs, ipkey_macro, read_through
+    from flowpivot.hunt.context import HuntContext
+    from flowpivot.hunt.pivot import create_pairs, ipkey_macro
     from flowpivot.store.index import index_plan
 
-    con = store.connect()
+    con = HuntContext(store)
     ipkey_macro(con)
     _seed_table(con, seeds)
     if index:
         window = con.sql(
-            f"SELECT count(*) FROM flows WHERE start >= make_timestamptz({since} * 1000) AND start <= make_timestamptz({until} * 1000)"
+            f"SELECT count(*) FROM flows WHERE start >= make_timestamptz({since * 1000}::BIGINT) AND start <= make_timestamptz({until * 1000}::BIGINT)"
         ).fetchall()[0][0]
-        read_through(con, index_plan(store, since, until), window)
+        con.use_index(index_plan(store, since, until), window)
     secs, _ = median_time(lambda: create_pairs(con, "seeds", "sp", since, until, keep_flows=True), repeats)
     pairs = con.sql("SELECT count(*) FROM sp").fetchall()[0][0]
     # flows with a seed on either side, counted once (the oracle nfdump's count must equal)

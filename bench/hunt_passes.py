@@ -5,7 +5,7 @@ on the store of ``bench.hunt --keep DIR`` (built with ``--index`` to time the in
 
 It runs one hunt and times each call of the engine's passes (the session pass ``create_pairs``,
 the reach pass ``create_reach``, the keeping scan ``keep_touching``, the exact known-peer count
-``_condemn_counted``), named by their anchor table (``seeds``, ``cand``, ``peer_anchors``, ...).
+``_condemn_counted``), named by their anchor table (``seeds``, ``cand``, ``memb``, ``xa1``, ...).
 The hunt's own step timings are printed too.
 """
 
@@ -18,8 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import flowpivot.hunt.engine as engine
+import flowpivot.hunt.reach as reach
 
-PASSES = ("create_pairs", "create_reach", "keep_touching", "_condemn_counted")
+# (module, function): the passes are called through these module attributes
+PASSES = ((engine, "create_pairs"), (engine, "create_reach"), (reach, "create_reach"), (reach, "keep_touching"),
+          (reach, "_condemn_counted"))  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -30,8 +33,8 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     timed: list[tuple[str, str, float]] = []
 
-    def wrap(name: str) -> None:
-        f = getattr(engine, name)
+    def wrap(mod: Any, name: str) -> None:
+        f = getattr(mod, name)
 
         @functools.wraps(f)
         def g(*args: Any, **kw: Any) -> Any:
@@ -41,10 +44,10 @@ def main(argv: list[str] | None = None) -> None:
             finally:
                 timed.append((name, str(args[1]) if len(args) > 1 else "", time.perf_counter() - t))
 
-        setattr(engine, name, g)
+        setattr(mod, name, g)
 
-    for name in PASSES:
-        wrap(name)
+    for mod, name in PASSES:
+        wrap(mod, name)
     t = time.perf_counter()
     r = engine.hunt(a.store, [a.seeds], use_index=not a.no_index)
     total = time.perf_counter() - t
