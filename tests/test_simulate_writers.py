@@ -183,13 +183,6 @@ def address(v4: int | None, v6: bytes | None) -> str:
     return str(ipaddress.ip_address(v6 if v6 is not None else v4))  # type: ignore[arg-type]
 
 
-PSAMP_RANDOM_GAP = pytest.mark.xfail(
-    strict=True,
-    reason="flowpivot.decode does not read samplingSize/samplingPopulation (IEs 309/310), "
-    "so selectorAlgorithm 3 (random n-out-of-N) gives no sampling rate",
-)
-
-
 @pytest.mark.parametrize(
     ("algorithm", "rates"),
     [
@@ -198,9 +191,9 @@ PSAMP_RANDOM_GAP = pytest.mark.xfail(
         ("systematic", [4096]),
         ("systematic", [10, 4096]),
         ("random", [1]),
-        pytest.param("random", [10], marks=PSAMP_RANDOM_GAP),
-        pytest.param("random", [4096], marks=PSAMP_RANDOM_GAP),
-        pytest.param("random", [10, 4096], marks=PSAMP_RANDOM_GAP),
+        ("random", [10]),
+        ("random", [4096]),
+        ("random", [10, 4096]),
     ],
 )
 def test_flowpivot_ingests_the_ipfix_flows_and_their_sampling(algorithm: str, rates: list[int], tmp_path: Path) -> None:

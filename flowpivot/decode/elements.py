@@ -61,6 +61,8 @@ ROLES: dict[tuple[int, int], str] = {
     (0, 50): "sampler_random_interval",  # v9 FLOW_SAMPLER_RANDOM_INTERVAL / IPFIX samplerRandomInterval
     (0, 305): "sampling_packet_interval",
     (0, 306): "sampling_packet_space",
+    (0, 309): "sampling_size",  # samplingSize: packets selected per samplingPopulation (RFC 5477)
+    (0, 310): "sampling_population",  # samplingPopulation: random n-out-of-N selection's N
     (0, 48): "sampler_id",  # v9 FLOW_SAMPLER_ID / IPFIX samplerId
     (0, 302): "selector_id",
     (0, 145): "template_id",  # templateId, as an options scope
@@ -80,7 +82,9 @@ SECTION_ROLES = frozenset({"frame_section", "ip_section"})
 BYTES_ROLES = frozenset({"src_v6", "dst_v6"})
 
 #: Roles that describe sampling; an options record carrying one of them feeds the sampling table.
-SAMPLING_ROLES = frozenset({"sampling_interval", "sampler_random_interval", "sampling_packet_interval"})
+SAMPLING_ROLES = frozenset(
+    {"sampling_interval", "sampler_random_interval", "sampling_packet_interval", "sampling_population"}
+)
 
 
 def role_of(enterprise: int, element: int) -> str | None:

@@ -102,13 +102,17 @@ def sampling_rates(roles: dict[str, np.ndarray], n: int) -> np.ndarray:
         rate = roles["sampling_interval"].astype(np.uint64)
     if "sampler_random_interval" in roles:
         rate = np.where(rate == 0, roles["sampler_random_interval"].astype(np.uint64), rate)
-    if "sampling_packet_interval" in roles:
+    if "sampling_population" in roles:
+        # random n-out-of-N (RFC 5477 selectorAlgorithm 3): N / n, n = 1 when not stated. Cisco
+        # IOS-XR sends samplingPacketInterval 1 beside it, with no samplingPacketSpace
+        population = roles["sampling_population"].astype(np.uint64)
+        size = roles["sampling_size"].astype(np.uint64) if "sampling_size" in roles else np.ones(n, dtype=np.uint64)
+        per = np.where(size > 0, population // np.maximum(size, U64(1)), U64(0))
+        rate = np.where(rate == 0, per, rate)
+    if "sampling_packet_interval" in roles and "sampling_packet_space" in roles:
+        # systematic count-based (selectorAlgorithm 1): (interval + space) / interval
         interval = roles["sampling_packet_interval"].astype(np.uint64)
-        space = (
-            roles["sampling_packet_space"].astype(np.uint64)
-            if "sampling_packet_space" in roles
-            else np.zeros(n, dtype=np.uint64)
-        )
+        space = roles["sampling_packet_space"].astype(np.uint64)
         per = np.where(interval > 0, (interval + space) // np.maximum(interval, U64(1)), U64(0))
         rate = np.where(rate == 0, per, rate)
     return rate

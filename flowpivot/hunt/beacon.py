@@ -52,8 +52,12 @@ class Beacon:
 
 
 def _chance(fits: int, n: int, p: float) -> float:
-    """P(at least ``fits`` of ``n`` random gaps fit), each fitting with chance ``p`` (binomial tail)."""
-    return float(sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(fits, n + 1)))
+    """P(at least ``fits`` of ``n`` random gaps fit), each fitting with chance ``p`` (binomial tail),
+    in log space: a victim retrying for weeks has tens of thousands of gaps, and C(n, i) of those
+    overflows a float."""
+    if fits <= 0:
+        return 1.0
+    return max(0.0, 1.0 - _cdf(fits - 1, n, p))
 
 
 def _cdf(k: int, n: int, p: float) -> float:
