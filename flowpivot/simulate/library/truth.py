@@ -7,7 +7,9 @@ Only what the records show is expected. The rules, each from what a flow record 
 * a member is expected when its seen pairs reach at least two seeds: one contact alone does not tell
   an operator from a visitor; members with one are listed as optional (not wrong to report);
 * a cluster is an operation at one provider (ASN), with the seeds its expected members were seen
-  managing; an overlap is the seeds two expected clusters share;
+  managing; operations at one provider whose members manage a seed in common are one cluster
+  (issue 11: members of a provider that share seeds belong to one cluster; groups that share
+  nothing stay apart); an overlap is the seeds two expected clusters share;
 * a new host is expected as expansion when at least two expected members were seen managing it (one
   member's peer cannot be told from that member's own browsing);
 * a victim is expected when at least ``VICTIM_MIN_CONNECTIONS`` of its connections to the seed left a
@@ -92,6 +94,7 @@ def expected(w: World, s: T.Sessions, kind: np.ndarray, ref: np.ndarray, E: Expo
                 "asn": asn, "operation": i, "records": c["records"],
                 "optional_seeds": sorted(text(np.array(sorted(c["managed"] - c["seeds"])))) if c["managed"] - c["seeds"] else [],
             })  # fmt: skip
+    clusters = _merge_shared(clusters)
     overlaps = [
         {"clusters": [i, j], "count": n}
         for i in range(len(clusters))
@@ -122,7 +125,7 @@ def expected(w: World, s: T.Sessions, kind: np.ndarray, ref: np.ndarray, E: Expo
     return {
         "expect": {
             "clusters": [
-                {k: c[k] for k in ("members", "seeds", "asn", "operation", "optional_seeds", "records")}
+                {k: c[k] for k in ("members", "seeds", "asn", "operation", "operations", "optional_seeds", "records")}
                 for c in clusters
             ],
             "overlaps": overlaps,
@@ -232,3 +235,26 @@ def _dark(w: World, s: T.Sessions, kind: np.ndarray, E: Exported, limits: list[s
             quiet.append(ip)
             limits.append(f"seed {ip} is up to the end but its records stop at {iso(int(sent_t.max()))} (quiet)")
     return dark, quiet
+
+
+def _merge_shared(clusters: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Clusters at one ASN that share a seed, merged (connected components)."""
+    out: list[dict[str, Any]] = []
+    for c in clusters:
+        c = {**c, "operations": [c["operation"]]}
+        hit = [o for o in out if o["asn"] == c["asn"] and set(o["seeds"]) & set(c["seeds"])]
+        for o in hit:
+            out.remove(o)
+            c = {
+                **c,
+                "members": sorted(set(c["members"]) | set(o["members"])),
+                "seeds": sorted(set(c["seeds"]) | set(o["seeds"])),
+                "operation": min(c["operation"], o["operation"]),
+                "operations": sorted(set(c["operations"]) | set(o["operations"])),
+                "records": {**o["records"], **c["records"]},
+                "optional_seeds": sorted(
+                    (set(c["optional_seeds"]) | set(o["optional_seeds"])) - (set(c["seeds"]) | set(o["seeds"]))
+                ),
+            }
+        out.append(c)
+    return out
