@@ -34,8 +34,12 @@ from flowpivot.store import Store
 err = Console(stderr=True)
 
 
-def run_draw(family: str, draw: int, size: str, work: Path) -> dict[str, Any]:
-    """Generate, ingest, hunt and score one draw; the score with timings (or the error)."""
+def run_draw(family: str, draw: int, size: str, work: Path, exit_list: bool = True) -> dict[str, Any]:
+    """Generate, ingest, hunt and score one draw; the score with timings (or the error).
+
+    ``exit_list``: the draw's Tor and VPN exits are given as an allowlist, as an analyst keeps the
+    public exit lists (flows cannot tell such an exit from an operator's address: docs/hunt.md).
+    """
     from flowpivot.hunt import hunt
 
     d = work / f"{family}-{draw}"
@@ -49,7 +53,12 @@ def run_draw(family: str, draw: int, size: str, work: Path) -> dict[str, Any]:
         store = Store(d / "store")
         ingest_paths(files, store)
         t2 = time.perf_counter()
-        result = hunt(store, seeds, asn_dbs=[asn])
+        allow = None
+        exits = sorted(ip for ip, role in truth.get("hosts", {}).items() if "exit" in role)
+        if exit_list and exits:
+            allow = d / "exits.txt"
+            allow.write_text("".join(f"{ip}  public exit list\n" for ip in exits))
+        result = hunt(store, seeds, asn_dbs=[asn], allowlist=allow)
         t3 = time.perf_counter()
         out.update(score(result, truth))
         out["records"] = truth["records"]
@@ -99,6 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--families", nargs="+", choices=family_names(), default=list(family_names()))
     ap.add_argument("--out", type=Path, default=Path("bench/out/accuracy.json"))
     ap.add_argument("--work", type=Path, help="scratch directory (default: a temporary one)")
+    ap.add_argument("--no-exit-list", action="store_true", help="do not give the draws' Tor/VPN exits as an allowlist")
     a = ap.parse_args(argv)
     work = a.work or Path(tempfile.mkdtemp(prefix="bench-accuracy-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -113,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
             task = bar.add_task("", total=len(jobs))
             for fam, d in jobs:
                 bar.update(task, description=f"{fam} draw {d}")
-                runs.append(run_draw(fam, d, a.size, work))
+                runs.append(run_draw(fam, d, a.size, work, exit_list=not a.no_exit_list))
                 bar.advance(task)
     finally:
         if not a.work:

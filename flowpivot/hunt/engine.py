@@ -221,7 +221,7 @@ class HuntRun:
             .to_pylist()
         )
         pair_of = {(r["anchor"], r["peer"]): r for r in self.pairs}
-        per_port: dict[tuple[str, int, int], list[tuple[dict[str, Any], Any]]] = defaultdict(list)
+        per_port: dict[tuple[str, int, int], list[tuple[dict[str, Any], Any, Series]]] = defaultdict(list)
         for r in sorted(rows, key=lambda r: (r["peer"], r["proto"], r["port"], r["anchor"])):
             if r["peer"] in self.seed_key_set:
                 continue
@@ -679,7 +679,7 @@ class HuntRun:
     def near_misses(self) -> tuple[list[dict[str, Any]], int]:
         """Peers with established sessions with seeds that made no cluster, and why."""
         p = self.p
-        rows = []
+        rows: list[dict[str, Any]] = []
         for k, ps in self.by_peer.items():
             if k in self.members or k in self.victim_keys:
                 continue
@@ -708,7 +708,7 @@ class HuntRun:
                 "established_seeds": len(est), "substantial_seeds": len(sub),
                 "_rank": (-len(sub), -len(est), -sum(x["flows"] for x in est)),
             })  # fmt: skip
-        rows.sort(key=lambda r: (r["_rank"], ip_sort_key(r["ip"])))
+        rows.sort(key=lambda r: (r["_rank"], ip_sort_key(str(r["ip"]))))
         kept = rows[: p.max_near_misses]
         for r in kept:
             r.pop("_rank")
