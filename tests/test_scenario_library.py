@@ -27,6 +27,21 @@ def _hunt(out: Path, truth: dict[str, Any]) -> tuple[dict[str, Any], Store]:
     return hunt(store, seeds, asn_dbs=[asn], allowlist=_exit_list(out, truth)), store
 
 
+def _thin_victims_optional(truth: dict[str, Any]) -> dict[str, Any]:
+    """Victims whose beacon left fewer connection records than the beacon tests can certify a
+    jittered, thinned cadence from (``beacon.STEADY_MIN_STARTS``, docs/hunt.md "What it does not
+    do") are optional here: neither a miss nor a false victim. ``bench.accuracy`` still counts
+    them as required, so its table shows what they cost."""
+    from flowpivot.hunt.beacon import STEADY_MIN_STARTS
+
+    t = copy.deepcopy(truth)
+    exp = t["expect"]
+    thin = [v for v in exp["victims"] if int(v.get("connections_seen", STEADY_MIN_STARTS)) < STEADY_MIN_STARTS]
+    exp["victims"] = [v for v in exp["victims"] if v not in thin]
+    exp.setdefault("optional", {}).setdefault("victims", []).extend(f"{v['ip']} {v['seed']}" for v in thin)
+    return t
+
+
 def _exit_list(out: Path, truth: dict[str, Any]) -> Path | None:
     """The draw's Tor and VPN exits as an allowlist, as an analyst keeps the public exit lists.
 
@@ -59,7 +74,7 @@ def drawn(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, dic
 def test_family_draw0_hunted_exactly(family: str, drawn: dict[str, tuple[Path, dict[str, Any]]]) -> None:
     out, truth = drawn[family]
     result, _ = _hunt(out, truth)
-    s = score(result, truth)
+    s = score(result, _thin_victims_optional(truth))
     misses = "\n  ".join(s["misses"])
     assert s["exact"], f"{family} draw 0: the hunt differs from what the exports show:\n  {misses}"
 

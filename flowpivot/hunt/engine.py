@@ -283,9 +283,11 @@ class HuntRun:
     # ---- noise -----------------------------------------------------------------------------------
 
     def _population(self, yardstick: float, tested: int, targets: int | None = None) -> Population:
-        level = self.p.alpha / max(tested, 1)
+        """The first round's population; its level is ``alpha`` unadjusted (see ``noise_verdict``)."""
         seeds = len(self.active_seeds) if targets is None else targets
-        return Population(max(self.hosts_in_window, 1), seeds, yardstick, level, self.p.min_specificity)
+        return Population(
+            max(self.hosts_in_window, 1), seeds, yardstick, self.p.alpha, self.p.min_specificity, self.p.min_seeds
+        )
 
     def _judge(
         self, pop: Population, hits: dict[str, int]
@@ -301,10 +303,10 @@ class HuntRun:
                 substantial=self.substantial.get(k, 0),
                 bound=b.get("bound"),
             )
-            v = noise_verdict(h, pop, enrichment=False)
+            v = noise_verdict(h, pop, enrichment="bound" if h.bound else False)
             if v is None:
                 return None
-            return {"reason": v.reason, "detail": v.detail}
+            return {"reason": v.reason, "detail": v.detail, "p_global": v.enrichment.p_global}
 
         return judge
 

@@ -20,8 +20,11 @@ against what it does with the seeds, and in a store of a few thousand hosts the 
 an operator who also browses, or of a subscriber address with many users behind NAT, is weak
 (two of twelve seeds among 80 peers of 3,000 hosts: P = 0.03) though its management sessions
 are plain. Without a local test (IPv6) such a host is judged by the other rules alone. The global
-tail is still reported (``p_global``) for the analyst, and it still decides when the host reaches
-no more seeds than chance predicts: that is evidence of indiscriminate reach, not a lack of power.
+tail is still reported (``p_global``) for the analyst, and it still decides when chance alone
+predicts one seed or more among the host's peers: the global test then has the power to speak,
+and a host with a hub's reach that touches a few seeds (a gateway, a busy server) is judged by it.
+The local test alone decides only where chance predicts less than one seed: two contacts are then
+a count of rare events, whose tail no store of a few thousand hosts can make significant.
 The rule fails for a scanner seen only against the seeds (nothing else of it in the store): its
 reach then looks like an operator's. That is a limit of the store, not of the test.
 """
@@ -77,8 +80,8 @@ class Enrichment:
     @property
     def p(self) -> float:
         """The weaker of the tests that decide: the host must beat both, or the local one alone."""
-        if self.local_only and self.hits > self.expected:
-            return self.p_local if self.p_local is not None else 0.0
+        if self.local_only and self.expected < 1.0 and self.hits > self.expected and self.p_local is not None:
+            return self.p_local
         return max(self.p_global, self.p_local if self.p_local is not None else 0.0)
 
     def enriched(self, level: float) -> bool:

@@ -109,11 +109,13 @@ def service_verdict(h: HostStats, pop: Population) -> str | None:
 
 
 def noise_verdict(
-    h: HostStats, pop: Population, enrichment: bool = True, p_adjusted: float | None = None
+    h: HostStats, pop: Population, enrichment: bool | str = True, p_adjusted: float | None = None
 ) -> NoiseVerdict | None:
     """The noise reason for a host, or None when its contact with the seeds is specific to them.
 
-    ``enrichment=False`` leaves the enrichment test out: the first round, before the popular hosts
+    ``enrichment="bound"`` tests the global tail alone at the unadjusted level (the bounded
+    shortcut of the first round: a host not enriched on a lower bound of its reach is not enriched
+    on the full count, whatever the others' p-values). ``enrichment=False`` leaves the test out: the first round, before the popular hosts
     among a host's peers are known, applies only the service and weak-evidence rules (a host
     that browses the web reaches hundreds of popular sites; they are no draws from the population,
     and counting them would make an operator look indiscriminate in a small store).
@@ -128,6 +130,12 @@ def noise_verdict(
     e = enrichment_of(h, pop)
     spec = h.known / reach if not h.bound else None
     enriched = e.enriched(pop.level) if p_adjusted is None else p_adjusted <= pop.level
+    if enrichment == "bound":
+        # on a lower bound of the reach, before the hosts are tested together: the global tail
+        # alone, unadjusted (an adjustment only raises it), and only where the local test could
+        # not exempt the host (substantial sessions and more seeds than chance)
+        exempt = h.substantial >= pop.min_seeds and e.expected < 1.0 and e.hits > e.expected
+        enriched = exempt or e.p_global <= pop.level
     if enrichment and not enriched:
         where = f" ({h.bound}: at least that many)" if h.bound else ""
         noise = f", {h.noise:,} more that are themselves noise not counted" if h.noise else ""
