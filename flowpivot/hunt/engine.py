@@ -16,6 +16,7 @@ import statistics
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,7 @@ from .output import cluster_dict, enrich_rows, overlaps, pairs_out, timelines
 from .params import HuntParams
 from .pivot import create_pairs, create_reach, ipkey_macro
 from .provider import Provider, enriched
-from .reach import NO_STATS, bounded_reach, degrees, local_peers, median_degree
+from .reach import NO_STATS, bounded_reach, degrees, local_peers, managed_counts, median_degree
 from .rules import (
     HostStats,
     PairStats,
@@ -50,6 +51,7 @@ from .rules import (
     substance,
 )
 from .rules.clusters import cluster_confidence
+from .rules.substance import ORDER_OF_MAGNITUDE
 from .seeds import SeedSet, read_seeds
 from .window import population, start_stats, window, window_flows
 
@@ -303,10 +305,10 @@ class HuntRun:
                 substantial=self.substantial.get(k, 0),
                 bound=b.get("bound"),
             )
-            v = noise_verdict(h, pop, enrichment="bound" if h.bound else False)
+            v = noise_verdict(h, pop, enrichment=False)
             if v is None:
                 return None
-            return {"reason": v.reason, "detail": v.detail, "p_global": v.enrichment.p_global}
+            return {"reason": v.reason, "detail": v.detail}
 
         return judge
 
@@ -350,10 +352,21 @@ class HuntRun:
         self.seed_reach = median_degree(con, "sp", set(self.excluded))
         alive = {k: v for k, v in cands.items() if k not in self.excluded}
         known = self.seed_key_set | set(alive)
-        pop2 = Population(max(self.hosts_in_window, 1), len(self.active_seeds), self.seed_reach, p.alpha,
+        # the seeds count by their degree (without the noise among their peers): seeds that are
+        # busy servers are reached more often by chance than a host of average degree
+        pop2 = Population(max(self.hosts_in_window, 1), self._seed_mass(), self.seed_reach, p.alpha,
                           p.min_specificity, p.min_seeds)  # fmt: skip
         stats = degrees(con, "cr", known, set(self.excluded))
-        hosts = {k: self._host(k, stats.get(k, NO_STATS), local.get(k), noise=True) for k in alive}
+        # the draws of the enrichment test: the peers each candidate holds sessions with of the
+        # kind it holds with the seeds (rules.substance.managed_like), not the sites it browses
+        managed = managed_counts(con, "cr", alive, self.seed_key_set, set(self.excluded), ORDER_OF_MAGNITUDE)
+        hosts = {
+            k: replace(
+                self._host(k, stats.get(k, NO_STATS), local.get(k), noise=True),
+                draws=max(managed.get(k, (0, 0))[0], 1), draw_hits=managed.get(k, (0, 0))[1],
+            )
+            for k in alive
+        }  # fmt: skip
         tests = {k: enrichment_of(h, pop2) for k, h in hosts.items()}
         adjusted = holm({k: e.p for k, e in tests.items()})
         for k, seeds in alive.items():
@@ -377,6 +390,19 @@ class HuntRun:
             )  # fmt: skip
         con.execute("DROP TABLE IF EXISTS cand_flows")
         self.step("noise")
+
+    def _seed_mass(self) -> int:
+        """The active seeds' degree mass in hosts of average degree (at least their number)."""
+        n = len(self.active_seeds)
+        if not self.edges_in_window or not self.hosts_in_window:
+            return n
+        key_list(self.ctx, "smass_noise", set(self.excluded))
+        deg = self.ctx.sql(
+            "SELECT count(*) FROM sp WHERE peer IS NOT NULL AND peer <> anchor AND peer NOT IN (SELECT k FROM smass_noise)"
+        ).fetchall()[0][0]
+        self.ctx.unregister("smass_noise")
+        mean = 2.0 * self.edges_in_window / self.hosts_in_window
+        return int(min(self.hosts_in_window, max(n, round(float(deg) / mean)))) if mean > 0 else n
 
     def _mass(self, frontier: set[str], table: str) -> int:
         """The frontier's degree mass, in hosts of average degree: how many average hosts would

@@ -332,7 +332,7 @@ def create_reach(
     source: str | None = None,
     scan_share: float = 1.0,
 ) -> None:
-    """TEMP TABLE ``out`` (anchor, peer, flows, initiator): every distinct peer of each anchor, whole store.
+    """TEMP TABLE ``out`` (anchor, peer, flows, pk_est, initiator): every distinct peer of each anchor, whole store.
 
     What the noise rules measure (degree, fan-out, fan-in, who the peers are) needs only the
     address and port columns, so this pass reads seven columns where the session pass reads
@@ -347,7 +347,10 @@ def create_reach(
     fams = _families(con, anchors)
     win = _window_sql(since_ms, until_ms)
     indexed = source is None and index_pays(con, anchors, scan_share)
-    cols = "src_addr_v4, dst_addr_v4, src_addr_v6, dst_addr_v6, src_port, dst_port, protocol"
+    cols = (
+        "src_addr_v4, dst_addr_v4, src_addr_v6, dst_addr_v6, src_port, dst_port, protocol, packets, rev_packets, "
+        "sampling_rate"
+    )
     with _from_index(con, anchors, since_ms, until_ms, fams, cols, touching=False) if indexed else _none() as rels:
         _reach(con, anchors, out, fams, rels, source, win)
 
@@ -376,7 +379,9 @@ def _reach(
                 rel, where = source or "flows", ("" if source else f" WHERE {win}")
             sides.append(
                 f"""SELECT an.key AS anchor, an.id AS anchor_id, w.{p}_addr_v4 AS peer_v4, w.{p}_addr_v6 AS peer_v6,
-                       ({ported} AND w.{a}_port > w.{p}_port) AS a_cl, ({ported} AND w.{p}_port > w.{a}_port) AS p_cl
+                       ({ported} AND w.{a}_port > w.{p}_port) AS a_cl, ({ported} AND w.{p}_port > w.{a}_port) AS p_cl,
+                       (coalesce(w.packets, 0) + coalesce(w.rev_packets, 0)) * greatest(coalesce(w.sampling_rate, 1), 1) AS pk,
+                       (w.protocol::BIGINT << 32) | (coalesce(w.{a}_port, 0)::BIGINT << 16) | coalesce(w.{p}_port, 0)::BIGINT AS conn
                 FROM {rel} w JOIN {anchors} an ON w.{a}_addr_v{fam} = an.v{fam}"""
                 + where
             )
@@ -384,10 +389,10 @@ def _reach(
         f"""CREATE OR REPLACE TEMP TABLE {out} AS
         WITH g AS (
           SELECT any_value(anchor) AS anchor, peer_v4, peer_v6, bool_or(a_cl) AS a_cl, bool_or(p_cl) AS p_cl,
-            count(*) AS flows
+            count(*) AS flows, sum(pk)::DOUBLE AS pk_est, count(DISTINCT conn) AS conns
           FROM ({" UNION ALL ".join(sides)}) GROUP BY anchor_id, peer_v4, peer_v6
         )
-        SELECT anchor, ipkey(peer_v4, peer_v6) AS peer, peer_v4, flows, NULL::BOOLEAN AS established,
+        SELECT anchor, ipkey(peer_v4, peer_v6) AS peer, peer_v4, flows, pk_est, conns, NULL::BOOLEAN AS established,
           CASE WHEN a_cl AND NOT p_cl THEN 'anchor' WHEN p_cl AND NOT a_cl THEN 'peer'
                WHEN a_cl AND p_cl THEN 'mixed' ELSE 'unknown' END AS initiator
         FROM g"""

@@ -23,7 +23,7 @@ from .pivot import create_reach, day_bounds, keep_touching, known_counts_sql
 if TYPE_CHECKING:
     from .context import HuntContext
 
-__all__ = ["median_degree", "degrees", "bounded_reach", "NO_STATS"]
+__all__ = ["median_degree", "degrees", "bounded_reach", "managed_counts", "NO_STATS"]
 
 log = logging.getLogger("flowpivot.hunt")
 
@@ -208,3 +208,40 @@ def _condemn_counted(
         if v is not None:
             out[k] = {**b, **v, "known_exact": True}
     return out
+
+
+def managed_counts(
+    con: HuntContext, table: str, pairs: dict[str, set[str]], targets: set[str], noise: set[str], margin: float
+) -> dict[str, tuple[int, int]]:
+    """Per anchor: its peers (not noise) with which it held sessions within ``margin`` (a factor)
+    of the smallest it held with the seeds in ``pairs[anchor]``, in packets per connection
+    (estimated: sampled packets times each record's rate, per distinct protocol and ports, as the
+    reach table counts them), and how many of those are in ``targets``: the draws and hits of the
+    enrichment test over the hosts it manages."""
+    import pyarrow as pa
+
+    rows_ = [(a, s) for a, ss in pairs.items() for s in ss]
+    if not rows_:
+        return {}
+    con.register(
+        "mpairs_arrow",
+        pa.table(
+            {"a": pa.array([r[0] for r in rows_], pa.string()), "s": pa.array([r[1] for r in rows_], pa.string())}
+        ),
+    )
+    key_list(con, "target_arrow", targets)
+    key_list(con, "mnoise_arrow", noise)
+    rows = con.sql(
+        f"""WITH f AS (
+              SELECT t.anchor, min(t.pk_est / greatest(t.conns, 1)) / {float(margin)} AS floor
+              FROM {table} t JOIN mpairs_arrow m ON t.anchor = m.a AND t.peer = m.s GROUP BY t.anchor)
+        SELECT t.anchor, count(*) AS managed, count(g.k) AS hits
+        FROM {table} t JOIN f ON t.anchor = f.anchor
+        LEFT JOIN target_arrow g ON t.peer = g.k
+        WHERE t.peer <> t.anchor AND t.pk_est >= f.floor * greatest(t.conns, 1)
+          AND t.peer NOT IN (SELECT k FROM mnoise_arrow)
+        GROUP BY t.anchor"""
+    ).fetchall()
+    for name in ("mpairs_arrow", "target_arrow", "mnoise_arrow"):
+        con.unregister(name)
+    return {a: (int(m), int(h)) for a, m, h in rows}

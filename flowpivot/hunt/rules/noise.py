@@ -56,6 +56,10 @@ class HostStats:
     noise_in: int = 0  # of its clients, those that are noise
     local: tuple[int, int, int] | None = None  # (address space, seeds, its peers) of the seeds' ranges it touched
     bound: str | None = None  # how a lower-bound degree was counted ("in its last 3.75 days", ...)
+    #: The enrichment test's draws and hits: the peers it holds sessions with of the kind it
+    #: holds with the seeds (``managed_counts``), and the seeds among them (None: reach, seeds)
+    draws: int | None = None
+    draw_hits: int | None = None
 
     @property
     def reach(self) -> int:
@@ -84,10 +88,9 @@ class NoiseVerdict:
 
 def enrichment_of(h: HostStats, pop: Population) -> Enrichment:
     """The host's enrichment test (the local one only on an exact count)."""
-    strong = h.substantial >= pop.min_seeds and h.bound is None
-    return seed_enrichment(
-        h.seeds, h.reach, pop.hosts, pop.seeds, h.local if h.bound is None else None, local_only=strong
-    )
+    draws = h.reach if h.draws is None else h.draws
+    hits = h.seeds if h.draw_hits is None else h.draw_hits
+    return seed_enrichment(hits, draws, pop.hosts, pop.seeds, h.local if h.bound is None else None)
 
 
 def service_verdict(h: HostStats, pop: Population) -> str | None:
@@ -109,13 +112,11 @@ def service_verdict(h: HostStats, pop: Population) -> str | None:
 
 
 def noise_verdict(
-    h: HostStats, pop: Population, enrichment: bool | str = True, p_adjusted: float | None = None
+    h: HostStats, pop: Population, enrichment: bool = True, p_adjusted: float | None = None
 ) -> NoiseVerdict | None:
     """The noise reason for a host, or None when its contact with the seeds is specific to them.
 
-    ``enrichment="bound"`` tests the global tail alone at the unadjusted level (the bounded
-    shortcut of the first round: a host not enriched on a lower bound of its reach is not enriched
-    on the full count, whatever the others' p-values). ``enrichment=False`` leaves the test out: the first round, before the popular hosts
+    ``enrichment=False`` leaves the test out: the first round, before the popular hosts
     among a host's peers are known, applies only the service and weak-evidence rules (a host
     that browses the web reaches hundreds of popular sites; they are no draws from the population,
     and counting them would make an operator look indiscriminate in a small store).
@@ -130,12 +131,6 @@ def noise_verdict(
     e = enrichment_of(h, pop)
     spec = h.known / reach if not h.bound else None
     enriched = e.enriched(pop.level) if p_adjusted is None else p_adjusted <= pop.level
-    if enrichment == "bound":
-        # on a lower bound of the reach, before the hosts are tested together: the global tail
-        # alone, unadjusted (an adjustment only raises it), and only where the local test could
-        # not exempt the host (substantial sessions and more seeds than chance)
-        exempt = h.substantial >= pop.min_seeds and e.expected < 1.0 and e.hits > e.expected
-        enriched = exempt or e.p_global <= pop.level
     if enrichment and not enriched:
         where = f" ({h.bound}: at least that many)" if h.bound else ""
         noise = f", {h.noise:,} more that are themselves noise not counted" if h.noise else ""
