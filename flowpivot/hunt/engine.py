@@ -499,7 +499,12 @@ class HuntRun:
                     continue
                 pair = PairStats.from_row(r)
                 sub = substance(pair, small)
-                if k in self.excluded or not sub.counts or not managed_like(session_size(pair), floor[r["anchor"]]):
+                # one connection is no management: a host managed is returned to (persistence)
+                # unless one session alone shows it (substantial)
+                persistent = sub.substantial or pair.conns >= 2
+                if k in self.excluded or not sub.counts or not persistent:
+                    continue
+                if not managed_like(session_size(pair), floor[r["anchor"]]):
                     continue
                 by[k].add(r["anchor"])
                 strong[k] += int(sub.substantial)

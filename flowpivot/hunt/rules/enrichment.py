@@ -12,21 +12,12 @@ reaching at least the S seeds it did is the upper tail P(X >= S). Two population
   proportion to their share of those ranges, which the global test would miss. IPv6 ranges are
   not swept (a /48 has 2^80 addresses), so no local test is made there.
 
-A host is enriched when both tails are below the significance level, adjusted for the number
-of hosts tested (Holm's step-down: the chance of calling any indiscriminate host enriched stays
-below it). A host that holds *substantial* sessions (:mod:`.substance`: management, not checks)
-with at least ``min_seeds`` seeds needs only the local test: how much else it does says nothing
-against what it does with the seeds, and in a store of a few thousand hosts the global tail of
-an operator who also browses, or of a subscriber address with many users behind NAT, is weak
-(two of twelve seeds among 80 peers of 3,000 hosts: P = 0.03) though its management sessions
-are plain. Without a local test (IPv6) such a host is judged by the other rules alone. The global
-tail is still reported (``p_global``) for the analyst, and it still decides when chance alone
-predicts one seed or more among the host's peers: the global test then has the power to speak,
-and a host with a hub's reach that touches a few seeds (a gateway, a busy server) is judged by it.
-The local test alone decides only where chance predicts less than one seed: two contacts are then
-a count of rare events, whose tail no store of a few thousand hosts can make significant.
-The rule fails for a scanner seen only against the seeds (nothing else of it in the store): its
-reach then looks like an operator's. That is a limit of the store, not of the test.
+A host is enriched when both tails are below the significance level, adjusted for the hosts
+tested together (Holm's step-down, :func:`holm`: the chance of calling any indiscriminate host
+enriched stays below it). The engine draws from the hosts a candidate manages, not from every
+host it touches (docs/hunt.md, section 6): browsing is no draw. The rule fails for a scanner seen
+only against the seeds (nothing else of it in the store): its reach then looks like an
+operator's. That is a limit of the store, not of the test.
 """
 
 from __future__ import annotations
@@ -74,14 +65,9 @@ class Enrichment:
     local_targets: int | None = None
     local_draws: int | None = None
 
-    #: With substantial sessions, only the local test decides (see :func:`seed_enrichment`).
-    local_only: bool = False
-
     @property
     def p(self) -> float:
-        """The weaker of the tests that decide: the host must beat both, or the local one alone."""
-        if self.local_only and self.expected < 1.0 and self.hits > self.expected and self.p_local is not None:
-            return self.p_local
+        """The weaker of the two tests: the host must beat both."""
         return max(self.p_global, self.p_local if self.p_local is not None else 0.0)
 
     def enriched(self, level: float) -> bool:
@@ -106,7 +92,6 @@ def seed_enrichment(
     population: int,
     targets: int,
     local: tuple[int, int, int] | None = None,
-    local_only: bool = False,
 ) -> Enrichment:
     """Enrichment of ``hits`` seeds among ``draws`` distinct peers, against ``targets`` seeds among
     ``population`` active hosts; ``local`` is (address space, seeds, peers) of the seeds' prefixes
@@ -119,13 +104,13 @@ def seed_enrichment(
     p_g = hypergeom_sf(hits, population, targets, draws)
     expected = draws * targets / population if population else 0.0
     if local is None:
-        return Enrichment(hits, draws, population, targets, p_g, expected, local_only=local_only)
+        return Enrichment(hits, draws, population, targets, p_g, expected)
     space, lseeds, lpeers = local
     lseeds = max(int(lseeds), int(hits))
     lpeers = max(int(lpeers), int(hits))
     space = max(int(space), lseeds, lpeers)
     p_l = hypergeom_sf(hits, space, lseeds, lpeers)
-    return Enrichment(hits, draws, population, targets, p_g, expected, p_l, space, lseeds, lpeers, local_only)
+    return Enrichment(hits, draws, population, targets, p_g, expected, p_l, space, lseeds, lpeers)
 
 
 def holm(pvalues: dict[str, float]) -> dict[str, float]:

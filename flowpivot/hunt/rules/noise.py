@@ -75,7 +75,7 @@ class Population:
     yardstick: float  # the median seed's reach (distinct peers that are not noise)
     level: float  # alpha / hosts tested
     min_specificity: float = 0.5
-    min_seeds: int = 2  # substantial seeds that let the local test alone decide
+    min_seeds: int = 2  # seeds a candidate holds sessions with (kept for the verdicts' details)
 
 
 @dataclass(frozen=True)
