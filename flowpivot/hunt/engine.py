@@ -404,22 +404,6 @@ class HuntRun:
         mean = 2.0 * self.edges_in_window / self.hosts_in_window
         return int(min(self.hosts_in_window, max(n, round(float(deg) / mean)))) if mean > 0 else n
 
-    def _mass(self, frontier: set[str], table: str) -> int:
-        """The frontier's degree mass, in hosts of average degree: how many average hosts would
-        be reached as often as the frontier hosts are. At least the frontier's size."""
-        if not frontier or not self.edges_in_window or not self.hosts_in_window:
-            return len(frontier)
-        key_list(self.ctx, "mass_arrow", frontier)
-        deg = self.ctx.sql(
-            f"SELECT coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM {table} WHERE anchor IN (SELECT k FROM mass_arrow) "
-            "GROUP BY anchor)"
-        ).fetchall()[0][0]
-        self.ctx.unregister("mass_arrow")
-        mean = 2.0 * self.edges_in_window / self.hosts_in_window
-        return (
-            int(min(self.hosts_in_window, max(len(frontier), round(float(deg) / mean)))) if mean > 0 else len(frontier)
-        )
-
     def _host(self, k: str, s: dict[str, Any], local: tuple[int, int, int] | None, noise: bool = False) -> HostStats:
         return HostStats(
             degree=int(s["degree"]),
@@ -468,7 +452,7 @@ class HuntRun:
         if not self.members or p.hops < 1:
             self.step("expansion")
             return
-        table, reach_of = "cp", "cr"  # the frontier's sessions and its reach
+        table = "cp"  # the frontier's sessions
         frontier = set(self.members)
         known_infra = set(self.members)
         found: dict[str, dict[str, Any]] = {}
@@ -518,13 +502,11 @@ class HuntRun:
             known = self.seed_key_set | known_infra | set(found) | set(cands)
             stats = degrees(con, f"xr{hop}", known, set(self.excluded))
             # the enrichment test asks whether it reaches the hosts it was found through (the
-            # members, or the hosts of the previous hop) more than its reach explains; those hosts
-            # count by their degree, since a host two subscriber addresses with hundreds of users
-            # reach is no evidence (docs/hunt.md, "Expansion")
+            # members, or the hosts of the previous hop) more than its reach explains
             hits = degrees(con, f"xr{hop}", frontier, set())
             pop = Population(
                 max(self.hosts_in_window, 1),
-                self._mass(frontier, reach_of),
+                len(frontier),
                 self.seed_reach,
                 p.alpha,
                 p.min_specificity,
@@ -573,7 +555,7 @@ class HuntRun:
             if not frontier:
                 break
             if hop < p.hops:  # sessions around the hosts just found, for the next hop
-                table, reach_of = f"xp{hop}", f"xr{hop}"
+                table = f"xp{hop}"
                 load_anchors(con, f"xs{hop}", list(frontier))
                 create_pairs(con, f"xs{hop}", table, self.since_ms, self.until_ms, services=False, full=False)
         self.found = found
