@@ -45,7 +45,6 @@ from .rules import (
     holm,
     managed_like,
     noise_verdict,
-    seed_enrichment,
     seed_status,
     session_size,
     small_client,
@@ -278,16 +277,6 @@ class HuntRun:
         # the seeds each peer exchanged any flow with, and whether the seeds opened every session
         self.seeds_touched = {k: len(ps) for k, ps in self.by_peer.items()}
         self.substantial = {k: sum(1 for x in ps if x["substantial"]) for k, ps in self.by_peer.items()}
-        # the enrichment test's draws are the peers a candidate holds sessions with of the kind
-        # it holds with the seeds: a record within an order of magnitude of the smallest largest
-        # record of its seed sessions (rules.substance.managed_like); its hits are the seeds so held
-        self.floor: dict[str, float] = {}
-        self.mhits: dict[str, int] = {}
-        for k in cands:
-            ps = self.by_peer.get(k, [])
-            f = min((float(x["max_rec"] or 0.0) for x in ps if x["counts"]), default=0.0) / ORDER_OF_MAGNITUDE
-            self.floor[k] = f
-            self.mhits[k] = sum(1 for x in ps if float(x["max_rec"] or 0.0) >= f)
         self.seed_clients = {
             k: all(x["initiator"] == "anchor" for x in ps if x["established"]) and any(x["established"] for x in ps)
             for k, ps in self.by_peer.items()
@@ -323,23 +312,6 @@ class HuntRun:
 
         return judge
 
-    def _managed_judge(self, k: str, draws: int, span: str, b: dict[str, Any]) -> dict[str, Any] | None:
-        """The enrichment test on a lower bound of the managed draws, before the hosts are tested
-        together: a host whose global tail is above ``alpha`` there is above it on the full count
-        (the tail only grows with the draws), and Holm's adjustment only raises it; the seeds
-        count as their number, which the second round's degree mass only raises too."""
-        e = seed_enrichment(
-            self.mhits[k], max(draws, self.mhits[k]), max(self.hosts_in_window, 1), len(self.active_seeds)
-        )
-        if e.p_global <= self.p.alpha:
-            return None
-        kind = "scanner" if int(b.get("fan_out") or 0) >= int(b.get("fan_in") or 0) else "shared-service"
-        detail = (
-            f"at least {draws:,} distinct peers held in sessions of the size it holds with the seeds ({span}); "
-            f"{e.describe()}: not above chance at {self.p.alpha:g}, however many the full count adds"
-        )
-        return {"reason": kind, "detail": detail, "p_global": e.p_global}
-
     def noise(self) -> None:
         """Two rounds over the candidates' reach in the whole window (:mod:`.rules.noise`): round 1
         finds scanners and shared services, round 2 judges the rest without the noise among their peers."""
@@ -363,7 +335,6 @@ class HuntRun:
             self.until_ms,
             "cr",
             keep="cand_flows",
-            managed=(self.floor, self._managed_judge),
         )
         for k, b in condemned.items():
             self.excluded[k] = _exclusion(b, len(cands[k]))
@@ -388,11 +359,11 @@ class HuntRun:
         stats = degrees(con, "cr", known, set(self.excluded))
         # the draws of the enrichment test: the peers each candidate holds sessions with of the
         # kind it holds with the seeds (rules.substance.managed_like), not the sites it browses
-        managed = managed_counts(con, "cr", {k: self.floor[k] for k in alive})
+        managed = managed_counts(con, "cr", alive, self.seed_key_set, set(self.excluded), ORDER_OF_MAGNITUDE)
         hosts = {
             k: replace(
                 self._host(k, stats.get(k, NO_STATS), local.get(k), noise=True),
-                draws=max(managed.get(k, 0), self.mhits[k], 1), draw_hits=self.mhits[k],
+                draws=max(managed.get(k, (0, 0))[0], 1), draw_hits=managed.get(k, (0, 0))[1],
             )
             for k in alive
         }  # fmt: skip

@@ -297,7 +297,6 @@ def pair_sql(flows_rel: str) -> str:
         count(*) FILTER ((zs IS NULL AND {S.syn_only_sql("p_fl")}) OR (zs IS NOT NULL AND NOT a_src)) AS p_syn,
         count(*) FILTER (init = 'a') AS a_init, count(*) FILTER (init = 'p') AS p_init,
         count(*) FILTER (proto = 6) AS tcp_flows,
-        max((a_pk + p_pk) * sr)::DOUBLE AS max_rec,
         count(DISTINCT (proto::BIGINT << 32) | (a_port::BIGINT << 16) | p_port::BIGINT) AS conns,
         count(*) FILTER (sr = 1 AND a_pk + p_pk > 0) AS u_flows, coalesce(sum(a_pk + p_pk) FILTER (sr = 1), 0)::UBIGINT AS u_packets,
         count(DISTINCT (proto::BIGINT << 32) | (a_port::BIGINT << 16) | p_port::BIGINT) FILTER (sr = 1) AS u_conns,
@@ -333,11 +332,7 @@ def create_reach(
     source: str | None = None,
     scan_share: float = 1.0,
 ) -> None:
-    """TEMP TABLE ``out`` (anchor, peer, flows, max_rec, initiator): every distinct peer of each anchor, whole store.
-
-    ``max_rec`` is the pair's largest record in packets (sampled packets times the rate): it only
-    grows with the window, so a count of peers above a size over part of the window is a lower
-    bound of the count over all of it.
+    """TEMP TABLE ``out`` (anchor, peer, flows, pk_est, initiator): every distinct peer of each anchor, whole store.
 
     What the noise rules measure (degree, fan-out, fan-in, who the peers are) needs only the
     address and port columns, so this pass reads seven columns where the session pass reads
@@ -385,7 +380,8 @@ def _reach(
             sides.append(
                 f"""SELECT an.key AS anchor, an.id AS anchor_id, w.{p}_addr_v4 AS peer_v4, w.{p}_addr_v6 AS peer_v6,
                        ({ported} AND w.{a}_port > w.{p}_port) AS a_cl, ({ported} AND w.{p}_port > w.{a}_port) AS p_cl,
-                       (coalesce(w.packets, 0) + coalesce(w.rev_packets, 0)) * greatest(coalesce(w.sampling_rate, 1), 1) AS pk
+                       (coalesce(w.packets, 0) + coalesce(w.rev_packets, 0)) * greatest(coalesce(w.sampling_rate, 1), 1) AS pk,
+                       (w.protocol::BIGINT << 32) | (coalesce(w.{a}_port, 0)::BIGINT << 16) | coalesce(w.{p}_port, 0)::BIGINT AS conn
                 FROM {rel} w JOIN {anchors} an ON w.{a}_addr_v{fam} = an.v{fam}"""
                 + where
             )
@@ -393,10 +389,10 @@ def _reach(
         f"""CREATE OR REPLACE TEMP TABLE {out} AS
         WITH g AS (
           SELECT any_value(anchor) AS anchor, peer_v4, peer_v6, bool_or(a_cl) AS a_cl, bool_or(p_cl) AS p_cl,
-            count(*) AS flows, max(pk)::DOUBLE AS max_rec
+            count(*) AS flows, sum(pk)::DOUBLE AS pk_est, count(DISTINCT conn) AS conns
           FROM ({" UNION ALL ".join(sides)}) GROUP BY anchor_id, peer_v4, peer_v6
         )
-        SELECT anchor, ipkey(peer_v4, peer_v6) AS peer, peer_v4, flows, max_rec, NULL::BOOLEAN AS established,
+        SELECT anchor, ipkey(peer_v4, peer_v6) AS peer, peer_v4, flows, pk_est, conns, NULL::BOOLEAN AS established,
           CASE WHEN a_cl AND NOT p_cl THEN 'anchor' WHEN p_cl AND NOT a_cl THEN 'peer'
                WHEN a_cl AND p_cl THEN 'mixed' ELSE 'unknown' END AS initiator
         FROM g"""

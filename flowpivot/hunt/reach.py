@@ -116,7 +116,6 @@ def bounded_reach(
     until_ms: int,
     out: str,
     keep: str | None = None,
-    managed: tuple[dict[str, float], Callable[[str, int, str, dict[str, Any]], dict[str, Any] | None]] | None = None,
 ) -> tuple[dict[str, dict[str, Any]], bool]:
     """The reach table ``out`` for ``keys``, without the hosts ``judge`` condemns from a bound.
 
@@ -163,21 +162,6 @@ def bounded_reach(
         if sum(lower[k].get("flows_est", 0.0) for k in need) <= KNOWN_PASS_SHARE * con.window_flows:
             skipped, need = need, []
         condemned.update(_condemn_counted(con, name, need, known, lower, judge, since_ms, until_ms))
-    if managed is not None and lower:
-        # the enrichment test on a lower bound of the managed draws: the busy hosts' peers with a
-        # record of management size over the window's last part (a pass over that part only)
-        floor, managed_judge = managed
-        busy = [k for k in keys if k in lower and k not in condemned and k in floor]
-        if busy:
-            load_anchors(con, f"{name}_mb", busy)
-            create_reach(con, f"{name}_mb", f"{out}_mb", sub_since, until_ms, scan_share=1 / BOUND_FRACTION)
-            counts = managed_counts(con, f"{out}_mb", {k: floor[k] for k in busy})
-            con.execute(f"DROP TABLE IF EXISTS {out}_mb")
-            for k in busy:
-                v = managed_judge(k, counts.get(k, 0), span, lower[k])
-                if v is not None:
-                    b = {x: y for x, y in lower[k].items() if x not in ("bound_day", "bound_side")}
-                    condemned[k] = {**b, "bound": span, "bound_span": span.removeprefix("in its last "), **v}
     rest = [k for k in keys if k not in condemned]
     kept = False
     if keep:
@@ -226,22 +210,38 @@ def _condemn_counted(
     return out
 
 
-def managed_counts(con: HuntContext, table: str, floor: dict[str, float]) -> dict[str, int]:
-    """Per anchor, its peers with a record of at least ``floor[anchor]`` packets (sampled packets
-    times the rate): the hosts it holds sessions with of the kind it holds with the seeds, the
-    draws of the enrichment test. Over part of the window it is a lower bound of the count over
-    all of it (``max_rec`` only grows)."""
+def managed_counts(
+    con: HuntContext, table: str, pairs: dict[str, set[str]], targets: set[str], noise: set[str], margin: float
+) -> dict[str, tuple[int, int]]:
+    """Per anchor: its peers (not noise) with which it held sessions within ``margin`` (a factor)
+    of the smallest it held with the seeds in ``pairs[anchor]``, in packets per connection
+    (estimated: sampled packets times each record's rate, per distinct protocol and ports, as the
+    reach table counts them), and how many of those are in ``targets``: the draws and hits of the
+    enrichment test over the hosts it manages."""
     import pyarrow as pa
 
-    if not floor:
+    rows_ = [(a, s) for a, ss in pairs.items() for s in ss]
+    if not rows_:
         return {}
     con.register(
-        "floor_arrow",
-        pa.table({"a": pa.array(list(floor), pa.string()), "f": pa.array(list(floor.values()), pa.float64())}),
+        "mpairs_arrow",
+        pa.table(
+            {"a": pa.array([r[0] for r in rows_], pa.string()), "s": pa.array([r[1] for r in rows_], pa.string())}
+        ),
     )
+    key_list(con, "target_arrow", targets)
+    key_list(con, "mnoise_arrow", noise)
     rows = con.sql(
-        f"""SELECT t.anchor, count(*) FROM {table} t JOIN floor_arrow f ON t.anchor = f.a
-        WHERE t.peer <> t.anchor AND t.max_rec >= f.f GROUP BY t.anchor"""
+        f"""WITH f AS (
+              SELECT t.anchor, min(t.pk_est / greatest(t.conns, 1)) / {float(margin)} AS floor
+              FROM {table} t JOIN mpairs_arrow m ON t.anchor = m.a AND t.peer = m.s GROUP BY t.anchor)
+        SELECT t.anchor, count(*) AS managed, count(g.k) AS hits
+        FROM {table} t JOIN f ON t.anchor = f.anchor
+        LEFT JOIN target_arrow g ON t.peer = g.k
+        WHERE t.peer <> t.anchor AND t.pk_est >= f.floor * greatest(t.conns, 1)
+          AND t.peer NOT IN (SELECT k FROM mnoise_arrow)
+        GROUP BY t.anchor"""
     ).fetchall()
-    con.unregister("floor_arrow")
-    return {a: int(n) for a, n in rows}
+    for name in ("mpairs_arrow", "target_arrow", "mnoise_arrow"):
+        con.unregister(name)
+    return {a: (int(m), int(h)) for a, m, h in rows}
