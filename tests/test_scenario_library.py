@@ -83,23 +83,7 @@ def test_family_draw0_hunted_exactly(family: str, drawn: dict[str, tuple[Path, d
     result, _ = _hunt(out, truth)
     s = score(result, _thin_victims_optional(truth))
     misses = "\n  ".join(s["misses"])
-    if family in KNOWN_MISSES:
-        # a documented limit: exactly these misses, no other, so any change shows here
-        assert s["misses"] == KNOWN_MISSES[family], f"{family} draw 0 differs from its known misses:\n  {misses}"
-        return
     assert s["exact"], f"{family} draw 0: the hunt differs from what the exports show:\n  {misses}"
-
-
-#: Draws whose misses are limits docs/hunt.md states ("What it does not do"), kept exactly.
-KNOWN_MISSES = {
-    # a web server four hosts use, two of them members who fetch from it repeatedly in sessions as
-    # large as their management: in a store of 3,000 hosts that is as specific to them as a host
-    # they manage (adjusted P 9e-5). What the sessions carry is not compared with the seeds'.
-    "mesh-operators": [
-        "expansion: 1 expansion reported that should not be: 68.183.222.127 (web server)",
-        "noise reported as actor infrastructure: 68.183.222.127 (web server)",
-    ],
-}
 
 
 # ----- the generator --------------------------------------------------------------------------------

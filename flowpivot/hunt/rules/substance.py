@@ -10,7 +10,9 @@ connections of a handful of packets each (a TCP handshake, one TLS or SSH exchan
 * **Sampled 1:N**: a record of n packets is exported with chance 1 - (1 - 1/N)^n and then holds
   (n/N) / (1 - (1 - 1/N)^n) sampled packets on average (:func:`per_record_mean`): about 1 for
   n << N, 1.58 at n = N, n/N beyond. Sizes below max(N, small) cannot be resolved, so a pair is
-  substantial when its records hold at least what a connection of max(N, small) packets leaves.
+  substantial when its records hold at least what a connection of max(N, small) packets leaves,
+  and more than connections of that size would leave by chance (Poisson tail of the packets
+  beyond one per record, below 1 %): one record with two sampled packets proves nothing.
 * **Any sampling**: a connection seen in two or more records in one direction outlasted the
   exporter's active timeout or went idle and came back: a check, a scan or a probe lasts seconds.
   (Biflow records, one per connection, never show this; their packet count does.)
@@ -25,6 +27,7 @@ larger. Research scanners and monitors seen unsampled, or at 1:10, are told apar
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 from .stats import PairStats
@@ -103,7 +106,7 @@ def _substance(p: PairStats, small: int) -> Substance:
         why = f"{per_connection:.1f} packets per connection, no more than a check ({small})"
         return Substance(False, why, "small", per_rec, per_conn, need)
     need = per_record_mean(max(rate, small), rate)
-    if per_rec >= need:
+    if per_rec >= need and _above_chance(pkts - recs, recs * (need - 1.0)):
         return Substance(
             True,
             f"{per_rec:.2f} sampled packets per record at 1:{rate} (a connection of {max(rate, small)} packets leaves {need:.2f})",
@@ -148,6 +151,28 @@ def small_client(pairs: list[PairStats], max_seeds: int) -> str | None:
         f"sessions smaller than {rate:g} packets, a client's (a victim whose beacons are too few to test, or "
         "probes), not an operator's"
     )
+
+
+#: The chance we accept of calling a pair of checks substantial from its sampled packets: the
+#: hunt's default significance level.
+SUBSTANCE_LEVEL = 0.01
+
+
+def _above_chance(extra: int, expected: float) -> bool:
+    """Whether ``extra`` sampled packets beyond one per record are unlikely (below
+    SUBSTANCE_LEVEL, Poisson) when each record adds ``expected / records`` on average: one record
+    with two sampled packets at 1:100 happens to a 10-packet check four times in a thousand, and a
+    scanner that checks thousands of hosts leaves some."""
+    if extra <= 0:
+        return False
+    lam = max(expected, 1e-12)
+    # P(X >= extra) for X ~ Poisson(lam), summed in log space
+    term = math.exp(-lam)
+    cdf = term
+    for i in range(1, int(extra)):
+        term *= lam / i
+        cdf += term
+    return (1.0 - cdf) < SUBSTANCE_LEVEL
 
 
 def session_size(p: PairStats) -> float:
