@@ -95,6 +95,12 @@ def test_substance_unsampled_sampled_and_mixed() -> None:
     # 1:100: 3 sampled packets per record is more than a 100-packet connection leaves (1.58)
     big = substance(_pair(a_flows=4, p_flows=4, a_packets=12, p_packets=12, conns=2, max_sampling_rate=100), 20)
     assert big.kind == "substantial"
+    # 1:100: one record of two sampled packets is what 4.4 % of a 10-packet check's records hold
+    rng = np.random.default_rng(2)
+    k = rng.binomial(10, 0.01, 2_000_000)
+    assert float(np.mean(k[k > 0] >= 2)) == pytest.approx(0.044, abs=0.004)
+    one = substance(_pair(a_flows=0, p_flows=1, a_packets=0, p_packets=2, conns=1, max_sampling_rate=100), 20)
+    assert one.kind == "unresolved"
     # 1:1000: one connection seen in six records outlasted the exporter's timeouts
     long = substance(_pair(a_flows=6, p_flows=5, a_packets=6, p_packets=5, conns=1, max_sampling_rate=1000), 20)
     assert long.kind == "substantial" and "records per connection" in long.why

@@ -160,9 +160,9 @@ SUBSTANCE_LEVEL = 0.01
 
 def _above_chance(extra: int, expected: float) -> bool:
     """Whether ``extra`` sampled packets beyond one per record are unlikely (below
-    SUBSTANCE_LEVEL, Poisson) when each record adds ``expected / records`` on average: one record
-    with two sampled packets at 1:100 happens to a 10-packet check four times in a thousand, and a
-    scanner that checks thousands of hosts leaves some."""
+    SUBSTANCE_LEVEL, Poisson) when each record adds ``expected / records`` on average: at 1:100,
+    4.4 % of the records a 10-packet check leaves hold two sampled packets or more, and a scanner
+    that checks thousands of hosts leaves many such records."""
     if extra <= 0:
         return False
     lam = max(expected, 1e-12)
