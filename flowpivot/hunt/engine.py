@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import statistics
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -20,7 +19,6 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from ..store import DAY_MS, Store
 from ..store.index import index_plan
@@ -53,6 +51,7 @@ from .rules import (
 from .rules.clusters import cluster_confidence
 from .rules.substance import ORDER_OF_MAGNITUDE
 from .seeds import SeedSet, read_seeds
+from .verdicts import apply_allowlist, exclusion, noise_keys, probe_dict, services, state, stem, verdict_keys, victims
 from .window import population, start_stats, window, window_flows
 
 __all__ = ["hunt", "HuntRun", "FORMAT", "DEFAULTS"]
@@ -182,7 +181,7 @@ class HuntRun:
         create_pairs(con, "seeds", "sp", self.since_ms, self.until_ms, keep_flows=True)
         self.step("pivot")
         self.pairs = con.sql("SELECT * EXCLUDE (peer_v4, peer_v6) FROM sp").to_arrow_table().to_pylist()
-        self.services = _services(con, "sp")
+        self.services = services(con, "sp")
         small = self.p.small_connection_packets
         self.by_peer: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in self.pairs:
@@ -229,14 +228,14 @@ class HuntRun:
                 continue
             pair = pair_of[(r["anchor"], r["peer"])]
             series = Series(
-                r["peer"], r["anchor"], r["proto"], r["port"], np.asarray(r["starts"], np.int64), _state(pair)
+                r["peer"], r["anchor"], r["proto"], r["port"], np.asarray(r["starts"], np.int64), state(pair)
             )
             probe, beacon = classify_series(series, p.probe_min_attempts, p.burst_span_s, p.min_beacon_starts)
             if probe is not None:
-                self.probes.append(_probe_dict(series, probe, pair))
+                self.probes.append(probe_dict(series, probe, pair))
             elif len(self.by_peer.get(r["peer"], [])) <= p.victim_max_seeds and not self._manages(r["peer"]):
                 per_port[(r["peer"], r["proto"], r["port"])].append((r, beacon, series))
-        self.victims = _victims(per_port, pair_of, p.min_beacon_starts)
+        self.victims = victims(per_port, pair_of, p.min_beacon_starts)
         self.victim_keys = {v["_key"] for v in self.victims}
         self.probe_keys = {pr["_key"] for pr in self.probes}
         self.step("victims")
@@ -272,7 +271,7 @@ class HuntRun:
                     "detail": f"contacted {len(ps)} seeds without an established session ({', '.join(sess)})",
                     "seeds": len(ps),
                 }
-        _apply_allowlist(self.allow, self.prov, cands, self.excluded)
+        apply_allowlist(self.allow, self.prov, cands, self.excluded)
         self.candidates_ = cands
         # the seeds each peer exchanged any flow with, and whether the seeds opened every session
         self.seeds_touched = {k: len(ps) for k, ps in self.by_peer.items()}
@@ -337,7 +336,7 @@ class HuntRun:
             keep="cand_flows",
         )
         for k, b in condemned.items():
-            self.excluded[k] = _exclusion(b, len(cands[k]))
+            self.excluded[k] = exclusion(b, len(cands[k]))
         stats = degrees(con, "cr", known, set())
         local = self._local(cands, "cr")
         for k in cands:
@@ -345,7 +344,7 @@ class HuntRun:
                 continue
             v = noise_verdict(self._host(k, stats.get(k, NO_STATS), local.get(k)), pop1, enrichment=False)
             if v is not None:
-                self.excluded[k] = _exclusion({**stats.get(k, NO_STATS), **_verdict_keys(v)}, len(cands[k]))
+                self.excluded[k] = exclusion({**stats.get(k, NO_STATS), **verdict_keys(v)}, len(cands[k]))
         # round 2: the seeds' own reach without the noise (scanners and victims inflate a seed's
         # degree, not its reach), and each candidate's peers without those found to be noise; the
         # enrichment tests of all candidates together, adjusted by Holm's step-down
@@ -372,7 +371,7 @@ class HuntRun:
         for k, seeds in alive.items():
             v = noise_verdict(hosts[k], pop2, p_adjusted=adjusted[k])
             e = tests[k]
-            info = {**_noise_keys(stats.get(k, NO_STATS)), "p_value": e.p, "p_adjusted": adjusted[k],
+            info = {**noise_keys(stats.get(k, NO_STATS)), "p_value": e.p, "p_adjusted": adjusted[k],
                     "p_global": e.p_global, "p_local": e.p_local, "substantial_seeds": len(seeds),
                     "confidence": round(1.0 - adjusted[k], 6)}  # fmt: skip
             if v is not None:
@@ -494,7 +493,7 @@ class HuntRun:
                 strong[k] += int(sub.substantial)
                 opened[k] = opened[k] and r["initiator"] == "anchor"
             cands = {k: v for k, v in by.items() if len(v) >= p.min_members}
-            _apply_allowlist(self.allow, self.prov, cands, self.excluded)
+            apply_allowlist(self.allow, self.prov, cands, self.excluded)
             if not cands:
                 break
             load_anchors(con, f"xa{hop}", list(cands))
@@ -528,7 +527,7 @@ class HuntRun:
                 s = stats.get(k, NO_STATS)
                 v = noise_verdict(hs[k], pop, p_adjusted=adjusted[k])
                 if v is not None:
-                    self.excluded[k] = {"reason": v.reason, "detail": v.detail, "members": len(mgrs), **_noise_keys(s)}
+                    self.excluded[k] = {"reason": v.reason, "detail": v.detail, "members": len(mgrs), **noise_keys(s)}
                     continue
                 e = tests[k]
                 informative = s["degree"] - s["noise"]
@@ -544,7 +543,7 @@ class HuntRun:
                         "established_with": len(mgrs),
                         "p_value": e.p,
                         "p_adjusted": adjusted[k],
-                        **_noise_keys(s),
+                        **noise_keys(s),
                     },  # fmt: skip
                 }
                 for m in mgrs:
@@ -679,9 +678,9 @@ class HuntRun:
                     "last_attempt": iso(r["last_attempt_ms"]),
                 })  # fmt: skip
             entry.update(dict(per.get(k, {})))
-            sets = sorted({getattr(x, "set", None) or _stem(x.source) for x in by_ip[ip]})
+            sets = sorted({getattr(x, "set", None) or stem(x.source) for x in by_ip[ip]})
             entry["sets"] = sets
-            entry["source"] = {"file": s.source, "where": s.where, "set": getattr(s, "set", None) or _stem(s.source),
+            entry["source"] = {"file": s.source, "where": s.where, "set": getattr(s, "set", None) or stem(s.source),
                                **({"port": s.port} if s.port is not None else {})}  # fmt: skip
             if s.network:
                 entry["source"]["network"] = s.network
@@ -786,155 +785,3 @@ class HuntRun:
                 "generated": iso(int(time.time() * 1000)),
             },
         }
-
-
-# ----- helpers ----------------------------------------------------------------------------------------
-
-
-def _stem(path: str) -> str:
-    name = os.path.basename(path)
-    for ext in (".gz", ".txt", ".csv", ".json", ".tsv"):
-        if name.endswith(ext):
-            name = name[: -len(ext)]
-    return name or path
-
-
-def _services(con: HuntContext, table: str) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    out: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    rows = (
-        con.sql(f"SELECT * FROM {table}_services ORDER BY flows DESC, proto, port, side").to_arrow_table().to_pylist()
-    )
-    for r in rows:
-        out[(r["anchor"], r["peer"])].append(
-            {"proto": r["proto"], "port": r["port"], "side": r["side"], "flows": r["flows"]}
-        )
-    return out
-
-
-def _state(pair: dict[str, Any]) -> str:
-    if pair["established"]:
-        return "established"
-    if pair["rejected_flows"]:
-        return "rejected"
-    return "unanswered"
-
-
-def _probe_dict(s: Series, probe: Any, pair: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "_key": s.peer,
-        "ip": ip_of(s.peer),
-        "seed": ip_of(s.seed),
-        "port": s.port,
-        "proto": s.proto,
-        "kind": probe.kind,
-        "state": s.state,
-        "attempts": probe.attempts,
-        "flows": pair["flows"],
-        "rejected_flows": pair["rejected_flows"],
-        "first_seen": iso(probe.first_ms),
-        "last_seen": iso(probe.last_ms),
-        "span_s": round(probe.span_s, 3),
-        "rate_per_s": round(probe.rate_per_s, 3),
-        "runs": probe.runs,
-    }
-
-
-def _victims(
-    per_port: dict[tuple[str, int, int], list[tuple[dict[str, Any], Any, Series]]],
-    pair_of: dict[tuple[str, str], dict[str, Any]],
-    min_starts: int,
-) -> list[dict[str, Any]]:
-    from .beacon import regularity
-
-    found: dict[str, dict[str, Any]] = {}
-    for (peer, proto, port), rs in sorted(per_port.items()):
-        # the seed with the most connections first (its interval heads the entry)
-        rs.sort(key=lambda x: (-len(x[0]["starts"]), x[0]["anchor"]))
-        tested = [(r, b) for r, b, _ in rs if b is not None]
-        if not tested and len(rs) > 1:
-            # one implant beaconing to two seeds in turn: the union of its starts is the beacon
-            starts = np.concatenate([np.asarray(r["starts"], dtype=np.int64) for r, _, _ in rs])
-            b = regularity(starts) if len(starts) >= min_starts else None
-            if b is not None:
-                tested = [(r, b) for r, _, _ in rs]
-        for r, b in tested:
-            v = found.get(peer)
-            if v is None:
-                v = found[peer] = {
-                    "_key": peer, "ip": ip_of(peer), "seeds": [], "port": port, "proto": proto,
-                    "interval_s": b.interval_s, "regularity": b.share, "method": b.method, "connections": 0,
-                    "sessions": [], "first_seen": iso(min(r["starts"])), "last_seen": iso(max(r["starts"])),
-                    "established_flows": 0, "rejected_flows": 0, "unanswered_flows": 0,
-                }  # fmt: skip
-            seed = ip_of(r["anchor"])
-            if seed not in v["seeds"]:
-                v["seeds"].append(seed)
-            pair = pair_of[(r["anchor"], peer)]
-            v["connections"] += len(r["starts"])
-            v["first_seen"] = min(v["first_seen"], iso(min(r["starts"])))
-            v["last_seen"] = max(v["last_seen"], iso(max(r["starts"])))
-            if pair["established"]:
-                v["established_flows"] += pair["flows"] - pair["rejected_flows"]
-            v["rejected_flows"] += pair["rejected_flows"]
-            v["unanswered_flows"] += max(0, pair["attempt_flows"] - pair["rejected_flows"])
-            v["sessions"].append({
-                "seed": seed, "port": port, "session": pair["session"], "established": pair["established"],
-                "flows": pair["flows"], "rejected_flows": pair["rejected_flows"],
-                "attempt_flows": pair["attempt_flows"], "interval_s": b.interval_s, "method": b.method,
-            })  # fmt: skip
-    for v in found.values():
-        states = {_state(pair_of[(key_of(s["seed"]), v["_key"])]) for s in v["sessions"]}
-        v["state"] = next(x for x in ("established", "rejected", "unanswered") if x in states or x == "unanswered")
-    return sorted(found.values(), key=lambda v: ip_sort_key(v["ip"]))
-
-
-def _apply_allowlist(
-    allow: Allowlist, prov: Provider, cands: dict[str, set[str]], excluded: dict[str, dict[str, Any]]
-) -> None:
-    if not (allow.networks or allow.asns) or not cands:
-        return
-    infos = prov.lookup([ip_of(k) for k in cands]) if allow.asns else {}
-    for k in list(cands):
-        ip = ip_of(k)
-        why = allow.match(ip, (infos.get(ip) or {}).get("asn"))
-        if why:
-            excluded[k] = {"reason": "allowlist", "detail": why, "seeds": len(cands.pop(k))}
-
-
-def _noise_keys(s: dict[str, Any]) -> dict[str, Any]:
-    d = s.get("degree") or 0
-    informative = d - (s.get("noise") or 0)
-    return {
-        "degree": d,
-        "fan_out": s.get("fan_out", 0),
-        "fan_in": s.get("fan_in", 0),
-        "noise_peers": s.get("noise", 0) or 0,
-        "specificity": round(s.get("known", 0) / informative, 4) if informative > 0 else None,
-    }
-
-
-def _verdict_keys(v: Any) -> dict[str, Any]:
-    return {"reason": v.reason, "detail": v.detail, "p_global": v.enrichment.p_global, "p_local": v.enrichment.p_local}
-
-
-def _exclusion(b: dict[str, Any], seeds: int) -> dict[str, Any]:
-    """An excluded candidate: the reason, the detail and the measurements it was decided from."""
-    out = {"reason": b["reason"], "detail": b["detail"], "seeds": seeds, **_noise_keys(b)}
-    for k in ("p_global", "p_local"):
-        if b.get(k) is not None:
-            out[k] = b[k]
-    if b.get("bound"):
-        out["degree_bound"] = "lower"
-        out["bound_span"] = b.get("bound_span") or "1 day"
-        if b.get("bound_day"):
-            out["bound_day"], out["bound_side"] = b["bound_day"], b.get("bound_side")
-        if not b.get("known_exact"):
-            out["known_bound"] = "upper"
-    return out
-
-
-def _median(xs: list[float]) -> float:
-    return float(statistics.median(xs)) if xs else 0.0
-
-
-_ = pa  # pyarrow is imported for the type of registered tables
