@@ -366,3 +366,36 @@ def test_window_flows_from_footers_is_the_count(v4_store: Any) -> None:
         ).fetchall()[0][0]
         assert window_flows(ctx, since, until, stats) == want, (since, until)
     ctx.close()
+
+
+@pytest.mark.parametrize("boom", [KeyboardInterrupt, RuntimeError])
+def test_a_hunt_releases_what_it_holds_on_ctrl_c_and_on_errors(
+    boom: type[BaseException], v4_store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run owns its connection, spill directory and index lock (HuntContext): a stage that
+    raises, or Ctrl-C in the middle of one, leaves none of them behind. Oracles: the index lock
+    can be taken exclusively again, and no spill directory is left in the temporary directory."""
+    import tempfile
+
+    from flowpivot.hunt.engine import HuntRun
+    from flowpivot.store.index import _exclusive_lock
+
+    src, seeds, asn = v4_store
+    store = _copy(src, tmp_path / "store")
+    build_index(store)
+    spills = tmp_path / "tmp"
+    spills.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spills))
+
+    def stage(self: Any) -> None:
+        assert self.ctx.plan is not None and list(spills.iterdir()), "the run holds the index and a spill directory"
+        assert _exclusive_lock(store) is None, "a reader holds the index lock"
+        raise boom("interrupted in the middle of a stage")
+
+    monkeypatch.setattr(HuntRun, "noise", stage)
+    with pytest.raises(boom):
+        hunt(store, [seeds], asn_dbs=[asn])
+    assert not list(spills.iterdir()), "the spill directory is left behind"
+    lock = _exclusive_lock(store)
+    assert lock is not None, "the index lock is still held"
+    lock.close()
