@@ -13,12 +13,14 @@ from typing import Any
 
 from .engine import DEFAULTS, FORMAT, hunt
 from .noise import Allowlist, read_allowlist
+from .params import HuntParams
 from .seeds import Seed, SeedSet, parse_indicator, read_seeds, refang
 
 __all__ = [
     "DEFAULTS",
     "FORMAT",
     "Allowlist",
+    "HuntParams",
     "Seed",
     "SeedSet",
     "hunt",
