@@ -16,13 +16,12 @@ was due, and is also the pcap packet time.
 
 from __future__ import annotations
 
-import ipaddress
 import struct
 from pathlib import Path
 
 import numpy as np
 
-from .netflow9 import COLLECTOR, MAX_PAYLOAD, PCAP_GLOBAL, Exporter, _ip_checksum
+from .netflow9 import MAX_PAYLOAD, PCAP_GLOBAL, Exporter, _ip_checksum, fill_transport
 
 __all__ = ["IpfixWriter", "ALGORITHMS", "IPFIX_PORT", "REC4", "REC6"]
 
@@ -181,26 +180,7 @@ class IpfixWriter:
         n = len(slot_t)
         pre = np.zeros(n, PREFIX)
         udp_len = 8 + HEADER + blen
-        pre["ts_sec"] = slot_t
-        rank = np.arange(n) - np.searchsorted(slot_t, slot_t)  # packets of one second apart, in send order
-        pre["ts_usec"] = np.minimum(rank * 10, 999_999)
-        pre["incl_len"] = pre["orig_len"] = 14 + 20 + udp_len
-        pre["eth_dst"] = np.array([0x00, 0x00, 0x5E, 0x00, 0x53, 0x01], np.uint8)
-        pre["eth_src"][:, 0] = 0x02
-        pre["eth_src"][:, 5] = 1 + e_of
-        pre["eth_type"] = 0x0800
-        pre["ip_vhl"] = 0x45
-        pre["ip_len"] = 20 + udp_len
-        pre["ip_id"] = ipid & 0xFFFF
-        pre["ip_frag"] = 0x4000
-        pre["ip_ttl"] = 64
-        pre["ip_proto"] = 17
-        ex_addr = np.array([int(ipaddress.IPv4Address(e.address)) for e in self.exporters], np.uint32)
-        pre["ip_src"] = ex_addr[e_of]
-        pre["ip_dst"] = int(ipaddress.IPv4Address(COLLECTOR))
-        pre["udp_sport"] = np.array([e.udp_port for e in self.exporters], np.uint16)[e_of]
-        pre["udp_dport"] = IPFIX_PORT
-        pre["udp_len"] = udp_len
+        fill_transport(pre, slot_t, e_of, ipid, udp_len, self.exporters, IPFIX_PORT)
         pre["version"] = 10
         pre["length"] = HEADER + blen
         pre["export_time"] = slot_t

@@ -94,6 +94,41 @@ def _template_body(exporter: Exporter, sampling: int) -> bytes:
 TEMPLATE_RECORDS = 4  # two templates, one options template, one options data record
 
 
+def fill_transport(
+    pre: np.ndarray,
+    slot_t: np.ndarray,
+    e_of: np.ndarray,
+    ipid: np.ndarray,
+    udp_len: np.ndarray,
+    exporters: list[Exporter],
+    dport: int,
+) -> None:
+    """The pcap record, Ethernet, IPv4 and UDP header fields of export datagrams (a prefix dtype
+    of any export protocol that starts with those fields); the IP checksum is left to the caller,
+    once the protocol's own header is filled."""
+    n = len(slot_t)
+    pre["ts_sec"] = slot_t
+    rank = np.arange(n) - np.searchsorted(slot_t, slot_t)  # keep packets of one second apart, in send order
+    pre["ts_usec"] = np.minimum(rank * 10, 999_999)
+    pre["incl_len"] = pre["orig_len"] = 14 + 20 + udp_len
+    pre["eth_dst"] = np.array([0x00, 0x00, 0x5E, 0x00, 0x53, 0x01], np.uint8)
+    pre["eth_src"][:, 0] = 0x02
+    pre["eth_src"][:, 5] = 1 + e_of
+    pre["eth_type"] = 0x0800
+    pre["ip_vhl"] = 0x45
+    pre["ip_len"] = 20 + udp_len
+    pre["ip_id"] = ipid & 0xFFFF
+    pre["ip_frag"] = 0x4000
+    pre["ip_ttl"] = 64
+    pre["ip_proto"] = 17
+    ex_addr = np.array([int(ipaddress.IPv4Address(e.address)) for e in exporters], np.uint32)
+    pre["ip_src"] = ex_addr[e_of]
+    pre["ip_dst"] = int(ipaddress.IPv4Address(COLLECTOR))
+    pre["udp_sport"] = np.array([e.udp_port for e in exporters], np.uint16)[e_of]
+    pre["udp_dport"] = dport
+    pre["udp_len"] = udp_len
+
+
 def _ip_checksum(hdr: np.ndarray) -> np.ndarray:
     """RFC 791 header checksums of n 20-byte headers (uint8 rows), checksum field zero."""
     words = hdr.reshape(len(hdr), 10, 2).astype(np.uint32)
@@ -200,27 +235,7 @@ class V9Writer:
         count = np.where(tm, TEMPLATE_RECORDS, cnt[gk])
         pre = np.zeros(n, PREFIX)
         udp_len = 8 + 20 + payload
-        pre["ts_sec"] = slot_t
-        rank = np.arange(n) - np.searchsorted(slot_t, slot_t)  # keep packets of one second apart, in send order
-        pre["ts_usec"] = np.minimum(rank * 10, 999_999)
-        pre["incl_len"] = pre["orig_len"] = 14 + 20 + udp_len
-        pre["eth_dst"] = np.array([0x00, 0x00, 0x5E, 0x00, 0x53, 0x01], np.uint8)
-        pre["eth_src"][:, 0] = 0x02
-        pre["eth_src"][:, 5] = 1 + e_of
-        pre["eth_type"] = 0x0800
-        pre["ip_vhl"] = 0x45
-        pre["ip_len"] = 20 + udp_len
-        pre["ip_id"] = ipid & 0xFFFF
-        pre["ip_frag"] = 0x4000
-        pre["ip_ttl"] = 64
-        pre["ip_proto"] = 17
-        ex_addr = np.array([int(ipaddress.IPv4Address(e.address)) for e in self.exporters], np.uint32)
-        pre["ip_src"] = ex_addr[e_of]
-        pre["ip_dst"] = int(ipaddress.IPv4Address(COLLECTOR))
-        ports = np.array([e.udp_port for e in self.exporters], np.uint16)
-        pre["udp_sport"] = ports[e_of]
-        pre["udp_dport"] = COLLECTOR_PORT
-        pre["udp_len"] = udp_len
+        fill_transport(pre, slot_t, e_of, ipid, udp_len, self.exporters, COLLECTOR_PORT)
         pre["version"] = 9
         pre["count"] = count
         boot = np.array([e.boot_ms for e in self.exporters], np.int64)
