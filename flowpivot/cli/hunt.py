@@ -42,7 +42,6 @@ _BOUNDS: dict[str, dict[str, int]] = {
     "min_specificity": {"min": 0, "max": 1},
     "similarity": {"min": 0, "max": 1},
     "local_prefix_v4": {"min": 0, "max": 32},
-    "local_prefix_v6": {"min": 0, "max": 128},
     "small_connection_packets": {"min": 1},
     "victim_max_seeds": {"min": 0},
     "min_beacon_starts": {"min": 1},

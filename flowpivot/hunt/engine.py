@@ -38,6 +38,7 @@ from .rules import (
     SeedActivity,
     Series,
     classify_series,
+    cluster_confidence,
     components,
     enrichment_of,
     holm,
@@ -48,7 +49,6 @@ from .rules import (
     small_client,
     substance,
 )
-from .rules.clusters import cluster_confidence
 from .rules.substance import ORDER_OF_MAGNITUDE
 from .seeds import SeedSet, read_seeds
 from .verdicts import apply_allowlist, exclusion, noise_keys, probe_dict, services, state, stem, verdict_keys, victims
@@ -290,10 +290,8 @@ class HuntRun:
             max(self.hosts_in_window, 1), seeds, yardstick, self.p.alpha, self.p.min_specificity, self.p.min_seeds
         )
 
-    def _judge(
-        self, pop: Population, hits: dict[str, int]
-    ) -> Callable[[str, dict[str, Any], bool], dict[str, Any] | None]:
-        def judge(k: str, b: dict[str, Any], exact: bool) -> dict[str, Any] | None:
+    def _judge(self, pop: Population, hits: dict[str, int]) -> Callable[[str, dict[str, Any]], dict[str, Any] | None]:
+        def judge(k: str, b: dict[str, Any]) -> dict[str, Any] | None:
             h = HostStats(
                 degree=int(b["degree"]),
                 known=int(b["known"]),
@@ -578,7 +576,7 @@ class HuntRun:
                 hosts[m].add(h)
         out = []
         for keys, links in components(self.members, provider, hosts):
-            conf = cluster_confidence([self.member_stats[k]["p_adjusted"] for k in keys], 1)
+            conf = cluster_confidence([self.member_stats[k]["p_adjusted"] for k in keys])
             out.append(
                 cluster_dict(
                     sorted(keys, key=key_sort), links, self.by_peer, self.members, self.services,

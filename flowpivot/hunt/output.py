@@ -28,7 +28,7 @@ def cluster_dict(
     keys: list[str],
     links: list[Link],
     pairs_by_peer: dict[str, list[dict[str, Any]]],
-    substantial: dict[str, set[str]],
+    managed: dict[str, set[str]],
     services: dict[tuple[str, str], list[dict[str, Any]]],
     member_stats: dict[str, dict[str, Any]],
     infos: dict[str, dict[str, Any]],
@@ -37,7 +37,7 @@ def cluster_dict(
 ) -> dict[str, Any]:
     ps = [p for k in keys for p in pairs_by_peer.get(k, [])]
     est = [p for p in ps if p["established"]]
-    seeds = sorted({ip_of(s) for k in keys for s in substantial.get(k, set())}, key=ip_sort_key)
+    seeds = sorted({ip_of(s) for k in keys for s in managed.get(k, set())}, key=ip_sort_key)
     init = {"anchor": 0, "peer": 0, "mixed": 0, "unknown": 0}
     for p in est:
         init[p["initiator"]] += 1

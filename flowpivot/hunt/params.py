@@ -38,9 +38,9 @@ class HuntParams:
     #: Kept for callers of the pairwise-similarity clustering; clusters now come from the
     #: evidence graph (connected members within a provider) and this value is not used.
     similarity: float = 0.5
-    #: Prefix lengths of the local (provider range) enrichment test, IPv4 and IPv6.
+    #: IPv4 prefix length of the local (provider range) enrichment test (IPv6 ranges are not
+    #: swept, so no local test is made there).
     local_prefix_v4: int = 24
-    local_prefix_v6: int = 48
     #: Packets a connection that only checks or grabs a banner carries at most: TCP handshake (3),
     #: a TLS or SSH handshake with one request and answer (about 10), teardown (4) and their ACKs.
     #: A session with the seeds larger than this (or than the sampling can resolve) is substantial.
@@ -90,7 +90,6 @@ PARAM_HELP: dict[str, str] = {
     "min_specificity": "A service the seeds use is shared when fewer than this share of its clients are known.",
     "similarity": "Unused (clusters come from the evidence graph); kept for old scripts.",
     "local_prefix_v4": "IPv4 prefix length of the local (provider range) enrichment test.",
-    "local_prefix_v6": "IPv6 prefix length of the local (provider range) enrichment test.",
     "small_connection_packets": "Packets of a connection that only checks or grabs a banner (protocol constant).",
     "victim_max_seeds": "A peer reaching at most this many seeds may be a victim.",
     "min_beacon_starts": "Connection starts a beacon test needs.",

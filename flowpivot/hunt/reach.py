@@ -27,9 +27,9 @@ __all__ = ["median_degree", "degrees", "bounded_reach", "managed_counts", "NO_ST
 
 log = logging.getLogger("flowpivot.hunt")
 
-#: A judge: (host key, its stats with a lower-bound degree and an upper-bound or exact ``known``,
-#: whether ``known`` is exact) -> a verdict dict (reason, detail, ...) or None.
-Judge = Callable[[str, dict[str, Any], bool], dict[str, Any] | None]
+#: A judge: (host key, its stats with a lower-bound degree and an upper-bound or exact ``known``)
+#: -> a verdict dict (reason, detail, ...) or None.
+Judge = Callable[[str, dict[str, Any]], dict[str, Any] | None]
 
 NO_STATS = {"degree": 0, "known": 0, "noise": 0, "fan_out": 0, "fan_in": 0, "known_in": 0, "noise_in": 0}
 
@@ -151,10 +151,10 @@ def bounded_reach(
             if k not in lower:
                 continue
             b = {**lower[k], "known": len(known) - (k in known)}  # no more known peers than known hosts
-            v = judge(k, b, False)
+            v = judge(k, b)
             if v is not None:
                 condemned[k] = {**b, **v}
-            elif judge(k, {**b, "known": 0}, False) is not None:
+            elif judge(k, {**b, "known": 0}) is not None:
                 need.append(k)  # an exact count of its known peers may condemn it
         # The exact count is one more scan of the window's address columns. It pays when these
         # hosts' flows are a large part of the window (their exact reach would fold them all);
@@ -204,7 +204,7 @@ def _condemn_counted(
     out = {}
     for k in keys:
         b = {**lower[k], "known": int(exact.get(k, 0))}
-        v = judge(k, b, True)
+        v = judge(k, b)
         if v is not None:
             out[k] = {**b, **v, "known_exact": True}
     return out

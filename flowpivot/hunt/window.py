@@ -16,7 +16,7 @@ from .pivot import _window_sql
 if TYPE_CHECKING:
     from .context import HuntContext
 
-__all__ = ["start_stats", "window", "window_flows", "active_hosts"]
+__all__ = ["start_stats", "window", "window_flows", "population"]
 
 StartStats = list[tuple[Path, list[tuple[int, int, int]] | None]]
 
@@ -86,20 +86,6 @@ def window_flows(con: HuntContext, since_ms: int, until_ms: int, stats: StartSta
     return int(n)
 
 
-def active_hosts(con: HuntContext, since_ms: int, until_ms: int) -> tuple[int, int]:
-    """Distinct addresses (either side) in the window's flows, the population of the enrichment
-    test, and distinct address pairs (edges), whose mean per host weighs the expansion's test. HyperLogLog (DuckDB's approx_count_distinct, about 1 % error): the test's verdicts
-    move by far less than that changes."""
-    win = _window_sql(since_ms, until_ms)
-    row = con.sql(
-        f"""WITH f AS (SELECT coalesce(src_addr_v4::UBIGINT, hash(src_addr_v6)) AS s,
-                              coalesce(dst_addr_v4::UBIGINT, hash(dst_addr_v6)) AS d FROM flows WHERE {win})
-            SELECT (SELECT approx_count_distinct(h) FROM (SELECT s AS h FROM f UNION ALL SELECT d FROM f)),
-                   (SELECT approx_count_distinct(hash(least(s, d), greatest(s, d))) FROM f)"""
-    ).fetchall()[0]
-    return int(row[0] or 0), int(row[1] or 0)
-
-
 def population(st: Store, since_ms: int, until_ms: int) -> tuple[int, int]:
     """Distinct hosts and host pairs on the UTC days that overlap the window (the hosts of its two
     edge days count whole), from the store files' cached day sketches (:mod:`flowpivot.store.sketch`):
@@ -107,7 +93,7 @@ def population(st: Store, since_ms: int, until_ms: int) -> tuple[int, int]:
     from ..store.sketch import population as sketch_population
 
     first, last = int(since_ms) // DAY_MS, int(until_ms) // DAY_MS
-    files = [p for p in st.files() if _file_day(p) is None or first <= _file_day(p) <= last]  # type: ignore[operator]
+    files = [p for p in st.files() if (d := _file_day(p)) is None or first <= d <= last]
     return sketch_population(st.root, files, first, last, DAY_MS)
 
 

@@ -13,10 +13,10 @@ store or a connection, so every rule can be tested on hand-made tables
 * :mod:`.seedstatus` - answered, dark, unanswered: when a seed stopped answering
 """
 
-from .clusters import Link, components, member_confidence
+from .clusters import Link, cluster_confidence, components
 from .contacts import Probe, Series, classify_series, probe_of
 from .enrichment import Enrichment, holm, hypergeom_sf, seed_enrichment
-from .noise import HostStats, NoiseVerdict, Population, enrichment_of, noise_verdict, popular
+from .noise import HostStats, NoiseVerdict, Population, enrichment_of, noise_verdict
 from .seedstatus import SeedActivity, seed_status
 from .stats import PairStats
 from .substance import Substance, managed_like, per_record_mean, session_size, small_client, substance
@@ -33,15 +33,14 @@ __all__ = [
     "Series",
     "Substance",
     "classify_series",
+    "cluster_confidence",
     "components",
     "enrichment_of",
     "holm",
     "hypergeom_sf",
     "managed_like",
-    "member_confidence",
     "noise_verdict",
     "per_record_mean",
-    "popular",
     "probe_of",
     "seed_enrichment",
     "seed_status",

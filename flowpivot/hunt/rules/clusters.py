@@ -9,8 +9,8 @@ one ASN. Members of different providers are never joined: the overlaps between c
 relate them.
 
 Confidence: each member's enrichment test (:mod:`.enrichment`) gives the chance that its contact
-with the seeds is coincidence, ``p`` (Bonferroni-adjusted: times the hosts tested). A member's
-confidence is 1 - p; a cluster is coincidence only if every member is, so its confidence is
+with the seeds is coincidence, adjusted for the hosts tested with it (Holm). A member's
+confidence is 1 - that; a cluster is coincidence only if every member is, so its confidence is
 1 - the product of its members' adjusted p.
 """
 
@@ -21,7 +21,7 @@ from collections import defaultdict
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 
-__all__ = ["Link", "components", "member_confidence", "cluster_confidence"]
+__all__ = ["Link", "components", "cluster_confidence"]
 
 
 @dataclass(frozen=True)
@@ -81,14 +81,9 @@ def components(
     return out
 
 
-def member_confidence(p: float, tested: int) -> float:
-    """1 - the Bonferroni-adjusted chance that the member's contact with the seeds is coincidence."""
-    return max(0.0, 1.0 - min(1.0, p * max(tested, 1)))
-
-
-def cluster_confidence(member_p: list[float], tested: int) -> float:
-    """1 - the chance that every member is coincidence (adjusted p multiplied)."""
+def cluster_confidence(member_p: list[float]) -> float:
+    """1 - the chance that every member is coincidence: the product of their adjusted p-values."""
     if not member_p:
         return 0.0
-    log_all = sum(math.log(max(min(1.0, p * max(tested, 1)), 1e-300)) for p in member_p)
+    log_all = sum(math.log(max(min(1.0, p), 1e-300)) for p in member_p)
     return max(0.0, 1.0 - math.exp(log_all))

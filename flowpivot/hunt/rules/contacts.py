@@ -84,18 +84,23 @@ def _kind(state: str) -> str:
     return {"unanswered": "syn-flood", "rejected": "retry-storm"}.get(state, "burst")
 
 
-def probe_of(s: Series, min_attempts: int, span_s: float) -> Probe | None:
-    """The probe a series is, when bursts and floods hold most of its attempts; else None."""
+def _split(s: Series, min_attempts: int, span_s: float) -> tuple[Probe | None, np.ndarray]:
+    """The probe a series is (or None), and its sorted starts outside bursts and floods."""
     t = np.sort(np.asarray(s.starts_ms, dtype=np.int64))
     if len(t) < min_attempts:
-        return None
+        return None, t
     mask = _probe_mask(t, min_attempts, span_s * 1000)
     n = int(mask.sum())
     if 2 * n <= len(t):
-        return None
+        return None, t[~mask]
     inside = t[mask]
     runs = sum(1 for a, b in _runs(inside, span_s * 1000) if b > a)
-    return Probe(_kind(s.state), n, int(inside[0]), int(inside[-1]), runs)
+    return Probe(_kind(s.state), n, int(inside[0]), int(inside[-1]), runs), t[~mask]
+
+
+def probe_of(s: Series, min_attempts: int, span_s: float) -> Probe | None:
+    """The probe a series is, when bursts and floods hold most of its attempts; else None."""
+    return _split(s, min_attempts, span_s)[0]
 
 
 def classify_series(s: Series, min_attempts: int, span_s: float, min_starts: int) -> tuple[Probe | None, Beacon | None]:
@@ -104,12 +109,9 @@ def classify_series(s: Series, min_attempts: int, span_s: float, min_starts: int
     The beacon tests see only the attempts outside bursts and floods, so a victim that also
     bursts now and then is still found, and a burst never makes a beacon.
     """
-    probe = probe_of(s, min_attempts, span_s)
+    probe, t = _split(s, min_attempts, span_s)
     if probe is not None:
         return probe, None
-    t = np.sort(np.asarray(s.starts_ms, dtype=np.int64))
-    if len(t) >= min_attempts:
-        t = t[~_probe_mask(t, min_attempts, span_s * 1000)]
     if len(t) < min_starts:
         return None, None
     return None, regularity(t)

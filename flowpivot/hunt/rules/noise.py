@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 from .enrichment import Enrichment, seed_enrichment
 
-__all__ = ["HostStats", "NoiseVerdict", "Population", "enrichment_of", "noise_verdict", "popular"]
+__all__ = ["HostStats", "NoiseVerdict", "Population", "enrichment_of", "noise_verdict"]
 
 
 @dataclass(frozen=True)
@@ -116,10 +116,9 @@ def noise_verdict(
 ) -> NoiseVerdict | None:
     """The noise reason for a host, or None when its contact with the seeds is specific to them.
 
-    ``enrichment=False`` leaves the test out: the first round, before the popular hosts
-    among a host's peers are known, applies only the service and weak-evidence rules (a host
-    that browses the web reaches hundreds of popular sites; they are no draws from the population,
-    and counting them would make an operator look indiscriminate in a small store).
+    ``enrichment=False`` leaves the test out: the first round applies only the service and
+    weak-evidence rules; the enrichment test waits for the second, where every candidate is tested
+    over the hosts it manages, all adjusted together.
 
     With ``bound`` set, ``degree`` and ``fan_in`` are lower bounds: both tests only grow more
     certain with the full count, so a verdict of noise holds for it too (a verdict of not-noise
@@ -162,13 +161,3 @@ def weak_verdict(h: HostStats, pop: Population) -> str | None:
         f"(fan-out {h.fan_out:,}, fan-in {h.fan_in:,}), of which {known} ({h.known / reach:.1%}) are seeds or the "
         f"actor's other hosts; a seed has {pop.yardstick:g} peers (median)"
     )
-
-
-def popular(h: HostStats, pop: Population) -> str | None:
-    """A peer of a candidate that says nothing about it: it talks to more hosts than a seed does
-    and fewer than ``min_specificity`` of them are seeds or candidates (a web site, an update
-    server, a resolver many hosts use). Such peers are not counted as draws in the candidate's
-    enrichment test: reaching a popular host is no choice among the population."""
-    if h.degree > pop.yardstick and h.known < pop.min_specificity * h.degree:
-        return f"{h.degree:,} distinct peers, {h.known:,} of them seeds or candidates"
-    return None
