@@ -13,7 +13,17 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-__all__ = ["FlowpivotError", "InputError", "StoreError", "EnrichError", "Problem"]
+__all__ = [
+    "FlowpivotError", "InputError", "StoreError", "EnrichError", "Problem",
+    "EXIT_OK", "EXIT_INPUT", "EXIT_USAGE", "EXIT_NOTHING", "EXIT_INTERRUPTED",
+]  # fmt: skip
+
+# The exit codes of every command (docs/cli.md, "Exit codes").
+EXIT_OK = 0  # done; warnings, if any, were printed
+EXIT_INPUT = 1  # an input could not be read at all (the others were still used)
+EXIT_USAGE = 2  # a usage error: a bad option or value, a path that is not what the command needs
+EXIT_NOTHING = 3  # the command ran but had nothing to work on (no flows in the window, no seed address)
+EXIT_INTERRUPTED = 130  # Ctrl-C
 
 
 class FlowpivotError(Exception):

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from flowpivot.cli import app
 from flowpivot.hunt import FORMAT, hunt, validate_result
+from flowpivot.store.check import NotAStoreError
 
 
 def _world(tmp_path: Path, **kw: object) -> tuple[Path, dict, Path, Path]:
@@ -166,10 +167,22 @@ def test_cli_bad_store_or_window_is_a_clean_error(tmp_path: Path) -> None:
 def test_empty_store_gives_an_empty_valid_result(tmp_path: Path) -> None:
     seeds = tmp_path / "s.txt"
     seeds.write_text("192.0.2.1\n2001:db8::1\n")
+    (tmp_path / "empty" / "flows").mkdir(parents=True)
     r = hunt(tmp_path / "empty", [seeds])
     validate_result(r)
     assert [s["status"] for s in r["seeds"]] == ["unseen", "unseen"]
     assert r["clusters"] == [] and r["pairs"] == []
+    # a hunt on nothing says so: the result carries it, the CLI exits 3 (tests/test_cli_checks.py)
+    assert [w["code"] for w in r["warnings"] if w.get("nothing")] == ["empty-store"]
+
+
+def test_a_path_that_is_not_a_store_is_refused(tmp_path: Path) -> None:
+    seeds = tmp_path / "s.txt"
+    seeds.write_text("192.0.2.1\n")
+    with pytest.raises(NotAStoreError, match="does not exist"):
+        hunt(tmp_path / "missing", [seeds])
+    with pytest.raises(NotAStoreError, match="not a flow store"):
+        hunt(tmp_path, [seeds])
 
 
 def test_result_is_json_with_times_in_utc(tmp_path: Path) -> None:

@@ -34,4 +34,28 @@ for _name in COMMAND_MODULES:
 
 
 def main() -> None:
-    app()
+    """The console script: Ctrl-C ends any command with one line and exit code 130
+    (docs/cli.md), whether it lands in Python (Typer turns it into exit 130) or inside a DuckDB
+    query (which raises its own ``InterruptException``)."""
+    from ..errors import EXIT_INTERRUPTED
+
+    try:
+        app()
+    except SystemExit as e:
+        if e.code == EXIT_INTERRUPTED:
+            _interrupted()
+        raise
+    except KeyboardInterrupt:
+        _interrupted()
+    except Exception as e:
+        if type(e).__name__ == "InterruptException":  # duckdb.InterruptException
+            _interrupted()
+        raise
+
+
+def _interrupted() -> None:
+    from ..errors import EXIT_INTERRUPTED
+
+    sys.stderr.write("\ninterrupted\n")
+    sys.stderr.flush()
+    raise SystemExit(EXIT_INTERRUPTED)

@@ -21,9 +21,11 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from ..errors import EXIT_NOTHING
 from ..hunt.params import PARAM_HELP, HuntParams
 from .common import err, errors_as_exit, out, report_problems
 
@@ -140,6 +142,9 @@ def hunt_command(**kw: Any) -> None:
         from ..errors import Problem
 
         report_problems([Problem(**p) for p in problems])
+    warnings = result.get("warnings") or []
+    for w in warnings:
+        err.print(f"[yellow]warning:[/] {escape(w['message'])}", highlight=False, soft_wrap=True)
     text = json.dumps(result, indent=2)
     if output:
         output.write_text(text + "\n")
@@ -147,6 +152,8 @@ def hunt_command(**kw: Any) -> None:
         sys.stdout.write(text + "\n")
     # The summary goes to stderr when the JSON itself goes to stdout.
     print_summary(result, out if output else err, output)
+    if any(w.get("nothing") for w in warnings):
+        raise typer.Exit(EXIT_NOTHING)
 
 
 _fixed = list(inspect.signature(_inputs, eval_str=True).parameters.values())

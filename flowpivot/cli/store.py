@@ -14,7 +14,8 @@ import typer
 from rich.table import Table
 
 from ..schema import to_output
-from ..store import Store, parse_duration, parse_time
+from ..store import parse_duration, parse_time
+from ..store.check import require_store
 from .common import err, errors_as_exit, fail, out
 
 StoreOpt = Annotated[Path, typer.Option("--store", "-s", help="Flow store directory.")]
@@ -48,7 +49,7 @@ def flows(
     if output not in ("jsonl", "csv", "parquet"):
         raise fail(f"--output must be jsonl, csv or parquet, not {output!r}")
     with errors_as_exit():
-        st = Store(store)
+        st = require_store(store)
         filters = dict(
             since=parse_time(since) if since else None,
             until=parse_time(until) if until else None,
@@ -78,7 +79,7 @@ def stats(
 ) -> None:
     """Show flows per day, exporters and sampling rates in a store."""
     with errors_as_exit():
-        s = Store(store).stats()
+        s = require_store(store).stats()
     if as_json:
         out.print_json(json.dumps(s))
         return
@@ -115,7 +116,7 @@ def expire(
 ) -> None:
     """Remove day partitions older than a given age."""
     with errors_as_exit():
-        removed = Store(store).expire(parse_duration(older_than), parse_time(now) if now else None)
+        removed = require_store(store).expire(parse_duration(older_than), parse_time(now) if now else None)
     err.print(f"removed {len(removed)} day partition(s)", highlight=False)
     for d in removed:
         out.print(d, highlight=False)

@@ -23,6 +23,7 @@ import numpy as np
 from ..store import DAY_MS, Store
 from ..store.index import index_plan
 from . import sessions as S
+from .checks import hunt_warnings, require_store, store_span
 from .context import HuntContext
 from .keys import ip_of, ip_sort_key, iso, key_list, key_of, key_sort, load_anchors
 from .noise import Allowlist, read_allowlist
@@ -117,7 +118,7 @@ class HuntRun:
         self.timings: dict[str, float] = {}
         self.progress = progress
         self.p = p
-        self.st = store if isinstance(store, Store) else Store(store)
+        self.st = require_store(store)
         self.seedset = (
             seeds
             if isinstance(seeds, SeedSet)
@@ -159,6 +160,10 @@ class HuntRun:
         p, con = self.p, self.ctx
         ipkey_macro(con)
         stats, newest = start_stats(self.st)
+        self.span = store_span(stats)
+        if self.span is None:  # a file without footer statistics: count with a query
+            row = con.sql("SELECT count(*), epoch_ms(min(start)), epoch_ms(max(start)) FROM flows").fetchall()[0]
+            self.span = (int(row[0]), row[1], row[2])
         self.since_ms, self.until_ms = window(con, p.days, p.since, p.until, newest)
         plan = index_plan(self.st, self.since_ms, self.until_ms) if p.use_index else None
         self.flows_in_window = window_flows(con, self.since_ms, self.until_ms, stats)
@@ -766,6 +771,16 @@ class HuntRun:
             "pairs": pairs_out(self.pairs, self.services, self.p.max_pairs),
             "pairs_total": len(self.pairs),
             "seed_input": self.seedset.as_dict(),
+            "warnings": hunt_warnings(
+                span=self.span,
+                since_ms=self.since_ms,
+                until_ms=self.until_ms,
+                default_window=self.p.since is None,
+                flows_in_window=int(self.flows_in_window),
+                seed_input=self.seedset.as_dict(),
+                seeds_in_window=len(self.active_seeds),
+                asn_dbs=self.asn_dbs,
+            ),
             "allowlist": self.allow.as_dict(),
             "provenance": {
                 "store": str(self.st.root),
