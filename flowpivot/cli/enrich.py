@@ -89,6 +89,10 @@ def enrich(
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Rebuild the lookup tables instead of using the cache.")
     ] = False,
+    store: Annotated[
+        Path | None,
+        typer.Option("--store", "-s", help="Flow store: add each address's first and last seen, flows and peers."),
+    ] = None,
 ) -> None:
     """Look up who holds addresses: ASN, AS name, country, prefix and the whois allocation chain (with the reseller).
 
@@ -121,6 +125,16 @@ def enrich(
             highlight=False,
         )
     problems.extend(enr.problems)
+    if store is not None:
+        from ..profile import profile
+
+        valid = [a["ip"] for a in answers if a["status"] != "invalid"]
+        with errors_as_exit():
+            seen = {p["ip"]: p["activity"] for p in profile(store, valid, top=1)} if valid else {}
+        for a in answers:
+            act = seen.get(a["ip"]) or {}
+            a["first_seen"], a["last_seen"] = act.get("first_seen"), act.get("last_seen")
+            a["flows"], a["peers"] = act.get("flows", 0), act.get("peers", 0)
     for a in answers:
         if a["status"] == "invalid":
             problems.append(Problem("arguments", repr(a["ip"])[:60], "not an IP address"))
@@ -133,6 +147,7 @@ def enrich(
     srcs = {a["source"] for a in answers if a["status"] != "invalid"}
     cols = ["ip", "asn", "as_name", "country", "prefix", "status"] + (["source"] if len(srcs) > 1 else [])
     cols += ["allocation (most specific first)", "reseller", "abuse"] if with_chain else []
+    cols += ["flows", "peers", "first seen", "last seen"] if store is not None else []
     t = Table(title_justify="left", caption=f"source: {srcs.pop()}" if len(srcs) == 1 else None, caption_justify="left")
     for c in cols:
         t.add_column(c, overflow="fold")
@@ -148,8 +163,12 @@ def enrich(
             "as_name": a["as_name"],
             "country": a["country"],
             "prefix": a["prefix"],
-            "status": a["status"],
+            "status": a["status"] + (f" ({a['special']['name']}, {a['special']['rfc']})" if a.get("special") else ""),
             "source": a["source"],
+            "flows": a.get("flows"),
+            "peers": a.get("peers"),
+            "first seen": a.get("first_seen"),
+            "last seen": a.get("last_seen"),
             "allocation (most specific first)": chain or None,
             "reseller": res and (res.get("org_name") or res.get("org") or res.get("netname")),
             "abuse": a.get("abuse_mailbox"),

@@ -26,6 +26,7 @@ from .asn import AsnSource, default_cache_dir, detect_kind, open_source
 from .ranges import U64, Steps, layer_steps, parse_ips, range_text, rank_right, sort_unique, split128
 from .rdap import DEFAULT_BASE, RdapClient
 from .rpsl import WhoisIndex, abuse_mailbox_of, reseller_of
+from .special import special_purpose
 from .textio import atomic_file
 
 __all__ = ["Enricher"]
@@ -403,8 +404,10 @@ class Enricher:
 
     def lookup(self, ips: Sequence[str]) -> list[dict[str, Any]]:
         """One answer per address, in order: ``ip``, ``asn``, ``as_name``, ``country``, ``prefix``,
-        ``source``, ``status`` (routed/unrouted), ``allocation`` (most specific first), ``reseller``,
-        ``abuse_mailbox``. A string that is not an address gets ``status`` ``invalid``."""
+        ``source``, ``status`` (routed/unrouted), ``special`` (the IANA special-purpose block holding
+        the address, with its range, name and RFC, from :mod:`flowpivot.enrich.special`; None for
+        ordinary space), ``allocation`` (most
+        specific first), ``reseller``, ``abuse_mailbox``. A string that is not an address gets ``status`` ``invalid``."""
         ips = list(ips)
         canon, i4, v4, i6, v6 = parse_ips(ips)
         out: list[dict[str, Any]] = [{}] * len(ips)
@@ -448,6 +451,8 @@ class Enricher:
                 }
         for ans in out:
             chain: list[dict[str, Any]] = []
+            # private, shared, documentation, ...: what an address no provider announces is
+            ans["special"] = special_purpose(ans["ip"]) if ans["status"] != "invalid" else None
             if ans["status"] != "invalid":
                 if self.whois is not None:
                     chain = self.whois.chain(ans["ip"])
