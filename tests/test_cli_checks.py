@@ -5,6 +5,7 @@ clear message; an error exits 2, nothing to work on exits 3 (docs/cli.md, "Exit 
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -125,3 +126,37 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path: Path) -> None:
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and stderr.strip().splitlines()[-1] == "interrupted"
+
+
+def test_piped_output_is_not_wrapped(tmp_path: Path) -> None:
+    deep = tmp_path / ("a-folder-with-a-rather-long-name-" * 3) / "conn.log.labeled"
+    deep.parent.mkdir(parents=True)
+    deep.write_bytes(shared(ZEEK).read_bytes())
+    exe = Path(sys.executable).parent / "flowpivot"
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    res = subprocess.run(
+        [str(exe), "ingest", str(deep), "--store", str(tmp_path / "st")], capture_output=True, text=True, env=env
+    )
+    assert res.returncode == 0, res.stderr
+    assert any(str(deep) in line for line in res.stdout.splitlines()), res.stdout  # the path on one line
+
+
+def test_expire_dry_run_and_asking_before_every_partition(real_store: Path, tmp_path: Path) -> None:
+    import shutil
+
+    st = tmp_path / "copy"
+    shutil.copytree(real_store, st)
+    before = sorted(p.name for p in (st / "flows").glob("day=*"))
+    assert len(before) == 2  # the 2018 nfdump day and the 2023 Zeek day
+    code, text = _run("expire", "--store", str(st), "--older-than", "90d", "--dry-run")
+    assert code == 0 and "would remove 2 of 2 day partition(s)" in text
+    assert sorted(p.name for p in (st / "flows").glob("day=*")) == before  # nothing removed
+    # every partition would go: without --yes and without a terminal to ask on, refused
+    code, text = _run("expire", "--store", str(st), "--older-than", "90d")
+    assert code == EXIT_USAGE and "would remove every day partition" in " ".join(text.split())
+    assert sorted(p.name for p in (st / "flows").glob("day=*")) == before
+    # only the old day: no question
+    code, text = _run("expire", "--store", str(st), "--older-than", "365d", "--now", "2023-03-01")
+    assert code == 0 and sorted(p.name for p in (st / "flows").glob("day=*")) == [before[1]]
+    code, text = _run("expire", "--store", str(st), "--older-than", "90d", "--yes")
+    assert code == 0 and not list((st / "flows").glob("day=*"))

@@ -181,6 +181,11 @@ def test_summary_with_the_new_keys() -> None:
     assert "  5.133.78.2 below-min-seeds: established sessions with 1 seed (min_seeds 3)" in lines
     text = _printed(doc)
     assert "confidence" in text and "C1" in text and "result: r.json" in text
+    # printed, the victims are a table: one row each, with its columns
+    row = next(ln for ln in text.splitlines() if "203.0.113.180" in ln)
+    cells = [c.strip() for c in row.split("│")]
+    assert cells[:5] == ["203.0.113.180", "86.104.74.54:443", "unanswered", "719", "60 s"]
+    assert "victim" in text and "connections" in text
 
 
 def test_summary_without_the_new_keys() -> None:

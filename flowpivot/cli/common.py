@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 from collections.abc import Iterator
 
 import typer
@@ -11,8 +13,20 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 
 from ..errors import FlowpivotError, Problem
 
-out = Console()  # results
-err = Console(stderr=True)  # logs, progress, problems
+
+def _console(stderr: bool = False) -> Console:
+    """A console that wraps at the terminal's width, and not at all when piped: a script or a
+    file gets whole lines (paths and addresses never split), unless COLUMNS says otherwise."""
+    stream = sys.stderr if stderr else sys.stdout
+    piped = not (hasattr(stream, "isatty") and stream.isatty()) and "COLUMNS" not in os.environ
+    return Console(stderr=stderr, width=PIPED_WIDTH if piped else None)
+
+
+#: The width a piped console lays tables out in: wide enough that no cell is cut.
+PIPED_WIDTH = 1000
+
+out = _console()  # results
+err = _console(stderr=True)  # logs, progress, problems
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

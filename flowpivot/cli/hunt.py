@@ -351,13 +351,43 @@ def _clusters_table(r: dict[str, Any]) -> Table | None:
     return t
 
 
+def _victims_table(r: dict[str, Any]) -> Table:
+    """The victims as a table (the summary's plain lines list them one a line)."""
+    t = Table(title_justify="left", show_edge=False, pad_edge=False)
+    for c in ("victim", "seed:port", "state", "connections", "every", "first seen", "last seen"):
+        t.add_column(c, justify="right" if c in ("connections", "every") else "left")
+    victims = sorted(_list(r, "victims"), key=lambda v: -_n(v.get("connections")))
+    for v in victims[:TOP]:
+        seeds: list[Any] = v["seeds"] if isinstance(v.get("seeds"), list) else []
+        every = v.get("interval_s")
+        row = [
+            str(v.get("ip", "?")),
+            f"{','.join(map(str, seeds)) or '?'}:{v.get('port', '?')}",
+            str(v.get("state") or "?"),
+            f"{_n(v.get('connections')):,}",
+            f"{every:,.0f} s" if isinstance(every, int | float) else "-",
+            str(v.get("first_seen") or "")[:19],
+            str(v.get("last_seen") or "")[:19],
+        ]
+        t.add_row(*(Text(x) for x in row))
+    return t
+
+
 def print_summary(r: dict[str, Any], con: Console, output: Path | None = None) -> None:
     lines = summary_lines(r)
     con.print(lines[0], markup=False, highlight=False, soft_wrap=True)
     table = _clusters_table(r)
     if table is not None:
         con.print(table)
-    for line in lines[1:]:
+    vl = _victim_lines(r)
+    skip = set(range(lines.index(vl[0]) + 1, lines.index(vl[0]) + len(vl))) if vl and vl[0] in lines else set()
+    for i, line in enumerate(lines[1:], 1):
+        if i in skip:
+            if i == min(skip):
+                con.print(_victims_table(r))
+                if len(_list(r, "victims")) > TOP:
+                    con.print(_more(len(_list(r, "victims")), TOP)[0], markup=False, highlight=False)
+            continue
         con.print(line, markup=False, highlight=False, soft_wrap=True)
     if output:
         con.print(f"result: {output}", markup=False, highlight=False, soft_wrap=True)

@@ -50,13 +50,15 @@ def flows(
         raise fail(f"--output must be jsonl, csv or parquet, not {output!r}")
     with errors_as_exit():
         st = require_store(store)
-        filters = dict(
-            since=parse_time(since) if since else None,
-            until=parse_time(until) if until else None,
-            ip=ip,
-            port=port,
+        table = to_output(
+            st.query(
+                since=parse_time(since) if since else None,
+                until=parse_time(until) if until else None,
+                ip=ip,
+                port=port,
+                limit=limit,
+            )
         )
-        table = to_output(st.query(limit=limit, **filters))
     sink = open(out_file, "wb") if out_file else sys.stdout.buffer
     try:
         if output == "parquet":
@@ -113,10 +115,33 @@ def expire(
     store: StoreOpt,
     older_than: Annotated[str, typer.Option("--older-than", help="Remove day partitions older than this (e.g. 90d).")],
     now: Annotated[str | None, typer.Option(help="Reference time instead of the clock (ISO 8601).")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", "-n", help="List the day partitions that would go; remove nothing.")
+    ] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Remove every partition without asking, if it comes to that.")
+    ] = False,
 ) -> None:
-    """Remove day partitions older than a given age."""
+    """Remove day partitions older than a given age (ask first when that is every partition)."""
+    from ..store.expiry import days, expiring_days
+
     with errors_as_exit():
-        removed = require_store(store).expire(parse_duration(older_than), parse_time(now) if now else None)
+        age, ref = parse_duration(older_than), parse_time(now) if now else None
+        st = require_store(store)
+        going, held = expiring_days(st, age, ref), days(st)
+    if dry_run:
+        err.print(f"would remove {len(going)} of {len(held)} day partition(s)", highlight=False)
+        for d in going:
+            out.print(d, highlight=False)
+        return
+    if going and len(going) == len(held) and not yes:
+        what = f"every day partition of {st.root} ({len(held)}: {held[0]} .. {held[-1]})"
+        if not sys.stdin.isatty():
+            raise fail(f"--older-than {older_than} would remove {what}; give --yes to do it, or --dry-run to look")
+        if not typer.confirm(f"remove {what}?", default=False, err=True):
+            raise typer.Exit(1)
+    with errors_as_exit():
+        removed = st.expire(age, ref)
     err.print(f"removed {len(removed)} day partition(s)", highlight=False)
     for d in removed:
         out.print(d, highlight=False)

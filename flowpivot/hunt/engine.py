@@ -150,8 +150,27 @@ class HuntRun:
 
     def step(self, name: str) -> None:
         self.timings[name] = round(time.perf_counter() - self.t0 - sum(self.timings.values()), 3)
+        if log.isEnabledFor(logging.DEBUG):  # `flowpivot -v hunt ...`
+            log.debug("stage %s: %.3f s; %s", name, self.timings[name], self._counts(name))
         if self.progress:
             self.progress(name)
+
+    def _counts(self, name: str) -> str:
+        """What a stage produced, for the log."""
+        c: dict[str, Any] = {
+            "window": lambda: {"flows": self.flows_in_window, "hosts": self.hosts_in_window},
+            "sessions": lambda: {"pairs": len(self.pairs), "seeds seen": len(self.active_seeds)},
+            "victims": lambda: {"victims": len(self.victims), "probes": len(self.probes)},
+            "noise": lambda: {"candidates": len(self.candidates_), "excluded": len(self.excluded)},
+            "expansion": lambda: {"new hosts": len(self.expansion_out)},
+            "clusters": lambda: {"clusters": len(self.clusters_out), "new hosts": len(self.expansion_out)},
+            "seeds": lambda: {"seeds": len(self.seeds_out)},
+        }
+        try:
+            got = c[name]() if name in c else {}
+        except AttributeError:  # a stage that ended early
+            got = {}
+        return ", ".join(f"{k} {v:,}" for k, v in got.items()) or "-"
 
     # ---- window ----------------------------------------------------------------------------------
 

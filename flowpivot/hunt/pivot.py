@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from ..store import DAY_MS, _sql_str
+from ..sqltext import sql_str
+from ..store import DAY_MS
 from . import sessions as S
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ def day_bounds(con: HuntContext, anchors: str, since_ms: int, until_ms: int) -> 
         return None
     first = -(-int(since_ms) // DAY_MS)  # the first day that starts in the window
     last = (int(until_ms) + 1) // DAY_MS - 1  # the last day that ends in it
-    path = _sql_str(str(plan.hosts))
+    path = sql_str(str(plan.hosts))
     rows = con.sql(
         f"""WITH h AS (
               SELECT an.key AS anchor, h.* FROM read_parquet('{path}') h JOIN {anchors} an ON h.v4 = an.v4

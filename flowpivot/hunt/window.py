@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow.parquet as pq
 
-from ..store import DAY_MS, Store, _sql_str, parse_time
+from ..sqltext import sql_str
+from ..store import DAY_MS, Store, parse_time
 from .keys import iso
 from .pivot import _window_sql
 
@@ -79,7 +80,7 @@ def window_flows(con: HuntContext, since_ms: int, until_ms: int, stats: StartSta
         else:
             n += sum(rows for rows, lo, hi in groups if lo >= since_ms and hi <= until_ms)
     if edge:
-        files = ", ".join(f"'{_sql_str(str(p))}'" for p in edge)
+        files = ", ".join(f"'{sql_str(str(p))}'" for p in edge)
         n += con.sql(
             f"SELECT count(*) FROM read_parquet([{files}], hive_partitioning = false) WHERE {_window_sql(since_ms, until_ms)}"
         ).fetchall()[0][0]

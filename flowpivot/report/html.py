@@ -682,8 +682,8 @@ def render_html_report(report: Report, *, tlp: str, actors: Sequence[Attribution
         w(
             f'<h3>Input problems</h3><p class="problems">{len(report.problems)} entries of the hunt result could not be read and were left out:</p><ul>'
         )
-        for p in report.problems[:100]:
-            w(f"<li><code>{_e(p.where)}</code>: {_e(p.reason)}</li>")
+        for prob in report.problems[:100]:
+            w(f"<li><code>{_e(prob.where)}</code>: {_e(prob.reason)}</li>")
         w("</ul>")
     w("</section></main>")
     libs = ", ".join(f"{escape(pkg)} {escape(ver)}" for _, pkg, ver, _ in VENDORED)

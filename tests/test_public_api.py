@@ -1,0 +1,34 @@
+"""The top-level public API: every name in ``flowpivot.__all__`` resolves, docs/api.md lists
+exactly those names, and the version the CLI prints is the installed one."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+import flowpivot
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "api.md"
+
+
+def test_every_public_name_resolves_and_nothing_else_is_exported() -> None:
+    for name in flowpivot.__all__:
+        assert getattr(flowpivot, name) is not None, name
+    public = {n for n in dir(flowpivot) if not n.startswith("_")} - {"annotations"}
+    public -= {n for n in public if type(getattr(flowpivot, n)).__name__ == "module"}  # subpackages once imported
+    assert public == set(flowpivot.__all__) - {"__version__"}
+
+
+def test_the_docs_list_the_api() -> None:
+    documented = set(re.findall(r"^\| `([A-Za-z_]+)`", DOCS.read_text(), re.M))
+    assert documented == set(flowpivot.__all__) - {"__version__"}
+
+
+def test_version() -> None:
+    assert flowpivot.__version__ == version("flowpivot")
+    exe = Path(sys.executable).parent / "flowpivot"
+    out = subprocess.run([str(exe), "--version"], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == f"flowpivot {flowpivot.__version__}"
