@@ -20,14 +20,14 @@ from .summary import (
     summary_paragraphs,
     volume_text,
 )
-from .text import canonical_ip, clean, defang, fmt_num, fmt_time, md, md_cell
+from .text import canonical_ip, clean, defang, fmt_num, fmt_time, md, md_cell, md_code
 
 __all__ = ["render_markdown_report"]
 
 
 def _code(ip: str) -> str:
-    # Only canonical addresses reach here (model.py checked them), so a code span cannot be broken.
-    return f"`{defang(ip)}`"
+    # Only canonical addresses reach here (model.py checked them); md_code holds whatever it is given.
+    return md_code(defang(ip), cell=True)
 
 
 def _table(head: list[str], rows: list[list[str]]) -> list[str]:
@@ -256,7 +256,7 @@ def render_markdown_report(
     L: list[str] = []
     L.append("# flowpivot hunt report")
     L.append("")
-    L.append(f"**TLP:{tlp.upper()}** · generated {fmt_time(now)} · reference `{ref}`")
+    L.append(f"**TLP:{tlp.upper()}** · generated {fmt_time(now)} · reference {md_code(ref)}")
     L.append("")
     days = report.days
     span = f" ({days:.0f} days)" if days is not None else ""

@@ -356,8 +356,9 @@ class _Reader:
     def ip(self, value: Any, where: str) -> str | None:
         try:
             return canonical_ip(value)
-        except ValueError:
-            self.bad(where, f"not an IP address: {clean(repr(value), 80)}")
+        except ValueError as e:
+            why = "IPv6 scope id refused" if "scope id" in str(e) else "not an IP address"
+            self.bad(where, f"{why}: {clean(repr(value), 80)}")
             return None
 
     def ips(self, values: Any, where: str) -> list[str]:
