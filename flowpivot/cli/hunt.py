@@ -25,6 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..hunt.params import PARAM_HELP, HuntParams
+from ..textsafe import visible
 from .common import err, errors_as_exit, out, report_problems
 
 __all__ = ["register", "hunt_command", "summary_lines"]
@@ -340,12 +341,12 @@ def _clusters_table(r: dict[str, Any]) -> Table | None:
             str(c.get("last_seen") or "")[:10],
             num(c.get("score")),
         ] + ([num(c.get("confidence"))] if conf else [])
-        t.add_row(*(Text(x) for x in row))  # Text: a value from the result is never markup
+        t.add_row(*(Text(visible(x)) for x in row))  # Text: a value from the result is never markup
     return t
 
 
 def print_summary(r: dict[str, Any], con: Console, output: Path | None = None) -> None:
-    lines = summary_lines(r)
+    lines = [visible(x) for x in summary_lines(r)]  # values from the result: controls made visible
     con.print(lines[0], markup=False, highlight=False, soft_wrap=True)
     table = _clusters_table(r)
     if table is not None:
