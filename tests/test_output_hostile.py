@@ -392,3 +392,46 @@ def test_visible() -> None:
     assert visible("line\nline", keep="\n") == "line\nline"
     assert visible("Zürich ünïcode") == "Zürich ünïcode"
     assert visible(None) == ""
+
+
+# ---- STIX patterns read back with the grammar (seeds) ------------------------------------------------------
+
+
+def test_seed_patterns_are_read_with_the_stix_grammar(tmp_path: Path) -> None:
+    import stix2
+
+    from flowpivot.hunt.seeds import read_seeds, stix_pattern_addresses
+
+    assert stix_pattern_addresses("[ipv4-addr:value IN ('192.0.2.1', '192.0.2.2')]") == ["192.0.2.1", "192.0.2.2"]
+    assert stix_pattern_addresses("[ipv4-addr:value != '192.0.2.9' AND ipv4-addr:value NOT = '192.0.2.8']") == []
+    assert stix_pattern_addresses("[network-traffic:dst_ref.value ISSUBSET '198.51.100.0/30'] WITHIN 5 SECONDS") == [
+        "198.51.100.0/30"
+    ]
+    with pytest.raises(ValueError, match="1:"):
+        stix_pattern_addresses("[ipv4-addr:value = '192.0.2.1'")
+    # a bundle with a broken pattern between two good ones: a problem with its place, the others kept
+    good = [
+        stix2.Indicator(pattern=f"[ipv4-addr:value = '192.0.2.{i}']", pattern_type="stix", valid_from=NOW)
+        for i in (1, 2)
+    ]
+    objs = [json.loads(good[0].serialize()), {**json.loads(good[1].serialize()), "id": "indicator--x"}]
+    objs.insert(1, {**objs[0], "id": "indicator--broken", "pattern": "[ipv4-addr:value = '192.0.2.3'"})
+    p = tmp_path / "bundle.json"
+    p.write_text(json.dumps({"type": "bundle", "id": "bundle--1", "objects": objs}))
+    s = read_seeds(p)
+    assert sorted(s.ips()) == ["192.0.2.1", "192.0.2.2"]
+    assert [(x.where, x.reason.split(":")[0]) for x in s.problems] == [
+        ("object 1 (indicator--broken)", "not a STIX 2.1 pattern")
+    ]
+
+
+def test_the_reports_own_bundle_reads_back_as_its_addresses(tmp_path: Path, hostile: dict[str, Any]) -> None:
+    from flowpivot.hunt.seeds import read_seeds
+
+    rep = read_result(copy.deepcopy(hostile))
+    p = tmp_path / "bundle.json"
+    p.write_text(stix_json(build_stix_bundle(rep, now=NOW)))
+    got = set(read_seeds(p).ips())
+    want = {ip for c in rep.clusters for ip in c.members + c.seeds} | {e.ip for e in rep.expansion}
+    want |= {s.ip for s in rep.seeds}
+    assert got == want
