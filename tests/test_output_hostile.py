@@ -435,3 +435,13 @@ def test_the_reports_own_bundle_reads_back_as_its_addresses(tmp_path: Path, host
     want = {ip for c in rep.clusters for ip in c.members + c.seeds} | {e.ip for e in rep.expansion}
     want |= {s.ip for s in rep.seeds}
     assert got == want
+
+
+def test_an_actor_name_from_the_caller_carries_no_control_either() -> None:
+    doc = json.loads(FIXTURE.read_text())
+    actor = "FIN\x1b[2J7"
+    texts = [render_markdown(doc, now=NOW, actor=actor), render_html(doc, now=NOW, actor=actor)]
+    texts += list(render_abuse_letters(doc, now=NOW, actor=actor).values())
+    for text in texts:
+        assert not RAW_CONTROL.search(text)
+    assert "FIN\\x1b[2J7" in texts[1]

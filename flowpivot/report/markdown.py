@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from ..textsafe import visible
 from .attribution import Attribution
 from .model import Cluster, Report
 from .summary import (
@@ -383,7 +384,8 @@ def render_markdown_report(
         L.append("")
         L += [f"- {md(p.where)}: {md(p.reason)}" for p in report.problems[:50]]
         L.append("")
-    return "\n".join(L).rstrip() + "\n"
+    # every value was cleaned when the result was read; this also covers names given by the caller (actors)
+    return visible("\n".join(L).rstrip(), keep="\n") + "\n"
 
 
 def _value(v: Any) -> str:
