@@ -28,6 +28,7 @@ _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 #: The first characters that make a spreadsheet read a cell as a formula (OWASP).
 CSV_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 
+_CANDIDATE = re.compile(r"[^\x20-\x7e]")
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 
 
@@ -58,13 +59,16 @@ def visible(value: object, keep: str = "") -> str:
     if value is None:
         return ""
     s = value if isinstance(value, str) else str(value)
-    if s.isprintable() and s.isascii():  # the common case: nothing to do
+    if s.isascii() and s.isprintable():  # the common case: nothing to do
         return s
-    out = []
-    for ch in s:
+
+    def one(m: re.Match[str]) -> str:
+        ch = m.group()
         e = None if ch in keep else _escape(ch)
-        out.append(ch if e is None else e)
-    return "".join(out)
+        return ch if e is None else e
+
+    # only characters outside printable ASCII can need an escape: look at those alone
+    return _CANDIDATE.sub(one, s)
 
 
 def has_control(s: str) -> bool:
