@@ -104,8 +104,13 @@ def store_stats(store: Store) -> dict[str, Any]:
     try:
         return store.stats()
     except duckdb.ConversionException:
-        pass
+        return _stats_by_file(store)
+
+
+def _stats_by_file(store: Store) -> dict[str, Any]:
     files = store.files()
+    if not files:
+        return store.stats()
     out: dict[str, Any] = {
         "store": str(store.root),
         "files": len(files),
