@@ -9,9 +9,11 @@ from collections.abc import Iterator
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from ..errors import FlowpivotError, Problem
+from ..textsafe import visible
 
 
 def _console(stderr: bool = False) -> Console:
@@ -30,7 +32,8 @@ err = _console(stderr=True)  # logs, progress, problems
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    # the message may quote input (file names, values): never markup, controls made visible
+    err.print(f"[bold red]error:[/] {escape(visible(message))}", highlight=False, markup=True, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -60,6 +63,6 @@ def report_problems(problems: list[Problem], limit: int = 20) -> None:
         return
     err.print(f"[yellow]{len(problems)} bad input(s) skipped:[/]", highlight=False)
     for p in problems[:limit]:
-        err.print(f"  {p}", markup=False, highlight=False, soft_wrap=True)
+        err.print(f"  {visible(p)}", markup=False, highlight=False, soft_wrap=True)
     if len(problems) > limit:
         err.print(f"  ... and {len(problems) - limit} more", highlight=False)

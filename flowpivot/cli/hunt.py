@@ -27,6 +27,7 @@ from rich.text import Text
 
 from ..errors import EXIT_NOTHING
 from ..hunt.params import PARAM_HELP, HuntParams
+from ..textsafe import visible
 from .common import err, errors_as_exit, out, report_problems
 
 __all__ = ["register", "hunt_command", "summary_lines"]
@@ -347,7 +348,7 @@ def _clusters_table(r: dict[str, Any]) -> Table | None:
             str(c.get("last_seen") or "")[:10],
             num(c.get("score")),
         ] + ([num(c.get("confidence"))] if conf else [])
-        t.add_row(*(Text(x) for x in row))  # Text: a value from the result is never markup
+        t.add_row(*(Text(visible(x)) for x in row))  # Text: a value from the result is never markup
     return t
 
 
@@ -369,12 +370,12 @@ def _victims_table(r: dict[str, Any]) -> Table:
             str(v.get("first_seen") or "")[:19],
             str(v.get("last_seen") or "")[:19],
         ]
-        t.add_row(*(Text(x) for x in row))
+        t.add_row(*(Text(visible(x)) for x in row))  # a value from the result: never markup, controls visible
     return t
 
 
 def print_summary(r: dict[str, Any], con: Console, output: Path | None = None) -> None:
-    lines = summary_lines(r)
+    lines = [visible(x) for x in summary_lines(r)]  # values from the result: controls made visible
     con.print(lines[0], markup=False, highlight=False, soft_wrap=True)
     table = _clusters_table(r)
     if table is not None:

@@ -33,6 +33,14 @@ def report(
             "tags. Repeat for several actors.",
         ),
     ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="Refuse a result with any bad entry (an address that is not canonical, an IPv6 scope id, a bad "
+            "time): list them and exit 2 without writing. By default they are left out with a warning.",
+        ),
+    ] = False,
 ) -> None:
     """Turn a hunt result into an HTML report, a Markdown summary, STIX, MISP and abuse letters.
 
@@ -43,6 +51,8 @@ def report(
     with errors_as_exit():
         rep = read_result(load_result(result), source=str(result))
         report_problems(rep.problems)
+        if strict and rep.problems:
+            raise fail(f"{result}: {len(rep.problems)} bad entries (--strict): nothing written", code=2)
         if not any((html, md, stix, misp, abuse)):
             sys.stdout.write(render_markdown(rep, tlp=tlp, actor=actor))
             return

@@ -7,28 +7,17 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from ..schema import to_output
 from ..store import parse_duration, parse_time
 from ..store.check import require_store
+from ..store.export import read_flows, store_stats, write_flows
+from ..textsafe import visible
 from .common import err, errors_as_exit, fail, out
 
 StoreOpt = Annotated[Path, typer.Option("--store", "-s", help="Flow store directory.")]
-
-
-def _iso_table(t: pa.Table) -> pa.Table:
-    """Times as ISO 8601 strings with milliseconds (Arrow's %S carries the fraction of a ms timestamp)."""
-    import pyarrow.compute as pc
-
-    for name in ("start", "end"):
-        i = t.schema.get_field_index(name)
-        t = t.set_column(i, name, pc.strftime(t.column(name), format="%Y-%m-%dT%H:%M:%SZ").cast(pa.string()))
-    return t
 
 
 def flows(
@@ -44,31 +33,31 @@ def flows(
     out_file: Annotated[
         Path | None, typer.Option("--out", help="Write here instead of stdout (needed for parquet on a terminal).")
     ] = None,
+    raw: Annotated[
+        bool,
+        typer.Option(
+            "--raw",
+            help="CSV: write text cells as they are. By default a cell that starts with = + - @, a tab or a CR "
+            "(and is not a number) gets a leading ' so that a spreadsheet shows it instead of running it.",
+        ),
+    ] = False,
 ) -> None:
     """Print canonical flow records from the store, oldest first."""
     if output not in ("jsonl", "csv", "parquet"):
         raise fail(f"--output must be jsonl, csv or parquet, not {output!r}")
     with errors_as_exit():
         st = require_store(store)
-        table = to_output(
-            st.query(
-                since=parse_time(since) if since else None,
-                until=parse_time(until) if until else None,
-                ip=ip,
-                port=port,
-                limit=limit,
-            )
+        table = read_flows(
+            st,
+            limit=limit,
+            since=parse_time(since) if since else None,
+            until=parse_time(until) if until else None,
+            ip=ip,
+            port=port,
         )
     sink = open(out_file, "wb") if out_file else sys.stdout.buffer
     try:
-        if output == "parquet":
-            pq.write_table(table, sink, compression="zstd")
-        elif output == "csv":
-            pacsv.write_csv(_iso_table(table), sink)
-        else:
-            t = _iso_table(table)
-            for row in t.to_pylist():
-                sink.write(json.dumps({k: v for k, v in row.items() if v is not None}).encode() + b"\n")
+        write_flows(table, sink, output, raw=raw)
         sink.flush()
     finally:
         if out_file:
@@ -81,14 +70,16 @@ def stats(
 ) -> None:
     """Show flows per day, exporters and sampling rates in a store."""
     with errors_as_exit():
-        s = require_store(store).stats()
+        s = store_stats(require_store(store))
     if as_json:
         out.print_json(json.dumps(s))
         return
-    out.print(
-        f"[bold]{s['store']}[/]: {s['flows']:,} flows in {s['files']} files, {s['disk_bytes']:,} bytes on disk"
-        + (f" ({s['bytes_per_flow']} bytes/flow)" if s.get("bytes_per_flow") else "")
-    )
+    # exporter names and the store's path come from outside: never markup, controls made visible
+    head = Text(visible(s["store"]), style="bold")
+    head.append(f": {s['flows']:,} flows in {s['files']} files, {s['disk_bytes']:,} bytes on disk")
+    if s.get("bytes_per_flow"):
+        head.append(f" ({s['bytes_per_flow']} bytes/flow)")
+    out.print(head)
     for title, rows, cols in (
         ("Flows per day", s["days"], ("day", "flows", "files")),
         ("Exporters", s["exporters"], ("exporter", "observation_domain", "flows")),
@@ -98,17 +89,16 @@ def stats(
         for c in cols:
             t.add_column(c, justify="right" if c in ("flows", "files", "sampling_rate") else "left")
         for r in rows:
-            t.add_row(
-                *(
-                    "-"
-                    if r[c] is None
-                    else f"{r[c]:,}"
-                    if isinstance(r[c], int) and c != "observation_domain"
-                    else str(r[c])
-                    for c in cols
-                )
-            )
+            t.add_row(*(Text(_cell(r[c], c)) for c in cols))
         out.print(t)
+
+
+def _cell(v: object, column: str) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, int) and column != "observation_domain":
+        return f"{v:,}"
+    return visible(v)
 
 
 def expire(

@@ -29,6 +29,7 @@ __all__ = [
     "seed_entry",
     "SET_NAME",
     "parse_indicator",
+    "stix_pattern_addresses",
     "refang",
     "MAX_CIDR_ADDRESSES",
 ]
@@ -369,11 +370,55 @@ def _read_csv(text: str, source: str, out: _Into) -> None:
         _add_indicator(out, row[col], source, f"line {n}")
 
 
-_STIX_VALUE = re.compile(
-    r"(ipv4-addr|ipv6-addr):value\s*(?:=|ISSUBSET|ISSUPERSET|LIKE)\s*'((?:[^'\\]|\\.)*)'"
-    r"|network-traffic:(?:src|dst)_ref\.value\s*(?:=|ISSUBSET)\s*'((?:[^'\\]|\\.)*)'",
-    re.I,
-)
+# Which comparisons of a STIX pattern name seed addresses: (object type, property path) -> operators.
+# Negated comparisons (!=, NOT =) name addresses that are *not* the indicator and are left out.
+_STIX_ADDRESS_TERMS = {
+    ("ipv4-addr", ("value",)): {"=", "ISSUBSET", "ISSUPERSET", "LIKE", "IN"},
+    ("ipv6-addr", ("value",)): {"=", "ISSUBSET", "ISSUPERSET", "LIKE", "IN"},
+    ("network-traffic", ("src_ref", "value")): {"=", "ISSUBSET", "IN"},
+    ("network-traffic", ("dst_ref", "value")): {"=", "ISSUBSET", "IN"},
+}
+
+
+def _stix_strings(literal: str) -> list[str]:
+    """The strings of a STIX pattern literal as the grammar's parser gives it: ``'x'`` or a set ``('x','y')``
+    (quotes and backslashes escaped with a backslash). Other literals (numbers, booleans) give nothing."""
+    out: list[str] = []
+    i, n = 0, len(literal)
+    while i < n:
+        if literal[i] != "'":
+            i += 1
+            continue
+        buf = []
+        i += 1
+        while i < n and literal[i] != "'":
+            if literal[i] == "\\" and i + 1 < n:
+                i += 1
+            buf.append(literal[i])
+            i += 1
+        out.append("".join(buf))
+        i += 1
+    return out
+
+
+def stix_pattern_addresses(pattern: str) -> list[str]:
+    """The address values a STIX 2.1 pattern compares against, read with the OASIS grammar (stix2-patterns):
+    ``ipv4-addr:value`` / ``ipv6-addr:value`` (``=``, ``ISSUBSET``, ``ISSUPERSET``, ``LIKE``, ``IN``) and
+    ``network-traffic:src_ref.value`` / ``dst_ref.value`` (``=``, ``ISSUBSET``, ``IN``), in pattern order.
+    ValueError (with the parser's line:column) when the pattern does not parse."""
+    from stix2patterns.exceptions import ParseException
+    from stix2patterns.v21.pattern import Pattern
+
+    try:
+        comparisons = Pattern(pattern).inspect().comparisons
+    except ParseException as e:
+        raise ValueError(f"not a STIX 2.1 pattern: {e}") from None
+    values: list[str] = []
+    for kind, terms in comparisons.items():
+        for path, op, literal in terms:
+            if op in _STIX_ADDRESS_TERMS.get((kind, tuple(path)), ()):
+                values += _stix_strings(literal)
+    return values
 
 
 def _read_stix(text: str, source: str, out: _Into) -> None:
@@ -395,7 +440,11 @@ def _read_stix(text: str, source: str, out: _Into) -> None:
             if obj.get("pattern_type", "stix") != "stix" or not isinstance(pattern, str):
                 out.skip("indicator-non-stix-pattern")
                 continue
-            values = [m.group(2) or m.group(3) for m in _STIX_VALUE.finditer(pattern)]
+            try:
+                values = stix_pattern_addresses(pattern)
+            except ValueError as e:
+                out.problems.append(Problem(source, where, str(e)))
+                continue
             if not values:
                 out.skip("indicator-without-address")
                 continue

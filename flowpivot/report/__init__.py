@@ -31,7 +31,8 @@ from .attribution import Actor, Attribution, attribute, parse_actors
 from .html import VENDORED, render_html_report
 from .markdown import render_markdown_report
 from .misp import build_event
-from .model import FORMAT, NAMESPACE, Report, load_result, read_result, report_id
+from .model import FORMAT, NAMESPACE, Report
+from .reader import load_result, read_result, report_id
 from .stix import TLP2_IDS, build_bundle
 
 __all__ = [

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from ..textsafe import visible
 from .attribution import Attribution
 from .model import Allocation, Cluster, Expansion, Report
 from .summary import (
@@ -254,7 +255,8 @@ def _letter(
     L.append("")
     L.append("Regards,")
     L.append(sender)
-    return "\n".join(L) + "\n"
+    # every value was cleaned when the result was read; this also covers names given by the caller (actors)
+    return visible("\n".join(L), keep="\n") + "\n"
 
 
 def render_abuse_letters_for(

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from ..textsafe import visible
 from .attribution import Attribution
 from .model import Cluster, Report
 from .summary import (
@@ -20,14 +21,14 @@ from .summary import (
     summary_paragraphs,
     volume_text,
 )
-from .text import canonical_ip, clean, defang, fmt_num, fmt_time, md, md_cell
+from .text import canonical_ip, clean, defang, fmt_num, fmt_time, md, md_cell, md_code
 
 __all__ = ["render_markdown_report"]
 
 
 def _code(ip: str) -> str:
-    # Only canonical addresses reach here (model.py checked them), so a code span cannot be broken.
-    return f"`{defang(ip)}`"
+    # Only canonical addresses reach here (model.py checked them); md_code holds whatever it is given.
+    return md_code(defang(ip), cell=True)
 
 
 def _table(head: list[str], rows: list[list[str]]) -> list[str]:
@@ -256,7 +257,7 @@ def render_markdown_report(
     L: list[str] = []
     L.append("# flowpivot hunt report")
     L.append("")
-    L.append(f"**TLP:{tlp.upper()}** · generated {fmt_time(now)} · reference `{ref}`")
+    L.append(f"**TLP:{tlp.upper()}** · generated {fmt_time(now)} · reference {md_code(ref)}")
     L.append("")
     days = report.days
     span = f" ({days:.0f} days)" if days is not None else ""
@@ -383,7 +384,8 @@ def render_markdown_report(
         L.append("")
         L += [f"- {md(p.where)}: {md(p.reason)}" for p in report.problems[:50]]
         L.append("")
-    return "\n".join(L).rstrip() + "\n"
+    # every value was cleaned when the result was read; this also covers names given by the caller (actors)
+    return visible("\n".join(L).rstrip(), keep="\n") + "\n"
 
 
 def _value(v: Any) -> str:

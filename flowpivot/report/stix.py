@@ -25,7 +25,7 @@ import stix2
 from .attribution import Attribution
 from .model import NAMESPACE, Cluster, Report
 from .summary import flags_text, plural, service_text, tcp_flags, volume_text
-from .text import defang, fmt_time, ip_version
+from .text import canonical_ip, defang, fmt_time, ip_version
 
 __all__ = ["TLP2_IDS", "TLP2_EXTENSION", "tlp_marking", "build_bundle"]
 
@@ -59,8 +59,18 @@ class _Ids:
         return f"{kind}--{uuid.UUID(bytes=u.bytes, version=4)}"
 
 
+def _literal(s: str) -> str:
+    """A STIX pattern string literal (quotes and backslashes escaped, as the grammar asks)."""
+    return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def _pattern(ips: list[str]) -> str:
-    terms = [f"{'ipv6-addr' if ip_version(ip) == 6 else 'ipv4-addr'}:value = '{ip}'" for ip in ips]
+    """``[ipv4-addr:value = '...' OR ...]`` of canonical addresses: each is checked again here (canonical_ip
+    refuses scope ids and anything else that is not an address), so no value can add a clause."""
+    terms = []
+    for ip in ips:
+        c = canonical_ip(ip)
+        terms.append(f"{'ipv6-addr' if ip_version(c) == 6 else 'ipv4-addr'}:value = {_literal(c)}")
     return "[" + " OR ".join(terms) + "]"
 
 

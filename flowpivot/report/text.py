@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import unicodedata
 from datetime import UTC, datetime
+
+from ..textsafe import visible
 
 __all__ = [
     "clean",
     "defang",
     "md",
     "md_cell",
+    "md_code",
     "fmt_num",
     "human_count",
     "human_bytes",
@@ -27,31 +29,18 @@ __all__ = [
     "is_email",
 ]
 
-_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": " "}
-
 
 def clean(value: object, limit: int = 500) -> str | None:
     """One line of outside text that is safe to place anywhere: controls and bidi/format marks escaped.
 
-    None stays None. Tabs become spaces; every other C0/C1 control, and format characters (category
-    Cf: bidi overrides, zero-width joiners), become ``\\xNN`` / ``\\uNNNN`` so an analyst sees them.
+    None stays None. Tabs become spaces; every other control, and format characters (bidi overrides,
+    zero-width joiners), become ``\\xNN`` / ``\\uNNNN`` (:func:`flowpivot.textsafe.visible`) so an analyst
+    sees them.
     """
     if value is None:
         return None
-    s = value if isinstance(value, str) else str(value)
-    out = []
-    for ch in s:
-        if ch in _ESCAPES:
-            out.append(_ESCAPES[ch])
-            continue
-        cat = unicodedata.category(ch)
-        if cat == "Cc":
-            out.append(f"\\x{ord(ch):02x}")
-        elif cat in ("Cf", "Zl", "Zp", "Co", "Cs"):
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
-    s = "".join(out).strip()
+    s = visible((value if isinstance(value, str) else str(value)).replace("\t", " "))
+    s = s.strip()
     if len(s) > limit:
         s = s[: limit - 1] + "…"
     return s
@@ -74,6 +63,21 @@ def md(value: object, limit: int = 500) -> str:
         return ""
     s = clean(value, limit) or ""
     return _MD_SPECIAL.sub(r"\\\1", s)
+
+
+def md_code(value: object, cell: bool = False) -> str:
+    """Outside text as one CommonMark code span, whatever backticks it holds: the fence is one backtick
+    longer than the longest run inside, with a space inside each end when the text starts or ends with a
+    backtick or a space. ``cell=True`` also escapes ``|``, which ends a GitHub table cell even inside a
+    code span."""
+    s = clean(value) or ""
+    if cell:
+        s = s.replace("|", "\\|")
+    run = max((len(m) for m in re.findall(r"`+", s)), default=0)
+    fence = "`" * (run + 1)
+    if s and (s[0] in "` " or s[-1] in "` "):
+        s = f" {s} "
+    return f"{fence}{s}{fence}"
 
 
 def md_cell(value: object) -> str:
@@ -142,10 +146,17 @@ def is_email(s: str | None) -> bool:
 
 
 def canonical_ip(value: object) -> str:
-    """The canonical text of an IPv4 or IPv6 address; ValueError when it is not one."""
+    """The canonical text of an IPv4 or IPv6 address; ValueError when it is not one.
+
+    The one check every address of a hunt result goes through before any format shows it. An IPv6 scope
+    id (``fe80::1%eth0``) is refused: it is not part of the address, ``ipaddress`` keeps whatever text
+    follows the ``%`` (quotes, backticks, control characters), and no flow record carries one."""
     if not isinstance(value, str):
         raise ValueError(f"not an IP address: {value!r}")
-    return str(ipaddress.ip_address(value.strip()))
+    a = ipaddress.ip_address(value.strip())
+    if isinstance(a, ipaddress.IPv6Address) and a.scope_id is not None:
+        raise ValueError(f"an IPv6 scope id is not part of an address: {value!r}")
+    return str(a)
 
 
 def ip_version(ip: str) -> int:
