@@ -60,7 +60,21 @@ _API: dict[str, tuple[str, str]] = {
 __all__ = ["__version__", *_API]
 
 
+#: Public functions that share their name with the subpackage or module that holds them: the
+#: module itself is the public name, made callable as the function (flowpivot/_callable.py).
+_CALLABLE_MODULES = {"hunt": "flowpivot.hunt", "ingest": "flowpivot.ingest", "profile": "flowpivot.profile"}
+
+if _typing.TYPE_CHECKING:  # what type checkers see: the functions
+    from .hunt import hunt as hunt
+    from .ingest import ingest_paths as ingest  # noqa: F401
+    from .profile import profile as profile
+
+
 def __getattr__(name: str) -> _typing.Any:
+    if name in _CALLABLE_MODULES:
+        value = _importlib.import_module(_CALLABLE_MODULES[name])
+        globals()[name] = value
+        return value
     try:
         module, attr = _API[name]
     except KeyError:

@@ -252,3 +252,9 @@ def hunt_roles(result: dict[str, Any], ip: str) -> dict[str, Any]:
         if e.get("ip") == ip:
             roles.append({"role": "near-miss", "reason": e.get("reason") or e.get("why"), "detail": e})
     return {"window": result.get("window"), "roles": roles or [{"role": "none"}]}
+
+
+# `flowpivot.profile(...)` is this module called as its function (flowpivot/_callable.py)
+from ._callable import make_callable as _make_callable  # noqa: E402
+
+_make_callable(__name__, "profile")

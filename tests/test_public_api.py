@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import types
 from importlib.metadata import version
 from pathlib import Path
 
@@ -18,8 +19,29 @@ def test_every_public_name_resolves_and_nothing_else_is_exported() -> None:
     for name in flowpivot.__all__:
         assert getattr(flowpivot, name) is not None, name
     public = {n for n in dir(flowpivot) if not n.startswith("_")} - {"annotations"}
-    public -= {n for n in public if type(getattr(flowpivot, n)).__name__ == "module"}  # subpackages once imported
+    # subpackages once imported are attributes too; those named like a public function are it
+    public -= {n for n in public if type(getattr(flowpivot, n)) is types.ModuleType}
     assert public == set(flowpivot.__all__) - {"__version__"}
+
+
+def test_names_shared_with_subpackages_are_the_functions() -> None:
+    import flowpivot.hunt.engine  # noqa: F401  (sets flowpivot.hunt to the subpackage)
+    import flowpivot.ingest.base  # noqa: F401
+    from flowpivot.hunt import hunt
+    from flowpivot.ingest import ingest_paths
+    from flowpivot.profile import profile
+
+    for name, func in (("hunt", hunt), ("ingest", ingest_paths), ("profile", profile)):
+        obj = getattr(flowpivot, name)
+        assert callable(obj), name
+        assert getattr(obj, func.__name__) is func  # the module, callable as its function
+    seeds_given: list[object] = []
+    try:
+        flowpivot.hunt("/nonexistent-store", seeds_given)
+    except flowpivot.StoreError as e:  # reached the hunt function: it refused the path
+        assert "does not exist" in str(e)
+    else:
+        raise AssertionError("the hunt did not run")
 
 
 def test_the_docs_list_the_api() -> None:

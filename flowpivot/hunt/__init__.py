@@ -44,3 +44,9 @@ def validate_result(result: dict[str, Any]) -> None:
     import jsonschema
 
     jsonschema.validate(result, result_schema())
+
+
+# `flowpivot.hunt(...)` is this package called as its function (flowpivot/_callable.py)
+from .._callable import make_callable as _make_callable  # noqa: E402
+
+_make_callable(__name__, "hunt")

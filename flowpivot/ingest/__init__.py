@@ -327,3 +327,9 @@ def _ingest_one(
         rep.progress = outer
         if outer is not None and rep.size > seen:
             outer(rep.size - seen)
+
+
+# `flowpivot.ingest(...)` is this package called as ingest_paths (flowpivot/_callable.py)
+from .._callable import make_callable as _make_callable  # noqa: E402
+
+_make_callable(__name__, "ingest_paths")
