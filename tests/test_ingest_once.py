@@ -291,3 +291,19 @@ def test_a_header_only_log_says_it_holds_no_record(tmp_path: Path) -> None:
     log.write_bytes(b"\n".join(ln for ln in shared(CONN).read_bytes().split(b"\n") if ln.startswith(b"#")) + b"\n")
     res = CliRunner().invoke(app, ["ingest", str(log), "--store", str(tmp_path / "s")])
     assert res.exit_code == 1 and "0 flows: it holds no record" in res.output and "no input gave a flow" in res.output
+
+
+def test_a_rotated_and_gzipped_log_adds_only_what_it_gained(tmp_path: Path) -> None:
+    """Zeek rotates conn.log to conn.<date>.log.gz: its start was ingested from conn.log before."""
+    full = shared(CONN).read_bytes()
+    lines = full.split(b"\n")
+    live = tmp_path / "conn.log"
+    live.write_bytes(b"\n".join(lines[:500]) + b"\n")
+    store = Store(tmp_path / "s")
+    [first] = ingest_paths([live], store)
+    rotated = tmp_path / "conn.2023-02-22.log.gz"
+    rotated.write_bytes(gzip.compress(full))
+    live.unlink()
+    [second] = ingest_paths([rotated], store)
+    assert second.status == "ingested" and any(f"(as {live})" in n for n in second.notes)
+    assert first.records + second.records == _data_lines(full) == store.stats()["flows"]

@@ -31,7 +31,7 @@ from .base import ReadReport
 from .dedup import REFUSE_SHARE, SAMPLE, DaySample, already_stored, write_sample
 from .explain import decoder_snapshot, why_empty
 from .nfdump import NFDUMP_CSV_HEADER, NFDUMP_CSV_ROW, NFDUMP_MAGIC, read_nfdump, read_nfdump_csv
-from .once import content_digest, earlier_versions, remember_path
+from .once import content_digest, content_head, earlier_versions, remember_path
 from .resume import RESUMABLE, Resume, decode_prefix, fix_places, plan_resume, tail_file
 from .tabular import read_csv, read_parquet
 from .zeek import read_zeek
@@ -261,7 +261,8 @@ def ingest_paths(
             continue
         assert f is not None
         try:
-            prev = earlier_versions(store, path.resolve(), f)
+            head = content_head(path)
+            prev = earlier_versions(store, path.resolve(), f, head)
             dg = content_digest(path, f, tuple(int(r.get("length", 0)) for r in prev))
         except OSError as e:
             rep.status, rep.error = "unreadable", f"cannot read: {e.strerror or e}"
@@ -291,7 +292,7 @@ def ingest_paths(
             advance(rep.size)
             continue
         reader = functools.partial(read_pcap_file, decoder=decoder) if f == "pcap" else READERS[f]
-        job = _Job(path, f, rep, reader, store, tr, allow_duplicates, _explicit, decoder, dg)
+        job = _Job(path, f, rep, reader, store, tr, allow_duplicates, _explicit, decoder, dg, head)
         job.resume = _growth(path, f, dg, [r for r in prev if r.get("key") != dg.key], rep)
         _ingest_one(job)
     if decoder is not None:
@@ -324,8 +325,11 @@ def _growth(path: Path, fmt: str, dg: Any, prev: list[dict[str, Any]], rep: Inge
         None,
     )
     if grew is None:
+        same = [r for r in prev if r.get("path") == str(path.resolve())]
+        if not same:
+            return None  # only files that began alike: nothing to say
         rep.notes.append(
-            f"changed since it was ingested (not by growing: it does not start with the {int(prev[0]['length']):,} "
+            f"changed since it was ingested (not by growing: it does not start with the {int(same[0]['length']):,} "
             "bytes ingested before): read as a new input"
         )
         return None
@@ -337,8 +341,9 @@ def _growth(path: Path, fmt: str, dg: Any, prev: list[dict[str, Any]], rep: Inge
         )
         return None
     rep.notes.append(
-        f"grew from {int(grew['length']):,} to {dg.length:,} bytes since it was ingested: only what follows byte "
-        f"{resume.at:,} was read"
+        f"grew from {int(grew['length']):,} to {dg.length:,} bytes since it was ingested"
+        + ("" if grew.get("path") == str(path.resolve()) else f" (as {grew.get('path')})")
+        + f": only what follows byte {resume.at:,} was read"
     )
     return resume
 
@@ -366,6 +371,7 @@ class _Job:
     explicit: bool
     decoder: Any
     digest: Any
+    head: bytes = b""
     resume: Resume | None = None
 
 
@@ -467,7 +473,7 @@ def _ingest_one(job: _Job) -> None:
         writer.commit()
         rep.status = "ingested"
         write_sample(store, rep.key, sample)
-        remember_path(store, path.resolve(), rep.key, job.digest)
+        remember_path(store, path.resolve(), rep.key, job.digest, job.head)
     except InputError as e:
         writer.abort()
         rep.status, rep.error = "unreadable", _tail_named(str(e), store, path)

@@ -6,9 +6,10 @@ hashed the raw bytes; for a compressed file that older key is checked too (``leg
 for a plain file the two are the same.
 
 A file that grew since it was ingested (a capture still being written, a log that is appended to)
-is found by its path: the store remembers, per input path, the keys ingested from it with their
-content length and hash. When the new content starts with the content of an earlier key, only
-what follows is read (:mod:`flowpivot.ingest.resume`). Any other change is a new input.
+is found by its path, or by its first :data:`HEAD` bytes of content (the same log rotated and
+gzipped under another name): the store remembers, per input path and per head, the keys ingested
+with their content length and hash. When the new content starts with the content of an earlier
+key, only what follows is read (:mod:`flowpivot.ingest.resume`). Any other change is a new input.
 """
 
 from __future__ import annotations
@@ -24,11 +25,25 @@ from typing import Any
 
 from ..store import Store
 
-__all__ = ["Digest", "content_digest", "earlier_versions", "remember_path", "GZIP_MAGIC"]
+__all__ = ["Digest", "content_digest", "content_head", "earlier_versions", "remember_path", "GZIP_MAGIC", "HEAD"]
 
 GZIP_MAGIC = b"\x1f\x8b"
 CHUNK = 1 << 20
+#: Content of at least this many bytes is also found by the hash of its first HEAD bytes.
+HEAD = 4096
 _PATHS_DIR = "paths"
+_HEADS_DIR = "heads"
+
+
+def content_head(path: str | os.PathLike[str]) -> bytes:
+    """The first :data:`HEAD` bytes of the content of ``path`` (gunzipped); fewer when it is shorter."""
+    with open(path, "rb") as fh:
+        gz = fh.read(2) == GZIP_MAGIC
+    try:
+        with gzip.open(path, "rb") if gz else open(path, "rb") as fh:
+            return fh.read(HEAD)
+    except (EOFError, zlib.error, gzip.BadGzipFile):
+        return b""
 
 
 @dataclass
@@ -97,40 +112,54 @@ def _path_dir(store: Store, path: Path) -> Path:
     return store.sources_dir / _PATHS_DIR / name
 
 
-def remember_path(store: Store, path: Path, key: str, digest: Digest, extra: dict[str, Any] | None = None) -> None:
-    """Note that ``key`` was ingested from ``path`` (one small file per key: no lost updates)."""
-    d = _path_dir(store, path)
+def _head_dir(store: Store, fmt: str, head: bytes) -> Path | None:
+    if len(head) < HEAD:
+        return None
+    return store.sources_dir / _HEADS_DIR / f"{fmt}-{hashlib.sha256(head[:HEAD]).hexdigest()[:24]}"
+
+
+def _put(d: Path, key: str, rec: dict[str, Any]) -> None:
     d.mkdir(parents=True, exist_ok=True)
+    tmp = d / f".tmp-{key}.json"
+    tmp.write_text(json.dumps(rec))
+    os.replace(tmp, d / f"{key}.json")
+
+
+def remember_path(store: Store, path: Path, key: str, digest: Digest, head: bytes = b"") -> None:
+    """Note that ``key`` was ingested from ``path`` whose content starts with ``head`` (one small
+    file per key and place: no lost updates between writers)."""
     rec = {
         "path": str(path),
         "key": key,
         "length": digest.length,
         "sha256": digest.sha256,
         "last_newline_end": digest.last_newline_end,
-        **(extra or {}),
     }
-    tmp = d / f".tmp-{key}.json"
-    tmp.write_text(json.dumps(rec))
-    os.replace(tmp, d / f"{key}.json")
+    _put(_path_dir(store, path), key, rec)
+    fmt = key.rsplit("-", 1)[0]
+    hd = _head_dir(store, fmt, head)
+    if hd is not None:
+        _put(hd, key, rec)
 
 
-def earlier_versions(store: Store, path: Path, fmt: str) -> list[dict[str, Any]]:
-    """What the store holds from ``path`` in format ``fmt`` before: records of
-    :func:`remember_path`, longest content first."""
-    d = _path_dir(store, path)
-    out: list[dict[str, Any]] = []
-    for f in d.glob("*.json") if d.exists() else []:
-        if f.name.startswith("."):
-            continue
-        try:
-            rec = json.loads(f.read_text())
-        except (OSError, ValueError):
-            continue
-        if (
-            rec.get("path") == str(path)
-            and str(rec.get("key", "")).startswith(f"{fmt}-")
-            and store.has_source(rec["key"])
-        ):
-            out.append(rec)
-    out.sort(key=lambda r: -int(r.get("length", 0)))
-    return out
+def earlier_versions(store: Store, path: Path, fmt: str, head: bytes = b"") -> list[dict[str, Any]]:
+    """What the store holds from ``path``, or from any file whose content began with the same
+    ``head``, in format ``fmt``: records of :func:`remember_path`, longest content first."""
+    found: dict[str, dict[str, Any]] = {}
+    for d, same_path in ((_path_dir(store, path), True), (_head_dir(store, fmt, head), False)):
+        for f in d.glob("*.json") if d is not None and d.exists() else []:
+            if f.name.startswith("."):
+                continue
+            try:
+                rec = json.loads(f.read_text())
+            except (OSError, ValueError):
+                continue
+            key = str(rec.get("key", ""))
+            if (
+                (rec.get("path") == str(path) or not same_path)
+                and key.startswith(f"{fmt}-")
+                and key not in found
+                and store.has_source(key)
+            ):
+                found[key] = rec
+    return sorted(found.values(), key=lambda r: -int(r.get("length", 0)))

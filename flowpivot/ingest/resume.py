@@ -158,6 +158,8 @@ def tail_file(path: Path, resume: Resume, where: Path) -> Iterator[Path]:
         yield tmp
     finally:
         tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            where.rmdir()  # when no other run uses it
 
 
 _LINE = re.compile(r"^line (\d+)")
