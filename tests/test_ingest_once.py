@@ -307,3 +307,11 @@ def test_a_rotated_and_gzipped_log_adds_only_what_it_gained(tmp_path: Path) -> N
     [second] = ingest_paths([rotated], store)
     assert second.status == "ingested" and any(f"(as {live})" in n for n in second.notes)
     assert first.records + second.records == _data_lines(full) == store.stats()["flows"]
+
+
+def test_an_empty_capture_says_it_holds_no_packet(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.pcap"
+    empty.write_bytes(shared(IPFIX).read_bytes()[:24])  # tcpdump just started: the file header only
+    store = Store(tmp_path / "s")
+    [rep] = ingest_paths([empty], store)
+    assert rep.status == "unreadable" and "no packet in it" in rep.error and not store.has_source(rep.key)

@@ -59,6 +59,8 @@ def why_empty(
         templates = sum(max(0, after.streams[k][0] - before.streams.get(k, (0,))[0]) for k in changed)
         skipped = ", ".join(f"{v:,} {k}" for k, v in sorted(rep.counters.items()) if v)
         if d["datagrams"] == 0:
+            if not skipped and not rep.bad:
+                return "no packet in it (a capture header only)", False
             text = "no NetFlow v5/v9 or IPFIX export datagram in it"
             if skipped:
                 text += f" (packets skipped: {skipped})"
