@@ -395,11 +395,11 @@ def _ingest_one(job: _Job) -> None:
         mtime_ms = None
     lo, hi = job.time_range.bounds(mtime_ms)
     span = (
-        "fixed"
+        "its end fixed"
         if job.time_range.latest_ms is not None
         else (f"the file's modification time plus {job.time_range.slack_ms / 3_600_000:g} h")
     )
-    before = decoder_snapshot(job.decoder) if fmt == "pcap" else None
+    before = None
     sample = DaySample()
     writer = store.writer(rep.key, info)
     resume = job.resume
@@ -412,6 +412,8 @@ def _ingest_one(job: _Job) -> None:
             writer.info.update(info)
             if fmt == "pcap":
                 decode_prefix(path, resume, job.decoder)
+        if fmt == "pcap":
+            before = decoder_snapshot(job.decoder)  # what this file (or its new part) adds to it
         ordinal = 0
         with tail as read_from:
             for batch in job.reader(read_from, rep):
@@ -435,6 +437,8 @@ def _ingest_one(job: _Job) -> None:
                 ]
         if rep.records == 0:
             why, usable = why_empty(rep, fmt, before, decoder_snapshot(job.decoder) if before is not None else None)
+            if resume is not None and fmt != "pcap" and not rep.bad:
+                why = "the part it gained holds no complete record"
             if not usable:
                 writer.abort()
                 nothing = fmt == "pcap" and not rep.bad and not job.explicit
