@@ -153,10 +153,47 @@ def test_sigkill_never_leaves_a_partial_file_visible(tmp_path: Path, kill_after:
     assert n % 300_000 == 0  # only whole inputs are visible
     if kill_after == "first_temp":
         assert list(flows.glob("day=*/.tmp-*")), "the kill should have caught a write in progress"
+        st.writer("next").abort()  # the next writer removes what the killed one left, at once
+        assert not list(flows.glob("day=*/.tmp-*")) and not list((tmp_path / ".writers").glob("*"))
     else:
         assert n >= 300_000
         con = duckdb.connect()
         assert con.execute(f"SELECT count(*) FROM read_parquet('{st.glob}')").fetchone()[0] == n
+
+
+_DIES = r"""
+import os, sys
+sys.path.insert(0, sys.argv[2])
+import flowpivot.store as store
+from tests.test_store import _flows
+store.ROW_GROUP_ROWS = 10
+w = store.Store(sys.argv[1]).writer("dead")
+w.write(_flows(30, step_ms=1000))  # flushed: a temporary file exists
+os._exit(0)  # gone without commit or abort, as a killed writer
+"""
+
+
+def test_a_dead_writers_temporary_files_go_at_once_a_live_ones_stay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import flowpivot.store as store
+
+    repo = str(Path(__file__).resolve().parents[1])
+    subprocess.run([sys.executable, "-c", _DIES, str(tmp_path), repo], check=True)
+    left = list(tmp_path.glob("flows/day=*/.tmp-dead-*.parquet.partial"))
+    assert len(left) == 1 and len(list((tmp_path / ".writers").glob("*.lock"))) == 1
+
+    monkeypatch.setattr(store, "ROW_GROUP_ROWS", 10)
+    st = Store(tmp_path)
+    live = st.writer("live")
+    live.write(_flows(30, step_ms=1000))
+    mine = list(tmp_path.glob("flows/day=*/.tmp-live-*.parquet.partial"))
+    assert len(mine) == 1 and not any(p.exists() for p in left)  # the dead one's went when "live" began
+
+    Store(tmp_path).writer("other").abort()  # another writer while "live" still writes
+    assert all(p.exists() for p in mine)
+    assert live.commit().rows == 30 and st.query().num_rows == 30
+    assert not list(tmp_path.glob("flows/day=*/.tmp-*")) and not list((tmp_path / ".writers").glob("*"))
 
 
 def test_cli_flows_outputs_parse_back(tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,9 +42,8 @@ class ReadReport:
 
 
 def file_key(path: str | Path, fmt: str, chunk: int = 1 << 20) -> str:
-    """Store key of an input file: its format and the SHA-256 of its bytes (so re-ingest is a no-op)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return f"{fmt}-{h.hexdigest()[:32]}"
+    """Store key of an input file: its format and the SHA-256 of its content (gunzipped when it is
+    gzip), so re-ingesting is a no-op and ``conn.log`` and ``conn.log.gz`` are one input."""
+    from .once import content_digest
+
+    return content_digest(path, fmt).key

@@ -8,6 +8,9 @@ Layout::
 
 Writes are atomic: a file is written under a hidden temporary name in its partition, fsynced,
 and renamed into place. A reader (DuckDB's glob ``*.parquet``) never sees a partial file.
+Every writer holds an exclusive ``flock`` on ``STORE/.writers/<id>.lock`` while its temporary
+files (``.tmp-<key>-<id>.parquet.partial``) exist; the next writer removes the temporary files
+of any writer whose lock nobody holds (it was killed), at once.
 Ingesting the same input twice is a no-op, because the key of an input is the hash of its bytes
 and a finished input is recorded in ``sources/``.
 """
@@ -15,6 +18,8 @@ and a finished input is recorded in ``sources/``.
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import fcntl
 import json
 import os
 import re
@@ -39,6 +44,8 @@ __all__ = ["Store", "StoreWriter", "parse_duration", "parse_time", "DAY_MS", "PA
 DAY_MS = 86_400_000
 ROW_GROUP_ROWS = 1 << 20
 _TMP_PREFIX = ".tmp-"
+_TMP_SUFFIX = ".parquet.partial"
+_LOCK_DIR = ".writers"
 # Times grow within a row group: delta encoding. Everything else repeats a lot (ports, protocols,
 # flags, sampling rates, popular addresses): dictionary, which Parquet drops per column chunk
 # when it stops paying. Measured in bench/storage.py: 16.8 -> 13.9 bytes/flow.
@@ -108,6 +115,37 @@ class StoreWriter:
         self._buf_rows: dict[int, int] = {}
         self._writers: dict[int, tuple[pq.ParquetWriter, Path, Path]] = {}
         self._closed = False
+        self._id = ""
+        self._lock_fd: int | None = None
+
+    def _hold_lock(self) -> None:
+        """Take this writer's lock before its first temporary file exists (see Store.remove_stale_temps)."""
+        if self._lock_fd is not None:
+            return
+        locks = self.store.root / _LOCK_DIR
+        locks.mkdir(parents=True, exist_ok=True)
+        while True:
+            wid = uuid.uuid4().hex[:12]
+            path = locks / f"{wid}.lock"
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:  # a cleaner may have taken and removed the file between open and flock: start again
+                same = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                self._id, self._lock_fd = wid, fd
+                return
+            os.close(fd)
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is None:
+            return
+        try:
+            (self.store.root / _LOCK_DIR / f"{self._id}.lock").unlink(missing_ok=True)
+        finally:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def write(self, data: pa.RecordBatch | pa.Table) -> None:
         if data.num_rows == 0:
@@ -147,7 +185,8 @@ class StoreWriter:
             part = self.store.flows_dir / f"day={_day_name(day)}"
             part.mkdir(parents=True, exist_ok=True)
             final = part / f"{self.key}.parquet"
-            tmp = part / f"{_TMP_PREFIX}{self.key}-{uuid.uuid4().hex[:8]}.parquet.partial"
+            self._hold_lock()
+            tmp = part / f"{_TMP_PREFIX}{self.key}-{self._id}{_TMP_SUFFIX}"
             writer = pq.ParquetWriter(tmp, STORE_SCHEMA, **PARQUET_OPTIONS)
             w = (writer, tmp, final)
             self._writers[day] = w
@@ -169,19 +208,23 @@ class StoreWriter:
         for d in {Path(f).parent for f in result.files}:
             _fsync_dir(d)
         self._closed = True
+        self._release_lock()
         self.store._record_source(self.key, {**self.info, "rows": self.rows, "files": result.files})
         return result
 
     def abort(self) -> None:
         """Drop everything written so far; nothing becomes visible."""
-        for writer, tmp, _final in self._writers.values():
-            try:
-                writer.close()
-            finally:
-                tmp.unlink(missing_ok=True)
-        self._writers.clear()
-        self._buf.clear()
-        self._closed = True
+        try:
+            for writer, tmp, _final in self._writers.values():
+                try:
+                    writer.close()
+                finally:
+                    tmp.unlink(missing_ok=True)
+        finally:
+            self._writers.clear()
+            self._buf.clear()
+            self._closed = True
+            self._release_lock()
 
     def __enter__(self) -> StoreWriter:
         return self
@@ -238,20 +281,60 @@ class Store:
         self.remove_stale_temps()
         return StoreWriter(self, key, info)
 
-    def remove_stale_temps(self, older_than_s: float = 86_400) -> int:
-        """Delete temporary files a killed writer left behind (never visible to readers)."""
-        if not self.flows_dir.exists():
-            return 0
-        cutoff = time.time() - older_than_s
+    def remove_stale_temps(self, older_than_s: float | None = None) -> int:
+        """Delete the temporary files of writers that are gone (killed); never visible to readers.
+
+        A writer holds a ``flock`` on ``.writers/<id>.lock`` for as long as its temporary files
+        exist, so a temporary file whose writer's lock can be taken (or has no lock file: it was
+        left by a version before the locks) belongs to no live writer and is removed at once.
+        ``older_than_s`` (optional) spares such files younger than that. Returns how many went.
+        """
+        cutoff = None if older_than_s is None else time.time() - older_than_s
         n = 0
-        for p in self.flows_dir.glob(f"day=*/{_TMP_PREFIX}*"):
-            try:
-                if p.stat().st_mtime < cutoff:
-                    p.unlink()
-                    n += 1
-            except FileNotFoundError:
-                pass
+        dead: dict[str, bool] = {}
+        held: list[int] = []
+        try:
+            temps = list(self.flows_dir.glob(f"day=*/{_TMP_PREFIX}*")) if self.flows_dir.exists() else []
+            for p in temps:
+                wid = p.name[: -len(_TMP_SUFFIX)].rsplit("-", 1)[-1] if p.name.endswith(_TMP_SUFFIX) else ""
+                if wid not in dead:
+                    dead[wid] = self._writer_gone(wid, held)
+                try:
+                    if dead[wid] and (cutoff is None or p.stat().st_mtime < cutoff):
+                        p.unlink()
+                        n += 1
+                except FileNotFoundError:
+                    pass
+            # lock files of writers killed before they made a temporary file
+            locks = self.root / _LOCK_DIR
+            for lk in locks.glob("*.lock") if locks.exists() else []:
+                if lk.stem not in dead:
+                    dead[lk.stem] = self._writer_gone(lk.stem, held)
+        finally:
+            for fd in held:  # the dead writers' lock files go last, while we hold them
+                os.close(fd)
         return n
+
+    def _writer_gone(self, wid: str, held: list[int]) -> bool:
+        """True when no live writer holds the lock of writer ``wid`` (its lock file is then removed;
+        the descriptor that holds it is appended to ``held`` for the caller to close)."""
+        if not wid:
+            return True
+        path = self.root / _LOCK_DIR / f"{wid}.lock"
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except FileNotFoundError:
+            return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(fd)
+            if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                return False
+            raise
+        path.unlink(missing_ok=True)
+        held.append(fd)
+        return True
 
     def write(
         self, batches: Iterable[pa.RecordBatch] | pa.Table, key: str, info: dict[str, Any] | None = None
@@ -393,6 +476,8 @@ class Store:
                 shutil.rmtree(trash, ignore_errors=True)
                 # and the day's cached host sketches (flowpivot.store.sketch)
                 shutil.rmtree(self.root / "sketches" / part.name, ignore_errors=True)
+                # and its sampled record fingerprints (flowpivot.ingest.dedup)
+                shutil.rmtree(self.root / "fingerprints" / part.name, ignore_errors=True)
                 removed.append(part.name[4:])
         return removed
 
