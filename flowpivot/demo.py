@@ -24,6 +24,7 @@ class DemoRun:
     flows: int
     bad_inputs: int
     truth: dict[str, Any] = field(default_factory=dict)
+    already: int = 0  # capture files already in the store (a second run over the same folder)
 
 
 def run(
@@ -79,5 +80,6 @@ def run(
         reports=reports,
         flows=sum(r.records for r in ingested),
         bad_inputs=sum(r.bad for r in ingested),
+        already=sum(1 for r in ingested if r.status == "already ingested"),
         truth=json.loads((scen_dir / "truth.json").read_text()),
     )

@@ -23,3 +23,14 @@ def test_demo_writes_every_output_and_finds_the_planted_clusters(tmp_path: Path)
         assert (out / name).stat().st_size > 0
     assert list((out / "abuse").glob("abuse-AS*.txt"))
     assert f"open the report: {out / 'report.html'}" in res.stdout
+    # run twice in a row (`make demo` again): the captures are already in the store, nothing is
+    # stored twice, no false "bad input" or "give template files first", the same result
+    again = CliRunner().invoke(app, ["demo", "--out", str(out), "--flows", "200000"])
+    assert again.exit_code == 0, again.output
+    assert "0 flows ingested (" in again.output and "already in the store), 0 bad inputs" in again.output
+    assert "template" not in again.output
+    second = json.loads((out / "result.json").read_text())
+    assert (
+        second["clusters"] == result["clusters"]
+        and second["provenance"]["flows_in_window"] == (result["provenance"]["flows_in_window"])
+    )

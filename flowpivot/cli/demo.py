@@ -24,7 +24,10 @@ def demo(
     t0 = time.perf_counter()
     with errors_as_exit():
         run = run_demo(out_dir, flows=flows, sampling=sampling, seed=seed, step=lambda m: err.print(f"[bold]{m}[/]"))
-    err.print(f"{run.flows:,} flows ingested, {run.bad_inputs} bad inputs; done in {time.perf_counter() - t0:.1f} s")
+    again = f" ({run.already} capture files were already in the store)" if run.already else ""
+    err.print(
+        f"{run.flows:,} flows ingested{again}, {run.bad_inputs} bad inputs; done in {time.perf_counter() - t0:.1f} s"
+    )
     result = run.result
     for c in result["clusters"]:
         out.print(

@@ -282,12 +282,17 @@ def ingest_paths(
             rep.status = "already ingested"
             if f == "pcap" and i < last_pcap:
                 # later pcaps may need the templates this one carries: decode it, store nothing
-                late = _drain(read_pcap_file(path, IngestReport(str(path)), decoder))
-                if late:
+                held = _waiting(decoder)  # data sets of files read before it, waiting for a template
+                _drain(read_pcap_file(path, IngestReport(str(path)), decoder))
+                released = held - _waiting(decoder)
+                # only data of files stored in this run is lost; an earlier file already in the store
+                # was decoded for its templates too, and its flows are stored already
+                fresh = any(r.fmt == "pcap" and r.status == "ingested" for r in reports[:-1])
+                if released > 0 and fresh:
                     rep.problem(
                         "whole file",
-                        f"{late} flow(s) of files read before it were decodable only with its templates; they were "
-                        "not stored because this file is already in the store (give template files first)",
+                        f"{released} data set(s) of files read before it were decodable only with its templates; "
+                        "they were not stored because this file is already in the store (give template files first)",
                     )
             advance(rep.size)
             continue
@@ -296,7 +301,7 @@ def ingest_paths(
         job.resume = _growth(path, f, dg, [r for r in prev if r.get("key") != dg.key], rep)
         _ingest_one(job)
     if decoder is not None:
-        waiting = sum(getattr(st, "pending", 0) for st in getattr(decoder, "stats", {}).values())
+        waiting = _waiting(decoder)
         pcaps = [r for r in reports if r.fmt == "pcap" and r.status in ("ingested", "unreadable", "not a flow file")]
         if waiting and pcaps:
             pcaps[-1].problem(
@@ -346,6 +351,11 @@ def _growth(path: Path, fmt: str, dg: Any, prev: list[dict[str, Any]], rep: Inge
         + f": only what follows byte {resume.at:,} was read"
     )
     return resume
+
+
+def _waiting(decoder: Any) -> int:
+    """Data sets the decoder holds until their template arrives."""
+    return sum(getattr(st, "pending", 0) for st in getattr(decoder, "stats", {}).values())
 
 
 def _drain(batches: Iterable[pa.RecordBatch]) -> int:
