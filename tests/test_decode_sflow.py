@@ -166,6 +166,16 @@ def tshark_sflow(pcap: Path, port: int = 6343) -> tuple[list[list[dict[str, Any]
     return frames, counters
 
 
+def tshark_sflow_counters(pcap: Path, port: int, frames: int) -> int:
+    """Counter samples in the first ``frames`` frames, by tshark."""
+    out = subprocess.run(
+        [need_tool("tshark"), "-r", str(pcap), "-c", str(frames), "-d", f"udp.port=={port},sflow", "-T", "fields",
+         "-E", "occurrence=a", "-e", "sflow_245.sampletype"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return sum(t in ("2", "4") for line in out.split() for t in line.split(","))
+
+
 def _keys(rows: list[dict[str, Any] | None]) -> Counter[tuple[Any, ...]]:
     return Counter(tuple(r[k] for k in KEY) for r in rows if r is not None)
 
@@ -530,14 +540,16 @@ def test_sfprobe_from_a_real_pcap(tmp_path: Path) -> None:
 # ----- the collector -----------------------------------------------------------------------------
 
 
-def test_collect_decodes_sflow_by_content(tmp_path: Path, pm_datagrams: list[tuple[bytes, int]]) -> None:
+def test_collect_decodes_sflow_by_content(
+    tmp_path: Path, pm_datagrams: list[tuple[bytes, int]], pm_sflow: tuple[list[list[dict[str, Any] | None]], int]
+) -> None:
     """`flowpivot collect` on an ordinary port stores the flows of sFlow datagrams sent to it."""
     store, log = tmp_path / "store", tmp_path / "collect.log"
     datagrams = [d for d, _ in pm_datagrams[:200]]
-    expected_flows = 0
-    for d in datagrams:
-        rows, _, _ = _decode([(d, 0)])
-        expected_flows += len(rows)
+    frames = pm_sflow[0][:200]
+    expected_flows = sum(r is not None for f in frames for r in f)
+    counters = tshark_sflow_counters(shared(PM_SFLOW), PM_PORT, 200)
+    assert counters == 1  # frame 12 holds pm-sflow's one counter sample
     fh = open(log, "wb")
     proc = subprocess.Popen(
         [sys.executable, "-c", "from flowpivot.cli import main; main()", "collect", "--store", str(store), "--listen", "127.0.0.1:0"],
@@ -565,3 +577,6 @@ def test_collect_decodes_sflow_by_content(tmp_path: Path, pm_datagrams: list[tup
     assert t.num_rows == expected_flows
     assert set(t.column("exporter").to_pylist()) == {"127.0.0.1"}
     assert t.column("sample_pool").null_count == 0
+    totals = json.loads((store / "collector" / "stats.json").read_text())["totals"]
+    assert totals["flows"] == expected_flows and totals["malformed"] == 0
+    assert totals["sflow_counter_samples"] == counters  # the collector's counters show the samples set aside
