@@ -425,6 +425,26 @@ def test_the_sampled_ipv4_record_stands_in_for_a_missing_header() -> None:
     assert dec.stats["127.0.0.1"].sflow_skipped_records == 3  # the renamed header, Ethernet data, switch
 
 
+def test_records_are_padded_to_four_bytes() -> None:
+    """XDR pads opaque data: a raw header record of 126 header bytes states length 142 and is followed by
+    2 padding bytes. Made from akvorado's sflow-ipv4-data sample (header 128 bytes, then an Ethernet,
+    a switch and an IPv4 record): the flow and the three records after the header are still read."""
+    path = shared(A + "sflow-data-sflow-ipv4-data.pcap")
+    ((data, ms),) = _payloads(path, 6343)
+    frames, _ = tshark_sflow(path)
+    ((sample_at, _),) = _sample_bounds(data)
+    first = sample_at + 8 + 44
+    fmt, rlen, _proto, _frame, _stripped, hlen = struct.unpack_from(">IIIIII", data, first)
+    assert (fmt, rlen, hlen) == (1, 144, 128)
+    bad = bytearray(data)
+    struct.pack_into(">I", bad, first + 4, 142)
+    struct.pack_into(">I", bad, first + 20, 126)
+    rows, dec, problems = _decode([(bytes(bad), ms)])
+    assert problems == []
+    assert _keys(rows) == _keys(frames[0])
+    assert dec.stats["127.0.0.1"].sflow_skipped_records == 2  # Ethernet and switch, found at their padded offsets
+
+
 # ----- pmacct's sfprobe, live --------------------------------------------------------------------
 
 TAIL = 64  # packets appended to the input: sfprobe does not send its last, partly filled datagram at exit

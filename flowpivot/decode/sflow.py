@@ -133,7 +133,7 @@ class SflowDecoder:
     """Decodes sFlow v5 datagrams; call :meth:`walk` per datagram, then :meth:`flush` for the batch."""
 
     def __init__(self) -> None:
-        self._next_seq: dict[tuple[str, int, int], int] = {}
+        self._next_seq: dict[tuple[str, int, int, int], int] = {}
         self._rows = _Rows()
 
     def pending(self) -> int:
@@ -192,7 +192,7 @@ class SflowDecoder:
                 w.counter_samples += 1
             else:
                 w.other_samples += 1
-            off = body + length
+            off = min(body + ((length + 3) & ~3), n)  # XDR pads opaque data to 4 bytes (sflowtool skips so too)
         if off != n:
             w.problems.append((off, f"{n - off} bytes after the last of {count} samples; ignored"))
         return w
@@ -208,12 +208,12 @@ class SflowDecoder:
             seq, s_type, s_index, rate, pool, _drops, in_fmt, in_val, out_fmt, out_val, nrec = _FLOW_X.unpack_from(
                 data, off
             )
-            source = s_type << 24 | s_index
             off += _FLOW_X.size
         else:
             if end - off < _FLOW.size:
                 return f"{end - off} bytes, shorter than the flow sample header ({_FLOW.size})"
             seq, source, rate, pool, _drops, inp, outp, nrec = _FLOW.unpack_from(data, off)
+            s_type, s_index = source >> 24, source & 0xFFFFFF
             in_fmt, in_val, out_fmt, out_val = inp >> 30, inp & 0x3FFFFFFF, outp >> 30, outp & 0x3FFFFFFF
             off += _FLOW.size
         header: bytes | None = None
@@ -225,7 +225,8 @@ class SflowDecoder:
             if end - off < 8:
                 return f"record {r} of {nrec}: sample ends ({end - off} bytes left)"
             rfmt, rlen = _II.unpack_from(data, off)
-            rb, off = off + 8, off + 8 + rlen
+            rb = off + 8
+            rend, off = rb + rlen, min(rb + ((rlen + 3) & ~3), end)
             if rlen > end - rb:
                 return f"record {r} of {nrec} (format {rfmt >> 12}:{rfmt & 0xFFF}) has length {rlen} but {end - rb} bytes remain"
             if rfmt == 1:  # raw packet header
@@ -250,18 +251,20 @@ class SflowDecoder:
             elif rfmt == 1003:  # extended gateway: source AS and the destination AS path
                 p = rb
                 at = _I.unpack_from(data, p)[0] if rlen >= 4 else 0
-                p += 8 if at == 1 else 20 if at == 2 else 4
-                if p + 16 > off:
+                if at not in (0, 1, 2):
+                    return f"record {r} (extended gateway): next hop address type {at} is unknown"
+                p += (4, 8, 20)[at]
+                if p + 16 > rend:
                     return f"record {r} (extended gateway) of {rlen} bytes is cut short"
                 _as, s_as, _peer, nseg = _GATEWAY_AS.unpack_from(data, p)
                 p += 16
                 last = 0
                 for _ in range(nseg):
-                    if p + 8 > off:
+                    if p + 8 > rend:
                         return f"record {r} (extended gateway): AS path cut short"
                     _stype, slen = _II.unpack_from(data, p)
                     p += 8
-                    if slen > (off - p) // 4:
+                    if slen > (rend - p) // 4:
                         return f"record {r} (extended gateway): AS path segment of {slen} ASes cut short"
                     if slen:
                         last = _I.unpack_from(data, p + 4 * (slen - 1))[0]
@@ -271,7 +274,7 @@ class SflowDecoder:
                 skipped += 1
         w.skipped_records += skipped
         w.flow_samples += 1
-        key = (agent, sub_agent, source)
+        key = (agent, sub_agent, s_type, s_index)
         expected = self._next_seq.get(key)
         self._next_seq[key] = (seq + 1) & 0xFFFFFFFF
         if expected is not None:
