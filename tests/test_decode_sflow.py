@@ -445,6 +445,19 @@ def test_records_are_padded_to_four_bytes() -> None:
     assert dec.stats["127.0.0.1"].sflow_skipped_records == 2  # Ethernet and switch, found at their padded offsets
 
 
+def test_an_ipv6_agent_names_the_flows(
+    pm_datagrams: list[tuple[bytes, int]], pm_sflow: tuple[list[list[dict[str, Any] | None]], int]
+) -> None:
+    """The same datagram with an IPv6 agent address (type 2, 16 bytes): the flows name that agent."""
+    data, ms = pm_datagrams[0]
+    assert struct.unpack_from(">I", data, 4)[0] == 1
+    v6 = data[:4] + struct.pack(">I", 2) + socket.inet_pton(socket.AF_INET6, "2001:db8::7") + data[12:]
+    rows, _, problems = _decode([(v6, ms)])
+    assert problems == []
+    expected = [dict(r, exporter="2001:db8::7") for r in pm_sflow[0][0] if r is not None]
+    assert _keys(rows) == _keys(expected)
+
+
 # ----- pmacct's sfprobe, live --------------------------------------------------------------------
 
 TAIL = 64  # packets appended to the input: sfprobe does not send its last, partly filled datagram at exit
