@@ -77,6 +77,7 @@ FIELDS: tuple[Field, ...] = (
     Field("conn_state", "str", pa.string(), "Zeek conn_state (S0, SF, REJ, ...)."),
     Field("history", "str", pa.string(), "Zeek history string."),
     Field("uid", "str", pa.string(), "Zeek connection uid."),
+    Field("sample_pool", "int", pa.uint32(), "sFlow sample pool: packets the data source could sample, when sampled."),
 )
 
 FIELD_BY_NAME = {f.name: f for f in FIELDS}

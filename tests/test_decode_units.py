@@ -340,10 +340,12 @@ def test_sampling_change_applies_to_later_flows_only() -> None:
     assert res.batch is not None and sorted(res.batch.column("sampling_rate").to_pylist()) == [10, 20]
 
 
-def test_sflow_and_old_netflow_are_unsupported_not_malformed() -> None:
+def test_old_sflow_and_old_netflow_are_unsupported_not_malformed() -> None:
     dec = FlowDecoder()
-    sflow = struct.pack(">III", 5, 1, 0x0A000001) + b"\0" * 20
-    res = dec.decode_many([(sflow, "192.0.2.9", 0), (struct.pack(">HH", 7, 0) + b"\0" * 20, "192.0.2.9", 0)])
+    sflow4 = struct.pack(">III", 4, 1, 0x0A000001) + b"\0" * 20
+    sflow5 = struct.pack(">III", 5, 1, 0x0A000001) + b"\0" * 16  # v5 (decoded: tests/test_decode_sflow.py), no samples
+    old = struct.pack(">HH", 7, 0) + b"\0" * 20
+    res = dec.decode_many([(sflow4, "192.0.2.9", 0), (old, "192.0.2.9", 0), (sflow5, "192.0.2.9", 0)])
     assert res.batch is None and res.problems == []
     assert dec.stats["192.0.2.9"].unsupported == 2 and dec.stats["192.0.2.9"].malformed == 0
 
