@@ -247,3 +247,22 @@ def test_bad_duration_and_time_are_clear_errors(tmp_path: Path) -> None:
 def test_schema_doc_is_generated_from_the_table() -> None:
     doc = (Path(__file__).resolve().parents[1] / "docs" / "schema.md").read_text()
     assert markdown_table() in doc
+
+
+def test_files_written_before_a_column_was_added_still_read(tmp_path: Path) -> None:
+    """A store keeps files of every schema it ever had: a file from before a column was added
+    (``sample_pool``, added for sFlow) reads beside new ones, in either order, with the column
+    null for it."""
+    st = Store(tmp_path)
+    w = st.writer("new")
+    w.write(_flows(5))
+    w.commit()
+    day = next(st.flows_dir.glob("day=*"))
+    old = pq.read_table(next(day.glob("*.parquet")))
+    assert "sample_pool" in old.column_names
+    pq.write_table(old.drop(["sample_pool"]).slice(0, 2), day / "0-older.parquet")  # sorts first
+    pq.write_table(old.drop(["sample_pool"]).slice(2, 1), day / "zz-older.parquet")  # sorts last
+    t = st.query()
+    assert t.num_rows == 8 and t.column("sample_pool").null_count == 8
+    res = CliRunner().invoke(app, ["flows", "--store", str(tmp_path), "--output", "csv"])
+    assert res.exit_code == 0 and len(res.stdout.strip().splitlines()) == 9

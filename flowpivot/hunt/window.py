@@ -82,7 +82,7 @@ def window_flows(con: HuntContext, since_ms: int, until_ms: int, stats: StartSta
     if edge:
         files = ", ".join(f"'{sql_str(str(p))}'" for p in edge)
         n += con.sql(
-            f"SELECT count(*) FROM read_parquet([{files}], hive_partitioning = false) WHERE {_window_sql(since_ms, until_ms)}"
+            f"SELECT count(*) FROM read_parquet([{files}], hive_partitioning = false, union_by_name = true) WHERE {_window_sql(since_ms, until_ms)}"
         ).fetchall()[0][0]
     return int(n)
 

@@ -393,6 +393,7 @@ def _read(
 ) -> Iterator[pa.RecordBatch]:
     u8 = np.frombuffer(mm, dtype=np.uint8) if len(mm) else np.zeros(0, dtype=np.uint8)
     counters: dict[str, int] = {}
+    before = _decoder_counts(decoder)
     last_end = 0
     for b in _packets(mm, report):
         pay_a, pay_b, index, names, dports = _udp_batch(mm, u8, b.starts, b.ends, b.links, counters)
@@ -422,5 +423,20 @@ def _read(
             report.records += batch.num_rows
             yield batch
     report.advance(len(mm) - last_end)
+    for k, v in _decoder_counts(decoder).items():
+        if v - before.get(k, 0):
+            counters[k] = counters.get(k, 0) + v - before.get(k, 0)
     for k, v in counters.items():
         report.count(k, v)
+
+
+#: The decoder's per-exporter counters an ingest report shows (the collector shows them all).
+_REPORTED = ("sflow_counter_samples", "sflow_skipped_records", "other_records", "unsupported")
+
+
+def _decoder_counts(decoder: FlowDecoder) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for st in getattr(decoder, "stats", {}).values():
+        for k in _REPORTED:
+            out[k] = out.get(k, 0) + int(getattr(st, k, 0))
+    return out

@@ -370,7 +370,7 @@ class Store:
         if not self.files():
             cols = ", ".join(f'NULL::{_duck_type(f.type)} AS "{f.name}"' for f in STORE_SCHEMA)
             return f"(SELECT {cols} LIMIT 0)"
-        return f"read_parquet('{_sql_str(self.glob)}', hive_partitioning = false)"
+        return f"read_parquet('{_sql_str(self.glob)}', hive_partitioning = false, union_by_name = true)"
 
     def connect(
         self, con: duckdb.DuckDBPyConnection | None = None, threads: int | None = None

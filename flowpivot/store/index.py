@@ -206,7 +206,7 @@ class IndexPlan:
         if not self.rest:
             return None
         files = ", ".join(f"'{_sql_str(str(p))}'" for p in self.rest)
-        return f"read_parquet([{files}], hive_partitioning = false)"
+        return f"read_parquet([{files}], hive_partitioning = false, union_by_name = true)"
 
 
 def _ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
