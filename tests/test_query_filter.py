@@ -19,6 +19,8 @@ from pathlib import Path
 import maxminddb
 import pytest
 from conftest import need_tool, shared
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_ingest_nfcapd import CAPTURES, _free_udp_port, _udp_payloads, _wait_for
 from typer.testing import CliRunner
 
@@ -273,6 +275,7 @@ def test_repeated_ip_means_any_of_them(files: dict[str, tuple[Path, Store]]) -> 
         ("as 4294967296", 4, "outside 0..4294967295"),
         ("flowdir sideways", 9, "ingress, egress"),
         ("router ip 10.0.0.0/8", 11, "one address"),
+        ("port \x0b80", 6, "unexpected"),
     ],
 )
 def test_bad_expressions_are_refused_naming_the_column(expr: str, column: int, words: str) -> None:
@@ -352,3 +355,20 @@ def test_icmp_and_ipv6_line_output(files: dict[str, tuple[Path, Store]]) -> None
     )  # fmt: skip
     theirs = sorted(" ".join(line.split()) for line in nf.stdout.splitlines())
     assert any("2001:db8::" in line for line in ours) and ours == theirs
+
+
+KEYWORDS = ["src", "dst", "ip", "net", "port", "as", "proto", "flags", "and", "or", "not", "(", ")", "[", "]", "in",
+            "packets", "bytes", ">", "<=", "10.0.0.0/8", "2001:db8::/33", "80", "1k", "tcp", "AS", "any", "#"]  # fmt: skip
+
+
+@given(st.lists(st.sampled_from(KEYWORDS) | st.text(max_size=6), max_size=12))
+@settings(max_examples=400, deadline=None)
+def test_any_text_parses_or_is_refused_with_a_column(words: list[str]) -> None:
+    """No input makes the parser fail otherwise than with a FilterError that names a column."""
+    expr = " ".join(words)
+    try:
+        sql, params = compile_filter(expr)
+    except FilterError as e:
+        assert str(e).startswith("column "), str(e)
+    else:
+        assert isinstance(sql, str) and all(isinstance(p, str) for p in params)

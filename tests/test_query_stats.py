@@ -129,3 +129,12 @@ def test_ordered_output_formats(files: dict[str, tuple[Path, Store]]) -> None:
     assert rows[0] == "stat,order,value,first,last,flows,packets,bytes" and len(rows) == 4
     res = CliRunner().invoke(app, ["flows", "--store", str(store.root), "-s", "srcip", "-o", "parquet"])
     assert res.exit_code == 2
+
+
+def test_a_filter_that_matches_nothing_gives_an_empty_table(files: dict[str, tuple[Path, Store]]) -> None:
+    path, store = files["stratosphere"]
+    assert _nfdump_stat(path, "srcip", 10, "port 1") == []
+    res = CliRunner().invoke(app, ["flows", "--store", str(store.root), "-s", "srcip", "-f", "port 1"])
+    assert res.exit_code == 0, res.output
+    assert "Summary: total flows: 0, total bytes: 0, total packets: 0" in res.stdout
+    assert _ours(store, "ip/bytes", 10, "-f", "port 1") == []

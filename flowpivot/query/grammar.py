@@ -411,7 +411,8 @@ def parse_filter(expr: str, asn: AsnResolver | None = None) -> Node:
     except UnexpectedEOF:
         raise FilterError(f"column {len(expr) + 1}: the filter ends too early") from None
     except UnexpectedCharacters as e:
-        word = expr[e.pos_in_stream :].split()[0]
+        rest = expr[e.pos_in_stream :]
+        word = (rest.split() or [rest[:1]])[0]
         raise FilterError(f"column {e.column}: unexpected {word!r}{_expected(e.allowed)}") from None
     except UnexpectedToken as e:
         if e.token.type == "$END":

@@ -74,16 +74,23 @@ def _volume(spec: StatSpec) -> str:
     return "packets + coalesce(rev_packets, 0) AS packets, bytes + coalesce(rev_bytes, 0) AS bytes"
 
 
-def _side_selects(spec: StatSpec, asn: AsnTable | None) -> tuple[list[str], list[str]]:
-    """(SELECT lists per side, key column names) for the grouping query."""
+def _keys_select(spec: StatSpec, asn: AsnTable | None) -> tuple[str, list[str]]:
+    """(the SELECT list that gives one row per side of a flow, the key column names). Two sides
+    are one scan: ``unnest([src, dst])``, lists of one length unnest in step."""
     kind, sides = STAT_FIELDS[spec.field]
     common = f'start, "end", {_volume(spec)}'
+
+    def one(cols: list[str], name: str) -> str:
+        return f"{cols[0]} AS {name}" if len(cols) == 1 else f"unnest([{', '.join(cols)}]) AS {name}"
+
     if kind == "ip" or (kind == "as" and asn is not None):
-        cols = sides if kind == "ip" else tuple(f"{s}_addr" for s in sides)
-        return [f'"{c}_v4" AS k4, "{c}_v6" AS k6, {common}' for c in cols], ["k4", "k6"]
+        addr = sides if kind == "ip" else tuple(f"{s}_addr" for s in sides)
+        k4 = one([f'"{c}_v4"' for c in addr], "k4")
+        k6 = one([f'"{c}_v6"' for c in addr], "k6")
+        return f"{k4}, {k6}, {common}", ["k4", "k6"]
     if kind == "as":
-        return [f'coalesce("{s}_as", 0) AS k, {common}' for s in sides], ["k"]
-    return [f'"{c}" AS k, {common}' for c in sides], ["k"]
+        return f"{one([f'coalesce({s}_as, 0)' for s in sides], 'k')}, {common}", ["k"]
+    return f"{one([f'{c}' for c in sides], 'k')}, {common}", ["k"]
 
 
 def top_n(
@@ -98,27 +105,28 @@ def top_n(
 
     ``con`` has a ``flows`` view (:meth:`flowpivot.store.Store.connect`). With ``asn``, the AS
     statistics look the addresses up in the database instead of reading the exporter's AS fields.
-    Each row: ``value``, ``first`` and ``last`` (ms), ``flows``, ``packets``, ``bytes``.
+    Each row: ``value``, ``first`` and ``last`` (ms), ``flows``, ``packets``, ``bytes``. One scan:
+    the totals are the sums over all groups (divided by the sides a flow has, for ``ip``, ``port``
+    and ``as``), taken before the limit.
     """
-    params = list(params or [])
-    tot = con.sql(
-        f"SELECT count(*), coalesce(sum(packets), 0), coalesce(sum(bytes), 0) FROM (SELECT {_volume(spec)}"
-        f" FROM flows WHERE {where})",
-        params=params or None,
-    ).fetchall()[0]
-    totals = {"flows": int(tot[0]), "packets": int(tot[1]), "bytes": int(tot[2])}
-    selects, keys = _side_selects(spec, asn)
-    union = " UNION ALL ".join(f"SELECT {s} FROM flows WHERE {where}" for s in selects)
-    kind = STAT_FIELDS[spec.field][0]
-    regroup = kind == "as" and asn is not None
+    select, keys = _keys_select(spec, asn)
+    nsides = len(STAT_FIELDS[spec.field][1])
+    regroup = STAT_FIELDS[spec.field][0] == "as" and asn is not None
     limit = f" LIMIT {int(n)}" if n and not regroup else ""
     key_list = ", ".join(keys)
     sql = (
         f'SELECT {key_list}, epoch_ms(min(start)) AS first, epoch_ms(max("end")) AS last, count(*) AS flows,'
-        f" coalesce(sum(packets), 0)::UBIGINT AS packets, coalesce(sum(bytes), 0)::UBIGINT AS bytes"
-        f" FROM ({union}) GROUP BY {key_list} ORDER BY {spec.order} DESC, {key_list} NULLS LAST{limit}"
+        " coalesce(sum(packets), 0)::UBIGINT AS packets, coalesce(sum(bytes), 0)::UBIGINT AS bytes,"
+        " sum(count(*)) OVER () AS t_flows, sum(sum(packets)) OVER () AS t_packets,"
+        " sum(sum(bytes)) OVER () AS t_bytes"
+        f" FROM (SELECT {select} FROM flows WHERE {where})"
+        f" GROUP BY {key_list} ORDER BY {spec.order} DESC, {key_list} NULLS LAST{limit}"
     )
-    t = con.sql(sql, params=(params * len(selects)) or None).to_arrow_table()
+    t = con.sql(sql, params=params or None).to_arrow_table()
+    totals = {"flows": 0, "packets": 0, "bytes": 0}
+    if t.num_rows:
+        for k in totals:
+            totals[k] = int(t.column(f"t_{k}")[0].as_py() or 0) // nsides
     if keys == ["k4", "k6"]:
         if regroup:
             assert asn is not None
