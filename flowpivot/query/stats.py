@@ -105,28 +105,26 @@ def top_n(
 
     ``con`` has a ``flows`` view (:meth:`flowpivot.store.Store.connect`). With ``asn``, the AS
     statistics look the addresses up in the database instead of reading the exporter's AS fields.
-    Each row: ``value``, ``first`` and ``last`` (ms), ``flows``, ``packets``, ``bytes``. One scan:
-    the totals are the sums over all groups (divided by the sides a flow has, for ``ip``, ``port``
-    and ``as``), taken before the limit.
+    Each row: ``value``, ``first`` and ``last`` (ms), ``flows``, ``packets``, ``bytes``.
     """
     select, keys = _keys_select(spec, asn)
-    nsides = len(STAT_FIELDS[spec.field][1])
     regroup = STAT_FIELDS[spec.field][0] == "as" and asn is not None
     limit = f" LIMIT {int(n)}" if n and not regroup else ""
     key_list = ", ".join(keys)
     sql = (
         f'SELECT {key_list}, epoch_ms(min(start)) AS first, epoch_ms(max("end")) AS last, count(*) AS flows,'
-        " coalesce(sum(packets), 0)::UBIGINT AS packets, coalesce(sum(bytes), 0)::UBIGINT AS bytes,"
-        " sum(count(*)) OVER () AS t_flows, sum(sum(packets)) OVER () AS t_packets,"
-        " sum(sum(bytes)) OVER () AS t_bytes"
+        " coalesce(sum(packets), 0)::UBIGINT AS packets, coalesce(sum(bytes), 0)::UBIGINT AS bytes"
         f" FROM (SELECT {select} FROM flows WHERE {where})"
         f" GROUP BY {key_list} ORDER BY {spec.order} DESC, {key_list} NULLS LAST{limit}"
     )
     t = con.sql(sql, params=params or None).to_arrow_table()
-    totals = {"flows": 0, "packets": 0, "bytes": 0}
-    if t.num_rows:
-        for k in totals:
-            totals[k] = int(t.column(f"t_{k}")[0].as_py() or 0) // nsides
+    # a separate aggregate: a window sum over the groups stops DuckDB's top-N (3x slower at 1 M groups)
+    tot = con.sql(
+        f"SELECT count(*), coalesce(sum(packets), 0), coalesce(sum(bytes), 0) FROM (SELECT {_volume(spec)}"
+        f" FROM flows WHERE {where})",
+        params=params or None,
+    ).fetchall()[0]
+    totals = {"flows": int(tot[0]), "packets": int(tot[1]), "bytes": int(tot[2])}
     if keys == ["k4", "k6"]:
         if regroup:
             assert asn is not None
