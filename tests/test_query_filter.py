@@ -13,7 +13,9 @@ import json
 import os
 import socket
 import subprocess
+import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import maxminddb
@@ -21,7 +23,6 @@ import pytest
 from conftest import need_tool, shared
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_ingest_nfcapd import CAPTURES, _free_udp_port, _udp_payloads, _wait_for
 from typer.testing import CliRunner
 
 from flowpivot.cli import app
@@ -31,6 +32,34 @@ from flowpivot.schema import to_output
 from flowpivot.store import Store
 
 ASN_DB = "asn/iptoasn-asn-2026-09-16.mmdb"
+# the recorded exports test_ingest_nfcapd replays too: v5, v9 with ICMP and IPv6, IPFIX biflows
+CAPTURES = (
+    "netflow-icmp-template.pcap",
+    "netflow-icmp-data.pcap",
+    "netflow-nfv5.pcap",
+    "netflow-ipfixprobe-templates.pcap",
+    "netflow-ipfixprobe-data.pcap",
+)
+
+
+def _udp_payloads(pcap: Path) -> list[bytes]:
+    from scapy.all import UDP, rdpcap  # type: ignore[import-untyped]
+
+    return [bytes(p[UDP].payload) for p in rdpcap(str(pcap)) if UDP in p]
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_for(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
