@@ -131,6 +131,21 @@ def test_ordered_output_formats(files: dict[str, tuple[Path, Store]]) -> None:
     assert res.exit_code == 2
 
 
+def test_several_orders_of_one_statistic(files: dict[str, tuple[Path, Store]]) -> None:
+    """``-s srcport/flows/bytes`` is two tables, as nfdump prints them."""
+    path, store = files["nfcapd"]
+    res = subprocess.run(
+        [need_tool("nfdump"), "-r", str(path), "-q", "-s", "srcport/flows/bytes", "-n", "3", "-o", "csv"],
+        capture_output=True, env={**os.environ, "TZ": "UTC"}, check=True, text=True,
+    )  # fmt: skip
+    tables = [[line.split(",") for line in block.splitlines()[1:]] for block in res.stdout.strip().split("\n\n")]
+    ours = _ours(store, "srcport/flows/bytes", 3)
+    assert [r["order"] for r in ours] == ["flows"] * 3 + ["bytes"] * 3
+    for order, table, rows in (("flows", tables[0], ours[:3]), ("bytes", tables[1], ours[3:])):
+        i = 5 if order == "flows" else 9
+        assert [r[order] for r in rows] == [int(f[i]) for f in table]
+
+
 def test_a_filter_that_matches_nothing_gives_an_empty_table(files: dict[str, tuple[Path, Store]]) -> None:
     path, store = files["stratosphere"]
     assert _nfdump_stat(path, "srcip", 10, "port 1") == []

@@ -55,7 +55,7 @@ def flows(
         typer.Option(
             "--stat",
             "-s",
-            help="Top-N statistic FIELD or FIELD/ORDER as nfdump -s: srcip/bytes, dstport, proto, as ...",
+            help="Top-N statistic FIELD or FIELD/ORDER as nfdump -s: srcip/bytes, dstport, proto, ip/flows/bytes ...",
         ),
     ] = None,
     top: Annotated[int, typer.Option("--top", "-n", min=0, help="Rows per statistic (0 = all).")] = 10,
@@ -72,7 +72,7 @@ def flows(
     ] = None,
 ) -> None:
     """Print canonical flow records from the store, oldest first, or top-N statistics of them (-s)."""
-    from ..query import AsnTable, flows_filter, parse_stat, select_flows, top_n, where_sql
+    from ..query import AsnTable, flows_filter, parse_stats, select_flows, top_n, where_sql
     from ..query.output import write_line, write_stats
 
     output = output or ("line" if stat else "jsonl")
@@ -85,7 +85,7 @@ def flows(
         lo, hi = parse_time(since) if since else None, parse_time(until) if until else None
         if lo is not None and hi is not None and lo > hi:
             raise ValueError(f"--since {since} is after --until {until}")
-        specs = [parse_stat(s) for s in stat or []]
+        specs = [spec for s in stat or [] for spec in parse_stats(s)]
         asn = AsnTable.open(asn_db) if asn_db else None
         node = flows_filter(filter_expr, ip, port, asn)
         if specs:

@@ -21,7 +21,7 @@ from .asn import AsnTable
 from .ast import AddrIn, And, Const, Node, NumCmp
 from .grammar import FilterError, parse_filter
 from .sql import DUCKDB, Dialect, compile_filter, render
-from .stats import STAT_FIELDS, STAT_ORDERS, StatSpec, parse_stat, top_n
+from .stats import STAT_FIELDS, STAT_ORDERS, StatSpec, parse_stat, parse_stats, top_n
 
 __all__ = [
     "AsnTable",
@@ -35,6 +35,7 @@ __all__ = [
     "flows_filter",
     "parse_filter",
     "parse_stat",
+    "parse_stats",
     "render",
     "select_flows",
     "where_sql",

@@ -19,7 +19,7 @@ import pyarrow as pa
 from ..schema import ip_strings
 from .asn import AsnTable
 
-__all__ = ["STAT_FIELDS", "STAT_ORDERS", "StatSpec", "parse_stat", "top_n"]
+__all__ = ["STAT_FIELDS", "STAT_ORDERS", "StatSpec", "parse_stat", "parse_stats", "top_n"]
 
 #: -s names (nfdump's, plus a few plain words) -> (kind, sides)
 STAT_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -54,15 +54,24 @@ class StatSpec:
         return _TITLES[self.field]
 
 
-def parse_stat(text: str) -> StatSpec:
-    """``FIELD[/ORDER]`` (nfdump's ``-s``), e.g. ``srcip/bytes``. ValueError on an unknown one."""
-    field, _, order = text.strip().lower().partition("/")
+def parse_stats(text: str) -> list[StatSpec]:
+    """``FIELD[/ORDER[/ORDER...]]`` (nfdump's ``-s``), e.g. ``srcip/bytes`` or ``ip/flows/bytes`` (one
+    statistic per order). ValueError on an unknown field or order."""
+    field, *orders = text.strip().lower().split("/")
     if field not in STAT_FIELDS:
         raise ValueError(f"-s {text!r}: unknown statistic {field!r} (one of {', '.join(STAT_FIELDS)})")
-    order = order or "flows"
-    if order not in STAT_ORDERS:
-        raise ValueError(f"-s {text!r}: order by {' , '.join(STAT_ORDERS)}, not {order!r}")
-    return StatSpec(field, order)
+    for order in orders:
+        if order not in STAT_ORDERS:
+            raise ValueError(f"-s {text!r}: order by {', '.join(STAT_ORDERS)}, not {order!r}")
+    return [StatSpec(field, order) for order in dict.fromkeys(orders or ["flows"])]
+
+
+def parse_stat(text: str) -> StatSpec:
+    """One ``FIELD[/ORDER]``, e.g. ``srcip/bytes``. ValueError on an unknown one or on several orders."""
+    specs = parse_stats(text)
+    if len(specs) != 1:
+        raise ValueError(f"-s {text!r}: give one order")
+    return specs[0]
 
 
 def _volume(spec: StatSpec) -> str:
