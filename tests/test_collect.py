@@ -474,7 +474,8 @@ def test_junk_never_stops_it(tmp_path: Path) -> None:
 @pytest.mark.parametrize("use_recvmmsg", [True, False], ids=["recvmmsg", "recvfrom"])
 def test_reader_names_each_datagrams_exporter(use_recvmmsg: bool) -> None:
     """Datagrams from three exporter addresses, interleaved and all waiting before the first read (so
-    one recvmmsg call returns a mix): each comes back whole, in order, named by the address it came from."""
+    one recvmmsg call returns a mix): each comes back whole, in order, named by the address and
+    source port it came from."""
     rng = random.Random(11)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx:
         rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
@@ -492,22 +493,23 @@ def test_reader_names_each_datagrams_exporter(use_recvmmsg: bool) -> None:
             for k in order:
                 data = rng.randbytes(rng.choice((1, 24, 1464, 9000, 65_000)))
                 senders[k][0].sendto(data, rx.getsockname())
-                sent.append((data, senders[k][1]))
+                sent.append((data, senders[k][1], senders[k][0].getsockname()[1]))
         finally:
             for s, _ in senders:
                 s.close()
         read = _reader(rx, use_recvmmsg)
         assert isinstance(read, _MmsgReader) is use_recvmmsg
-        got: list[tuple[bytes, str]] = []
+        got: list[tuple[bytes, str, int]] = []
 
         def read_all() -> bool:
             while True:
                 try:
-                    datas, hosts = read()
+                    datas, hosts, ports = read()
                 except BlockingIOError:
                     return len(got) >= len(sent)
                 names = [hosts] * len(datas) if isinstance(hosts, str) else hosts
-                got.extend(zip(datas, names, strict=True))
+                nums = [ports] * len(datas) if isinstance(ports, int) else ports
+                got.extend(zip(datas, names, nums, strict=True))
 
         wait_for(read_all, what="every datagram")
     assert got == sent

@@ -1,0 +1,87 @@
+"""The collector's counters on disk: ``STORE/collector/stats.json`` (the whole snapshot, rewritten
+atomically) and ``STORE/collector/stats.jsonl`` (one line per window: what changed in it)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+from .rotation import iso_ms
+
+__all__ = ["StatsFiles", "stats_path", "stats_dict", "GAUGES"]
+
+# Per-exporter counters that are levels, not running totals: stats.jsonl shows their value, not a difference.
+GAUGES = frozenset({"pending"})
+
+
+def stats_path(store_root: str | os.PathLike[str]) -> Path:
+    """Where a collector writing into ``store_root`` keeps its counters."""
+    return Path(store_root) / "collector" / "stats.json"
+
+
+def stats_dict(s: Any) -> dict[str, Any]:
+    """A decoder's per-exporter counters (a dataclass, a dict or a plain object) as a dict."""
+    if dataclasses.is_dataclass(s) and not isinstance(s, type):
+        return dataclasses.asdict(s)
+    if isinstance(s, dict):
+        return dict(s)
+    return {k: v for k, v in vars(s).items() if not k.startswith("_")}
+
+
+def _counts(d: dict[str, Any]) -> dict[str, int]:
+    return {k: v for k, v in d.items() if isinstance(v, int) and not isinstance(v, bool)}
+
+
+class StatsFiles:
+    """Writes the snapshot and the per-window lines; remembers the counters at the last window's end."""
+
+    def __init__(self, directory: Path):
+        self.dir = directory
+        self._exporters_before: dict[str, dict[str, Any]] = {}
+        self._loss_before: dict[str, int] = {}
+        self._problems_before = 0
+
+    def write(
+        self,
+        snap: dict[str, Any],
+        window_start: int,
+        now_ms: int,
+        committed: list[Any],
+        final: bool,
+        exporters: dict[str, dict[str, Any]],
+    ) -> None:
+        snap["final"] = final
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.dir / f".tmp-stats-{uuid.uuid4().hex[:8]}.json"
+        tmp.write_text(json.dumps(snap, indent=2, default=str) + "\n")
+        os.replace(tmp, self.dir / "stats.json")
+        delta = {}
+        for name, cur in exporters.items():
+            before = self._exporters_before.get(name, {})
+            d = {k: v if k in GAUGES else v - before.get(k, 0) for k, v in _counts(cur).items()}
+            if any(d.values()):
+                delta[name] = d
+        self._exporters_before = exporters
+        loss = _counts(snap.get("loss", {}))
+        loss_delta = {k: v - self._loss_before.get(k, 0) for k, v in loss.items()}
+        self._loss_before = loss
+        new_problems = snap["problems"] - self._problems_before
+        self._problems_before = snap["problems"]
+        line = {
+            "window_start": iso_ms(window_start),
+            "window_end": iso_ms(now_ms),
+            "keys": [c.key for c in committed],
+            "flows_stored": sum(c.rows for c in committed),
+            "final": final,
+            "kernel_drops": snap["kernel_drops"],
+            "problems": new_problems,
+            "recent_problems": snap["recent_problems"][-new_problems:] if new_problems else [],
+            "loss": loss_delta,
+            "exporters": delta,
+        }
+        with open(self.dir / "stats.jsonl", "a") as fh:
+            fh.write(json.dumps(line) + "\n")
