@@ -22,9 +22,14 @@ __all__ = [
 DEFAULT_LISTEN = ("127.0.0.1", 2055)
 DEFAULT_ROTATE_MS = 300_000
 DEFAULT_RCVBUF = 64 << 20
-# The datagrams received and not yet decoded, counted with their Python overhead (DATAGRAM_OVERHEAD bytes each).
-DEFAULT_MAX_BACKLOG = 1 << 30
-DEFAULT_WRITE_ROWS = ROW_GROUP_ROWS
+# The memory bound docs/collector.md states (RSS, bench/collect_overload.py measures it) is the sum of:
+# the datagrams received and not yet decoded, counted with their Python overhead (DATAGRAM_OVERHEAD
+# bytes each), up to DEFAULT_MAX_BACKLOG; the decoded rows in flight (about 150 bytes a row): up
+# to DEFAULT_WRITE_ROWS gathered by the decoder, write_queue_batches of them queued per write
+# thread and one being written, and a row group (ROW_GROUP_ROWS) buffered and encoded by each
+# write thread's StoreWriter; and the interpreter with its libraries (about 100 MB).
+DEFAULT_MAX_BACKLOG = 256 << 20
+DEFAULT_WRITE_ROWS = ROW_GROUP_ROWS // 4
 
 
 def parse_listen(text: str, default_port: int = DEFAULT_LISTEN[1]) -> tuple[str, int]:
@@ -85,7 +90,7 @@ class CollectorConfig:
     expire_every_ms: int = 5_000
     drain_timeout_s: float = 30.0
     write_rows: int = DEFAULT_WRITE_ROWS
-    write_queue_batches: int = 2
+    write_queue_batches: int = 1
     writers: int = 1
     max_backlog_bytes: int = DEFAULT_MAX_BACKLOG
     use_recvmmsg: bool = True

@@ -477,10 +477,10 @@ class Collector:
             self._hand_over()
 
     def _hand_over(self) -> None:
-        """Give the decoded rows to the next write thread as one batch."""
+        """Give the decoded rows to the next write thread (as a table of the batches: no copy)."""
         if not self._pending:
             return
-        batch = self._pending[0] if len(self._pending) == 1 else pa.concat_batches(self._pending)
+        batch = self._pending[0] if len(self._pending) == 1 else pa.Table.from_batches(self._pending)
         self._pending, self._pending_rows = [], 0
         t0 = time.perf_counter()
         q = self._write_queues[self._next_writer]

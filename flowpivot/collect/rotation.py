@@ -91,7 +91,7 @@ class WindowWriter:
         if self.writer is not None:  # never left open: nothing half-written stays behind
             self.writer.abort()
 
-    def _write(self, window_start: int, batch: pa.RecordBatch) -> None:
+    def _write(self, window_start: int, batch: pa.RecordBatch | pa.Table) -> None:
         owner = self.owner
         if self.writer is None:
             self.writer = owner.store.writer(window_key(window_start), owner.window_info(window_start))
