@@ -300,8 +300,10 @@ def test_overload_is_bounded_and_counted(tmp_path: Path) -> None:
         Store(store), ("127.0.0.1", 0), decoder=dec, rcvbuf=1 << 16, max_backlog_bytes=50_000, chunk_datagrams=8
     )
     addr = c.start()
+    exporter = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # one source port: one transport session
     try:
-        send_all(dgrams, addr)
+        for d in dgrams:
+            exporter.sendto(d, addr)
         wait_for(lambda: (kernel_drops(c._sock) or 0) > 0, what="the kernel to drop")  # type: ignore[arg-type]
         wait_for(lambda: c.timing["backlog_waits"] > 0, what="the receive thread to hold back")
         assert c.alive()
@@ -310,12 +312,13 @@ def test_overload_is_bounded_and_counted(tmp_path: Path) -> None:
             lambda: udp_queue(addr[1]) == 0 and c.flows_decoded == c.datagrams_received * 30,
             what="the backlog to clear",
         )
-        send_all(marker, addr)
+        exporter.sendto(marker[0], addr)
         wait_for(
             lambda: c.flows_decoded == c.datagrams_received * 30 == 30 * (401 - (kernel_drops(c._sock) or 0)),
             what="the last datagram",
         )  # type: ignore[arg-type]
     finally:
+        exporter.close()
         dec.gate.set()
         c.stop()
     stats = read_stats(store)

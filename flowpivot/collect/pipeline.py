@@ -58,7 +58,8 @@ class Collector:
     ``expire(now_ms)`` (both returning an object with ``batch`` and ``problems``) and a ``stats``
     dict of per-exporter counters; by default a new :class:`flowpivot.decode.FlowDecoder`. A
     decoder with ``ACCEPTS_SOURCE_PORT`` true is given ``(bytes, exporter, received_ms, port)``.
-    ``clock_ms`` is the clock of rotation and of the time check (tests freeze it).
+    ``clock_ms`` is the clock of the arrival stamps (in a receive thread), of rotation and of the
+    time check (tests freeze it).
     """
 
     def __init__(
@@ -180,6 +181,8 @@ class Collector:
         if self.decoder is None:
             self.decoder = _default_decoder()
         with_port = bool(getattr(self.decoder, "ACCEPTS_SOURCE_PORT", False))
+        if hasattr(self.decoder, "time_range"):  # a decoder that checks flow times itself uses the same range
+            self.decoder.time_range = cfg.time_range
         if cfg.switch_interval_s:
             sys.setswitchinterval(cfg.switch_interval_s)
         try:
@@ -314,6 +317,7 @@ class Collector:
                     cfg.chunk_ms,
                     cfg.drain_timeout_s,
                     with_port,
+                    None if self.clock_ms is _now_ms else self.clock_ms,
                 )
         except BaseException as e:  # pragma: no cover - reported by stop()
             self.error = e
@@ -530,7 +534,8 @@ class Collector:
 
     def exporters(self) -> dict[str, dict[str, Any]]:
         """Per-exporter counters: the decoder's (datagrams, flows, malformed, lost_seq, ...) and the
-        time check's (out_of_time_range, end_before_start_repaired)."""
+        time check's (out_of_time_range, end_before_start_repaired): the collector's own check
+        added to the decoder's where the decoder checks too (its ``bad_time``)."""
         stats = getattr(self.decoder, "stats", None) or {}
         try:
             items = list(stats.items())
@@ -541,8 +546,11 @@ class Collector:
             extra = {k: dict(v) for k, v in self._exporter_counts.items()}
         for name in out.keys() | extra.keys():
             e = out.setdefault(name, {})
-            for k in TIME_COUNTERS:
-                e[k] = extra.get(name, {}).get(k, 0)
+            mine = extra.get(name, {})
+            e["out_of_time_range"] = e.get("bad_time", 0) + mine.get("out_of_time_range", 0)
+            e["end_before_start_repaired"] = e.get("end_before_start_repaired", 0) + mine.get(
+                "end_before_start_repaired", 0
+            )
         return dict(sorted(out.items()))
 
     def snapshot(self) -> dict[str, Any]:
@@ -584,13 +592,15 @@ class Collector:
             "windows_committed": self.windows_committed,
             "problems": self.problems_total,
             **counts,
+            "out_of_time_range": totals.get("out_of_time_range", 0),
+            "end_before_start_repaired": totals.get("end_before_start_repaired", 0),
             "loss": {
                 "kernel_drops": drops or 0,
                 "backlog_drops": 0,  # the backlog never drops: past its bound the receive threads pause
                 "lost_seq": totals.get("lost_seq", 0),
                 "malformed": totals.get("malformed", 0),
                 "pending_lost": totals.get("pending_lost", 0),
-                "out_of_time_range": counts["out_of_time_range"],
+                "out_of_time_range": totals.get("out_of_time_range", 0),
                 "flows_write_failed": counts["flows_write_failed"],
                 "datagrams_decode_failed": counts["datagrams_decode_failed"],
             },

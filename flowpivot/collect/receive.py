@@ -247,9 +247,11 @@ def _receive(
     chunk_ms: int,
     drain_timeout_s: float,
     with_port: bool = False,
+    clock_ms: Callable[[], int] | None = None,
 ) -> None:
     """Read datagrams until ``stopping()`` and the socket is empty; hand them on in lists via ``emit``
-    as ``(data, exporter, received_ms)`` or, ``with_port``, ``(data, exporter, received_ms, port)``."""
+    as ``(data, exporter, received_ms)`` or, ``with_port``, ``(data, exporter, received_ms, port)``.
+    ``received_ms`` is ``clock_ms()`` (by default the system clock) when the read returned."""
     now_ns = time.time_ns
     chunk_ns = chunk_ms * 1_000_000
     pending: list[tuple[Any, ...]] = []
@@ -279,7 +281,7 @@ def _receive(
                 log.debug("receive: %s", e)
                 continue
             t = now_ns()
-            ms = t // 1_000_000
+            ms = clock_ms() if clock_ms is not None else t // 1_000_000
             if not pending:
                 first_ns = t
             if isinstance(hosts, str):
