@@ -47,6 +47,25 @@ def ipfix_datagram(start_ms: int, domain: int = 1, export_s: int | None = None) 
     return out
 
 
+def udp_payloads(pcap: Path) -> list[bytes]:
+    """The UDP payloads of a classic pcap of Ethernet or Linux cooked frames carrying IPv4 (what
+    tshark shows as udp.payload; read here with struct to keep the test fast)."""
+    raw = pcap.read_bytes()
+    magic, linktype = struct.unpack_from("<I", raw)[0], struct.unpack_from("<I", raw, 20)[0]
+    assert magic == 0xA1B2C3D4 and linktype in (1, 113), (hex(magic), linktype)
+    link = 14 if linktype == 1 else 16
+    out, off = [], 24
+    while off + 16 <= len(raw):
+        incl = struct.unpack_from("<I", raw, off + 8)[0]
+        frame = raw[off + 16 : off + 16 + incl]
+        off += 16 + incl
+        ip = frame[link:]
+        if ip[0] >> 4 == 4 and ip[9] == 17:
+            udp = ip[(ip[0] & 15) * 4 :]
+            out.append(udp[8 : struct.unpack_from(">H", udp, 4)[0]])
+    return out
+
+
 def send_from(datagrams: list[bytes], addr: tuple[str, int], host: str) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind((host, 0))
@@ -322,3 +341,34 @@ def test_cli_future_slack_and_not_before(tmp_path: Path) -> None:
     assert stats["out_of_time_range"] == 2
     reasons = sorted(p["reason"] for p in stats["recent_problems"])
     assert "plus 1 h" in reasons[0] + reasons[1] and all("outside the plausible range" in r for r in reasons)
+
+
+def test_sflow_on_a_second_socket(tmp_path: Path, shared_data: Path) -> None:
+    """Real sFlow v5 (pmacct's sfprobe, shared realworld/exporters/pm-sflow.pcap) sent to a second
+    listen socket, NetFlow v5 to the first: both arrive at the one decoder and are counted per
+    exporter. Whether the sFlow samples become flows is the decoder's: without sFlow support every
+    datagram is counted unsupported; with it the samples are stored and nothing is malformed."""
+    sflow = udp_payloads(shared_data / "realworld/exporters/pm-sflow.pcap")
+    assert sflow and all(d[:4] == b"\x00\x00\x00\x05" for d in sflow)  # sFlow version 5
+    rng = random.Random(27)
+    secs = int(time.time())
+    flows = random_v5_flows(rng, 60)
+    store = tmp_path / "store"
+    with Collector(Store(store), [("127.0.0.1", 0), ("127.0.0.1", 0)], decoder=FlowDecoder()) as c:
+        (_, p1), (_, p2) = c.addresses
+        send_all(v5_datagrams(flows, secs=secs), ("127.0.0.1", p1))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.5", 0))
+            for d in sflow:
+                s.sendto(d, ("127.0.0.1", p2))
+        wait_for(lambda: c.datagrams_received == 2 + len(sflow), what="every datagram")
+    stats = read_stats(store)
+    e = stats["exporters"]["127.0.0.5"]
+    assert e["datagrams"] == len(sflow)
+    if e["unsupported"]:
+        assert e["unsupported"] == len(sflow) and e["flows"] == 0
+    else:
+        assert e["flows"] > 0 and e["malformed"] == 0
+    got = stored_v5_flows(store)
+    assert not expected_v5(flows, secs=secs) - got  # the NetFlow flows are all there
+    assert sum(got.values()) == 60 + e["flows"] - e["out_of_time_range"]
