@@ -372,3 +372,31 @@ def test_sflow_on_a_second_socket(tmp_path: Path, shared_data: Path) -> None:
     got = stored_v5_flows(store)
     assert not expected_v5(flows, secs=secs) - got  # the NetFlow flows are all there
     assert sum(got.values()) == 60 + e["flows"] - e["out_of_time_range"]
+
+
+def test_counters_that_cannot_be_written_never_stop_storing(tmp_path: Path) -> None:
+    """stats.json cannot be replaced (a directory holds its name): each window is still stored, its
+    stats.jsonl line written, and the failure counted as a problem; stop() does not fail."""
+    now = [1_800_000_000_000]
+    rng = random.Random(28)
+    first, second = random_v5_flows(rng, 60), random_v5_flows(rng, 30)
+    store = tmp_path / "store"
+    (store / "collector" / "stats.json").mkdir(parents=True)
+    (store / "collector" / "stats.json" / "keep").write_text("x")
+    c = Collector(Store(store), ("127.0.0.1", 0), rotate_ms=60_000, decoder=FlowDecoder(), clock_ms=lambda: now[0])
+    addr = c.start()
+    try:
+        send_all(v5_datagrams(first, secs=1_800_000_000), addr)
+        wait_for(lambda: c.flows_decoded == 60, what="the first window's flows")
+        now[0] += 60_000
+        wait_for(lambda: c.problems_total == 1, what="the failed counters")
+        send_all(v5_datagrams(second, seq0=60, secs=1_800_000_060), addr)
+        wait_for(lambda: c.flows_decoded == 90, what="the second window's flows")
+        assert c.alive()
+    finally:
+        c.stop()
+    expected = expected_v5(first, secs=1_800_000_000) + expected_v5(second, secs=1_800_000_060)
+    assert stored_v5_flows(store) == expected and c.flows_stored == 90
+    assert [x["flows_stored"] for x in read_stats_lines(store)] == [60, 30]
+    assert c.problems_total == 2 and all("writing stats.json failed" in p.reason for p in c.recent_problems)
+    assert not list((store / "collector").glob(".tmp-stats-*"))

@@ -518,6 +518,11 @@ class Collector:
                 self.snapshot(), order.window_start, order.now_ms, results, order.final, order.exporters
             )
 
+    def report(self, problem: Problem) -> None:
+        with self.lock:
+            self.problems_total += 1
+            self.recent_problems.append(problem)
+
     def write_failed(self, window_start: int, rows: int, error: BaseException) -> None:
         problem = write_problem(self._listen_text(), window_start, rows, error)
         log.error("%s", problem)

@@ -65,6 +65,7 @@ class Owner(Protocol):
     def window_info(self, window_start: int) -> dict[str, Any]: ...
     def window_written(self, order: CommitOrder) -> None: ...
     def write_failed(self, window_start: int, rows: int, error: BaseException) -> None: ...
+    def report(self, problem: Problem) -> None: ...
 
 
 def window_key(window_start: int) -> str:
@@ -94,7 +95,11 @@ class WindowWriter:
     def _write(self, window_start: int, batch: pa.RecordBatch | pa.Table) -> None:
         owner = self.owner
         if self.writer is None:
-            self.writer = owner.store.writer(window_key(window_start), owner.window_info(window_start))
+            try:
+                self.writer = owner.store.writer(window_key(window_start), owner.window_info(window_start))
+            except Exception as e:
+                owner.write_failed(window_start, batch.num_rows, e)
+                return
             self.window_start = window_start
         t0, c0 = time.perf_counter(), time.thread_time()
         before = self.writer.rows
@@ -123,7 +128,13 @@ class WindowWriter:
                     owner.timing["commit_s"] += time.perf_counter() - t0
                 log.debug("committed %s: %d flows", committed.key, committed.rows)
         if order.done(committed):  # the last write thread to commit this window
-            owner.window_written(order)
+            try:
+                owner.window_written(order)
+            except Exception as e:  # the window is stored; only its counters could not be written
+                log.exception("writing the counters failed")
+                owner.report(
+                    Problem("collector", f"window {iso_ms(order.window_start)}", f"writing stats.json failed: {e}")
+                )
 
     def _fail(self, error: Exception, rows: int) -> None:
         """Drop the open window file of this thread (nothing of it becomes visible), count its rows."""

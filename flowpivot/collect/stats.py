@@ -57,8 +57,13 @@ class StatsFiles:
         snap["final"] = final
         self.dir.mkdir(parents=True, exist_ok=True)
         tmp = self.dir / f".tmp-stats-{uuid.uuid4().hex[:8]}.json"
-        tmp.write_text(json.dumps(snap, indent=2, default=str) + "\n")
-        os.replace(tmp, self.dir / "stats.json")
+        failed: OSError | None = None
+        try:
+            tmp.write_text(json.dumps(snap, indent=2, default=str) + "\n")
+            os.replace(tmp, self.dir / "stats.json")
+        except OSError as e:  # the window's line is still written
+            tmp.unlink(missing_ok=True)
+            failed = e
         delta = {}
         for name, cur in exporters.items():
             before = self._exporters_before.get(name, {})
@@ -85,3 +90,5 @@ class StatsFiles:
         }
         with open(self.dir / "stats.jsonl", "a") as fh:
             fh.write(json.dumps(line) + "\n")
+        if failed is not None:
+            raise failed
