@@ -26,7 +26,7 @@ from ..store import Store
 from .config import CollectorConfig
 from .receive import DATAGRAM_OVERHEAD, Listener, _MmsgReader, _reader, _receive, _receive_process, open_socket
 from .rotation import STOP, CommitOrder, WindowWriter, iso_ms, write_problem
-from .stats import StatsFiles, stats_dict
+from .stats import StatsFiles, loss_summary, merge_exporters, totals_of
 from .timecheck import TIME_COUNTERS, check_batch_times
 
 __all__ = ["Collector"]
@@ -539,34 +539,16 @@ class Collector:
 
     def exporters(self) -> dict[str, dict[str, Any]]:
         """Per-exporter counters: the decoder's (datagrams, flows, malformed, lost_seq, ...) and the
-        time check's (out_of_time_range, end_before_start_repaired): the collector's own check
-        added to the decoder's where the decoder checks too (its ``bad_time``)."""
-        stats = getattr(self.decoder, "stats", None) or {}
-        try:
-            items = list(stats.items())
-        except RuntimeError:  # changed size while the decode thread updated it; try once more
-            items = list(stats.items())
-        out = {str(k): stats_dict(v) for k, v in items}
+        time check's (out_of_time_range, end_before_start_repaired), see :func:`.stats.merge_exporters`."""
         with self.lock:
             extra = {k: dict(v) for k, v in self._exporter_counts.items()}
-        for name in out.keys() | extra.keys():
-            e = out.setdefault(name, {})
-            mine = extra.get(name, {})
-            e["out_of_time_range"] = e.get("bad_time", 0) + mine.get("out_of_time_range", 0)
-            e["end_before_start_repaired"] = e.get("end_before_start_repaired", 0) + mine.get(
-                "end_before_start_repaired", 0
-            )
-        return dict(sorted(out.items()))
+        return merge_exporters(getattr(self.decoder, "stats", None) or {}, extra)
 
     def snapshot(self) -> dict[str, Any]:
         """Everything the live display and stats.json show."""
         now = self.clock_ms()
         exporters = self.exporters()
-        totals: dict[str, int] = {}
-        for e in exporters.values():
-            for k, v in e.items():
-                if isinstance(v, int) and not isinstance(v, bool):
-                    totals[k] = totals.get(k, 0) + v
+        totals = totals_of(exporters)
         drops = self.kernel_drops()
         with self.lock:
             recent = [p.as_dict() for p in list(self.recent_problems)[-10:]]
@@ -599,16 +581,7 @@ class Collector:
             **counts,
             "out_of_time_range": totals.get("out_of_time_range", 0),
             "end_before_start_repaired": totals.get("end_before_start_repaired", 0),
-            "loss": {
-                "kernel_drops": drops or 0,
-                "backlog_drops": 0,  # the backlog never drops: past its bound the receive threads pause
-                "lost_seq": totals.get("lost_seq", 0),
-                "malformed": totals.get("malformed", 0),
-                "pending_lost": totals.get("pending_lost", 0),
-                "out_of_time_range": totals.get("out_of_time_range", 0),
-                "flows_write_failed": counts["flows_write_failed"],
-                "datagrams_decode_failed": counts["datagrams_decode_failed"],
-            },
+            "loss": loss_summary(drops, totals, counts),
             "totals": totals,
             "exporters": exporters,
             "timing": {k: round(v, 3) if isinstance(v, float) else v for k, v in self.timing.items()},

@@ -12,7 +12,7 @@ from typing import Any
 
 from .rotation import iso_ms
 
-__all__ = ["StatsFiles", "stats_path", "stats_dict", "GAUGES"]
+__all__ = ["StatsFiles", "stats_path", "stats_dict", "merge_exporters", "totals_of", "loss_summary", "GAUGES"]
 
 # Per-exporter counters that are levels, not running totals: stats.jsonl shows their value, not a difference.
 GAUGES = frozenset({"pending"})
@@ -30,6 +30,48 @@ def stats_dict(s: Any) -> dict[str, Any]:
     if isinstance(s, dict):
         return dict(s)
     return {k: v for k, v in vars(s).items() if not k.startswith("_")}
+
+
+def merge_exporters(decoder_stats: Any, extra: dict[str, dict[str, int]]) -> dict[str, dict[str, Any]]:
+    """The decoder's per-exporter counters with the collector's time check added: its
+    ``out_of_time_range`` to the decoder's ``bad_time`` and its ``end_before_start_repaired`` to the
+    decoder's (where the decoder checks times too)."""
+    try:
+        items = list(decoder_stats.items())
+    except RuntimeError:  # changed size while the decode thread updated it; try once more
+        items = list(decoder_stats.items())
+    out = {str(k): stats_dict(v) for k, v in items}
+    for name in out.keys() | extra.keys():
+        e = out.setdefault(name, {})
+        mine = extra.get(name, {})
+        e["out_of_time_range"] = e.get("bad_time", 0) + mine.get("out_of_time_range", 0)
+        e["end_before_start_repaired"] = e.get("end_before_start_repaired", 0) + mine.get(
+            "end_before_start_repaired", 0
+        )
+    return dict(sorted(out.items()))
+
+
+def totals_of(exporters: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """The sum of each per-exporter counter."""
+    totals: dict[str, int] = {}
+    for e in exporters.values():
+        for k, v in _counts(e).items():
+            totals[k] = totals.get(k, 0) + v
+    return totals
+
+
+def loss_summary(kernel_drops: int | None, totals: dict[str, int], counts: dict[str, int]) -> dict[str, int]:
+    """Everything not stored, in one place (stats.json ``loss``)."""
+    return {
+        "kernel_drops": kernel_drops or 0,
+        "backlog_drops": 0,  # the backlog never drops: past its bound the receive threads pause
+        "lost_seq": totals.get("lost_seq", 0),
+        "malformed": totals.get("malformed", 0),
+        "pending_lost": totals.get("pending_lost", 0),
+        "out_of_time_range": totals.get("out_of_time_range", 0),
+        "flows_write_failed": counts["flows_write_failed"],
+        "datagrams_decode_failed": counts["datagrams_decode_failed"],
+    }
 
 
 def _counts(d: dict[str, Any]) -> dict[str, int]:
