@@ -300,8 +300,10 @@ def test_overload_is_bounded_and_counted(tmp_path: Path) -> None:
         Store(store), ("127.0.0.1", 0), decoder=dec, rcvbuf=1 << 16, max_backlog_bytes=50_000, chunk_datagrams=8
     )
     addr = c.start()
+    exporter = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # one source port: one transport session
     try:
-        send_all(dgrams, addr)
+        for d in dgrams:
+            exporter.sendto(d, addr)
         wait_for(lambda: (kernel_drops(c._sock) or 0) > 0, what="the kernel to drop")  # type: ignore[arg-type]
         wait_for(lambda: c.timing["backlog_waits"] > 0, what="the receive thread to hold back")
         assert c.alive()
@@ -310,17 +312,22 @@ def test_overload_is_bounded_and_counted(tmp_path: Path) -> None:
             lambda: udp_queue(addr[1]) == 0 and c.flows_decoded == c.datagrams_received * 30,
             what="the backlog to clear",
         )
-        send_all(marker, addr)
+        exporter.sendto(marker[0], addr)
         wait_for(
             lambda: c.flows_decoded == c.datagrams_received * 30 == 30 * (401 - (kernel_drops(c._sock) or 0)),
             what="the last datagram",
         )  # type: ignore[arg-type]
     finally:
+        exporter.close()
         dec.gate.set()
         c.stop()
     stats = read_stats(store)
     drops = stats["kernel_drops"]
     stored = stats["flows_stored"]
+    # the backlog never went past its bound by more than the one list that crossed it (8 datagrams,
+    # or up to 63 more from the recvmmsg call that filled it)
+    assert 50_000 < stats["timing"]["max_backlog_bytes_seen"] <= 50_000 + (8 + 63) * (len(dgrams[0]) + 160)
+    assert stats["loss"]["kernel_drops"] == drops and stats["loss"]["lost_seq"] == 30 * drops
     assert drops > 0 and stored + 30 * drops == len(flows) + 30
     assert stats["exporters"]["127.0.0.1"]["lost_seq"] == 30 * drops
     got = stored_v5_flows(store)
@@ -474,7 +481,8 @@ def test_junk_never_stops_it(tmp_path: Path) -> None:
 @pytest.mark.parametrize("use_recvmmsg", [True, False], ids=["recvmmsg", "recvfrom"])
 def test_reader_names_each_datagrams_exporter(use_recvmmsg: bool) -> None:
     """Datagrams from three exporter addresses, interleaved and all waiting before the first read (so
-    one recvmmsg call returns a mix): each comes back whole, in order, named by the address it came from."""
+    one recvmmsg call returns a mix): each comes back whole, in order, named by the address and
+    source port it came from."""
     rng = random.Random(11)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx:
         rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
@@ -492,22 +500,23 @@ def test_reader_names_each_datagrams_exporter(use_recvmmsg: bool) -> None:
             for k in order:
                 data = rng.randbytes(rng.choice((1, 24, 1464, 9000, 65_000)))
                 senders[k][0].sendto(data, rx.getsockname())
-                sent.append((data, senders[k][1]))
+                sent.append((data, senders[k][1], senders[k][0].getsockname()[1]))
         finally:
             for s, _ in senders:
                 s.close()
         read = _reader(rx, use_recvmmsg)
         assert isinstance(read, _MmsgReader) is use_recvmmsg
-        got: list[tuple[bytes, str]] = []
+        got: list[tuple[bytes, str, int]] = []
 
         def read_all() -> bool:
             while True:
                 try:
-                    datas, hosts = read()
+                    datas, hosts, ports = read()
                 except BlockingIOError:
                     return len(got) >= len(sent)
                 names = [hosts] * len(datas) if isinstance(hosts, str) else hosts
-                got.extend(zip(datas, names, strict=True))
+                nums = [ports] * len(datas) if isinstance(ports, int) else ports
+                got.extend(zip(datas, names, nums, strict=True))
 
         wait_for(read_all, what="every datagram")
     assert got == sent

@@ -13,8 +13,9 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from ..collect import DEFAULT_RCVBUF, Collector, parse_listen
-from ..store import Store, parse_duration
+from ..collect import DEFAULT_RCVBUF, Collector, CollectorConfig, parse_listen
+from ..store import Store, parse_duration, parse_time
+from ..timerange import TimeRange
 from .common import err, errors_as_exit
 
 LOG_EVERY_S = 10.0
@@ -50,7 +51,9 @@ def _log_line(snap: dict[str, Any]) -> None:
     err.print(
         f"collect {snap['listen']}: {snap['datagrams_received']:,} datagrams, {snap['flows_decoded']:,} flows "
         f"({snap['flows_stored']:,} committed), malformed {tot.get('malformed', 0):,}, "
-        f"lost to sequence gaps {tot.get('lost_seq', 0):,}, kernel drops {snap['kernel_drops']}",
+        f"lost to sequence gaps {tot.get('lost_seq', 0):,}, kernel drops {snap['kernel_drops']}, "
+        f"outside the time range {snap.get('out_of_time_range', 0):,}, "
+        f"write failures {snap.get('write_failures', 0)} ({snap.get('flows_write_failed', 0):,} flows)",
         highlight=False,
         markup=False,
     )
@@ -65,11 +68,15 @@ def _log_line(snap: dict[str, Any]) -> None:
 def collect(
     store: Annotated[Path, typer.Option("--store", "-s", help="Flow store directory.")],
     listen: Annotated[
-        str,
+        list[str] | None,
         typer.Option(
-            "--listen", "-l", help="UDP address to listen on, HOST:PORT or [V6ADDR]:PORT (port 0: any free port)."
+            "--listen",
+            "-l",
+            metavar="HOST:PORT",
+            help="UDP address to listen on, HOST:PORT or [V6ADDR]:PORT (port 0: any free port). Repeat it for "
+            "several sockets, e.g. 2055 for NetFlow/IPFIX and 6343 for sFlow (default 127.0.0.1:2055).",
         ),
-    ] = "127.0.0.1:2055",
+    ] = None,
     rotate: Annotated[
         str, typer.Option("--rotate", help="Commit a window to the store this often (e.g. 5m, 30s, 1h).")
     ] = "5m",
@@ -79,15 +86,45 @@ def collect(
     writers: Annotated[
         int, typer.Option("--writers", min=1, max=16, help="Write threads (each writes its own file per window).")
     ] = 1,
+    not_before: Annotated[
+        str | None,
+        typer.Option(
+            "--not-before", metavar="TIME", help="Store no flow that starts or ends before this (default 1970-01-01)."
+        ),
+    ] = None,
+    not_after: Annotated[
+        str | None,
+        typer.Option(
+            "--not-after",
+            metavar="TIME",
+            help="Store no flow that starts or ends after this (default: arrival plus --future-slack).",
+        ),
+    ] = None,
+    future_slack: Annotated[
+        str,
+        typer.Option(
+            "--future-slack",
+            metavar="DURATION",
+            help="How far ahead of the collector's clock a flow time may be (an exporter's clock running fast).",
+        ),
+    ] = "1d",
 ) -> None:
-    """Receive NetFlow v5, v9 and IPFIX over UDP into the store until SIGTERM or Ctrl-C.
+    """Receive NetFlow v5, v9, IPFIX and sFlow over UDP into the store until SIGTERM or Ctrl-C.
 
-    Each rotation window is committed to the store as one file per day. On SIGTERM or SIGINT the collector drains what the kernel buffered, commits it and exits 0. Counters per exporter are shown live on stderr and written to STORE/collector/stats.json and stats.jsonl.
+    Flows dated before 1970 (or --not-before) or more than a day (--future-slack) after their arrival are counted and reported, never stored. Each rotation window is committed to the store as one file per day. On SIGTERM or SIGINT the collector drains what the kernel buffered, commits it and exits 0. Counters per exporter are shown live on stderr and written to STORE/collector/stats.json and stats.jsonl.
     """
     with errors_as_exit():
-        host, port = parse_listen(listen)
+        addrs = [parse_listen(x) for x in (listen or ["127.0.0.1:2055"])]
         rotate_ms = parse_duration(rotate)
-        collector = Collector(Store(store), (host, port), rotate_ms=rotate_ms, rcvbuf=rcvbuf, writers=writers)
+        time_range = TimeRange(
+            earliest_ms=parse_time(not_before) if not_before else 0,
+            latest_ms=parse_time(not_after) if not_after else None,
+            slack_ms=parse_duration(future_slack),
+        )
+        config = CollectorConfig(
+            listen=tuple(addrs), rotate_ms=rotate_ms, rcvbuf=rcvbuf, writers=writers, time_range=time_range
+        )
+        collector = Collector(Store(store), config=config)
         stop = threading.Event()
 
         def _on_signal(signum: int, _frame: Any) -> None:
@@ -95,15 +132,16 @@ def collect(
 
         signal.signal(signal.SIGTERM, _on_signal)
         signal.signal(signal.SIGINT, _on_signal)
-        addr = collector.start()
-        h, p = addr
-        shown = f"[{h}]:{p}" if ":" in h else f"{h}:{p}"
-        err.print(
-            f"listening on {shown} (UDP), receive buffer {_size(collector.rcvbuf_effective)} "
-            f"(asked {_size(rcvbuf)}), rotating every {rotate}, writing to {store}",
-            highlight=False,
-            markup=False,
-        )
+        collector.start()
+        for sock in collector.snapshot()["sockets"]:
+            h, _, p = sock["listen"].rpartition(":")
+            shown = f"[{h}]:{p}" if ":" in h else f"{h}:{p}"
+            err.print(
+                f"listening on {shown} (UDP), receive buffer {_size(sock['rcvbuf_effective'])} "
+                f"(asked {_size(rcvbuf)}), rotating every {rotate}, writing to {store}",
+                highlight=False,
+                markup=False,
+            )
         if collector.rcvbuf_effective is not None and collector.rcvbuf_effective < rcvbuf:
             err.print(
                 "  the kernel capped the receive buffer: raise net.core.rmem_max (sysctl) or run with CAP_NET_ADMIN",
