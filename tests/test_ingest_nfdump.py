@@ -191,3 +191,43 @@ def test_nfdump_csv_with_garbage_lines(tmp_path: Path) -> None:
     assert rep.bad == 2
     assert [p.where for p in rep.problems] == ["line 11", "line 22"]
     assert n == len(rows) - 1
+
+
+def _summary_flows(path: Path) -> int:
+    """nfdump's own file summary (``-I``): the flow count nfcapd wrote when it closed the file."""
+    res = subprocess.run([need_tool("nfdump"), "-r", str(path), "-I"], capture_output=True, env=_env(), check=True)
+    [line] = [ln for ln in res.stdout.decode().splitlines() if ln.startswith("Flows:")]
+    return int(line.split(":")[1])
+
+
+def _csv_flows(path: Path) -> int:
+    """How many flows ``nfdump -q -o csv`` prints (a second oracle, another printer than the reader's)."""
+    res = subprocess.run([need_tool("nfdump"), "-r", str(path), "-q", "-o", "csv"], capture_output=True, env=_env())
+    return sum(1 for ln in res.stdout.decode().splitlines() if ln.count(",") > 10)
+
+
+def test_damaged_block_header_is_compared_with_the_files_summary(tmp_path: Path) -> None:
+    """A block header whose record count lies: nfdump prints a few flows and says nothing on stderr."""
+    data = bytearray(shared(NFDUMP_FILE).read_bytes())
+    # layout 1 (nfdump's nffileV1.h): file header 140 bytes, stat record 136, then the first data
+    # block header: NumRecords (uint32), size (uint32), id (uint16), flags (uint16)
+    magic, version = struct.unpack_from("<HH", data, 0)
+    assert (magic, version) == (0xA50C, 1)
+    records, size, _, _ = struct.unpack_from("<IIHH", data, 276)
+    assert records >= 4593 and 276 + 12 + size <= len(data)
+    struct.pack_into("<I", data, 276, 10)
+    damaged = tmp_path / "damaged.nfdump"
+    damaged.write_bytes(data)
+    in_summary, printed = _summary_flows(damaged), _csv_flows(damaged)
+    assert in_summary == 4593 and 0 < printed < 10
+    store = Store(tmp_path / "s")
+    [rep] = ingest_paths([damaged], store)
+    assert (rep.status, rep.records) == ("ingested", printed)
+    assert rep.records + rep.bad == in_summary
+    [p] = rep.problems
+    assert p.where == "whole file"
+    assert f"counts {in_summary:,}" in p.reason and f"read {printed:,}" in p.reason
+    assert store.stats()["flows"] == printed
+    # the undamaged file: no such problem, and the two oracles agree with the reader
+    [ok] = ingest_paths([shared(NFDUMP_FILE)], Store(tmp_path / "t"))
+    assert (ok.records, ok.bad) == (_summary_flows(shared(NFDUMP_FILE)), 0) == (_csv_flows(shared(NFDUMP_FILE)), 0)
