@@ -192,3 +192,25 @@ def test_gzipped_csv_cut_short(tmp_path: Path) -> None:
     [rep] = ingest_paths([path], Store(tmp_path / "s"))
     assert (rep.status, rep.records, rep.bad) == ("ingested", complete, 1), (rep.error, rep.problems)
     assert rep.problems[0].where == f"line {complete + 2}" and "cut short" in rep.problems[0].reason
+
+
+def test_gzip_members_and_damaged_gzip_data(tmp_path: Path) -> None:
+    rows = [f"{1714564800 + i},{1714564801 + i},10.0.{i // 256}.{i % 256},10.9.9.9" for i in range(60000)]
+    head = "start,end,src_addr,dst_addr\n"
+    a = gzip.compress((head + "\n".join(rows[:30000]) + "\n").encode())
+    b = gzip.compress(("\n".join(rows[30000:]) + "\n").encode())
+    both = tmp_path / "members.csv.gz"
+    both.write_bytes(a + b)  # cat a.gz b.gz: Python's gzip reads both members too
+    assert gzip.decompress(both.read_bytes()).count(b"\n") == 60001
+    [rep] = ingest_paths([both], Store(tmp_path / "s"))
+    assert (rep.status, rep.records, rep.bad) == ("ingested", 60000, 0), rep.problems
+    # damage in the second member: the first member's lines are all kept, one problem says where
+    raw = bytearray(a + b)
+    mid = len(a) + len(b) // 2
+    raw[mid : mid + 64] = bytes(64)
+    damaged = tmp_path / "damaged.csv.gz"
+    damaged.write_bytes(raw)
+    [rep] = ingest_paths([damaged], Store(tmp_path / "t"))
+    assert rep.status == "ingested" and 30000 <= rep.records < 60000
+    [p] = rep.problems
+    assert p.where == f"line {rep.records + 2}" and "damaged" in p.reason

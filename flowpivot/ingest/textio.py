@@ -76,24 +76,20 @@ class _Gunzip(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def _cut(self, why: str) -> None:
+    def _cut(self, why: str, at: str) -> None:
         line = self.lines + self.out.count(b"\n") + 1
-        if self.held:
-            where, what = f"line {line}", "this partial line is dropped"
-        else:
-            where, what = f"line {line}", "nothing of this line was in the file"
-        self.report.problem(
-            where, f"{why} at compressed byte {self.offset:,}: {what}; the {line - 1:,} line(s) before it are kept"
-        )
+        what = "this partial line is dropped" if self.held else "nothing of this line was in the file"
+        self.report.problem(f"line {line}", f"{why} {at}: {what}; the {line - 1:,} line(s) before it are kept")
         self.held = b""
         self.done = True
 
     def _feed(self, data: bytes) -> None:
+        span = f"in compressed bytes {self.offset - len(data):,}..{self.offset:,}"
         while data:
             try:
                 text = self.d.decompress(data)
             except zlib.error as e:
-                self._cut(f"the gzip data is damaged ({e})")
+                self._cut(f"the gzip data is damaged ({e})", span)
                 return
             self.member_started = True
             if text:
@@ -109,7 +105,7 @@ class _Gunzip(io.RawIOBase):
                 self.d = zlib.decompressobj(31)
                 return
             if rest[:2] != b"\x1f\x8b":
-                self._cut("bytes that are not gzip follow the compressed data")
+                self._cut("bytes that are not gzip follow the compressed data", span)
                 return
             self.d = zlib.decompressobj(31)
             self.member_started = False
@@ -121,7 +117,10 @@ class _Gunzip(io.RawIOBase):
             self.report.advance(len(block))
             if not block:
                 if self.member_started and not self.d.eof:
-                    self._cut("the gzip data ends without its end-of-stream marker (file cut short)")
+                    self._cut(
+                        "the gzip data ends without its end-of-stream marker (file cut short)",
+                        f"at compressed byte {self.offset:,} (the end of the file)",
+                    )
                 else:
                     self.out, self.held = self.out + self.held, b""
                     self.done = True
