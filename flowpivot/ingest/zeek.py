@@ -197,7 +197,6 @@ def _zeek_batch(t: pa.Table, where: np.ndarray, report: ReadReport, where_word: 
     return batch if keep.all() else batch.filter(pa.array(keep))
 
 
-_HEADER_LINE = re.compile(rb"(?m)^[ \t]*#[^\n]*\n")
 _LEADING_TAB = re.compile(rb"(?m)^\t+")
 
 
@@ -312,21 +311,33 @@ def read_zeek(path: Path, report: ReadReport) -> Iterator[pa.RecordBatch]:
 
 
 def _segments(data: bytes, first_line: int) -> Iterator[tuple[bytes, int, bool]]:
-    """Split whole lines into runs of data lines and runs of '#' lines: (bytes, first line, is header)."""
-    if b"#" not in data:
+    """Split whole lines into runs of data lines and runs of '#' lines: (bytes, first line, is header).
+
+    A header line starts with '#' after optional spaces or TABs; a '#' inside a value does not
+    count. Only the (rare) '#' characters are looked at, so a chunk without any costs one scan.
+    """
+    headers: list[tuple[int, int]] = []
+    pos = data.find(b"#")
+    while pos >= 0:
+        start = data.rfind(b"\n", 0, pos) + 1
+        end = data.find(b"\n", pos) + 1 or len(data)
+        if not data[start:pos].strip(b" \t"):
+            headers.append((start, end))
+        pos = data.find(b"#", end)
+    if not headers:
         yield data, first_line, False
         return
-    pos, line = 0, first_line
-    for m in _HEADER_LINE.finditer(data):
-        if m.start() > pos:
-            seg = data[pos : m.start()]
+    done, line = 0, first_line
+    for start, end in headers:
+        if start > done:
+            seg = data[done:start]
             yield seg, line, False
             line += seg.count(b"\n")
-        yield m.group(0), line, True
+        yield data[start:end], line, True
         line += 1
-        pos = m.end()
-    if pos < len(data):
-        yield data[pos:], line, False
+        done = end
+    if done < len(data):
+        yield data[done:], line, False
 
 
 def _tsv_segment(
