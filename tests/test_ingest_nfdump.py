@@ -231,3 +231,16 @@ def test_damaged_block_header_is_compared_with_the_files_summary(tmp_path: Path)
     # the undamaged file: no such problem, and the two oracles agree with the reader
     [ok] = ingest_paths([shared(NFDUMP_FILE)], Store(tmp_path / "t"))
     assert (ok.records, ok.bad) == (_summary_flows(shared(NFDUMP_FILE)), 0) == (_csv_flows(shared(NFDUMP_FILE)), 0)
+
+
+def test_an_nfdump_file_without_flows_says_so(tmp_path: Path) -> None:
+    """nfdump itself writes a file of no flows (a filter that matches none): 0 flows, and why."""
+    empty = tmp_path / "nfcapd.empty"
+    subprocess.run(
+        [need_tool("nfdump"), "-r", str(shared(NFDUMP_FILE)), "-w", str(empty), "proto icmp"],
+        check=True, capture_output=True, env=_env(),
+    )  # fmt: skip
+    assert _summary_flows(empty) == 0
+    [rep] = ingest_paths([empty], Store(tmp_path / "s"))
+    assert (rep.status, rep.records, rep.bad) == ("ingested", 0, 0)
+    assert [(p.where, p.reason) for p in rep.problems] == [("whole file", "no flows: the file holds no flow records")]

@@ -46,6 +46,7 @@ from .columns import (
     parse_times_checked,
     parse_uint,
 )
+from .textio import explain_empty
 
 __all__ = [
     "read_nfdump",
@@ -448,6 +449,8 @@ def read_nfdump(path: Path, report: ReadReport) -> Iterator[pa.RecordBatch]:
     if proc.returncode not in (0, None) and report.records == 0:
         raise InputError(f"{path}: nfdump exited with status {proc.returncode}")
     _compare_with_summary(report, expected, rejected)
+    if not report.problems:
+        explain_empty(report, rejected, "flow record")
 
 
 def _compare_with_summary(report: ReadReport, expected: int | None, rejected: int) -> None:
