@@ -184,3 +184,11 @@ def test_real_ra_output_reads_like_the_same_records_in_epoch_seconds(tmp_path: P
         assert (rep.records, rep.bad) == (len(rows), 0), rep.problems[:3]
         assert rep.counters["Argus management records (not flows) skipped"] >= 1
         assert got == want
+    # ra's default time format is a time of day without the date: no flow, and the problems say why
+    res = subprocess.run([ra, "-r", str(rec), "-n", "-c", ","], capture_output=True, env=env, check=True)
+    plain = tmp_path / "plain.csv"
+    plain.write_bytes(res.stdout)
+    rep = ReadReport(str(plain))
+    assert sum(b.num_rows for b in read_binetflow(plain, rep)) == 0
+    assert rep.bad == len(rows) and "RA_TIME_FORMAT" in rep.problems[0].reason
+    assert rep.problems[-1].where == "whole file" and f"all {len(rows)}" in rep.problems[-1].reason

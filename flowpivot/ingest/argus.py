@@ -62,6 +62,8 @@ PROTOCOLS = {
 }  # fmt: skip
 
 _DELIMITERS = (",", "\t", ";", "|")
+#: ra prints a time of day alone unless RA_TIME_FORMAT has a date; -u prints epoch seconds.
+NOT_A_TIME = "not a date and time (for ra output, print dates with RA_TIME_FORMAT or epoch seconds with -u)"
 _NEEDED = ("starttime", "srcaddr", "dstaddr")
 
 
@@ -117,7 +119,6 @@ def _times_us(col: pa.Array, tz: str) -> tuple[pa.Array, np.ndarray, np.ndarray]
     )
     t = pc.replace_substring_regex(s, r"^(\d{4,})[/-](\d\d)[/-](\d\d)[ T]", r"\1-\2-\3T")
     t = pc.if_else(pa.array(numeric), pa.scalar(None, pa.string()), t)
-    bad = valid & ~numeric
     out = np.zeros(n, dtype=bool)
     us = np.zeros(n, dtype=np.int64)
     try:
@@ -178,12 +179,12 @@ def _batch(t: pa.Table, lines: np.ndarray, report: ReadReport, tz: str) -> pa.Re
     assert start is not None
     start_us, bad, out = _times_us(start, tz)
     check.flag(out, "StartTime", start, OUT_OF_RANGE)
-    check.flag(bad | ~_np_bool(pc.is_valid(start_us)), "StartTime", start, "not a date and time")
+    check.flag(bad | ~_np_bool(pc.is_valid(start_us)), "StartTime", start, NOT_A_TIME)
     end_us = start_us
     last, dur = col("lasttime"), col("dur")
     if last is not None:
         end_us, bad, out = _times_us(last, tz)
-        check.flag(bad | out, "LastTime", last, "not a date and time")
+        check.flag(bad | out, "LastTime", last, NOT_A_TIME)
         end_us = pc.coalesce(end_us, start_us)
     elif dur is not None:
         d_us, bad, out = parse_decimal_usec_checked(dur)
