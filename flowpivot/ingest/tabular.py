@@ -124,6 +124,31 @@ def canonical_batch(table: pa.Table, where: np.ndarray, report: ReadReport, wher
     return batch
 
 
+def _drop_bad_text(table: pa.Table, where: np.ndarray, report: ReadReport, word: str) -> tuple[pa.Table, np.ndarray]:
+    """Rows whose string values are not UTF-8 (Parquet does not check it) are reported and dropped."""
+    bad = np.zeros(table.num_rows, dtype=bool)
+    for name in table.column_names:
+        col = _col(table, name)
+        if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+            continue
+        try:
+            col.validate(full=True)
+            continue
+        except pa.ArrowInvalid:
+            pass
+        for i, v in enumerate(col.cast(pa.binary() if pa.types.is_string(col.type) else pa.large_binary()).to_pylist()):
+            if v is None or bad[i]:
+                continue
+            try:
+                v.decode("utf-8")
+            except UnicodeDecodeError as e:
+                bad[i] = True
+                report.problem(f"{word} {int(where[i])}", f"{name}: not UTF-8 text ({e.reason} at byte {e.start})")
+    if not bad.any():
+        return table, where
+    return table.filter(pa.array(~bad)), where[~bad]
+
+
 def _ip6_bytes(col: pa.Array) -> tuple[pa.Array, np.ndarray]:
     """A binary column of IPv6 addresses -> binary(16); a value of another length is flagged."""
     if col.type == IP6:
@@ -210,6 +235,7 @@ def read_parquet(path: Path, report: ReadReport) -> Iterator[pa.RecordBatch]:
                 t = pa.Table.from_batches([b])
                 where = np.arange(row, row + b.num_rows, dtype=np.int64)
                 row += b.num_rows
+                t, where = _drop_bad_text(t, where, report, f"row group {g} row")
                 batch = canonical_batch(t, where, report, f"row group {g} row")
                 report.records += batch.num_rows
                 report.advance(int(size * b.num_rows / total))

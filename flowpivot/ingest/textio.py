@@ -219,6 +219,11 @@ def csv_chunk(
             )
         return "skip"
 
+    if not _is_utf8(data):
+        # pyarrow decodes a row it cannot split as UTF-8 before the handler sees it, and loses the
+        # error in its callback: text that is not UTF-8 goes line by line, where each bad line is named
+        t, lines = _csv_lines(data, first_line, names, report, delimiter, quoting, skip_line)
+        return t.select(keep), lines
     try:
         table = pacsv.read_csv(
             io.BytesIO(data),
@@ -253,6 +258,16 @@ def csv_chunk(
         mask[np.asarray(invalid, dtype=np.int64)] = False
         nonblank = nonblank[mask]
     return table, nonblank
+
+
+def _is_utf8(data: bytes) -> bool:
+    if data.isascii():
+        return True
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _csv_lines(
