@@ -244,3 +244,23 @@ def test_an_nfdump_file_without_flows_says_so(tmp_path: Path) -> None:
     [rep] = ingest_paths([empty], Store(tmp_path / "s"))
     assert (rep.status, rep.records, rep.bad) == ("ingested", 0, 0)
     assert [(p.where, p.reason) for p in rep.problems] == [("whole file", "no flows: the file holds no flow records")]
+
+
+def test_a_record_of_unknown_type_is_skipped_and_counted_once(tmp_path: Path) -> None:
+    """nfdump skips a record whose type is damaged, says so on stderr, and reads on."""
+    data = bytearray(shared(NFDUMP_FILE).read_bytes())
+    # the first block's records start after its 12-byte header (offset 276 + 12): type, size (uint16)
+    off, flows = 288, 0
+    while flows < 100:
+        rtype, size = struct.unpack_from("<HH", data, off)
+        assert size > 0
+        flows += rtype == 10  # nfdump 1.7's flow record (V3)
+        off += size if flows < 100 else 0
+    struct.pack_into("<H", data, off, 0x4D0A)
+    damaged = tmp_path / "record.nfdump"
+    damaged.write_bytes(data)
+    in_summary, printed = _summary_flows(damaged), _csv_flows(damaged)
+    assert (in_summary, printed) == (4593, 4592)
+    [rep] = ingest_paths([damaged], Store(tmp_path / "s"))
+    assert (rep.status, rep.records, rep.bad) == ("ingested", printed, in_summary - printed), rep.problems
+    assert "unknown record type" in rep.problems[0].reason and rep.problems[1].where == "whole file"

@@ -445,7 +445,7 @@ def read_nfdump(path: Path, report: ReadReport) -> Iterator[pa.RecordBatch]:
         where = f"after record {report.records + report.bad}"
         if report.records == 0 and not report.bad:
             raise InputError(f"{path}: nfdump could not read any flow from it: {'; '.join(distinct[:3])}")
-        report.problem(where, "nfdump: " + "; ".join(distinct[:5]) + " (the rest of the file was not readable)")
+        report.problem(where, "nfdump: " + "; ".join(distinct[:5]) + " (what nfdump could read is kept)")
     if proc.returncode not in (0, None) and report.records == 0:
         raise InputError(f"{path}: nfdump exited with status {proc.returncode}")
     _compare_with_summary(report, expected, rejected)
@@ -471,8 +471,8 @@ def _compare_with_summary(report: ReadReport, expected: int | None, rejected: in
             f"nfdump read {read:,} flow(s) but the file's summary (nfdump -I) counts {expected:,}: {lost:,} flow(s) "
             "were not readable (a damaged block header or data block); the flows read are kept",
         )
-        # bad = the records rejected + the flows lost (nfdump's own message, if any, is one of them)
-        report.bad = rejected + max(lost, report.bad - rejected)
+        # bad counts records: the ones rejected and the ones lost (nfdump's message, if any, was about them)
+        report.bad = rejected + lost
     elif read > expected:
         report.count("flows beyond the count in the file's summary", read - expected)
 
