@@ -10,7 +10,9 @@ nfcapd multiplies the packets and bytes of a sampled flow by the sampling rate; 
 counts as exported, so they are divided back and the rate goes to ``sampling_rate``.
 
 nfdump reports a damaged file on stderr and still exits 0; that text becomes a problem, and the
-flows it printed before the damage are kept.
+flows it printed before the damage are kept. A damaged block header makes it skip flows without a
+word, so the flows read are compared with the count of the file's own summary (``nfdump -I``):
+the flows it counts and nfdump did not read are counted as bad, with one problem.
 """
 
 from __future__ import annotations
