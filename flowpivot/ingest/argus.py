@@ -168,6 +168,7 @@ def _batch(t: pa.Table, lines: np.ndarray, report: ReadReport, tz: str) -> pa.Re
     check = RowChecker(n, lines)
     have = set(t.column_names)
     cols: dict[str, pa.Array] = {}
+    notes: dict[str, np.ndarray] = {}  # counters, counted at the end among the rows kept
 
     def col(name: str) -> pa.Array | None:
         if name not in have:
@@ -207,8 +208,7 @@ def _batch(t: pa.Table, lines: np.ndarray, report: ReadReport, tz: str) -> pa.Re
     proto = _protocols(proto_raw) if proto_raw is not None else pa.nulls(n, pa.uint8())
     if proto_raw is not None:
         unknown = _np_bool(pc.is_valid(nullify(proto_raw))) & ~_np_bool(pc.is_valid(proto))
-        if unknown.any():
-            report.count("records of a protocol without a number (arp, ...; kept, protocol null)", int(unknown.sum()))
+        notes["records of a protocol without a number (arp, ...; kept, protocol null)"] = unknown
     v6 = _np_bool(pc.is_valid(cols["src_addr_v6"]))
     cols["protocol"] = pc.if_else(pa.array(v6 & _np_bool(pc.equal(proto, 1))), pa.scalar(58, pa.uint8()), proto)
     is_icmp = _np_bool(pc.is_in(cols["protocol"], value_set=pa.array([1, 58], pa.uint8())))
@@ -243,21 +243,21 @@ def _batch(t: pa.Table, lines: np.ndarray, report: ReadReport, tz: str) -> pa.Re
     if state is not None:
         sf, df, flagged = state_flags(state)
         tcp = _np_bool(pc.equal(cols["protocol"], 6))
-        if (tcp & ~flagged & _np_bool(pc.is_valid(nullify(state)))).any():
-            report.count("TCP records whose State names no flags (flags null)", int((tcp & ~flagged).sum()))
+        notes["TCP records whose State names no flags (flags null)"] = tcp & ~flagged
         none16 = pa.scalar(None, pa.uint16())
         cols["tcp_flags"] = pc.if_else(pa.array(tcp), pc.if_else(pa.array(flagged), sf, none16), 0)
         cols["rev_tcp_flags"] = pc.if_else(pa.array(tcp), pc.if_else(pa.array(flagged), df, none16), 0)
 
-    _counts(cols, uint, check, report, n)
+    _counts(cols, uint, check, notes, n)
     label = col("label")
     if label is not None:
-        labelled = int(pc.sum(pc.is_valid(nullify(label))).as_py() or 0)
-        if labelled:
-            report.count("labels dropped (the flow schema has no place for them)", labelled)
+        notes["labels dropped (the flow schema has no place for them)"] = _np_bool(pc.is_valid(nullify(label)))
     cols["sampling_rate"] = pa.array(np.ones(n, dtype=np.uint32))
     cols["exporter"] = pa.array(np.full(n, ARGUS_EXPORTER, dtype=object), pa.string())
     keep = check.report_to(report)
+    for name, mask in notes.items():  # counted among the records kept
+        if k := int((mask & keep).sum()):
+            report.count(name, k)
     batch = conform(cols, n)
     return batch if keep.all() else batch.filter(pa.array(keep))
 
@@ -266,7 +266,7 @@ def _counts(
     cols: dict[str, pa.Array],
     get: Callable[[str, pa.DataType], pa.Array | None],
     check: RowChecker,
-    report: ReadReport,
+    notes: dict[str, np.ndarray],
     n: int,
 ) -> None:
     """Packets and bytes per direction from whichever of the Tot/Src/Dst columns the file has."""
@@ -292,11 +292,10 @@ def _counts(
             one_way = pc.fill_null(pc.equal(dst_b, 0), False)
             src_p = pc.if_else(one_way, tot_p, pa.scalar(None, u64))
             dst_p = pc.if_else(one_way, pa.scalar(0, u64), pa.scalar(None, u64))
-            unsplit = n - int(pc.sum(one_way.cast(pa.int64())).as_py() or 0)
+            unsplit = ~_np_bool(one_way)
         else:
-            unsplit = n
-        if unsplit:
-            report.count("records whose packets cannot be split by direction (no SrcPkts; packets null)", unsplit)
+            unsplit = np.ones(n, dtype=bool)
+        notes["records whose packets cannot be split by direction (no SrcPkts; packets null)"] = unsplit
     for name, arr in (("packets", src_p), ("bytes", src_b), ("rev_packets", dst_p), ("rev_bytes", dst_b)):
         if arr is not None:
             cols[name] = arr
