@@ -217,3 +217,25 @@ def test_a_log_without_data_lines_says_so(tmp_path: Path) -> None:
     assert rep.records == 0 and rep.bad == 2
     assert rep.problems[-1].where == "whole file" and "all 2" in rep.problems[-1].reason
     assert lines  # the real log is not empty: the header above is its own
+
+
+def test_unset_and_empty_field_as_the_header_names_them(tmp_path: Path) -> None:
+    """A site that sets LogAscii::unset_field = "NULL" (and empty_field): read as the default log."""
+    text = shared(CONN).read_text()
+    assert "#unset_field\t-\n" in text and "#empty_field\t(empty)\n" in text
+    lines = []
+    for line in text.splitlines():
+        if line.startswith("#unset_field"):
+            line = "#unset_field\tNULL"
+        elif line.startswith("#empty_field"):
+            line = "#empty_field\tEMPTY"
+        elif not line.startswith("#"):
+            line = "\t".join("NULL" if f == "-" else "EMPTY" if f == "(empty)" else f for f in line.split("\t"))
+        lines.append(line)
+    path = tmp_path / "conn.log"
+    path.write_text("\n".join(lines) + "\n")
+    assert "\t-\t" not in path.read_text().split("#fields")[1]
+    plain, _ = _read(shared(CONN))
+    table, rep = _read(path)
+    assert (rep.records, rep.bad) == (766, 0), rep.problems[:3]
+    assert table.equals(plain)

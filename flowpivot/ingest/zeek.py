@@ -84,7 +84,13 @@ def _floor_ms(us: pa.Array) -> pa.Array:
     return pa.array(np.floor_divide(v, 1000), pa.int64(), mask=~_np_bool(pc.is_valid(us)))
 
 
-def _zeek_batch(t: pa.Table, where: np.ndarray, report: ReadReport, where_word: str = "line") -> pa.RecordBatch:
+def _zeek_batch(
+    t: pa.Table,
+    where: np.ndarray,
+    report: ReadReport,
+    where_word: str = "line",
+    unset: tuple[str, ...] = ("", "-", "(empty)"),
+) -> pa.RecordBatch:
     """Columns named as in conn.log (strings from TSV, typed from JSON) -> a store batch."""
     n = t.num_rows
     check = RowChecker(n, where, where_word)
@@ -96,7 +102,7 @@ def _zeek_batch(t: pa.Table, where: np.ndarray, report: ReadReport, where_word: 
         c = t.column(name)
         c = c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c
         if pa.types.is_string(c.type) or pa.types.is_large_string(c.type):
-            c = nullify(c, ("", "-", "(empty)"))
+            c = nullify(c, unset)
         return c
 
     cols: dict[str, pa.Array] = {}
@@ -231,6 +237,7 @@ class _Layout:
     names: list[str]
     used: list[str]
     skip_why: str = ""  # non-empty: the lines under this header are not conn.log lines
+    unset: tuple[str, ...] = ("", "-", "(empty)")  # #unset_field, #empty_field: null
 
 
 def _layout(meta: dict[str, str]) -> _Layout:
@@ -242,7 +249,8 @@ def _layout(meta: dict[str, str]) -> _Layout:
         why = f"a Zeek {meta['path']} log, not conn.log"
     elif missing:
         why = f"#fields has no {', '.join(missing)}"
-    return _Layout(sep, names, [c for c in names if c in USED], why)
+    unset = ("", meta.get("unset_field", "-"), meta.get("empty_field", "(empty)"))
+    return _Layout(sep, names, [c for c in names if c in USED], why, unset)
 
 
 def _header(fh: io.BufferedReader, path: Path) -> tuple[dict[str, str], int]:
@@ -354,7 +362,7 @@ def _tsv_segment(
     n_lines = table.num_rows + report.bad - bad_before
     if not table.num_rows:
         return None, n_lines
-    return _zeek_batch(table, lines, report), n_lines
+    return _zeek_batch(table, lines, report, unset=layout.unset), n_lines
 
 
 def _read_json(fh: io.BufferedReader, path: Path, report: ReadReport) -> Iterator[pa.RecordBatch]:
