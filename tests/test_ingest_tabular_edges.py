@@ -214,3 +214,13 @@ def test_gzip_members_and_damaged_gzip_data(tmp_path: Path) -> None:
     assert rep.status == "ingested" and 30000 <= rep.records < 60000
     [p] = rep.problems
     assert p.where == f"line {rep.records + 2}" and "damaged" in p.reason
+
+
+def test_gzip_with_zero_padding_after_it(tmp_path: Path) -> None:
+    """Zeros after the last member (a preallocated or tape-blocked file) are no damage."""
+    text = "start,end,src_addr,dst_addr\n" + "".join(f"{1714564800 + i},{1714564801 + i},10.0.0.1,10.0.0.2\n"
+                                                   for i in range(1000))  # fmt: skip
+    path = tmp_path / "padded.csv.gz"
+    path.write_bytes(gzip.compress(text.encode()) + bytes(600_000))
+    [rep] = ingest_paths([path], Store(tmp_path / "s"))
+    assert (rep.status, rep.records, rep.bad, rep.problems) == ("ingested", 1000, 0, [])

@@ -85,6 +85,8 @@ class _Gunzip(io.RawIOBase):
 
     def _feed(self, data: bytes) -> None:
         span = f"in compressed bytes {self.offset - len(data):,}..{self.offset:,}"
+        if not self.member_started and not data.strip(b"\0"):
+            return  # zero padding after the last member (tape blocks, preallocated files)
         while data:
             try:
                 text = self.d.decompress(data)
