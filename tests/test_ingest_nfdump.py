@@ -191,3 +191,76 @@ def test_nfdump_csv_with_garbage_lines(tmp_path: Path) -> None:
     assert rep.bad == 2
     assert [p.where for p in rep.problems] == ["line 11", "line 22"]
     assert n == len(rows) - 1
+
+
+def _summary_flows(path: Path) -> int:
+    """nfdump's own file summary (``-I``): the flow count nfcapd wrote when it closed the file."""
+    res = subprocess.run([need_tool("nfdump"), "-r", str(path), "-I"], capture_output=True, env=_env(), check=True)
+    [line] = [ln for ln in res.stdout.decode().splitlines() if ln.startswith("Flows:")]
+    return int(line.split(":")[1])
+
+
+def _csv_flows(path: Path) -> int:
+    """How many flows ``nfdump -q -o csv`` prints (a second oracle, another printer than the reader's)."""
+    res = subprocess.run([need_tool("nfdump"), "-r", str(path), "-q", "-o", "csv"], capture_output=True, env=_env())
+    return sum(1 for ln in res.stdout.decode().splitlines() if ln.count(",") > 10)
+
+
+def test_damaged_block_header_is_compared_with_the_files_summary(tmp_path: Path) -> None:
+    """A block header whose record count lies: nfdump prints a few flows and says nothing on stderr."""
+    data = bytearray(shared(NFDUMP_FILE).read_bytes())
+    # layout 1 (nfdump's nffileV1.h): file header 140 bytes, stat record 136, then the first data
+    # block header: NumRecords (uint32), size (uint32), id (uint16), flags (uint16)
+    magic, version = struct.unpack_from("<HH", data, 0)
+    assert (magic, version) == (0xA50C, 1)
+    records, size, _, _ = struct.unpack_from("<IIHH", data, 276)
+    assert records >= 4593 and 276 + 12 + size <= len(data)
+    struct.pack_into("<I", data, 276, 10)
+    damaged = tmp_path / "damaged.nfdump"
+    damaged.write_bytes(data)
+    in_summary, printed = _summary_flows(damaged), _csv_flows(damaged)
+    assert in_summary == 4593 and 0 < printed < 10
+    store = Store(tmp_path / "s")
+    [rep] = ingest_paths([damaged], store)
+    assert (rep.status, rep.records) == ("ingested", printed)
+    assert rep.records + rep.bad == in_summary
+    [p] = rep.problems
+    assert p.where == "whole file"
+    assert f"counts {in_summary:,}" in p.reason and f"read {printed:,}" in p.reason
+    assert store.stats()["flows"] == printed
+    # the undamaged file: no such problem, and the two oracles agree with the reader
+    [ok] = ingest_paths([shared(NFDUMP_FILE)], Store(tmp_path / "t"))
+    assert (ok.records, ok.bad) == (_summary_flows(shared(NFDUMP_FILE)), 0) == (_csv_flows(shared(NFDUMP_FILE)), 0)
+
+
+def test_an_nfdump_file_without_flows_says_so(tmp_path: Path) -> None:
+    """nfdump itself writes a file of no flows (a filter that matches none): 0 flows, and why."""
+    empty = tmp_path / "nfcapd.empty"
+    subprocess.run(
+        [need_tool("nfdump"), "-r", str(shared(NFDUMP_FILE)), "-w", str(empty), "proto icmp"],
+        check=True, capture_output=True, env=_env(),
+    )  # fmt: skip
+    assert _summary_flows(empty) == 0
+    [rep] = ingest_paths([empty], Store(tmp_path / "s"))
+    assert (rep.status, rep.records, rep.bad) == ("ingested", 0, 0)
+    assert [(p.where, p.reason) for p in rep.problems] == [("whole file", "no flows: the file holds no flow records")]
+
+
+def test_a_record_of_unknown_type_is_skipped_and_counted_once(tmp_path: Path) -> None:
+    """nfdump skips a record whose type is damaged, says so on stderr, and reads on."""
+    data = bytearray(shared(NFDUMP_FILE).read_bytes())
+    # the first block's records start after its 12-byte header (offset 276 + 12): type, size (uint16)
+    off, flows = 288, 0
+    while flows < 100:
+        rtype, size = struct.unpack_from("<HH", data, off)
+        assert size > 0
+        flows += rtype == 10  # nfdump 1.7's flow record (V3)
+        off += size if flows < 100 else 0
+    struct.pack_into("<H", data, off, 0x4D0A)
+    damaged = tmp_path / "record.nfdump"
+    damaged.write_bytes(data)
+    in_summary, printed = _summary_flows(damaged), _csv_flows(damaged)
+    assert (in_summary, printed) == (4593, 4592)
+    [rep] = ingest_paths([damaged], Store(tmp_path / "s"))
+    assert (rep.status, rep.records, rep.bad) == ("ingested", printed, in_summary - printed), rep.problems
+    assert "unknown record type" in rep.problems[0].reason and rep.problems[1].where == "whole file"

@@ -41,7 +41,11 @@ def ingest(
     store: Annotated[Path, typer.Option("--store", "-s", help="Flow store directory (created if missing).")],
     fmt: Annotated[
         str,
-        typer.Option("--format", "-f", help="auto (from the content), pcap, nfdump, nfdump-csv, zeek, csv or parquet."),
+        typer.Option(
+            "--format",
+            "-f",
+            help="auto (from the content), pcap, nfdump, nfdump-csv, zeek, csv, parquet or binetflow (Argus CSV).",
+        ),
     ] = "auto",
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the per-file reports as JSON lines instead of a table.")

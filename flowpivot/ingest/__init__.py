@@ -27,6 +27,7 @@ import pyarrow as pa
 from ..errors import FlowpivotError, InputError, Problem
 from ..store import Store
 from ..timerange import TimeRange, check_times
+from .argus import read_binetflow
 from .base import ReadReport
 from .dedup import REFUSE_SHARE, SAMPLE, DaySample, already_stored, write_sample
 from .explain import decoder_snapshot, why_empty
@@ -34,6 +35,8 @@ from .nfdump import NFDUMP_CSV_HEADER, NFDUMP_CSV_ROW, NFDUMP_MAGIC, read_nfdump
 from .once import content_digest, content_head, earlier_versions, remember_path
 from .resume import RESUMABLE, Resume, decode_prefix, fix_places, plan_resume, tail_file
 from .tabular import read_csv, read_parquet
+from .textio import gunzip_head
+from .variants import detect_variant
 from .zeek import read_zeek
 
 __all__ = [
@@ -45,6 +48,7 @@ __all__ = [
     "nothing_usable",
     "expand_paths",
     "ingest_paths",
+    "read_binetflow",
     "read_csv",
     "read_nfdump",
     "read_nfdump_csv",
@@ -56,7 +60,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Format names accepted by ``--format`` (``auto`` detects from the content).
-FORMATS = ("pcap", "nfdump", "nfdump-csv", "zeek", "csv", "parquet")
+FORMATS = ("pcap", "nfdump", "nfdump-csv", "zeek", "csv", "parquet", "binetflow")
 
 PCAP_MAGICS = (b"\xa1\xb2\xc3\xd4", b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\x3c\x4d", b"\x4d\x3c\xb2\xa1")
 PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
@@ -130,14 +134,7 @@ def detect_format(path: Path) -> str | None:
     with open(path, "rb") as fh:
         head = fh.read(65536)
     if head[:2] == b"\x1f\x8b":  # gzip: look at what it holds (Zeek and CSV logs are often gzipped)
-        import gzip
-        import zlib
-
-        try:
-            with gzip.open(path, "rb") as gz:
-                head = gz.read(65536)
-        except (OSError, EOFError, zlib.error):
-            return None
+        head = gunzip_head(path, 65536)  # as far as it can be read: a gzip cut short is read up to the cut
         fmt = _detect_text(head)
         return fmt
     if head[:4] in PCAP_MAGICS or head[:4] == PCAPNG_MAGIC:
@@ -150,6 +147,8 @@ def detect_format(path: Path) -> str | None:
 
 
 def _detect_text(head: bytes) -> str | None:
+    if variant := detect_variant(head):  # Zeek with stray whitespace or scope_sep, Argus CSV
+        return variant
     text = head.lstrip(b"\xef\xbb\xbf")
     first = text.split(b"\n", 1)[0].strip()
     if text.startswith(b"#separator") or text.startswith(b"#fields"):
@@ -192,6 +191,7 @@ READERS: dict[str, Callable[[Path, ReadReport], Iterator[pa.RecordBatch]]] = {
     "zeek": read_zeek,
     "csv": read_csv,
     "parquet": read_parquet,
+    "binetflow": read_binetflow,
 }
 
 
