@@ -12,7 +12,7 @@ import platform
 import subprocess
 import sys
 
-BENCHES = ("address", "decode", "ingest", "collect", "storage", "enrich", "simulate", "hunt", "hunt_floor", "index")
+BENCHES = ("address", "decode", "ingest", "collect", "storage", "enrich", "simulate", "hunt", "hunt_floor", "index", "collect_overload", "accuracy")
 
 
 def main() -> None:
