@@ -12,7 +12,20 @@ import platform
 import subprocess
 import sys
 
-BENCHES = ("address", "decode", "ingest", "collect", "storage", "enrich", "simulate", "hunt", "hunt_floor", "index", "collect_overload", "accuracy")
+BENCHES = (
+    "address",
+    "decode",
+    "ingest",
+    "collect",
+    "storage",
+    "enrich",
+    "simulate",
+    "hunt",
+    "hunt_floor",
+    "index",
+    "collect_overload",
+    "accuracy",
+)
 
 
 def main() -> None:

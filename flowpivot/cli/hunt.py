@@ -352,6 +352,17 @@ def _clusters_table(r: dict[str, Any]) -> Table | None:
     return t
 
 
+def _interval(s: Any) -> str:
+    """A beacon interval that keeps its precision: 0.69 s, 42 s, 1,026 s, 2.5 h."""
+    if not isinstance(s, int | float):
+        return "-"
+    if s < 10:
+        return f"{s:.2g} s"
+    if s < 3 * 3600:
+        return f"{s:,.0f} s"
+    return f"{s / 3600:.3g} h"
+
+
 def _victims_table(r: dict[str, Any]) -> Table:
     """The victims as a table (the summary's plain lines list them one a line)."""
     t = Table(title_justify="left", show_edge=False, pad_edge=False)
@@ -366,7 +377,7 @@ def _victims_table(r: dict[str, Any]) -> Table:
             f"{','.join(map(str, seeds)) or '?'}:{v.get('port', '?')}",
             str(v.get("state") or "?"),
             f"{_n(v.get('connections')):,}",
-            f"{every:,.0f} s" if isinstance(every, int | float) else "-",
+            _interval(every),
             str(v.get("first_seen") or "")[:19],
             str(v.get("last_seen") or "")[:19],
         ]

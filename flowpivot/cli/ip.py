@@ -162,9 +162,23 @@ def print_profile(p: dict[str, Any]) -> None:
                 "seed-of-cluster": lambda r: f"of cluster {r.get('cluster')} ({r.get('members')} members)",
                 "excluded": lambda r: f"as {r.get('reason')}: {(r.get('detail') or {}).get('detail', '')}",
                 "near-miss": lambda r: f"{r.get('reason') or ''} {(r.get('detail') or {}).get('detail', '')}",
+                "victim": lambda r: _contact(r.get("detail") or {}, "connections"),
+                "probe": lambda r: (
+                    f"{(r.get('detail') or {}).get('kind', '')}: " + _contact(r.get("detail") or {}, "attempts")
+                ),
+                "new-infrastructure": lambda r: (
+                    f"contacted by {', '.join(map(str, (r.get('detail') or {}).get('contacted_by') or []))}"
+                ),
             }.get(role, lambda r: "")(r)
             out.print(Text("  hunt: ").append_text(_t(f"{role} {extra}".strip())))
     out.print()
+
+
+def _contact(d: dict[str, Any], count: str) -> str:
+    """A victim's or probe's contact with its seed: where, in what state, how often."""
+    seeds = d.get("seeds") if isinstance(d.get("seeds"), list) else [d.get("seed")]
+    where = f"of {','.join(str(x) for x in seeds if x)}:{d.get('port', '?')}"
+    return f"{where}, {d.get('state') or '?'}, {_n(d.get(count))} {count}"
 
 
 def register(app: typer.Typer) -> None:
