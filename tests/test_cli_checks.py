@@ -160,3 +160,18 @@ def test_expire_dry_run_and_asking_before_every_partition(real_store: Path, tmp_
     assert code == 0 and sorted(p.name for p in (st / "flows").glob("day=*")) == [before[1]]
     code, text = _run("expire", "--store", str(st), "--older-than", "90d", "--yes")
     assert code == 0 and not list((st / "flows").glob("day=*"))
+
+
+def test_quiet_and_json_where_they_mean_something(real_store: Path, tmp_path: Path) -> None:
+    seeds = tmp_path / "s.txt"
+    seeds.write_text("147.32.82.62\n")
+    r = tmp_path / "r.json"
+    code, text = _run(
+        "hunt", "--store", str(real_store), "--seeds", str(seeds), "--since", "2018-01-01", "-q", "-o", str(r)
+    )
+    assert code == 0 and "window 2018" not in text and json.loads(r.read_text())["format"] == "flowpivot-hunt/1"
+    res = CliRunner().invoke(app, ["report", str(r), "--md", str(tmp_path / "r.md"), "--json"])
+    assert res.exit_code == 0 and json.loads(res.stdout) == {"md": str(tmp_path / "r.md")}
+    res = CliRunner().invoke(app, ["expire", "--store", str(real_store), "--older-than", "1d", "--dry-run", "--json"])
+    assert res.exit_code == 0
+    assert json.loads(res.stdout) == {"dry_run": True, "days": ["2018-01-12", "2023-02-22"], "kept": 0}

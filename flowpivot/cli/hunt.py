@@ -8,6 +8,7 @@ option without touching this file.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import json
@@ -116,8 +117,18 @@ def _inputs(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write the result JSON here (default: stdout).")
     ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No summary and no progress: only the result JSON and warnings.")
+    ] = False,
 ) -> None:
     """(Only its signature is used: the options that are not hunt parameters.)"""
+
+
+class _Silent:
+    """A status line that shows nothing (``--quiet``)."""
+
+    def update(self, *_: Any) -> None:
+        pass
 
 
 def hunt_command(**kw: Any) -> None:
@@ -126,7 +137,7 @@ def hunt_command(**kw: Any) -> None:
     files = list(kw["seeds"]) + list(kw.get("more_seeds") or [])
     output: Path | None = kw.get("output")
     with errors_as_exit():
-        with err.status("hunting") as status:
+        with contextlib.nullcontext(_Silent()) if kw.get("quiet") else err.status("hunting") as status:
             result = _run(
                 kw["store"],
                 files,
@@ -152,7 +163,8 @@ def hunt_command(**kw: Any) -> None:
     else:
         sys.stdout.write(text + "\n")
     # The summary goes to stderr when the JSON itself goes to stdout.
-    print_summary(result, out if output else err, output)
+    if not kw.get("quiet"):
+        print_summary(result, out if output else err, output)
     if any(w.get("nothing") for w in warnings):
         raise typer.Exit(EXIT_NOTHING)
 

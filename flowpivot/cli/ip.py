@@ -176,7 +176,8 @@ def print_profile(p: dict[str, Any]) -> None:
 
 def _contact(d: dict[str, Any], count: str) -> str:
     """A victim's or probe's contact with its seed: where, in what state, how often."""
-    seeds = d.get("seeds") if isinstance(d.get("seeds"), list) else [d.get("seed")]
+    given = d.get("seeds")
+    seeds: list[Any] = given if isinstance(given, list) else [d.get("seed")]
     where = f"of {','.join(str(x) for x in seeds if x)}:{d.get('port', '?')}"
     return f"{where}, {d.get('state') or '?'}, {_n(d.get(count))} {count}"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -41,6 +42,10 @@ def report(
             "time): list them and exit 2 without writing. By default they are left out with a warning.",
         ),
     ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help='Print what was written as JSON ({"html": PATH, ...}) on stdout.')
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not list the files written.")] = False,
 ) -> None:
     """Turn a hunt result into an HTML report, a Markdown summary, STIX, MISP and abuse letters.
 
@@ -59,8 +64,11 @@ def report(
         written = write_reports(rep, html=html, md=md, stix=stix, misp=misp, abuse_dir=abuse, tlp=tlp, actor=actor)
     if not written:
         raise fail("nothing written")
-    for kind, path in written.items():
-        err.print(f"wrote {kind}: {path}", markup=False, highlight=False)
+    if as_json:
+        sys.stdout.write(json.dumps({k: str(v) for k, v in written.items()}, indent=2) + "\n")
+    elif not quiet:
+        for kind, path in written.items():
+            err.print(f"wrote {kind}: {path}", markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:

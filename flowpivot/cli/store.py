@@ -166,6 +166,9 @@ def expire(
     yes: Annotated[
         bool, typer.Option("--yes", "-y", help="Remove every partition without asking, if it comes to that.")
     ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the days removed (or, with --dry-run, to remove) as JSON.")
+    ] = False,
 ) -> None:
     """Remove day partitions older than a given age (ask first when that is every partition)."""
     from ..store.expiry import days, expiring_days
@@ -176,6 +179,9 @@ def expire(
         going, held = expiring_days(st, age, ref), days(st)
     if dry_run:
         err.print(f"would remove {len(going)} of {len(held)} day partition(s)", highlight=False)
+        if as_json:
+            sys.stdout.write(json.dumps({"dry_run": True, "days": going, "kept": len(held) - len(going)}) + "\n")
+            return
         for d in going:
             out.print(d, highlight=False)
         return
@@ -188,6 +194,9 @@ def expire(
     with errors_as_exit():
         removed = st.expire(age, ref)
     err.print(f"removed {len(removed)} day partition(s)", highlight=False)
+    if as_json:
+        sys.stdout.write(json.dumps({"dry_run": False, "days": removed, "kept": len(held) - len(removed)}) + "\n")
+        return
     for d in removed:
         out.print(d, highlight=False)
 
