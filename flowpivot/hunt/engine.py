@@ -646,11 +646,18 @@ class HuntRun:
                         count(DISTINCT ts // {HOUR_MS}) AS any_hours,
                         list(DISTINCT ts // {DAY_MS}) AS days, max(ts) FILTER (NOT ans) AS last_attempt_ms
                       FROM f GROUP BY anchor)
-                SELECT a.*,
+                , gaps AS (SELECT anchor, max(ts - prev) FILTER (ans AND prev IS NOT NULL) AS answer_gap,
+                        max(ts - prev_any) AS any_gap
+                      FROM (SELECT anchor, ts, ans,
+                              lag(ts) OVER (PARTITION BY anchor, ans ORDER BY ts) AS prev,
+                              lag(ts) OVER (PARTITION BY anchor ORDER BY ts) AS prev_any FROM f)
+                      GROUP BY anchor)
+                SELECT a.*, coalesce(any_value(g.answer_gap), 0) AS longest_answer_gap_ms,
+                  coalesce(any_value(g.any_gap), 0) AS longest_any_gap_ms,
                   count(*) FILTER (NOT f.ans AND f.ts > coalesce(a.last_answer_ms, -9223372036854775807)) AS unanswered_after,
                   count(DISTINCT f.ts // {HOUR_MS}) FILTER (NOT f.ans AND f.ts > a.last_answer_ms) AS unanswered_hours_after,
                   count(DISTINCT f.ts // {HOUR_MS}) FILTER (f.ts <= a.last_answer_ms) AS hours_before
-                FROM a JOIN f ON f.anchor = a.anchor GROUP BY ALL"""
+                FROM a JOIN f ON f.anchor = a.anchor LEFT JOIN gaps g ON g.anchor = a.anchor GROUP BY ALL"""
             )
             .to_arrow_table()
             .to_pylist()
@@ -684,6 +691,7 @@ class HuntRun:
                     answer_hours=r["answer_hours"], unanswered_after=r["unanswered_after"],
                     last_attempt_ms=r["last_attempt_ms"], hours_before=r["hours_before"],
                     unanswered_hours_after=r["unanswered_hours_after"], any_hours=r["any_hours"],
+                    longest_answer_gap_ms=int(r["longest_answer_gap_ms"]), longest_any_gap_ms=int(r["longest_any_gap_ms"]),
                 )  # fmt: skip
                 days = sorted(r["days"])
                 gaps = np.diff(days) if len(days) > 1 else np.array([0])

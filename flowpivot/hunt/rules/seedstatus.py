@@ -18,6 +18,14 @@ nothing about the seed, so its status is read from its answers alone:
   strongest evidence the takedown worked, and they let a thinly sampled seed be called dark
   sooner than its silence alone would. When nothing at all reached it after its last answer, the
   silence of all its traffic is tested the same way, with the share of hours that had any.
+  A silence counts only when it is longer than every gap the seed showed while it was up (its
+  longest gap between answers, or between any flows for the silence of all traffic). The hourly
+  model treats hours as independent, but real activity comes in sessions and working days, so a
+  seed present in one hour of ten is often silent for a day and more and still up; a silence no
+  longer than one it already had and came back from is no evidence. If the seed is up, its
+  current silence exceeds all ``n`` earlier gaps with chance at most ``1 / (n + 1)`` whatever the
+  shape of its activity (the gaps are exchangeable), which is the test the hourly chance is
+  checked against.
 * ``active`` otherwise.
 
 ``unanswered_after`` counts the attempts that reached it after its last answer: the evidence,
@@ -49,6 +57,8 @@ class SeedActivity:
     hours_before: int = 0  # distinct hours with any flow, up to its last answer
     unanswered_hours_after: int = 0  # distinct hours with attempts after its last answer
     any_hours: int = 0  # distinct hours with any flow
+    longest_answer_gap_ms: int = 0  # longest time between two consecutive answers
+    longest_any_gap_ms: int = 0  # longest time between two consecutive flows
 
 
 def seed_status(a: SeedActivity, until_ms: int) -> dict[str, object]:
@@ -60,8 +70,10 @@ def seed_status(a: SeedActivity, until_ms: int) -> dict[str, object]:
     span_h = max(1.0, (a.last_answer_ms - a.first_answer_ms) / HOUR_MS)
     presence = min(1.0, a.answer_hours / span_h)
     silent_h = max(0.0, (until_ms - a.last_answer_ms) / HOUR_MS)
-    chance = (1.0 - presence) ** silent_h if presence < 1.0 else 0.0
-    if a.first_ms is not None and a.last_ms is not None and a.any_hours:
+    chance = 1.0
+    if until_ms - a.last_answer_ms > a.longest_answer_gap_ms:  # longer than any gap it came back from
+        chance = (1.0 - presence) ** silent_h if presence < 1.0 else 0.0
+    if a.first_ms is not None and a.last_ms is not None and a.any_hours and until_ms - a.last_ms > a.longest_any_gap_ms:
         # nothing at all reached it or came from it since its last flow, which was its answer
         any_presence = min(1.0, a.any_hours / max(1.0, (a.last_ms - a.first_ms) / HOUR_MS))
         quiet_h = max(0.0, (until_ms - a.last_ms) / HOUR_MS)
@@ -75,5 +87,6 @@ def seed_status(a: SeedActivity, until_ms: int) -> dict[str, object]:
         "hourly_presence": round(presence, 4),
         "answer_share": round(q, 4),
         "unanswered_hours_after": a.unanswered_hours_after,
+        "longest_answer_gap_hours": round(a.longest_answer_gap_ms / HOUR_MS, 1),
         "dark_chance": float(f"{min(chance, knocked):.3g}"),
     }
