@@ -333,8 +333,12 @@ def test_sampling_change_applies_to_later_flows_only() -> None:
     opts = options_template_set(260, [(149, 4)], [(34, 4)])
     rec = data_set(256, [basic_record("10.0.0.1", "10.0.0.2", 1, 2, 6, 1, 1)])
     batch = [
-        (ipfix([opts, data_set(260, [struct.pack(">II", 1, 10)]), template_set(256, BASIC), rec]), "192.0.2.1", 0),
-        (ipfix([data_set(260, [struct.pack(">II", 1, 20)]), rec]), "192.0.2.1", 1),
+        (
+            ipfix([opts, data_set(260, [struct.pack(">II", 1, 10)]), template_set(256, BASIC), rec]),
+            "192.0.2.1",
+            NOW_S * 1000,
+        ),
+        (ipfix([data_set(260, [struct.pack(">II", 1, 20)]), rec]), "192.0.2.1", NOW_S * 1000 + 1),
     ]
     res = dec.decode_many(batch)
     assert res.batch is not None and sorted(res.batch.column("sampling_rate").to_pylist()) == [10, 20]
@@ -343,7 +347,7 @@ def test_sampling_change_applies_to_later_flows_only() -> None:
 def test_sflow_and_old_netflow_are_unsupported_not_malformed() -> None:
     dec = FlowDecoder()
     sflow = struct.pack(">III", 5, 1, 0x0A000001) + b"\0" * 20
-    res = dec.decode_many([(sflow, "192.0.2.9", 0), (struct.pack(">HH", 7, 0) + b"\0" * 20, "192.0.2.9", 0)])
+    res = dec.decode_many([(sflow, "192.0.2.9", 0), (struct.pack(">HH", 8, 0) + b"\0" * 20, "192.0.2.9", 0)])
     assert res.batch is None and res.problems == []
     assert dec.stats["192.0.2.9"].unsupported == 2 and dec.stats["192.0.2.9"].malformed == 0
 

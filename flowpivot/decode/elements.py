@@ -57,6 +57,8 @@ ROLES: dict[tuple[int, int], str] = {
     (0, 160): "system_init_ms",
     (0, 322): "observation_s",
     (0, 323): "observation_ms",
+    (0, 324): "observation_us",  # observationTimeMicroseconds (PSAMP packet reports), NTP format
+    (0, 325): "observation_ns",
     (0, 34): "sampling_interval",  # v9 SAMPLING_INTERVAL, IPFIX samplingInterval
     (0, 50): "sampler_random_interval",  # v9 FLOW_SAMPLER_RANDOM_INTERVAL / IPFIX samplerRandomInterval
     (0, 305): "sampling_packet_interval",

@@ -59,8 +59,9 @@ def _ntp_to_ms(v: np.ndarray) -> np.ndarray:
     return sec * 1000 + frac_ms
 
 
-def _time(roles: dict[str, np.ndarray], which: str, version: int, ctx: Context) -> np.ndarray:
-    """Start (``which='start'``) or end time in ms since the epoch, from the best element present."""
+def _time(roles: dict[str, np.ndarray], which: str, version: int, ctx: Context) -> np.ndarray | None:
+    """Start (``which='start'``) or end time in ms since the epoch, from the best element present
+    (None: the record states neither this time nor an observation time)."""
     ms, s, us, ns, delta, uptime = (
         f"{which}_ms",
         f"{which}_s",
@@ -88,11 +89,38 @@ def _time(roles: dict[str, np.ndarray], which: str, version: int, ctx: Context) 
         # difference survives the uptime counter wrapping (every 49.7 days).
         ago = ((ctx.uptime_ms - v + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
         return ctx.export_ms - ago
+    return None
+
+
+def _observation(roles: dict[str, np.ndarray]) -> np.ndarray | None:
+    """observationTime* (PSAMP packet reports, NAT events): the time of a single observation."""
     if "observation_ms" in roles:
         return roles["observation_ms"].astype(np.int64)
+    if "observation_us" in roles:
+        return _ntp_to_ms(roles["observation_us"])
+    if "observation_ns" in roles:
+        return _ntp_to_ms(roles["observation_ns"])
     if "observation_s" in roles:
         return roles["observation_s"].astype(np.int64) * 1000
-    return ctx.export_ms
+    return None
+
+
+def flow_times(roles: dict[str, np.ndarray], version: int, ctx: Context) -> tuple[np.ndarray, np.ndarray]:
+    """(start, end) in ms. A record that states only one of the two (Nokia BRAS sends
+    flowStartMilliseconds alone) takes it for both; one that states neither takes its observation
+    time (PSAMP, NAT events), else the export time."""
+    start = _time(roles, "start", version, ctx)
+    end = _time(roles, "end", version, ctx)
+    if start is None and end is None:
+        start = end = _observation(roles)
+        if start is None:
+            start = end = ctx.export_ms
+    elif start is None:
+        start = end
+    elif end is None:
+        end = start
+    assert start is not None and end is not None
+    return start, end
 
 
 def sampling_rates(roles: dict[str, np.ndarray], n: int) -> np.ndarray:
@@ -133,6 +161,19 @@ def _const(value: int, type_: pa.DataType, n: int) -> pa.Array:
     return _arr(np.full(n, value, dtype=type_.to_pandas_dtype()), type_)
 
 
+_MAPPED_PREFIX = np.array([0] * 10 + [0xFF, 0xFF], dtype=np.uint8)
+
+
+def _v4_mapped(v6: np.ndarray) -> np.ndarray:
+    """Rows of ``(n, 16)`` address bytes that are IPv4-mapped IPv6 addresses (RFC 4291 2.5.5.2)."""
+    return (v6[:, :12] == _MAPPED_PREFIX).all(axis=1)
+
+
+def _low_v4(v6: np.ndarray) -> np.ndarray:
+    b = v6[:, 12:16].astype(np.uint32)
+    return (b[:, 0] << 24) | (b[:, 1] << 16) | (b[:, 2] << 8) | b[:, 3]
+
+
 def _v6(raw: np.ndarray, valid: np.ndarray | None) -> pa.Array:
     n = raw.shape[0]
     data = pa.py_buffer(np.ascontiguousarray(raw))
@@ -169,28 +210,55 @@ def _nulls(type_: pa.DataType, n: int) -> pa.Array:
     return arr
 
 
+def _v5_icmp_ports(roles: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """NetFlow v5/v7 ICMP records in fprobe's convention (type in the source port, code in the
+    destination port) moved to Cisco's (source port 0, destination port type * 256 + code), as
+    nfdump reads them. A Cisco record has source port 0, so the two never mix up."""
+    proto, sp, dp = roles["protocol"], roles["src_port"], roles["dst_port"]
+    fprobe = ((proto == 1) | (proto == 58)) & (sp != 0) & (sp < 256) & (dp < 256)
+    if not fprobe.any():
+        return roles
+    out = dict(roles)
+    out["dst_port"] = np.where(fprobe, (sp.astype(np.uint32) << 8) | dp, dp).astype(dp.dtype)
+    out["src_port"] = np.where(fprobe, 0, sp).astype(sp.dtype)
+    return out
+
+
 def build_batch(roles: dict[str, np.ndarray], n: int, version: int, ctx: Context) -> pa.RecordBatch:
     """One STORE_SCHEMA batch from the role arrays of ``n`` records and their context."""
     cols: dict[str, pa.Array] = {}
-    for which in ("start", "end"):
-        ms = np.ascontiguousarray(_time(roles, which, version, ctx), dtype=np.int64)
+    if version in (5, 7):
+        roles = _v5_icmp_ports(roles)
+    for which, values in zip(("start", "end"), flow_times(roles, version, ctx), strict=True):
+        ms = np.ascontiguousarray(values, dtype=np.int64)
         cols[which] = pa.Array.from_buffers(TS, n, [None, pa.py_buffer(ms)])
 
     # Addresses: a template may carry both families (one of them zero); ipVersion decides, else
-    # the family whose address is set.
+    # the family whose address is set. An IPv4-mapped IPv6 address (::ffff:a.b.c.d) is stored as
+    # the IPv4 address, as the CSV reader does, so that a search for the IPv4 address finds it.
     for side in ("src", "dst"):
         v4, v6 = roles.get(f"{side}_v4"), roles.get(f"{side}_v6")
-        if v4 is not None and v6 is not None:
-            if "ip_version" in roles:
-                is6 = roles["ip_version"] == 6
-            else:
-                is6 = v6.any(axis=1) & (v4 == 0)
-            cols[f"{side}_addr_v4"] = _arr(_u(v4, np.uint32), pa.uint32(), mask=is6)
-            cols[f"{side}_addr_v6"] = _v6(v6, is6)
-        elif v4 is not None:
-            cols[f"{side}_addr_v4"] = _arr(_u(v4, np.uint32), pa.uint32())
-        elif v6 is not None:
+        if v6 is None:
+            if v4 is not None:
+                cols[f"{side}_addr_v4"] = _arr(_u(v4, np.uint32), pa.uint32())
+            continue
+        if v4 is None:
+            is6 = np.ones(n, dtype=bool)
+            v4 = np.zeros(n, dtype=np.uint32)
+        elif "ip_version" in roles:
+            is6 = roles["ip_version"] == 6
+        else:
+            is6 = v6.any(axis=1) & (v4 == 0)
+        mapped = is6 & _v4_mapped(v6)
+        if mapped.any():
+            v4 = np.where(mapped, _low_v4(v6), v4)
+            is6 = is6 & ~mapped
+        if is6.all():
             cols[f"{side}_addr_v6"] = _v6(v6, None)
+        else:
+            cols[f"{side}_addr_v4"] = _arr(_u(v4, np.uint32), pa.uint32(), mask=is6 if is6.any() else None)
+            if is6.any():
+                cols[f"{side}_addr_v6"] = _v6(v6, is6)
 
     for name, role, dtype, type_ in (
         ("src_port", "src_port", np.uint16, pa.uint16()),

@@ -5,7 +5,8 @@ Formats: classic pcap in both byte orders with micro- or nanosecond timestamps, 
 Link types: Ethernet (with 802.1Q / 802.1ad / QinQ tags), Linux cooked SLL and SLL2, raw IPv4/IPv6,
 BSD loopback (null and loop). Network: IPv4 (fragments after the first are skipped and counted)
 and IPv6 (extension headers walked), then UDP. The exporter is the UDP source address and the
-datagram's receive time is the packet's timestamp.
+datagram's receive time is the packet's timestamp. The UDP source port goes to the decoder with
+each datagram: templates are scoped per transport session (address, port, observation domain).
 """
 
 from __future__ import annotations
@@ -102,8 +103,8 @@ def _ip_payload(buf: bytes | mmap.mmap, off: int, end: int, link: int) -> tuple[
     raise _Skip("not_ip")
 
 
-def _udp(buf: bytes | mmap.mmap, off: int, end: int, link: int) -> tuple[str, int, int, int]:
-    """(exporter address, payload start, payload end, destination port) of a UDP packet."""
+def _udp(buf: bytes | mmap.mmap, off: int, end: int, link: int) -> tuple[str, int, int, int, int]:
+    """(exporter address, payload start, payload end, destination port, source port) of a UDP packet."""
     off, version = _ip_payload(buf, off, end, link)
     if version == 4:
         if end - off < 20:
@@ -141,10 +142,10 @@ def _udp(buf: bytes | mmap.mmap, off: int, end: int, link: int) -> tuple[str, in
             raise _Skip("not_udp")
     if end - off < 8:
         raise _Skip("short_udp")
-    dport, ulen = _HH.unpack_from(buf, off + 2)
+    sport, dport, ulen = struct.unpack_from(">HHH", buf, off)
     if ulen >= 8:
         end = min(end, off + ulen)
-    return src, off + 8, end, dport
+    return src, off + 8, end, dport, sport
 
 
 @dataclass
@@ -324,7 +325,9 @@ def read_pcap(
         size = path.stat().st_size
         mm: mmap.mmap | bytes = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
         try:
-            yield from _read(mm, report, decoder, ports)
+            # the plausible flow times run to the file's own time plus the slack (see timerange.py):
+            # a capture's packet times may be those of a replay, not of the export
+            yield from _read(mm, report, decoder, ports, int(path.stat().st_mtime * 1000))
         finally:
             if isinstance(mm, mmap.mmap):
                 try:
@@ -340,8 +343,9 @@ def _udp_batch(
     ends: list[int],
     links: list[int],
     counters: dict[str, int],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], np.ndarray]:
-    """Payload bounds, exporter (index into names, -1: skipped), names and destination port of a batch of packets.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], np.ndarray, np.ndarray]:
+    """Payload bounds, exporter (index into names, -1: skipped), names, destination and source port
+    of a batch of packets.
 
     Untagged Ethernet + IPv4 (no options, not fragmented) + UDP, the usual capture of an export
     stream, is parsed with NumPy for the whole batch; every other packet goes through :func:`_udp`.
@@ -360,6 +364,7 @@ def _udp_batch(
     pay_a = np.zeros(n, dtype=np.int64)
     pay_b = np.zeros(n, dtype=np.int64)
     dport = np.zeros(n, dtype=np.int64)
+    sport = np.zeros(n, dtype=np.int64)
     index = np.full(n, -1, dtype=np.int64)  # into names; -1: skipped
     names: list[str] = []
     if len(idx):
@@ -369,7 +374,7 @@ def _udp_batch(
         end = e[idx]
         end = np.where(total >= 28, np.minimum(end, ip + total), end)
         end = np.where(ulen >= 8, np.minimum(end, ip + 20 + ulen), end)
-        pay_a[idx], pay_b[idx], dport[idx] = ip + 28, end, be16(22)
+        pay_a[idx], pay_b[idx], dport[idx], sport[idx] = ip + 28, end, be16(22), be16(20)
         src = (be16(12) << 16) | be16(14)
         uniq, inv = np.unique(src, return_inverse=True)
         names = [socket.inet_ntoa(int(x).to_bytes(4, "big")) for x in uniq]
@@ -377,7 +382,7 @@ def _udp_batch(
     known = {name: k for k, name in enumerate(names)}
     for k in np.flatnonzero(~fast).tolist():
         try:
-            name, pay_a[k], pay_b[k], dport[k] = _udp(mm, starts[k], ends[k], links[k])
+            name, pay_a[k], pay_b[k], dport[k], sport[k] = _udp(mm, starts[k], ends[k], links[k])
         except _Skip as why:
             counters[why.args[0]] = counters.get(why.args[0], 0) + 1
             continue
@@ -385,17 +390,17 @@ def _udp_batch(
             known[name] = len(names)
             names.append(name)
         index[k] = known[name]
-    return pay_a, pay_b, index, names, dport
+    return pay_a, pay_b, index, names, dport, sport
 
 
 def _read(
-    mm: mmap.mmap | bytes, report: ReadReport, decoder: FlowDecoder, ports: set[int] | None
+    mm: mmap.mmap | bytes, report: ReadReport, decoder: FlowDecoder, ports: set[int] | None, reference_ms: int
 ) -> Iterator[pa.RecordBatch]:
     u8 = np.frombuffer(mm, dtype=np.uint8) if len(mm) else np.zeros(0, dtype=np.uint8)
     counters: dict[str, int] = {}
     last_end = 0
     for b in _packets(mm, report):
-        pay_a, pay_b, index, names, dports = _udp_batch(mm, u8, b.starts, b.ends, b.links, counters)
+        pay_a, pay_b, index, names, dports, sports = _udp_batch(mm, u8, b.starts, b.ends, b.links, counters)
         if b.snapped:
             counters["snapped"] = counters.get("snapped", 0) + b.snapped
         udp = index >= 0
@@ -412,8 +417,9 @@ def _read(
 
         # the datagrams stay in the mapped file: the decoder copies each record once, into its column
         batches, problems = decoder.decode_buffer(
-            u8, pay_a[keep], pay_b[keep], index[keep], names, [stamps[k] for k in keep.tolist()], where=where
-        )
+            u8, pay_a[keep], pay_b[keep], index[keep], names, [stamps[k] for k in keep.tolist()], where=where,
+            source_ports=sports[keep], reference_ms=reference_ms,
+        )  # fmt: skip
         for p in problems:
             report.problem(p.where, f"exporter {p.source}: {p.reason}")
         report.advance(b.ends[-1] - last_end)
