@@ -410,3 +410,54 @@ def test_softflowd_ipfix_sequence_numbers_count_no_loss_where_none_happened() ->
         if i != 10:
             cut.decode(d, "e", 0)
     assert cut.stats["e"].lost_seq == counts[10] > 0
+
+
+# ----- sampling elements no capture here carries (RFC 5477 / RFC 7014), built by hand -------------
+
+
+def _ipfix_with(selector_fields: list, selector_values: bytes) -> list[bytes]:
+    """An options template (scope selectorId 302) announcing selector 7's sampling, its record,
+    then a flow template naming selector 7 and one flow."""
+    from test_decode_units import BASIC, basic_record, data_set, ipfix, options_template_set, template_set
+
+    opts = options_template_set(300, [(302, 4)], selector_fields)
+    flow_t = template_set(256, [*BASIC, (302, 4)])
+    flow = data_set(256, [basic_record("10.0.0.1", "10.0.0.2", 1, 2, 6, 3, 300) + struct.pack(">I", 7)])
+    return [ipfix([opts, data_set(300, [struct.pack(">I", 7) + selector_values]), flow_t, flow])]
+
+
+@pytest.mark.parametrize(
+    "fields,values,rate",
+    [
+        # samplingProbability 0.01 (float64): 1 in 100
+        ([(311, 8)], struct.pack(">d", 0.01), 100),
+        # reduced-size float32 0.25: 1 in 4
+        ([(311, 4)], struct.pack(">f", 0.25), 4),
+        # selectorIdTotalPktsObserved 51200, Selected 200: 1 in 256 achieved
+        ([(318, 8), (319, 8)], struct.pack(">QQ", 51200, 200), 256),
+        # samplerRandomInterval 512 (RFC 7270's deprecated form, v9's FLOW_SAMPLER_RANDOM_INTERVAL)
+        ([(50, 4)], struct.pack(">I", 512), 512),
+        # systematic count-based: samplingPacketInterval 1, samplingPacketSpace 99
+        ([(305, 4), (306, 4)], struct.pack(">II", 1, 99), 100),
+        # random n-out-of-N: samplingSize 2, samplingPopulation 1000
+        ([(309, 4), (310, 4)], struct.pack(">II", 2, 1000), 500),
+    ],
+    ids=["probability64", "probability32", "observed-selected", "random-interval", "packet-space", "n-of-N"],
+)
+def test_sampling_elements_announced_per_selector(fields: list, values: bytes, rate: int) -> None:
+    dec = FlowDecoder()
+    res = dec.decode_many([(d, "192.0.2.1", 0) for d in _ipfix_with(fields, values)])
+    assert res.problems == []
+    assert res.batch is not None and res.batch.column("sampling_rate").to_pylist() == [rate]
+
+
+def test_source_port_scopes_templates_and_sampling_in_decode_many() -> None:
+    """The collector's contract: (data, exporter, received_ms, source_port). Two processes on one
+    address announce different rates for the same selector; each flow gets its own process's."""
+    dec = FlowDecoder()
+    a = _ipfix_with([(311, 8)], struct.pack(">d", 0.5))[0]
+    b = _ipfix_with([(311, 8)], struct.pack(">d", 0.1))[0]
+    res = dec.decode_many([(a, "192.0.2.1", 0, 4000), (b, "192.0.2.1", 0, 4001)])
+    assert res.problems == [] and res.batch is not None
+    assert sorted(res.batch.column("sampling_rate").to_pylist()) == [2, 10]
+    assert set(res.batch.column("exporter").to_pylist()) == {"192.0.2.1"}

@@ -143,6 +143,19 @@ def sampling_rates(roles: dict[str, np.ndarray], n: int) -> np.ndarray:
         space = roles["sampling_packet_space"].astype(np.uint64)
         per = np.where(interval > 0, (interval + space) // np.maximum(interval, U64(1)), U64(0))
         rate = np.where(rate == 0, per, rate)
+    if "sampling_probability" in roles:
+        # uniform probabilistic (selectorAlgorithm 4/5): 1 / p, the float read from its bits
+        raw = roles["sampling_probability"]
+        p = raw.view(np.float32) if raw.dtype.itemsize == 4 else raw.astype(np.uint64).view(np.float64)
+        ok = np.isfinite(p) & (p > 0) & (p <= 1)
+        per = np.where(ok, np.rint(1.0 / np.where(ok, p, 1.0)), 0).astype(np.uint64)
+        rate = np.where(rate == 0, per, rate)
+    if "selector_observed" in roles and "selector_selected" in roles:
+        # RFC 5477 selector report: packets observed / packets selected, the rate achieved
+        seen = roles["selector_observed"].astype(np.float64)
+        kept = roles["selector_selected"].astype(np.float64)
+        per = np.where(kept > 0, np.rint(seen / np.maximum(kept, 1.0)), 0).astype(np.uint64)
+        rate = np.where(rate == 0, per, rate)
     return rate
 
 
