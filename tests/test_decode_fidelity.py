@@ -306,15 +306,20 @@ def test_two_exporting_processes_on_one_address_keep_their_templates_apart(tmp_p
             if src is None:
                 continue
             pk, by = r.get("cflow.packets", r.get("cflow.packets64")), r.get("cflow.octets", r.get("cflow.octets64"))
-            out[(src, r.get("cflow.dstaddr", r.get("cflow.dstaddrv6")), _int(r["cflow.protocol"]), _int(pk),
-                 _int(by))] += 1  # fmt: skip
+            pks, bys = (sorted(map(_int, v if isinstance(v, list) else [v, 0])) for v in (pk, by))
+            dst = r.get("cflow.dstaddr", r.get("cflow.dstaddrv6"))
+            out[(*sorted([src, dst]), _int(r["cflow.protocol"]), *pks, *bys)] += 1  # either side first (biflows)
         return out
 
     expected = keys(sf, 41040) + keys(other, 2055)
     assert sum(expected.values()) == 715 + 6
     rows, reports, dec = decode([merged])
     assert reports[0].problems == [] and dec.stats["127.0.0.1"].malformed == 0
-    got = Counter((r["src_addr"], r["dst_addr"], r["protocol"], r["packets"], r["bytes"]) for r in rows)
+    got = Counter(
+        (*sorted([r["src_addr"], r["dst_addr"]]), r["protocol"], *sorted([r["packets"], r["rev_packets"] or 0]),
+         *sorted([r["bytes"], r["rev_bytes"] or 0]))
+        for r in rows
+    )  # fmt: skip
     assert got == expected
 
 
@@ -461,3 +466,38 @@ def test_source_port_scopes_templates_and_sampling_in_decode_many() -> None:
     assert res.problems == [] and res.batch is not None
     assert sorted(res.batch.column("sampling_rate").to_pylist()) == [2, 10]
     assert set(res.batch.column("exporter").to_pylist()) == {"192.0.2.1"}
+
+
+# ----- biflows -------------------------------------------------------------------------------------
+
+
+def test_softflowd_biflows_are_turned_round_when_the_reverse_side_opened() -> None:
+    """sf-v10b-a.pcap: softflowd -b puts the lower address first, whoever opened. Where tshark shows
+    the reverse side's flags as SYN without ACK and the forward side's not (a scan answered by a
+    RST, or unanswered), the record is stored turned round: src is the initiator, and the counts
+    and flags follow their side. Other records (established: both sides sent SYN and ACK, nothing
+    in the record says who opened) are stored as exported."""
+    pcap = shared(EX + "sf-v10b-a.pcap")
+    expected: Counter = Counter()
+    turned = 0
+    for _l, _c, r in tshark_records(pcap, 41040):
+        if _int(r.get("cflow.protocol")) != 6:
+            continue
+        src, dst = r.get("cflow.srcaddr", r.get("cflow.srcaddrv6")), r.get("cflow.dstaddr", r.get("cflow.dstaddrv6"))
+        f, rf = (_int(x) for x in r["cflow.tcpflags"])
+        p, rp = (_int(x) for x in r["cflow.packets"])
+        b, rb = (_int(x) for x in r["cflow.octets"])
+        fwd = (src, _int(r["cflow.srcport"]), f, p, b)
+        rev = (dst, _int(r["cflow.dstport"]), rf, rp, rb)
+        if rf & 0x12 == 0x02 and f & 0x12 != 0x02:
+            fwd, rev = rev, fwd
+            turned += 1
+        expected[fwd + rev] += 1
+    assert turned > 100  # the capture holds softflowd's host scanning others
+    rows, _, _ = decode([pcap])
+    got = Counter(
+        (r["src_addr"], r["src_port"], r["tcp_flags"], r["packets"], r["bytes"],
+         r["dst_addr"], r["dst_port"], r["rev_tcp_flags"], r["rev_packets"], r["rev_bytes"])
+        for r in rows if r["protocol"] == 6
+    )  # fmt: skip
+    assert got == expected

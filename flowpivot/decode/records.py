@@ -237,11 +237,39 @@ def _v5_icmp_ports(roles: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
+_SWAPS = (
+    ("src_v4", "dst_v4"), ("src_v6", "dst_v6"), ("src_port", "dst_port"), ("in_if", "out_if"),
+    ("in_phys_if", "out_phys_if"), ("tcp_flags", "rev_tcp_flags"), ("packets", "rev_packets"),
+    ("bytes", "rev_bytes"), ("packets_total", "rev_packets_total"), ("bytes_total", "rev_bytes_total"),
+)  # fmt: skip
+
+
+def _orient_biflows(roles: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """RFC 5103 biflows whose reverse side opened the TCP connection are turned round, so that src
+    is the initiator: the reverse side sent a SYN without ACK and the forward side did not (a
+    connection attempt answered by a RST, or unanswered). softflowd ``-b`` orders the two ends by
+    address, not by who opened; where the flags do not tell (an established connection: both
+    sides sent SYN and ACK), the record stays as exported."""
+    fwd, rev, proto = roles["tcp_flags"], roles["rev_tcp_flags"], roles["protocol"]
+    turn = (proto == 6) & ((rev & 0x12) == 0x02) & ((fwd & 0x12) != 0x02)
+    if not turn.any():
+        return roles
+    out = dict(roles)
+    for a, b in _SWAPS:
+        if a in roles and b in roles and roles[a].shape == roles[b].shape:
+            x, y = roles[a], roles[b]
+            cond = turn.reshape(-1, *([1] * (x.ndim - 1)))
+            out[a], out[b] = np.where(cond, y, x).astype(x.dtype), np.where(cond, x, y).astype(y.dtype)
+    return out
+
+
 def build_batch(roles: dict[str, np.ndarray], n: int, version: int, ctx: Context) -> pa.RecordBatch:
     """One STORE_SCHEMA batch from the role arrays of ``n`` records and their context."""
     cols: dict[str, pa.Array] = {}
     if version in (5, 7):
         roles = _v5_icmp_ports(roles)
+    if "rev_tcp_flags" in roles and "tcp_flags" in roles and "protocol" in roles:
+        roles = _orient_biflows(roles)
     for which, values in zip(("start", "end"), flow_times(roles, version, ctx), strict=True):
         ms = np.ascontiguousarray(values, dtype=np.int64)
         cols[which] = pa.Array.from_buffers(TS, n, [None, pa.py_buffer(ms)])
