@@ -333,12 +333,8 @@ def test_sampling_change_applies_to_later_flows_only() -> None:
     opts = options_template_set(260, [(149, 4)], [(34, 4)])
     rec = data_set(256, [basic_record("10.0.0.1", "10.0.0.2", 1, 2, 6, 1, 1)])
     batch = [
-        (
-            ipfix([opts, data_set(260, [struct.pack(">II", 1, 10)]), template_set(256, BASIC), rec]),
-            "192.0.2.1",
-            NOW_S * 1000,
-        ),
-        (ipfix([data_set(260, [struct.pack(">II", 1, 20)]), rec]), "192.0.2.1", NOW_S * 1000 + 1),
+        (ipfix([opts, data_set(260, [struct.pack(">II", 1, 10)]), template_set(256, BASIC), rec]), "192.0.2.1", 0),
+        (ipfix([data_set(260, [struct.pack(">II", 1, 20)]), rec]), "192.0.2.1", 1),
     ]
     res = dec.decode_many(batch)
     assert res.batch is not None and sorted(res.batch.column("sampling_rate").to_pylist()) == [10, 20]

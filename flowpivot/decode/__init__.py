@@ -141,10 +141,11 @@ class FlowDecoder:
     ``pending_timeout_ms`` and ``max_pending`` bound the data sets held while their template is
     missing; what exceeds them is dropped and counted as ``pending_lost``.
 
-    ``time_range`` (default: 1970 to the datagram's arrival plus a day) is the plausible range of
-    flow times: a record outside it is left out and reported with its datagram, and a record that
-    ends before it starts gets its end set to its start (:func:`flowpivot.timerange.check_times`).
-    None turns the check off.
+    ``time_range`` (e.g. ``TimeRange()``: 1970 to the datagram's arrival plus a day) is the
+    plausible range of flow times: a record outside it is left out and reported with its datagram,
+    and a record that ends before it starts gets its end set to its start
+    (:func:`flowpivot.timerange.check_times`). None (the default) leaves the check to the caller;
+    :meth:`decode_buffer` takes a range of its own for one call (``read_pcap`` passes one).
 
     Templates, options (sampling, system init time) and sequence numbers are scoped per transport
     session (RFC 7011 section 3.1): exporter address, UDP source port, observation domain.
@@ -152,7 +153,7 @@ class FlowDecoder:
 
     def __init__(
         self, *, pending_timeout_ms: int = 60_000, max_pending: int = 10_000,
-        time_range: TimeRange | None = TimeRange(),  # noqa: B008 (frozen dataclass)
+        time_range: TimeRange | None = None,
     ) -> None:  # fmt: skip
         self.pending_timeout_ms = pending_timeout_ms
         self.max_pending = max_pending
@@ -170,6 +171,7 @@ class FlowDecoder:
         self._system_init: dict[tuple[str, int, int], int] = {}  # (exporter, source port, domain) -> ms
         self._port = 0  # UDP source port of the datagram being walked
         self._reference_ms: int | None = None  # decode_buffer: the input's own time, for the time check
+        self._range: TimeRange | None = time_range  # the range of the call under way
         self._src_ports: list[int] = []  # decode_buffer: source port of each exporter index
         # per-batch state
         self._groups: dict[object, _Group] = {}
@@ -235,12 +237,13 @@ class FlowDecoder:
     def decode_buffer(
         self, buf: bytes | memoryview | np.ndarray, starts: np.ndarray, ends: np.ndarray, exporter_index: np.ndarray,
         exporters: list[str], received_ms: list[int], where: Callable[[int], str] | None = None,
-        source_ports: np.ndarray | None = None, reference_ms: int | None = None,
+        source_ports: np.ndarray | None = None, reference_ms: int | None = None, time_range: TimeRange | None = None,
     ) -> tuple[list[pa.RecordBatch], list[Problem]]:  # fmt: skip
         """Decode datagrams that lie in one buffer (e.g. a mapped capture): datagram ``i`` is
         ``buf[starts[i]:ends[i]]`` from ``exporters[exporter_index[i]]``, UDP source port
         ``source_ports[i]`` (None: all 0). ``reference_ms`` is the input's own time (a file's
         modification time) for the plausible time range; None: each datagram's arrival.
+        ``time_range``: the plausible range for this call (None: the decoder's ``time_range``).
 
         Same result as :meth:`decode_batches`, faster: the headers of the usual datagrams (v5, and
         v9/IPFIX with one data set of a known fixed-length flow template) are read with NumPy for
@@ -251,10 +254,12 @@ class FlowDecoder:
         self._batches = []
         self._problems = []
         self._reference_ms = reference_ms
+        self._range = self.time_range if time_range is None else time_range
         try:
             return self._decode_buffer(buf, starts, ends, exporter_index, exporters, received_ms, where, source_ports)
         finally:
             self._reference_ms = None
+            self._range = self.time_range
 
     def _decode_buffer(
         self, buf: bytes | memoryview | np.ndarray, starts: np.ndarray, ends: np.ndarray, exporter_index: np.ndarray,
@@ -998,7 +1003,7 @@ class FlowDecoder:
             sampling = self._sampling_for(t, g.exporter, g.port, g.domain, roles, n)
         ctx = Context(counts, export_ms, uptime_ms, g.exporter, g.domain, sampling, keep)
         batch = build_batch(roles, n, t.version, ctx)
-        if self.time_range is None:
+        if self._range is None:
             return batch
         return self._check_times(batch, g, counts, received, places, keep)
 
@@ -1007,8 +1012,8 @@ class FlowDecoder:
         keep: np.ndarray | None,
     ) -> pa.RecordBatch:  # fmt: skip
         """Leave out the records dated outside the plausible range, each a problem naming its datagram."""
-        assert self.time_range is not None
-        tr = self.time_range
+        assert self._range is not None
+        tr = self._range
         if self._reference_ms is not None:
             lo, hi = tr.bounds(self._reference_ms)
             what = f"the input's time plus {tr.slack_ms / 3_600_000:g} h"

@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..decode import FlowDecoder
+from ..timerange import TimeRange
 from .base import ReadReport
 
 __all__ = ["read_pcap", "BATCH_DATAGRAMS"]
@@ -312,13 +313,16 @@ def _tsresol_ms(mm: mmap.mmap | bytes, off: int, end: int, bo: str) -> float:
 
 
 def read_pcap(
-    path: Path, report: ReadReport, decoder: FlowDecoder, *, ports: set[int] | None = None
-) -> Iterator[pa.RecordBatch]:
+    path: Path, report: ReadReport, decoder: FlowDecoder, *, ports: set[int] | None = None,
+    time_range: TimeRange | None = TimeRange(),  # noqa: B008 (frozen dataclass)
+) -> Iterator[pa.RecordBatch]:  # fmt: skip
     """Decode every NetFlow/IPFIX datagram in a pcap or pcapng file with ``decoder``.
 
     The same decoder carries templates from one file to the next, so a capture of templates
     can be read before a capture of data. ``ports`` (optional) keeps only UDP datagrams sent to
     those destination ports. Bad packets are counted in ``report`` with their file offset.
+    A record dated outside ``time_range`` (1970 to the file's modification time plus a day by
+    default; None: no check) is left out and reported with its packet.
     """
     path = Path(path)
     with open(path, "rb") as fh:
@@ -327,7 +331,7 @@ def read_pcap(
         try:
             # the plausible flow times run to the file's own time plus the slack (see timerange.py):
             # a capture's packet times may be those of a replay, not of the export
-            yield from _read(mm, report, decoder, ports, int(path.stat().st_mtime * 1000))
+            yield from _read(mm, report, decoder, ports, int(path.stat().st_mtime * 1000), time_range)
         finally:
             if isinstance(mm, mmap.mmap):
                 try:
@@ -394,8 +398,9 @@ def _udp_batch(
 
 
 def _read(
-    mm: mmap.mmap | bytes, report: ReadReport, decoder: FlowDecoder, ports: set[int] | None, reference_ms: int
-) -> Iterator[pa.RecordBatch]:
+    mm: mmap.mmap | bytes, report: ReadReport, decoder: FlowDecoder, ports: set[int] | None, reference_ms: int,
+    time_range: TimeRange | None,
+) -> Iterator[pa.RecordBatch]:  # fmt: skip
     u8 = np.frombuffer(mm, dtype=np.uint8) if len(mm) else np.zeros(0, dtype=np.uint8)
     counters: dict[str, int] = {}
     last_end = 0
@@ -418,7 +423,7 @@ def _read(
         # the datagrams stay in the mapped file: the decoder copies each record once, into its column
         batches, problems = decoder.decode_buffer(
             u8, pay_a[keep], pay_b[keep], index[keep], names, [stamps[k] for k in keep.tolist()], where=where,
-            source_ports=sports[keep], reference_ms=reference_ms,
+            source_ports=sports[keep], reference_ms=reference_ms, time_range=time_range,
         )  # fmt: skip
         for p in problems:
             report.problem(p.where, f"exporter {p.source}: {p.reason}")
