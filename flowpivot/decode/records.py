@@ -174,12 +174,10 @@ def _const(value: int, type_: pa.DataType, n: int) -> pa.Array:
     return _arr(np.full(n, value, dtype=type_.to_pandas_dtype()), type_)
 
 
-_MAPPED_PREFIX = np.array([0] * 10 + [0xFF, 0xFF], dtype=np.uint8)
-
-
 def _v4_mapped(v6: np.ndarray) -> np.ndarray:
     """Rows of ``(n, 16)`` address bytes that are IPv4-mapped IPv6 addresses (RFC 4291 2.5.5.2)."""
-    return (v6[:, :12] == _MAPPED_PREFIX).all(axis=1)
+    words = np.ascontiguousarray(v6).view("<u8").reshape(-1, 2)  # bytes 0-7, 8-15 (little-endian words)
+    return (words[:, 0] == 0) & ((words[:, 1] & np.uint64(0xFFFFFFFF)) == np.uint64(0xFFFF0000))
 
 
 def _low_v4(v6: np.ndarray) -> np.ndarray:
