@@ -19,7 +19,17 @@ __all__ = ["Context", "build_batch", "sampling_rates"]
 
 NTP_EPOCH_OFFSET_S = 2_208_988_800  # 1900-01-01 to 1970-01-01
 U64 = np.uint64
-TS = pa.timestamp("ms", tz="UTC")
+#: the type of each store column, from the one declaration in flowpivot/schema.py
+TYPES: dict[str, pa.DataType] = {f.name: f.type for f in STORE_SCHEMA}
+#: store column -> the roles that fill it, in order of preference (integer columns read as they are)
+_INT_COLUMNS = (
+    ("src_port", ("src_port",)), ("dst_port", ("dst_port",)), ("protocol", ("protocol",)),
+    ("tcp_flags", ("tcp_flags",)), ("src_as", ("src_as",)), ("dst_as", ("dst_as",)), ("direction", ("direction",)),
+    ("rev_tcp_flags", ("rev_tcp_flags",)), ("packets", ("packets", "packets_total")),
+    ("bytes", ("bytes", "bytes_total")), ("rev_packets", ("rev_packets", "rev_packets_total")),
+    ("rev_bytes", ("rev_bytes", "rev_bytes_total")), ("in_if", ("in_if", "in_phys_if")),
+    ("out_if", ("out_if", "out_phys_if")),
+)  # fmt: skip
 _NULL_CACHE: dict[tuple[str, int], pa.Array] = {}
 
 
@@ -159,15 +169,17 @@ def sampling_rates(roles: dict[str, np.ndarray], n: int) -> np.ndarray:
     return rate
 
 
-def _u(a: np.ndarray, dtype: type) -> np.ndarray:
-    return a.astype(dtype, copy=False)
-
-
 def _arr(values: np.ndarray, type_: pa.DataType, mask: np.ndarray | None = None) -> pa.Array:
     if mask is not None:
         return pa.array(values, type=type_, mask=mask)
     data = np.ascontiguousarray(values, dtype=type_.to_pandas_dtype())
     return pa.Array.from_buffers(type_, len(data), [None, pa.py_buffer(data)])
+
+
+def _col(name: str, values: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:
+    """Store column ``name`` of ``values``, in the column's type (from the schema)."""
+    type_ = TYPES[name]
+    return _arr(values.astype(type_.to_pandas_dtype(), copy=False), type_, mask)
 
 
 def _const(value: int, type_: pa.DataType, n: int) -> pa.Array:
@@ -270,7 +282,7 @@ def build_batch(roles: dict[str, np.ndarray], n: int, version: int, ctx: Context
         roles = _orient_biflows(roles)
     for which, values in zip(("start", "end"), flow_times(roles, version, ctx), strict=True):
         ms = np.ascontiguousarray(values, dtype=np.int64)
-        cols[which] = pa.Array.from_buffers(TS, n, [None, pa.py_buffer(ms)])
+        cols[which] = pa.Array.from_buffers(TYPES[which], n, [None, pa.py_buffer(ms)])
 
     # Addresses: a template may carry both families (one of them zero); ipVersion decides, else
     # the family whose address is set. An IPv4-mapped IPv6 address (::ffff:a.b.c.d) is stored as
@@ -279,7 +291,7 @@ def build_batch(roles: dict[str, np.ndarray], n: int, version: int, ctx: Context
         v4, v6 = roles.get(f"{side}_v4"), roles.get(f"{side}_v6")
         if v6 is None:
             if v4 is not None:
-                cols[f"{side}_addr_v4"] = _arr(_u(v4, np.uint32), pa.uint32())
+                cols[f"{side}_addr_v4"] = _col(f"{side}_addr_v4", v4)
             continue
         if v4 is None:
             is6 = np.ones(n, dtype=bool)
@@ -295,34 +307,14 @@ def build_batch(roles: dict[str, np.ndarray], n: int, version: int, ctx: Context
         if is6.all():
             cols[f"{side}_addr_v6"] = _v6(v6, None)
         else:
-            cols[f"{side}_addr_v4"] = _arr(_u(v4, np.uint32), pa.uint32(), mask=is6 if is6.any() else None)
+            cols[f"{side}_addr_v4"] = _col(f"{side}_addr_v4", v4, mask=is6 if is6.any() else None)
             if is6.any():
                 cols[f"{side}_addr_v6"] = _v6(v6, is6)
 
-    for name, role, dtype, type_ in (
-        ("src_port", "src_port", np.uint16, pa.uint16()),
-        ("dst_port", "dst_port", np.uint16, pa.uint16()),
-        ("protocol", "protocol", np.uint8, pa.uint8()),
-        ("tcp_flags", "tcp_flags", np.uint16, pa.uint16()),
-        ("src_as", "src_as", np.uint32, pa.uint32()),
-        ("dst_as", "dst_as", np.uint32, pa.uint32()),
-        ("direction", "direction", np.uint8, pa.uint8()),
-        ("rev_tcp_flags", "rev_tcp_flags", np.uint16, pa.uint16()),
-    ):
-        if role in roles:
-            cols[name] = _arr(_u(roles[role], dtype), type_)
-    for name, roles_ in (
-        ("packets", ("packets", "packets_total")),
-        ("bytes", ("bytes", "bytes_total")),
-        ("rev_packets", ("rev_packets", "rev_packets_total")),
-        ("rev_bytes", ("rev_bytes", "rev_bytes_total")),
-        ("in_if", ("in_if", "in_phys_if")),
-        ("out_if", ("out_if", "out_phys_if")),
-    ):
-        for role in roles_:
+    for name, candidates in _INT_COLUMNS:
+        for role in candidates:
             if role in roles:
-                type_ = STORE_SCHEMA.field(name).type
-                cols[name] = _arr(_u(roles[role], type_.to_pandas_dtype()), type_)
+                cols[name] = _col(name, roles[role])
                 break
 
     # ICMP type and code: the dedicated elements, else the v5/v9 convention of type*256+code in
@@ -351,15 +343,15 @@ def build_batch(roles: dict[str, np.ndarray], n: int, version: int, ctx: Context
                 dp = roles["dst_port"].astype(np.uint64)
                 typ, code = dp >> U64(8), dp & U64(0xFF)
             if typ is not None and code is not None:
-                cols["icmp_type"] = _arr(_u(typ & U64(0xFF), np.uint8), pa.uint8(), mask=~is_icmp)
-                cols["icmp_code"] = _arr(_u(code, np.uint8), pa.uint8(), mask=~is_icmp)
+                cols["icmp_type"] = _col("icmp_type", typ & U64(0xFF), mask=~is_icmp)
+                cols["icmp_code"] = _col("icmp_code", code & U64(0xFF), mask=~is_icmp)
 
     if isinstance(ctx.sampling, np.ndarray):
         rate = np.where(ctx.sampling == 0, 1, np.minimum(ctx.sampling, 0xFFFFFFFF))
-        cols["sampling_rate"] = _arr(_u(rate, np.uint32), pa.uint32())
+        cols["sampling_rate"] = _col("sampling_rate", rate)
     else:
-        cols["sampling_rate"] = _const(min(ctx.sampling, 0xFFFFFFFF) or 1, pa.uint32(), n)
-    cols["observation_domain"] = _const(ctx.domain, pa.uint32(), n)
+        cols["sampling_rate"] = _const(min(ctx.sampling, 0xFFFFFFFF) or 1, TYPES["sampling_rate"], n)
+    cols["observation_domain"] = _const(ctx.domain, TYPES["observation_domain"], n)
     cols["exporter"] = _repeated(ctx.exporter, n)
 
     arrays = [cols[f.name] if f.name in cols else _nulls(f.type, n) for f in STORE_SCHEMA]
