@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..decode import FlowDecoder
+from ..decode.packets import ethernet_type, ip_header
 from ..timerange import TimeRange
 from .base import ReadReport
 
@@ -49,10 +50,8 @@ LINK_NULL, LINK_ETHERNET, LINK_RAW, LINK_LOOP, LINK_SLL, LINK_IPV4, LINK_IPV6, L
     276,
 )
 LINK_RAW_ALIASES = {12, 14}  # DLT_RAW on some BSDs
-ETH_VLAN = {0x8100, 0x88A8, 0x9100, 0x9200}
 AF_INET6_BSD = {24, 28, 30, 10}
 
-_HH = struct.Struct(">HH")
 _H = struct.Struct(">H")
 
 
@@ -63,15 +62,10 @@ class _Skip(Exception):
 def _ip_payload(buf: bytes | mmap.mmap, off: int, end: int, link: int) -> tuple[int, int]:
     """(offset of the IP header, IP version) for a packet of the given link type."""
     if link == LINK_ETHERNET:
-        if end - off < 14:
+        found = ethernet_type(buf, off, end)
+        if found is None:
             raise _Skip("short_link")
-        etype = _H.unpack_from(buf, off + 12)[0]
-        off += 14
-        while etype in ETH_VLAN:
-            if end - off < 4:
-                raise _Skip("short_link")
-            etype = _H.unpack_from(buf, off + 2)[0]
-            off += 4
+        etype, off = found
     elif link == LINK_SLL:
         if end - off < 16:
             raise _Skip("short_link")
@@ -106,41 +100,26 @@ def _ip_payload(buf: bytes | mmap.mmap, off: int, end: int, link: int) -> tuple[
 
 def _udp(buf: bytes | mmap.mmap, off: int, end: int, link: int) -> tuple[str, int, int, int, int]:
     """(exporter address, payload start, payload end, destination port, source port) of a UDP packet."""
-    off, version = _ip_payload(buf, off, end, link)
+    off, _ = _ip_payload(buf, off, end, link)
+    found = ip_header(buf, off, end)  # the walker the decoder uses for sampled packet headers
+    if found is None:
+        raise _Skip("short_ip")
+    version, src_b, _dst, proto, length, l4, first_fragment = found
+    if not first_fragment:
+        raise _Skip("ip_fragments")  # only the first fragment has the UDP header
+    if l4 < 0:
+        raise _Skip("short_ip")
+    if proto != 17:
+        raise _Skip("not_udp")
     if version == 4:
-        if end - off < 20:
-            raise _Skip("short_ip")
-        ihl = (buf[off] & 0x0F) * 4
-        total = _H.unpack_from(buf, off + 2)[0]
-        frag = _H.unpack_from(buf, off + 6)[0]
-        if frag & 0x1FFF:
-            raise _Skip("ip_fragments")  # only the first fragment has the UDP header
-        if buf[off + 9] != 17:
-            raise _Skip("not_udp")
-        if ihl < 20:
-            raise _Skip("short_ip")
-        src = socket.inet_ntoa(buf[off + 12 : off + 16])
-        end = min(end, off + total) if total >= ihl else end
-        off += ihl
+        src = socket.inet_ntoa(src_b)
+        if length >= l4 - off:
+            end = min(end, off + length)
     else:
-        if end - off < 40:
-            raise _Skip("short_ip")
-        nxt = buf[off + 6]
-        plen = _H.unpack_from(buf, off + 4)[0]
-        src = socket.inet_ntop(socket.AF_INET6, buf[off + 8 : off + 24])
-        if plen:
-            end = min(end, off + 40 + plen)
-        off += 40
-        while nxt in (0, 43, 60, 44):
-            if end - off < 8:
-                raise _Skip("short_ip")
-            if nxt == 44 and _H.unpack_from(buf, off + 2)[0] & 0xFFF8:
-                raise _Skip("ip_fragments")
-            hlen = 8 if nxt == 44 else (buf[off + 1] + 1) * 8
-            nxt = buf[off]
-            off += hlen
-        if nxt != 17:
-            raise _Skip("not_udp")
+        src = socket.inet_ntop(socket.AF_INET6, src_b)
+        if length > 40:
+            end = min(end, off + length)
+    off = l4
     if end - off < 8:
         raise _Skip("short_udp")
     sport, dport, ulen = struct.unpack_from(">HHH", buf, off)
