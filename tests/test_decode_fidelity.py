@@ -501,3 +501,20 @@ def test_softflowd_biflows_are_turned_round_when_the_reverse_side_opened() -> No
         for r in rows if r["protocol"] == 6
     )  # fmt: skip
     assert got == expected
+
+
+def test_an_impossible_time_in_seconds_does_not_wrap_into_a_plausible_one() -> None:
+    """flowStartSeconds/EndSeconds (8 bytes) so large that, times 1000, they wrap a 64-bit integer
+    to 2023-11-14: the record is rejected and reported, not stored at the wrapped date."""
+    from test_decode_units import data_set, ip4, ipfix, template_set
+
+    from flowpivot.timerange import TimeRange
+
+    wrapped = 1_700_000_000_384  # 2^64 + this is a multiple of 1000
+    huge = ((1 << 64) + wrapped) // 1000
+    assert (huge * 1000) % (1 << 64) == wrapped
+    t = template_set(256, [(8, 4), (12, 4), (150, 8), (151, 8)])
+    rec = ip4("10.0.0.1") + ip4("10.0.0.2") + struct.pack(">QQ", huge, huge)
+    dec = FlowDecoder(time_range=TimeRange())
+    res = dec.decode_many([(ipfix([t, data_set(256, [rec])]), "192.0.2.1", 0)])
+    assert res.batch is None and len(res.problems) == 1 and dec.stats["192.0.2.1"].bad_time == 1

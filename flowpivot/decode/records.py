@@ -83,7 +83,9 @@ def _time(roles: dict[str, np.ndarray], which: str, version: int, ctx: Context) 
     if ms in roles:
         return roles[ms].astype(np.int64)
     if s in roles:
-        return roles[s].astype(np.int64) * 1000
+        # seconds beyond 2^40 (year 36812) would wrap in ms: -1, which no plausible range holds
+        v = roles[s].astype(np.uint64)
+        return np.where(v < U64(1 << 40), v.astype(np.int64) * 1000, -1)
     if us in roles:
         return _ntp_to_ms(roles[us])
     if ns in roles:
