@@ -344,7 +344,7 @@ def test_old_sflow_and_old_netflow_are_unsupported_not_malformed() -> None:
     dec = FlowDecoder()
     sflow4 = struct.pack(">III", 4, 1, 0x0A000001) + b"\0" * 20
     sflow5 = struct.pack(">III", 5, 1, 0x0A000001) + b"\0" * 16  # v5 (decoded: tests/test_decode_sflow.py), no samples
-    old = struct.pack(">HH", 7, 0) + b"\0" * 20
+    old = struct.pack(">HH", 8, 0) + b"\0" * 20  # NetFlow v8 (v7 is decoded: tests/test_decode_fidelity.py)
     res = dec.decode_many([(sflow4, "192.0.2.9", 0), (old, "192.0.2.9", 0), (sflow5, "192.0.2.9", 0)])
     assert res.batch is None and res.problems == []
     assert dec.stats["192.0.2.9"].unsupported == 2 and dec.stats["192.0.2.9"].malformed == 0

@@ -46,10 +46,10 @@ class RecordingDecoder(FlowDecoder):
         super().__init__()
         self.seen: list[tuple[bytes, str, int]] = []
 
-    def decode_buffer(self, buf, starts, ends, exporter_index, exporters, received_ms, where=None):  # type: ignore[no-untyped-def]
+    def decode_buffer(self, buf, starts, ends, exporter_index, exporters, received_ms, where=None, **kw):  # type: ignore[no-untyped-def]
         for a, b, e, t in zip(starts, ends, exporter_index, received_ms, strict=True):
             self.seen.append((bytes(buf[a:b]), exporters[e], t))
-        return super().decode_buffer(buf, starts, ends, exporter_index, exporters, received_ms, where)
+        return super().decode_buffer(buf, starts, ends, exporter_index, exporters, received_ms, where, **kw)
 
 
 def read(path: Path, decoder: FlowDecoder | None = None) -> tuple[pa.Table | None, ReadReport, FlowDecoder]:

@@ -57,12 +57,17 @@ ROLES: dict[tuple[int, int], str] = {
     (0, 160): "system_init_ms",
     (0, 322): "observation_s",
     (0, 323): "observation_ms",
+    (0, 324): "observation_us",  # observationTimeMicroseconds (PSAMP packet reports), NTP format
+    (0, 325): "observation_ns",
     (0, 34): "sampling_interval",  # v9 SAMPLING_INTERVAL, IPFIX samplingInterval
     (0, 50): "sampler_random_interval",  # v9 FLOW_SAMPLER_RANDOM_INTERVAL / IPFIX samplerRandomInterval
     (0, 305): "sampling_packet_interval",
     (0, 306): "sampling_packet_space",
     (0, 309): "sampling_size",  # samplingSize: packets selected per samplingPopulation (RFC 5477)
     (0, 310): "sampling_population",  # samplingPopulation: random n-out-of-N selection's N
+    (0, 311): "sampling_probability",  # samplingProbability (float64, or float32 reduced): uniform probabilistic
+    (0, 318): "selector_observed",  # selectorIdTotalPktsObserved (RFC 5477): packets the selector saw
+    (0, 319): "selector_selected",  # selectorIdTotalPktsSelected: packets it selected
     (0, 48): "sampler_id",  # v9 FLOW_SAMPLER_ID / IPFIX samplerId
     (0, 302): "selector_id",
     (0, 145): "template_id",  # templateId, as an options scope
@@ -83,8 +88,11 @@ BYTES_ROLES = frozenset({"src_v6", "dst_v6"})
 
 #: Roles that describe sampling; an options record carrying one of them feeds the sampling table.
 SAMPLING_ROLES = frozenset(
-    {"sampling_interval", "sampler_random_interval", "sampling_packet_interval", "sampling_population"}
-)
+    {
+        "sampling_interval", "sampler_random_interval", "sampling_packet_interval", "sampling_population",
+        "sampling_probability", "selector_observed",
+    }
+)  # fmt: skip
 
 
 def role_of(enterprise: int, element: int) -> str | None:

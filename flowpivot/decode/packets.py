@@ -12,25 +12,83 @@ This runs once per sampled packet (sampled exporters send few records); it never
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["section_roles"]
+__all__ = ["section_roles", "ethernet_type", "ip_header"]
 
 _VLAN = (0x8100, 0x88A8, 0x9100, 0x9200)
 _MPLS = (0x8847, 0x8848)
 _IPV6_EXT = (0, 43, 60)  # hop-by-hop, routing, destination options (fragment 44 is handled apart)
 
 
-def _ethernet(b: bytes | memoryview, off: int, depth: int) -> tuple | None:
-    if len(b) - off < 14:
+def ethernet_type(b: bytes | memoryview | mmap.mmap, off: int, end: int) -> tuple[int, int] | None:
+    """(EtherType, offset of the payload) of an Ethernet frame at ``off``, past any 802.1Q /
+    802.1ad / QinQ tags; None when the frame is cut short."""
+    if end - off < 14:
         return None
     etype = b[off + 12] << 8 | b[off + 13]
     off += 14
-    while etype in _VLAN and len(b) - off >= 4:
+    while etype in _VLAN:
+        if end - off < 4:
+            return None
         etype = b[off + 2] << 8 | b[off + 3]
         off += 4
+    return etype, off
+
+
+def ip_header(b: bytes | memoryview | mmap.mmap, off: int, end: int) -> tuple | None:
+    """The IP header at ``off`` (IPv4, or IPv6 with its extension headers walked):
+    (version, src bytes, dst bytes, protocol, IP length, l4 offset, first fragment).
+
+    The l4 offset is -1 when the extension headers run past ``end``. None: not IPv4/IPv6, or its
+    fixed header is cut short (an IPv4 header length under 20 counts as cut). This walker serves
+    both the pcap reader (the UDP datagram of an export packet) and the sampled headers here.
+    """
+    if end - off < 1:
+        return None
+    version = b[off] >> 4
+    if version == 4:
+        ihl = (b[off] & 0x0F) * 4
+        if end - off < 20 or ihl < 20:
+            return None
+        proto = b[off + 9]
+        length = b[off + 2] << 8 | b[off + 3]
+        first_fragment = (b[off + 6] & 0x1F) == 0 and b[off + 7] == 0
+        return (
+            version,
+            bytes(b[off + 12 : off + 16]),
+            bytes(b[off + 16 : off + 20]),
+            proto,
+            length,
+            off + ihl,
+            first_fragment,
+        )
+    if version != 6 or end - off < 40:
+        return None
+    proto = b[off + 6]
+    length = (b[off + 4] << 8 | b[off + 5]) + 40
+    src, dst = bytes(b[off + 8 : off + 24]), bytes(b[off + 24 : off + 40])
+    inner = off + 40
+    first_fragment = True
+    while proto in _IPV6_EXT or proto == 44:
+        if end - inner < 8:
+            return version, src, dst, proto, length, -1, first_fragment
+        if proto == 44:
+            first_fragment = (b[inner + 2] << 8 | b[inner + 3]) & 0xFFF8 == 0
+            proto, inner = b[inner], inner + 8
+        else:
+            proto, inner = b[inner], inner + (b[inner + 1] + 1) * 8
+    return version, src, dst, proto, length, inner, first_fragment
+
+
+def _ethernet(b: bytes | memoryview, off: int, depth: int) -> tuple | None:
+    found = ethernet_type(b, off, len(b))
+    if found is None:
+        return None
+    etype, off = found
     if etype in _MPLS:
         while len(b) - off >= 4:
             bottom = b[off + 2] & 1
@@ -54,36 +112,12 @@ def _ethernet(b: bytes | memoryview, off: int, depth: int) -> tuple | None:
 
 def _ip(b: bytes | memoryview, off: int, depth: int) -> tuple | None:
     """(version, src bytes, dst bytes, protocol, ip length, l4 offset or -1) of the innermost packet."""
-    if len(b) - off < 1:
+    found = ip_header(b, off, len(b))
+    if found is None:
         return None
-    version = b[off] >> 4
-    if version == 4:
-        if len(b) - off < 20:
-            return None
-        ihl = (b[off] & 0x0F) * 4
-        proto = b[off + 9]
-        length = b[off + 2] << 8 | b[off + 3]
-        first_fragment = (b[off + 6] & 0x1F) == 0 and b[off + 7] == 0
-        src, dst = bytes(b[off + 12 : off + 16]), bytes(b[off + 16 : off + 20])
-        inner = off + ihl
-    elif version == 6:
-        if len(b) - off < 40:
-            return None
-        proto = b[off + 6]
-        length = (b[off + 4] << 8 | b[off + 5]) + 40
-        src, dst = bytes(b[off + 8 : off + 24]), bytes(b[off + 24 : off + 40])
-        inner = off + 40
-        first_fragment = True
-        while proto in _IPV6_EXT or proto == 44:
-            if len(b) - inner < 8:
-                return version, src, dst, proto, length, -1
-            if proto == 44:
-                first_fragment = (b[inner + 2] << 8 | b[inner + 3]) & 0xFFF8 == 0
-                proto, inner = b[inner], inner + 8
-            else:
-                proto, inner = b[inner], inner + (b[inner + 1] + 1) * 8
-    else:
-        return None
+    version, src, dst, proto, length, inner, first_fragment = found
+    if inner < 0:
+        return version, src, dst, proto, length, -1
     if proto in (4, 41) and depth < 4:  # IPv4 / IPv6 carried inside: the flow is the inner packet
         found = _ip(b, inner, depth + 1)
         if found is not None:

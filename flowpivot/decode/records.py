@@ -19,7 +19,17 @@ __all__ = ["Context", "build_batch", "sampling_rates"]
 
 NTP_EPOCH_OFFSET_S = 2_208_988_800  # 1900-01-01 to 1970-01-01
 U64 = np.uint64
-TS = pa.timestamp("ms", tz="UTC")
+#: the type of each store column, from the one declaration in flowpivot/schema.py
+TYPES: dict[str, pa.DataType] = {f.name: f.type for f in STORE_SCHEMA}
+#: store column -> the roles that fill it, in order of preference (integer columns read as they are)
+_INT_COLUMNS = (
+    ("src_port", ("src_port",)), ("dst_port", ("dst_port",)), ("protocol", ("protocol",)),
+    ("tcp_flags", ("tcp_flags",)), ("src_as", ("src_as",)), ("dst_as", ("dst_as",)), ("direction", ("direction",)),
+    ("rev_tcp_flags", ("rev_tcp_flags",)), ("packets", ("packets", "packets_total")),
+    ("bytes", ("bytes", "bytes_total")), ("rev_packets", ("rev_packets", "rev_packets_total")),
+    ("rev_bytes", ("rev_bytes", "rev_bytes_total")), ("in_if", ("in_if", "in_phys_if")),
+    ("out_if", ("out_if", "out_phys_if")),
+)  # fmt: skip
 _NULL_CACHE: dict[tuple[str, int], pa.Array] = {}
 
 
@@ -59,8 +69,9 @@ def _ntp_to_ms(v: np.ndarray) -> np.ndarray:
     return sec * 1000 + frac_ms
 
 
-def _time(roles: dict[str, np.ndarray], which: str, version: int, ctx: Context) -> np.ndarray:
-    """Start (``which='start'``) or end time in ms since the epoch, from the best element present."""
+def _time(roles: dict[str, np.ndarray], which: str, version: int, ctx: Context) -> np.ndarray | None:
+    """Start (``which='start'``) or end time in ms since the epoch, from the best element present
+    (None: the record states neither this time nor an observation time)."""
     ms, s, us, ns, delta, uptime = (
         f"{which}_ms",
         f"{which}_s",
@@ -72,7 +83,9 @@ def _time(roles: dict[str, np.ndarray], which: str, version: int, ctx: Context) 
     if ms in roles:
         return roles[ms].astype(np.int64)
     if s in roles:
-        return roles[s].astype(np.int64) * 1000
+        # seconds beyond 2^40 (year 36812) would wrap in ms: -1, which no plausible range holds
+        v = roles[s].astype(np.uint64)
+        return np.where(v < U64(1 << 40), v.astype(np.int64) * 1000, -1)
     if us in roles:
         return _ntp_to_ms(roles[us])
     if ns in roles:
@@ -88,11 +101,38 @@ def _time(roles: dict[str, np.ndarray], which: str, version: int, ctx: Context) 
         # difference survives the uptime counter wrapping (every 49.7 days).
         ago = ((ctx.uptime_ms - v + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
         return ctx.export_ms - ago
+    return None
+
+
+def _observation(roles: dict[str, np.ndarray]) -> np.ndarray | None:
+    """observationTime* (PSAMP packet reports, NAT events): the time of a single observation."""
     if "observation_ms" in roles:
         return roles["observation_ms"].astype(np.int64)
+    if "observation_us" in roles:
+        return _ntp_to_ms(roles["observation_us"])
+    if "observation_ns" in roles:
+        return _ntp_to_ms(roles["observation_ns"])
     if "observation_s" in roles:
         return roles["observation_s"].astype(np.int64) * 1000
-    return ctx.export_ms
+    return None
+
+
+def flow_times(roles: dict[str, np.ndarray], version: int, ctx: Context) -> tuple[np.ndarray, np.ndarray]:
+    """(start, end) in ms. A record that states only one of the two (Nokia BRAS sends
+    flowStartMilliseconds alone) takes it for both; one that states neither takes its observation
+    time (PSAMP, NAT events), else the export time."""
+    start = _time(roles, "start", version, ctx)
+    end = _time(roles, "end", version, ctx)
+    if start is None and end is None:
+        start = end = _observation(roles)
+        if start is None:
+            start = end = ctx.export_ms
+    elif start is None:
+        start = end
+    elif end is None:
+        end = start
+    assert start is not None and end is not None
+    return start, end
 
 
 def sampling_rates(roles: dict[str, np.ndarray], n: int) -> np.ndarray:
@@ -115,11 +155,20 @@ def sampling_rates(roles: dict[str, np.ndarray], n: int) -> np.ndarray:
         space = roles["sampling_packet_space"].astype(np.uint64)
         per = np.where(interval > 0, (interval + space) // np.maximum(interval, U64(1)), U64(0))
         rate = np.where(rate == 0, per, rate)
+    if "sampling_probability" in roles:
+        # uniform probabilistic (selectorAlgorithm 4/5): 1 / p, the float read from its bits
+        raw = roles["sampling_probability"]
+        p = raw.view(np.float32) if raw.dtype.itemsize == 4 else raw.astype(np.uint64).view(np.float64)
+        ok = np.isfinite(p) & (p > 0) & (p <= 1)
+        per = np.where(ok, np.rint(1.0 / np.where(ok, p, 1.0)), 0).astype(np.uint64)
+        rate = np.where(rate == 0, per, rate)
+    if "selector_observed" in roles and "selector_selected" in roles:
+        # RFC 5477 selector report: packets observed / packets selected, the rate achieved
+        seen = roles["selector_observed"].astype(np.float64)
+        kept = roles["selector_selected"].astype(np.float64)
+        per = np.where(kept > 0, np.rint(seen / np.maximum(kept, 1.0)), 0).astype(np.uint64)
+        rate = np.where(rate == 0, per, rate)
     return rate
-
-
-def _u(a: np.ndarray, dtype: type) -> np.ndarray:
-    return a.astype(dtype, copy=False)
 
 
 def _arr(values: np.ndarray, type_: pa.DataType, mask: np.ndarray | None = None) -> pa.Array:
@@ -129,8 +178,25 @@ def _arr(values: np.ndarray, type_: pa.DataType, mask: np.ndarray | None = None)
     return pa.Array.from_buffers(type_, len(data), [None, pa.py_buffer(data)])
 
 
+def _col(name: str, values: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:
+    """Store column ``name`` of ``values``, in the column's type (from the schema)."""
+    type_ = TYPES[name]
+    return _arr(values.astype(type_.to_pandas_dtype(), copy=False), type_, mask)
+
+
 def _const(value: int, type_: pa.DataType, n: int) -> pa.Array:
     return _arr(np.full(n, value, dtype=type_.to_pandas_dtype()), type_)
+
+
+def _v4_mapped(v6: np.ndarray) -> np.ndarray:
+    """Rows of ``(n, 16)`` address bytes that are IPv4-mapped IPv6 addresses (RFC 4291 2.5.5.2)."""
+    words = np.ascontiguousarray(v6).view("<u8").reshape(-1, 2)  # bytes 0-7, 8-15 (little-endian words)
+    return (words[:, 0] == 0) & ((words[:, 1] & np.uint64(0xFFFFFFFF)) == np.uint64(0xFFFF0000))
+
+
+def _low_v4(v6: np.ndarray) -> np.ndarray:
+    b = v6[:, 12:16].astype(np.uint32)
+    return (b[:, 0] << 24) | (b[:, 1] << 16) | (b[:, 2] << 8) | b[:, 3]
 
 
 def _v6(raw: np.ndarray, valid: np.ndarray | None) -> pa.Array:
@@ -169,53 +235,88 @@ def _nulls(type_: pa.DataType, n: int) -> pa.Array:
     return arr
 
 
+def _v5_icmp_ports(roles: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """NetFlow v5/v7 ICMP records in fprobe's convention (type in the source port, code in the
+    destination port) moved to Cisco's (source port 0, destination port type * 256 + code), as
+    nfdump reads them. A Cisco record has source port 0, so the two never mix up."""
+    proto, sp, dp = roles["protocol"], roles["src_port"], roles["dst_port"]
+    fprobe = ((proto == 1) | (proto == 58)) & (sp != 0) & (sp < 256) & (dp < 256)
+    if not fprobe.any():
+        return roles
+    out = dict(roles)
+    out["dst_port"] = np.where(fprobe, (sp.astype(np.uint32) << 8) | dp, dp).astype(dp.dtype)
+    out["src_port"] = np.where(fprobe, 0, sp).astype(sp.dtype)
+    return out
+
+
+_SWAPS = (
+    ("src_v4", "dst_v4"), ("src_v6", "dst_v6"), ("src_port", "dst_port"), ("in_if", "out_if"),
+    ("in_phys_if", "out_phys_if"), ("tcp_flags", "rev_tcp_flags"), ("packets", "rev_packets"),
+    ("bytes", "rev_bytes"), ("packets_total", "rev_packets_total"), ("bytes_total", "rev_bytes_total"),
+)  # fmt: skip
+
+
+def _orient_biflows(roles: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """RFC 5103 biflows whose reverse side opened the TCP connection are turned round, so that src
+    is the initiator: the reverse side sent a SYN without ACK and the forward side did not (a
+    connection attempt answered by a RST, or unanswered). softflowd ``-b`` orders the two ends by
+    address, not by who opened; where the flags do not tell (an established connection: both
+    sides sent SYN and ACK), the record stays as exported."""
+    fwd, rev, proto = roles["tcp_flags"], roles["rev_tcp_flags"], roles["protocol"]
+    turn = (proto == 6) & ((rev & 0x12) == 0x02) & ((fwd & 0x12) != 0x02)
+    if not turn.any():
+        return roles
+    out = dict(roles)
+    for a, b in _SWAPS:
+        if a in roles and b in roles and roles[a].shape == roles[b].shape:
+            x, y = roles[a], roles[b]
+            cond = turn.reshape(-1, *([1] * (x.ndim - 1)))
+            out[a], out[b] = np.where(cond, y, x).astype(x.dtype), np.where(cond, x, y).astype(y.dtype)
+    return out
+
+
 def build_batch(roles: dict[str, np.ndarray], n: int, version: int, ctx: Context) -> pa.RecordBatch:
     """One STORE_SCHEMA batch from the role arrays of ``n`` records and their context."""
     cols: dict[str, pa.Array] = {}
-    for which in ("start", "end"):
-        ms = np.ascontiguousarray(_time(roles, which, version, ctx), dtype=np.int64)
-        cols[which] = pa.Array.from_buffers(TS, n, [None, pa.py_buffer(ms)])
+    if version in (5, 7):
+        roles = _v5_icmp_ports(roles)
+    if "rev_tcp_flags" in roles and "tcp_flags" in roles and "protocol" in roles:
+        roles = _orient_biflows(roles)
+    for which, values in zip(("start", "end"), flow_times(roles, version, ctx), strict=True):
+        ms = np.ascontiguousarray(values, dtype=np.int64)
+        cols[which] = pa.Array.from_buffers(TYPES[which], n, [None, pa.py_buffer(ms)])
 
     # Addresses: a template may carry both families (one of them zero); ipVersion decides, else
-    # the family whose address is set.
+    # the family whose address is set. An IPv4-mapped IPv6 address (::ffff:a.b.c.d) is stored as
+    # the IPv4 address, as the CSV reader does, so that a search for the IPv4 address finds it.
     for side in ("src", "dst"):
         v4, v6 = roles.get(f"{side}_v4"), roles.get(f"{side}_v6")
-        if v4 is not None and v6 is not None:
-            if "ip_version" in roles:
-                is6 = roles["ip_version"] == 6
-            else:
-                is6 = v6.any(axis=1) & (v4 == 0)
-            cols[f"{side}_addr_v4"] = _arr(_u(v4, np.uint32), pa.uint32(), mask=is6)
-            cols[f"{side}_addr_v6"] = _v6(v6, is6)
-        elif v4 is not None:
-            cols[f"{side}_addr_v4"] = _arr(_u(v4, np.uint32), pa.uint32())
-        elif v6 is not None:
+        if v6 is None:
+            if v4 is not None:
+                cols[f"{side}_addr_v4"] = _col(f"{side}_addr_v4", v4)
+            continue
+        if v4 is None:
+            is6 = np.ones(n, dtype=bool)
+            v4 = np.zeros(n, dtype=np.uint32)
+        elif "ip_version" in roles:
+            is6 = roles["ip_version"] == 6
+        else:
+            is6 = v6.any(axis=1) & (v4 == 0)
+        mapped = is6 & _v4_mapped(v6)
+        if mapped.any():
+            v4 = np.where(mapped, _low_v4(v6), v4)
+            is6 = is6 & ~mapped
+        if is6.all():
             cols[f"{side}_addr_v6"] = _v6(v6, None)
+        else:
+            cols[f"{side}_addr_v4"] = _col(f"{side}_addr_v4", v4, mask=is6 if is6.any() else None)
+            if is6.any():
+                cols[f"{side}_addr_v6"] = _v6(v6, is6)
 
-    for name, role, dtype, type_ in (
-        ("src_port", "src_port", np.uint16, pa.uint16()),
-        ("dst_port", "dst_port", np.uint16, pa.uint16()),
-        ("protocol", "protocol", np.uint8, pa.uint8()),
-        ("tcp_flags", "tcp_flags", np.uint16, pa.uint16()),
-        ("src_as", "src_as", np.uint32, pa.uint32()),
-        ("dst_as", "dst_as", np.uint32, pa.uint32()),
-        ("direction", "direction", np.uint8, pa.uint8()),
-        ("rev_tcp_flags", "rev_tcp_flags", np.uint16, pa.uint16()),
-    ):
-        if role in roles:
-            cols[name] = _arr(_u(roles[role], dtype), type_)
-    for name, roles_ in (
-        ("packets", ("packets", "packets_total")),
-        ("bytes", ("bytes", "bytes_total")),
-        ("rev_packets", ("rev_packets", "rev_packets_total")),
-        ("rev_bytes", ("rev_bytes", "rev_bytes_total")),
-        ("in_if", ("in_if", "in_phys_if")),
-        ("out_if", ("out_if", "out_phys_if")),
-    ):
-        for role in roles_:
+    for name, candidates in _INT_COLUMNS:
+        for role in candidates:
             if role in roles:
-                type_ = STORE_SCHEMA.field(name).type
-                cols[name] = _arr(_u(roles[role], type_.to_pandas_dtype()), type_)
+                cols[name] = _col(name, roles[role])
                 break
 
     # ICMP type and code: the dedicated elements, else the v5/v9 convention of type*256+code in
@@ -244,15 +345,15 @@ def build_batch(roles: dict[str, np.ndarray], n: int, version: int, ctx: Context
                 dp = roles["dst_port"].astype(np.uint64)
                 typ, code = dp >> U64(8), dp & U64(0xFF)
             if typ is not None and code is not None:
-                cols["icmp_type"] = _arr(_u(typ & U64(0xFF), np.uint8), pa.uint8(), mask=~is_icmp)
-                cols["icmp_code"] = _arr(_u(code, np.uint8), pa.uint8(), mask=~is_icmp)
+                cols["icmp_type"] = _col("icmp_type", typ & U64(0xFF), mask=~is_icmp)
+                cols["icmp_code"] = _col("icmp_code", code & U64(0xFF), mask=~is_icmp)
 
     if isinstance(ctx.sampling, np.ndarray):
         rate = np.where(ctx.sampling == 0, 1, np.minimum(ctx.sampling, 0xFFFFFFFF))
-        cols["sampling_rate"] = _arr(_u(rate, np.uint32), pa.uint32())
+        cols["sampling_rate"] = _col("sampling_rate", rate)
     else:
-        cols["sampling_rate"] = _const(min(ctx.sampling, 0xFFFFFFFF) or 1, pa.uint32(), n)
-    cols["observation_domain"] = _const(ctx.domain, pa.uint32(), n)
+        cols["sampling_rate"] = _const(min(ctx.sampling, 0xFFFFFFFF) or 1, TYPES["sampling_rate"], n)
+    cols["observation_domain"] = _const(ctx.domain, TYPES["observation_domain"], n)
     cols["exporter"] = _repeated(ctx.exporter, n)
 
     arrays = [cols[f.name] if f.name in cols else _nulls(f.type, n) for f in STORE_SCHEMA]

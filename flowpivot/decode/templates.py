@@ -185,7 +185,7 @@ def compile_template(
     pos = 0
     for i, (pen, eid, length) in enumerate(fields):
         offsets.append(pos)
-        if length == VARIABLE and version == 10:
+        if length == VARIABLE and version in (9, 10):  # H3C sends IPFIX's encoding in v9 too
             var_fields.append(i)
             if ROLES.get((pen, eid)) in SECTION_ROLES:
                 section = section or (ROLES[(pen, eid)], i)

@@ -174,15 +174,19 @@ def _detect_text(head: bytes) -> str | None:
 # ----- pcap (the decoder is another stage's; imported only when a pcap is met) --------------------
 
 
-def read_pcap_file(path: Path, report: ReadReport, decoder: Any = None) -> Iterator[pa.RecordBatch]:
-    """A pcap/pcapng of NetFlow/IPFIX export datagrams -> store batches (through flowpivot.decode)."""
+def read_pcap_file(
+    path: Path, report: ReadReport, decoder: Any = None, time_range: TimeRange | None = None
+) -> Iterator[pa.RecordBatch]:
+    """A pcap/pcapng of NetFlow/IPFIX/sFlow export datagrams -> store batches (through
+    flowpivot.decode). ``time_range``: the plausible range, checked by the decoder per record
+    (so a problem names its packet and record); None: the default range."""
     from .pcap import read_pcap  # type: ignore[import-not-found]
 
     if decoder is None:
         from ..decode import FlowDecoder  # type: ignore[attr-defined]
 
         decoder = FlowDecoder()
-    return read_pcap(Path(path), report, decoder)
+    return read_pcap(Path(path), report, decoder, time_range=time_range or TimeRange())
 
 
 READERS: dict[str, Callable[[Path, ReadReport], Iterator[pa.RecordBatch]]] = {
@@ -296,7 +300,7 @@ def ingest_paths(
                     )
             advance(rep.size)
             continue
-        reader = functools.partial(read_pcap_file, decoder=decoder) if f == "pcap" else READERS[f]
+        reader = functools.partial(read_pcap_file, decoder=decoder, time_range=tr) if f == "pcap" else READERS[f]
         job = _Job(path, f, rep, reader, store, tr, allow_duplicates, _explicit, decoder, dg, head)
         job.resume = _growth(path, f, dg, [r for r in prev if r.get("key") != dg.key], rep)
         _ingest_one(job)

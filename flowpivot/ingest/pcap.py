@@ -5,7 +5,8 @@ Formats: classic pcap in both byte orders with micro- or nanosecond timestamps, 
 Link types: Ethernet (with 802.1Q / 802.1ad / QinQ tags), Linux cooked SLL and SLL2, raw IPv4/IPv6,
 BSD loopback (null and loop). Network: IPv4 (fragments after the first are skipped and counted)
 and IPv6 (extension headers walked), then UDP. The exporter is the UDP source address and the
-datagram's receive time is the packet's timestamp.
+datagram's receive time is the packet's timestamp. The UDP source port goes to the decoder with
+each datagram: templates are scoped per transport session (address, port, observation domain).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import numpy as np
 import pyarrow as pa
 
 from ..decode import FlowDecoder
+from ..decode.packets import ethernet_type, ip_header
+from ..timerange import TimeRange
 from .base import ReadReport
 
 __all__ = ["read_pcap", "BATCH_DATAGRAMS"]
@@ -47,10 +50,8 @@ LINK_NULL, LINK_ETHERNET, LINK_RAW, LINK_LOOP, LINK_SLL, LINK_IPV4, LINK_IPV6, L
     276,
 )
 LINK_RAW_ALIASES = {12, 14}  # DLT_RAW on some BSDs
-ETH_VLAN = {0x8100, 0x88A8, 0x9100, 0x9200}
 AF_INET6_BSD = {24, 28, 30, 10}
 
-_HH = struct.Struct(">HH")
 _H = struct.Struct(">H")
 
 
@@ -61,15 +62,10 @@ class _Skip(Exception):
 def _ip_payload(buf: bytes | mmap.mmap, off: int, end: int, link: int) -> tuple[int, int]:
     """(offset of the IP header, IP version) for a packet of the given link type."""
     if link == LINK_ETHERNET:
-        if end - off < 14:
+        found = ethernet_type(buf, off, end)
+        if found is None:
             raise _Skip("short_link")
-        etype = _H.unpack_from(buf, off + 12)[0]
-        off += 14
-        while etype in ETH_VLAN:
-            if end - off < 4:
-                raise _Skip("short_link")
-            etype = _H.unpack_from(buf, off + 2)[0]
-            off += 4
+        etype, off = found
     elif link == LINK_SLL:
         if end - off < 16:
             raise _Skip("short_link")
@@ -102,49 +98,34 @@ def _ip_payload(buf: bytes | mmap.mmap, off: int, end: int, link: int) -> tuple[
     raise _Skip("not_ip")
 
 
-def _udp(buf: bytes | mmap.mmap, off: int, end: int, link: int) -> tuple[str, int, int, int]:
-    """(exporter address, payload start, payload end, destination port) of a UDP packet."""
-    off, version = _ip_payload(buf, off, end, link)
+def _udp(buf: bytes | mmap.mmap, off: int, end: int, link: int) -> tuple[str, int, int, int, int]:
+    """(exporter address, payload start, payload end, destination port, source port) of a UDP packet."""
+    off, _ = _ip_payload(buf, off, end, link)
+    found = ip_header(buf, off, end)  # the walker the decoder uses for sampled packet headers
+    if found is None:
+        raise _Skip("short_ip")
+    version, src_b, _dst, proto, length, l4, first_fragment = found
+    if not first_fragment:
+        raise _Skip("ip_fragments")  # only the first fragment has the UDP header
+    if l4 < 0:
+        raise _Skip("short_ip")
+    if proto != 17:
+        raise _Skip("not_udp")
     if version == 4:
-        if end - off < 20:
-            raise _Skip("short_ip")
-        ihl = (buf[off] & 0x0F) * 4
-        total = _H.unpack_from(buf, off + 2)[0]
-        frag = _H.unpack_from(buf, off + 6)[0]
-        if frag & 0x1FFF:
-            raise _Skip("ip_fragments")  # only the first fragment has the UDP header
-        if buf[off + 9] != 17:
-            raise _Skip("not_udp")
-        if ihl < 20:
-            raise _Skip("short_ip")
-        src = socket.inet_ntoa(buf[off + 12 : off + 16])
-        end = min(end, off + total) if total >= ihl else end
-        off += ihl
+        src = socket.inet_ntoa(src_b)
+        if length >= l4 - off:
+            end = min(end, off + length)
     else:
-        if end - off < 40:
-            raise _Skip("short_ip")
-        nxt = buf[off + 6]
-        plen = _H.unpack_from(buf, off + 4)[0]
-        src = socket.inet_ntop(socket.AF_INET6, buf[off + 8 : off + 24])
-        if plen:
-            end = min(end, off + 40 + plen)
-        off += 40
-        while nxt in (0, 43, 60, 44):
-            if end - off < 8:
-                raise _Skip("short_ip")
-            if nxt == 44 and _H.unpack_from(buf, off + 2)[0] & 0xFFF8:
-                raise _Skip("ip_fragments")
-            hlen = 8 if nxt == 44 else (buf[off + 1] + 1) * 8
-            nxt = buf[off]
-            off += hlen
-        if nxt != 17:
-            raise _Skip("not_udp")
+        src = socket.inet_ntop(socket.AF_INET6, src_b)
+        if length > 40:
+            end = min(end, off + length)
+    off = l4
     if end - off < 8:
         raise _Skip("short_udp")
-    dport, ulen = _HH.unpack_from(buf, off + 2)
+    sport, dport, ulen = struct.unpack_from(">HHH", buf, off)
     if ulen >= 8:
         end = min(end, off + ulen)
-    return src, off + 8, end, dport
+    return src, off + 8, end, dport, sport
 
 
 @dataclass
@@ -311,20 +292,25 @@ def _tsresol_ms(mm: mmap.mmap | bytes, off: int, end: int, bo: str) -> float:
 
 
 def read_pcap(
-    path: Path, report: ReadReport, decoder: FlowDecoder, *, ports: set[int] | None = None
-) -> Iterator[pa.RecordBatch]:
+    path: Path, report: ReadReport, decoder: FlowDecoder, *, ports: set[int] | None = None,
+    time_range: TimeRange | None = TimeRange(),  # noqa: B008 (frozen dataclass)
+) -> Iterator[pa.RecordBatch]:  # fmt: skip
     """Decode every NetFlow/IPFIX datagram in a pcap or pcapng file with ``decoder``.
 
     The same decoder carries templates from one file to the next, so a capture of templates
     can be read before a capture of data. ``ports`` (optional) keeps only UDP datagrams sent to
     those destination ports. Bad packets are counted in ``report`` with their file offset.
+    A record dated outside ``time_range`` (1970 to the file's modification time plus a day by
+    default; None: no check) is left out and reported with its packet.
     """
     path = Path(path)
     with open(path, "rb") as fh:
         size = path.stat().st_size
         mm: mmap.mmap | bytes = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
         try:
-            yield from _read(mm, report, decoder, ports)
+            # the plausible flow times run to the file's own time plus the slack (see timerange.py):
+            # a capture's packet times may be those of a replay, not of the export
+            yield from _read(mm, report, decoder, ports, int(path.stat().st_mtime * 1000), time_range)
         finally:
             if isinstance(mm, mmap.mmap):
                 try:
@@ -340,8 +326,9 @@ def _udp_batch(
     ends: list[int],
     links: list[int],
     counters: dict[str, int],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], np.ndarray]:
-    """Payload bounds, exporter (index into names, -1: skipped), names and destination port of a batch of packets.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], np.ndarray, np.ndarray]:
+    """Payload bounds, exporter (index into names, -1: skipped), names, destination and source port
+    of a batch of packets.
 
     Untagged Ethernet + IPv4 (no options, not fragmented) + UDP, the usual capture of an export
     stream, is parsed with NumPy for the whole batch; every other packet goes through :func:`_udp`.
@@ -360,6 +347,7 @@ def _udp_batch(
     pay_a = np.zeros(n, dtype=np.int64)
     pay_b = np.zeros(n, dtype=np.int64)
     dport = np.zeros(n, dtype=np.int64)
+    sport = np.zeros(n, dtype=np.int64)
     index = np.full(n, -1, dtype=np.int64)  # into names; -1: skipped
     names: list[str] = []
     if len(idx):
@@ -369,7 +357,7 @@ def _udp_batch(
         end = e[idx]
         end = np.where(total >= 28, np.minimum(end, ip + total), end)
         end = np.where(ulen >= 8, np.minimum(end, ip + 20 + ulen), end)
-        pay_a[idx], pay_b[idx], dport[idx] = ip + 28, end, be16(22)
+        pay_a[idx], pay_b[idx], dport[idx], sport[idx] = ip + 28, end, be16(22), be16(20)
         src = (be16(12) << 16) | be16(14)
         uniq, inv = np.unique(src, return_inverse=True)
         names = [socket.inet_ntoa(int(x).to_bytes(4, "big")) for x in uniq]
@@ -377,7 +365,7 @@ def _udp_batch(
     known = {name: k for k, name in enumerate(names)}
     for k in np.flatnonzero(~fast).tolist():
         try:
-            name, pay_a[k], pay_b[k], dport[k] = _udp(mm, starts[k], ends[k], links[k])
+            name, pay_a[k], pay_b[k], dport[k], sport[k] = _udp(mm, starts[k], ends[k], links[k])
         except _Skip as why:
             counters[why.args[0]] = counters.get(why.args[0], 0) + 1
             continue
@@ -385,18 +373,19 @@ def _udp_batch(
             known[name] = len(names)
             names.append(name)
         index[k] = known[name]
-    return pay_a, pay_b, index, names, dport
+    return pay_a, pay_b, index, names, dport, sport
 
 
 def _read(
-    mm: mmap.mmap | bytes, report: ReadReport, decoder: FlowDecoder, ports: set[int] | None
-) -> Iterator[pa.RecordBatch]:
+    mm: mmap.mmap | bytes, report: ReadReport, decoder: FlowDecoder, ports: set[int] | None, reference_ms: int,
+    time_range: TimeRange | None,
+) -> Iterator[pa.RecordBatch]:  # fmt: skip
     u8 = np.frombuffer(mm, dtype=np.uint8) if len(mm) else np.zeros(0, dtype=np.uint8)
     counters: dict[str, int] = {}
     before = _decoder_counts(decoder)
     last_end = 0
     for b in _packets(mm, report):
-        pay_a, pay_b, index, names, dports = _udp_batch(mm, u8, b.starts, b.ends, b.links, counters)
+        pay_a, pay_b, index, names, dports, sports = _udp_batch(mm, u8, b.starts, b.ends, b.links, counters)
         if b.snapped:
             counters["snapped"] = counters.get("snapped", 0) + b.snapped
         udp = index >= 0
@@ -413,8 +402,9 @@ def _read(
 
         # the datagrams stay in the mapped file: the decoder copies each record once, into its column
         batches, problems = decoder.decode_buffer(
-            u8, pay_a[keep], pay_b[keep], index[keep], names, [stamps[k] for k in keep.tolist()], where=where
-        )
+            u8, pay_a[keep], pay_b[keep], index[keep], names, [stamps[k] for k in keep.tolist()], where=where,
+            source_ports=sports[keep], reference_ms=reference_ms, time_range=time_range,
+        )  # fmt: skip
         for p in problems:
             report.problem(p.where, f"exporter {p.source}: {p.reason}")
         report.advance(b.ends[-1] - last_end)

@@ -192,7 +192,7 @@ def decode_prefix(path: Path, resume: Resume, decoder: Any) -> None:
         mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
     view = memoryview(mm)[: resume.at]
     try:
-        for _ in _read(view, ReadReport(str(path)), decoder, None):  # type: ignore[arg-type]
+        for _ in _read(view, ReadReport(str(path)), decoder, None, 0, None):  # type: ignore[arg-type]
             pass
     finally:
         # data sets the decoder holds for a template may point into the mapping: then it stays
