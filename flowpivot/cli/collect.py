@@ -1,4 +1,4 @@
-"""CLI for the collect stage: ``flowpivot collect``, a live NetFlow v5/v9/IPFIX collector."""
+"""CLI for the collect stage: ``flowpivot collect``, a live NetFlow v5/v7/v9, IPFIX and sFlow v5 collector."""
 
 from __future__ import annotations
 
@@ -109,7 +109,7 @@ def collect(
         ),
     ] = "1d",
 ) -> None:
-    """Receive NetFlow v5, v9, IPFIX and sFlow over UDP into the store until SIGTERM or Ctrl-C.
+    """Receive NetFlow v5, v7, v9, IPFIX and sFlow v5 over UDP into the store until SIGTERM or Ctrl-C.
 
     Flows dated before 1970 (or --not-before) or more than a day (--future-slack) after their arrival are counted and reported, never stored. Each rotation window is committed to the store as one file per day. On SIGTERM or SIGINT the collector drains what the kernel buffered, commits it and exits 0. Counters per exporter are shown live on stderr and written to STORE/collector/stats.json and stats.jsonl.
     """

@@ -72,7 +72,7 @@ def ingest(
         typer.Option("--allow-duplicates", help="Store an input even when its records are in the store already."),
     ] = False,
 ) -> None:
-    """Read flow files into the store: pcaps of NetFlow/IPFIX exports, nfdump/nfcapd files, nfdump CSV, Zeek conn.log (TSV or JSON), canonical CSV or Parquet.
+    """Read flow files into the store: pcaps of NetFlow/IPFIX/sFlow exports, nfdump/nfcapd files, nfdump CSV, Zeek conn.log (TSV or JSON), Argus/CTU binetflow, canonical CSV or Parquet.
 
     A file already in the store is skipped, so ingesting twice never duplicates flows. Bad records are skipped and listed with where and why.
 
