@@ -171,7 +171,9 @@ def test_files_without_flows_say_why(tmp_path: Path) -> None:
         tmp_path / "empty.parquet",
     )  # fmt: skip
     reps = ingest_paths([header_only, all_bad, tmp_path / "empty.parquet"], Store(tmp_path / "s"))
-    assert [(r.status, r.records) for r in reps] == [("ingested", 0)] * 3
+    # a file of bad lines only gave nothing usable: an error (exit 1); the empty ones are only notes
+    assert [(r.status, r.records) for r in reps] == [("ingested", 0), ("unreadable", 0), ("ingested", 0)]
+    assert "all 2 records were bad" in (reps[1].error or "")
     notes = [[p for p in r.problems if p.where == "whole file"] for r in reps]
     assert all(len(n) == 1 for n in notes)
     assert "no data line" in notes[0][0].reason and reps[0].bad == 0
