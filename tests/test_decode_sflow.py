@@ -534,15 +534,21 @@ def test_sfprobe_from_a_real_pcap(tmp_path: Path) -> None:
         f"sfprobe_receiver: 127.0.0.1:{port}\nsfprobe_agentip: 192.0.2.7\nsfprobe_agentsubid: 3\n"
         f"sampling_rate: 1\npcap_savefile: {pcap}\n"
     )
-    run = subprocess.run([pmacctd, "-f", str(conf)], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr[-2000:]
-    sock.settimeout(1.0)
     datagrams: list[bytes] = []
     try:
-        while True:
-            datagrams.append(sock.recv(65535))
-    except TimeoutError:
-        pass
+        run = subprocess.run([pmacctd, "-f", str(conf)], capture_output=True, text=True, timeout=120)
+        # pmacctd 1.7 ends a savefile run with 0 or, when its sfprobe plugin reaches the end of the
+        # file first, with 1 ("connection lost to ...; no more plugins active"): both after the plugin
+        # has exported everything ("Shutting down on user request"). The comparison below is the check.
+        log = run.stdout + run.stderr
+        assert run.returncode == 0 or (run.returncode == 1 and "Shutting down on user request" in log), log[-2000:]
+        assert "ERROR" not in log, log[-2000:]
+        sock.settimeout(1.0)
+        try:
+            while True:
+                datagrams.append(sock.recv(65535))
+        except TimeoutError:
+            pass
     finally:
         sock.close()
     assert datagrams
