@@ -97,6 +97,13 @@ def never_seen(doc: dict[str, Any]) -> int:
     return sum(1 for s in doc["seeds"] if s["status"] not in ("active", "dark", "unanswered"))
 
 
+def all_nodes(doc: dict[str, Any]) -> int:
+    """Nodes of the whole graph: a cluster each, and each address once (member, seed, new host, victim)."""
+    ips = {m for c in doc["clusters"] for m in c["members"]} | {s["ip"] for s in doc["seeds"]}
+    ips |= {e["ip"] for e in doc["expansion"]} | {v["ip"] for v in doc["victims"]}
+    return len(doc["clusters"]) + len(ips)
+
+
 def shown_nodes(pg: Any) -> int:
     return int(pg.evaluate("window.fpCy.nodes().filter((n) => n.visible()).length"))
 
@@ -155,8 +162,8 @@ def test_never_seen_seeds_and_victims_are_collapsed_behind_toggles(browser: Any,
     try:
         unseen, victims = never_seen(doc), len(doc["victims"])
         assert unseen or victims, "the report has nothing to collapse"
-        total = pg.evaluate("window.fpCy.nodes().length")
-        assert shown_nodes(pg) == total - unseen - victims
+        total = all_nodes(doc)
+        assert shown_nodes(pg) == pg.evaluate("window.fpCy.nodes().length") == total - unseen - victims
         seed_rows = len(doc["seeds"]) - unseen
         assert pg.evaluate("Chart.getChart('tl-seeds').scales.y.ticks.length") == seed_rows
         for box, n in (("#show-unseen", unseen), ("#show-victims", victims)):
@@ -167,14 +174,19 @@ def test_never_seen_seeds_and_victims_are_collapsed_behind_toggles(browser: Any,
             pg.locator(box).check()
             assert shown_nodes(pg) == before + n
             pg.locator(box).uncheck()
-            assert shown_nodes(pg) == before
+            assert shown_nodes(pg) == before, page.problems
         if unseen:
             pg.locator("#tl-show-unseen").check()
             assert pg.evaluate("Chart.getChart('tl-seeds').scales.y.ticks.length") == len(doc["seeds"])
             pg.locator("#tl-show-unseen").uncheck()
             assert pg.evaluate("Chart.getChart('tl-seeds').scales.y.ticks.length") == seed_rows
         note = pg.locator("#graph-note").inner_text()
-        assert f"{unseen + victims:,} collapsed" in note
+        assert f"Showing {total - unseen - victims:,} of {total:,} nodes; {unseen + victims:,} collapsed" in note
+        for box in ("#show-unseen", "#show-victims"):
+            if pg.locator(box).count():
+                pg.locator(box).check()
+        assert shown_nodes(pg) == total
+        assert pg.locator("#graph-note").inner_text() == f"Showing all {total:,} nodes."
         pg.locator("#graph").screenshot(path=str(ARTIFACTS / f"report-{name}-graph.png"))
         assert page.problems == []
     finally:

@@ -196,9 +196,12 @@ def test_report_renders_and_works_in_chromium(browser: Any, tmp_path: Path) -> N
     from playwright.sync_api import expect
 
     try:
-        # graph: one node per cluster, member, seed, new host and victim
+        # graph: one node per cluster, member, seed, new host and victim (never-seen seeds and victims
+        # once their toggles show them)
         ips = {m for c in doc["clusters"] for m in c["members"]} | {s["ip"] for s in doc["seeds"]}
         ips |= {e["ip"] for e in doc["expansion"]} | {v["ip"] for v in doc["victims"]}
+        pg.locator("#show-unseen").check()
+        pg.locator("#show-victims").check()
         assert pg.evaluate("window.fpCy.nodes().length") == len(doc["clusters"]) + len(ips)
         assert pg.evaluate("window.fpCy.edges().length") > 0
         assert pg.locator("#cy canvas").count() >= 1
@@ -386,12 +389,14 @@ def test_evidence_shows_score_values_not_the_formula_nor_json() -> None:
 def test_excluded_hosts_name_their_network_and_new_hosts_have_their_own_table() -> None:
     doc = copy.deepcopy(load(FIXTURE))
     doc["excluded"][2].update(asn=49870, as_name="Alsycon B.V.", country="NL")
+    doc["excluded"].append({"ip": "192.168.1.107", "reason": "scanner", "detail": "14 distinct peers"})
     e = doc["expansion"][0]
     e["services"] = [{"proto": 6, "port": 8443, "flows": 12}]
     t = cells(render_html(doc, now=NOW))
     excluded = {r[0]: r for r in t["excluded-table"]}
     assert excluded[defang("185.224.128.17")][1] == "Alsycon B.V. (AS49870, NL)"
-    assert excluded[defang("8.8.8.8")][1] == "unknown provider"
+    assert excluded[defang("8.8.8.8")][1] == "unknown provider"  # global, but the fixture gives no AS
+    assert excluded[defang("192.168.1.107")][1] == "private or reserved address"  # RFC 1918, no AS
     rows = {r[0]: r for r in t["new-hosts-table"]}
     assert len(t["new-hosts-table"]) == len(doc["expansion"])
     r = rows[defang(e["ip"])]

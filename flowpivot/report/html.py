@@ -31,6 +31,7 @@ from .html_tables import (
     _ips,
     _member_table,
     _near_table,
+    _network,
     _new_hosts_table,
     _num,
     _or_none,
@@ -59,7 +60,6 @@ from .page import (
 from .summary import (
     flags_text,
     plural,
-    provider_label,
     summary_paragraphs,
     tcp_flags,
     volume_text,
@@ -186,6 +186,7 @@ def render_html_report(report: Report, *, tlp: str, actors: Sequence[Attribution
         (len(report.seeds), "seeds"),
         (sum(1 for s in report.seeds if s.status == "dark"), "seeds dark"),
         (sum(1 for s in report.seeds if s.status == "unanswered"), "seeds unanswered"),
+        (sum(1 for s in report.seeds if s.status not in ("active", "dark", "unanswered")), "seeds never seen"),
         (len(report.expansion), "new hosts"),
         (len(report.victims), "likely victims"),
         (len(report.probes), "probes"),
@@ -240,7 +241,7 @@ def render_html_report(report: Report, *, tlp: str, actors: Sequence[Attribution
                 [
                     [
                         _ip(x.ip),
-                        _text(provider_label(x.asn, report.provider_name(x.asn, x.as_name), x.country), True),
+                        _text(_network(report, x.ip, x.asn, x.as_name, x.country)),
                         _text(x.reason),
                         _text(x.detail),
                     ]

@@ -5,6 +5,7 @@ people read (``t``): ports without thousands separators, durations with the prec
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Sequence
 from datetime import datetime
@@ -82,6 +83,19 @@ def _port(p: int | None) -> Cell:
 
 def _time(t: datetime | None) -> Cell:
     return {"k": "time", "v": t.isoformat() if t else "", "t": fmt_time(t)}
+
+
+def _network(report: Report, ip: str, asn: int | None, as_name: str | None, country: str | None) -> str:
+    """Whose network an address is on: its provider, or that it is a private or reserved address (which
+    no AS announces), else "unknown provider"."""
+    if asn is None and not as_name:
+        try:
+            a = ipaddress.ip_address(ip)
+        except ValueError:
+            a = None
+        if a is not None and not a.is_global:
+            return "private or reserved address"
+    return provider_label(asn, report.provider_name(asn, as_name), country)
 
 
 def _table(tid: str, head: list[tuple[str, bool]], rows: list[list[Cell]], copy_all: bool = False) -> Table:
@@ -356,7 +370,7 @@ def _near_table(report: Report) -> Table | None:
     rows = [
         [
             _ip(x.ip),
-            _text(provider_label(x.asn, report.provider_name(x.asn, x.as_name), x.country)),
+            _text(_network(report, x.ip, x.asn, x.as_name, x.country)),
             _text(x.reason),
             _text(x.detail),
             _ips(x.seeds),

@@ -243,10 +243,6 @@
     v.seeds.forEach(function (s) { if (seen["ip:" + s]) edge("ip:" + v.ip, "ip:" + s, "beacon"); });
   });
 
-  // never-seen seeds (that no cluster rests on) and likely victims start collapsed
-  elements.forEach(function (e) {
-    if (e.group === "nodes" && (e.data.unseen === 1 || e.data.kind === "victim")) e.classes = "collapsed";
-  });
   var cy = cytoscape({
     container: document.getElementById("cy"),
     elements: elements,
@@ -265,44 +261,62 @@
         "target-arrow-shape": "triangle", "target-arrow-color": "#e08e0b" } },
       { selector: "edge[kind = 'beacon']", style: { "line-color": "#1f8a70", "line-style": "dotted", "curve-style": "bezier" } },
       { selector: ":selected", style: { "border-width": 4, "border-color": "#0b5cad" } },
-      { selector: ".faded", style: { opacity: 0.15 } },
-      { selector: ".collapsed", style: { display: "none" } }
+      { selector: ".faded", style: { opacity: 0.15 } }
     ],
-    layout: { name: "preset" }
+    layout: { name: "preset", fit: false }  // laid out below, once the collapsed elements are out
   });
+  // Never-seen seeds (that no cluster rests on) and likely victims start collapsed: taken out of the
+  // graph with their edges and put back by their toggles (taken out, not display:none: Cytoscape's edge
+  // geometry breaks on hidden edges).
+  var collapsed = {
+    unseen: cy.nodes("[unseen = 1]"),
+    victims: cy.nodes("[kind = 'victim']")
+  };
+  collapsed.unseen = collapsed.unseen.union(collapsed.unseen.connectedEdges());
+  collapsed.victims = collapsed.victims.union(collapsed.victims.connectedEdges());
+  function hiddenNodes() {
+    return Object.keys(collapsed).reduce(function (n, k) { return n + (collapsed[k].removed() ? collapsed[k].nodes().length : 0); }, 0);
+  }
   // cose (force-directed) reads best; past a few thousand elements it is slow, so big hunts get concentric
-  // rings. Only what is shown is laid out, from a fixed seed: two loads give the same picture.
+  // rings. What is shown is laid out from a fixed seed: two loads give the same picture.
   var layoutRuns = 0;
   function layout(seed) {
-    var nodes = cy.nodes().filter(function (n) { return !n.hasClass("collapsed"); });
-    var shown = nodes.union(nodes.edgesWith(nodes));
-    var opts = shown.length > 3000 ? { name: "concentric", animate: false, minNodeSpacing: 4,
+    var opts = cy.elements().length > 3000 ? { name: "concentric", animate: false, minNodeSpacing: 4,
       concentric: function (n) { return { cluster: 4, member: 3, expansion: 2, seed: 1 }[n.data("kind")] || 0; } } :
       { name: "cose", animate: false, nodeRepulsion: function () { return 9000; }, idealEdgeLength: function () { return 70; },
         padding: 20, randomize: true, componentSpacing: 60 };
-    opts.fit = false;
-    withSeed(seed, function () { shown.layout(opts).run(); });
-    cy.fit(nodes, 20);
+    withSeed(seed, function () { cy.layout(opts).run(); });
+    cy.fit(undefined, 20);
     layoutRuns++;
   }
   var note = document.getElementById("graph-note");
   function graphNote() {
-    var all = cy.nodes().length, hidden = cy.nodes().filter(function (n) { return n.hasClass("collapsed"); }).length;
-    note.textContent = hidden ? "Showing " + num(all - hidden) + " of " + num(all) + " nodes; " + num(hidden) + " collapsed (see the toggles)." :
-      "Showing all " + num(all) + " nodes.";
+    var shown = cy.nodes().length, hidden = hiddenNodes();
+    note.textContent = hidden ? "Showing " + num(shown) + " of " + num(shown + hidden) + " nodes; " + num(hidden) + " collapsed (see the toggles)." :
+      "Showing all " + num(shown) + " nodes.";
   }
-  function toggle(id, select) {
+  function toggle(id, key) {
     var box = document.getElementById(id);
+    var set = collapsed[key];
+    if (box && box.checked) return;  // (a browser that kept the box ticked keeps the set shown)
+    set.remove();
     if (!box) return;
     box.addEventListener("change", function () {
-      var nodes = cy.nodes(select);
-      if (box.checked) nodes.removeClass("collapsed"); else nodes.addClass("collapsed");
+      if (box.checked && set.removed()) {
+        // its edges go back only where both ends are in the graph
+        set.nodes().restore();
+        set.edges().filter(function (e) {
+          return cy.getElementById(e.data("source")).nonempty() && cy.getElementById(e.data("target")).nonempty();
+        }).restore();
+      } else if (!box.checked) {
+        set.remove();
+      }
       layout(1);
       graphNote();
     });
   }
-  toggle("show-unseen", "[unseen = 1]");
-  toggle("show-victims", "[kind = 'victim']");
+  toggle("show-unseen", "unseen");
+  toggle("show-victims", "victims");
   layout(1);
   graphNote();
   window.fpCy = cy;
@@ -325,7 +339,7 @@
   });
   cy.on("mouseout", "node", function () { tooltip.style.display = "none"; });
   document.getElementById("fit").addEventListener("click", function () {
-    cy.fit(cy.nodes().filter(function (n) { return !n.hasClass("collapsed"); }), 20);
+    cy.fit(undefined, 20);
   });
   document.getElementById("relayout").addEventListener("click", function () {
     layout(1 + layoutRuns);
