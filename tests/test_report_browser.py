@@ -162,6 +162,8 @@ def test_never_seen_seeds_and_victims_are_collapsed_behind_toggles(browser: Any,
     try:
         unseen, victims = never_seen(doc), len(doc["victims"])
         assert unseen or victims, "the report has nothing to collapse"
+        ARTIFACTS.mkdir(exist_ok=True)
+        pg.locator("#graph").screenshot(path=str(ARTIFACTS / f"report-{name}-graph.png"))  # as it opens
         total = all_nodes(doc)
         assert shown_nodes(pg) == pg.evaluate("window.fpCy.nodes().length") == total - unseen - victims
         seed_rows = len(doc["seeds"]) - unseen
@@ -187,7 +189,6 @@ def test_never_seen_seeds_and_victims_are_collapsed_behind_toggles(browser: Any,
                 pg.locator(box).check()
         assert shown_nodes(pg) == total
         assert pg.locator("#graph-note").inner_text() == f"Showing all {total:,} nodes."
-        pg.locator("#graph").screenshot(path=str(ARTIFACTS / f"report-{name}-graph.png"))
         assert page.problems == []
     finally:
         page.close()
