@@ -196,9 +196,12 @@ def test_report_renders_and_works_in_chromium(browser: Any, tmp_path: Path) -> N
     from playwright.sync_api import expect
 
     try:
-        # graph: one node per cluster, member, seed, new host and victim
+        # graph: one node per cluster, member, seed, new host and victim (never-seen seeds and victims
+        # once their toggles show them)
         ips = {m for c in doc["clusters"] for m in c["members"]} | {s["ip"] for s in doc["seeds"]}
         ips |= {e["ip"] for e in doc["expansion"]} | {v["ip"] for v in doc["victims"]}
+        pg.locator("#show-unseen").check()
+        pg.locator("#show-victims").check()
         assert pg.evaluate("window.fpCy.nodes().length") == len(doc["clusters"]) + len(ips)
         assert pg.evaluate("window.fpCy.edges().length") > 0
         assert pg.locator("#cy canvas").count() >= 1
@@ -301,3 +304,101 @@ def test_report_without_timeline_data_falls_back_to_spans(browser: Any, tmp_path
         assert "Not recorded by the hunt." in pg.locator("#provenance").inner_text()
     finally:
         page.close()
+
+
+# ---- what the tables and the evidence say (the values come from the fixture, by hand) --------------------
+
+
+class _Cells(HTMLParser):
+    """The text of every cell of every table, by table id: {id: [[cell text, ...] per body row]}."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self._table: str | None = None
+        self._cell: list[str] | None = None
+        self._in_body = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "table":
+            self._table = a.get("id") or "?"
+            self.tables[self._table] = []
+        elif tag == "tbody":
+            self._in_body = True
+        elif tag == "tr" and self._in_body and self._table:
+            self.tables[self._table].append([])
+        elif tag == "td" and self._in_body:
+            self._cell = []
+        elif tag == "button" and self._cell is not None:
+            self._cell.append("\0")  # a copy button's label is not the cell's value
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "td" and self._cell is not None and self._table:
+            self.tables[self._table][-1].append("".join(self._cell).split("\0")[0].strip())
+            self._cell = None
+        elif tag == "tbody":
+            self._in_body = False
+        elif tag == "table":
+            self._table = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def cells(html: str) -> dict[str, list[list[str]]]:
+    p = _Cells()
+    p.feed(html)
+    return p.tables
+
+
+def test_ports_have_no_thousands_separator_and_intervals_keep_their_precision() -> None:
+    doc = copy.deepcopy(load(FIXTURE))
+    doc["clusters"][0]["services"][0]["port"] = 8443
+    doc["victims"][0]["port"] = 10443
+    doc["victims"][0]["interval_s"] = 0.25
+    doc["victims"][1]["interval_s"] = 12.34
+    doc["probes"][0]["span_s"] = 0.004
+    t = cells(render_html(doc, now=NOW))
+    assert [r[1] for r in t["svc-C1"]] == ["8443", "443"]
+    victims = {r[0]: r for r in t["victims-table"]}
+    assert victims[defang(doc["victims"][0]["ip"])][3] == "10443"
+    assert victims[defang(doc["victims"][0]["ip"])][9] == "0.25 s"
+    assert victims[defang(doc["victims"][1]["ip"])][9] == "12.3 s"
+    assert t["probes-table"][0][7] == "0.004 s"
+    assert t["probes-table"][1][7] == "55.0 s"
+
+
+def test_evidence_shows_score_values_not_the_formula_nor_json() -> None:
+    doc = copy.deepcopy(load(FIXTURE))
+    c = doc["clusters"][0]
+    c["evidence"]["score"] = "specificity x share of member-seed pairs established x (1 - 2^-(seeds - 1))"
+    c["evidence"]["initiator_pairs"] = {"members": 39, "seeds": 2}
+    html = render_html(doc, now=NOW)
+    article = html.split('id="ev-C1"', 1)[1].split("</article>", 1)[0]
+    facts = dict(re.findall(r"<dt>([^<]*)</dt><dd>([^<]*)</dd>", article))
+    assert facts["score"] == "0.94"  # the cluster's score in the fixture
+    assert facts["initiator pairs"] == "members 39; seeds 2"
+    assert "specificity x share" not in html and "&#34;members&#34;" not in html
+    data = json.loads(html.split('<script type="application/json" id="fp-data">', 1)[1].split("</script>", 1)[0])
+    pane = dict(data["clusters"][0]["facts"])
+    assert pane["score"] == "0.94" and pane["initiator pairs"] == "members 39; seeds 2"
+
+
+def test_excluded_hosts_name_their_network_and_new_hosts_have_their_own_table() -> None:
+    doc = copy.deepcopy(load(FIXTURE))
+    doc["excluded"][2].update(asn=49870, as_name="Alsycon B.V.", country="NL")
+    doc["excluded"].append({"ip": "192.168.1.107", "reason": "scanner", "detail": "14 distinct peers"})
+    e = doc["expansion"][0]
+    e["services"] = [{"proto": 6, "port": 8443, "flows": 12}]
+    t = cells(render_html(doc, now=NOW))
+    excluded = {r[0]: r for r in t["excluded-table"]}
+    assert excluded[defang("185.224.128.17")][1] == "Alsycon B.V. (AS49870, NL)"
+    assert excluded[defang("8.8.8.8")][1] == "unknown provider"  # global, but the fixture gives no AS
+    assert excluded[defang("192.168.1.107")][1] == "private or reserved address"  # RFC 1918, no AS
+    rows = {r[0]: r for r in t["new-hosts-table"]}
+    assert len(t["new-hosts-table"]) == len(doc["expansion"])
+    r = rows[defang(e["ip"])]
+    assert r[4] == "tcp/8443 (12 flows)"
+    assert (r[5], r[6]) == ("2024-04-07 04:48 UTC", "2024-04-28 10:46 UTC")  # the fixture's first/last seen

@@ -14,7 +14,6 @@ run nor fetch.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from functools import cache
@@ -25,23 +24,47 @@ from markupsafe import Markup
 
 from ..textsafe import visible
 from .attribution import Attribution
+from .html_tables import (
+    _clusters_table,
+    _hosts_table,
+    _ip,
+    _ips,
+    _member_table,
+    _near_table,
+    _network,
+    _new_hosts_table,
+    _num,
+    _or_none,
+    _port,
+    _probes_table,
+    _seed_sets_table,
+    _setting_rows,
+    _t,
+    _table,
+    _text,
+    _victims_table,
+)
 from .markdown import actor_line
 from .model import Cluster, Report
-from .page import VENDORED, asset, json_for_script, script_data, scripts, style
+from .page import (
+    COLORS,
+    VENDORED,
+    asset,
+    cluster_color,
+    cluster_facts,
+    json_for_script,
+    script_data,
+    scripts,
+    style,
+)
 from .summary import (
-    evidence_facts,
     flags_text,
-    flat_items,
-    host_provider_label,
-    member_evidence,
     plural,
-    provider_label,
-    seed_state_text,
     summary_paragraphs,
     tcp_flags,
     volume_text,
 )
-from .text import clean, defang, fmt_num, fmt_time, ip_sort_key
+from .text import defang, fmt_time
 
 __all__ = ["render_html_report", "VENDORED"]
 
@@ -68,149 +91,6 @@ def _env() -> Environment:
     )
 
 
-Cell = dict[str, Any]
-Table = dict[str, Any]
-
-
-def _t(v: object, dash: bool = False) -> str:
-    """Outside text for a page: cleaned (:func:`.text.clean`); "–" for nothing when ``dash``."""
-    s = clean(v) if v is not None else None
-    return s or ("–" if dash else "")
-
-
-def _text(v: object, dash: bool = False) -> Cell:
-    return {"k": "text", "t": _t(v, dash)}
-
-
-def _code(v: object) -> Cell:
-    return {"k": "code", "t": _t(v)}
-
-
-def _ip(ip: str) -> Cell:
-    return {"k": "ip", "d": defang(ip), "key": _ipkey(ip)}
-
-
-def _ips(ips: list[str]) -> Cell:
-    return {"k": "ips", "ips": [defang(ip) for ip in ips]}
-
-
-def _ipkey(ip: str) -> str:
-    v, n = ip_sort_key(ip)
-    return f"{v}:{n:039d}"
-
-
-def _num(n: int | float | None, text: str | None = None) -> Cell:
-    if n is None:
-        return {"k": "num", "v": "", "t": "–"}
-    return {"k": "num", "v": str(n), "t": text if text is not None else fmt_num(n)}
-
-
-def _time(t: datetime | None) -> Cell:
-    return {"k": "time", "v": t.isoformat() if t else "", "t": fmt_time(t)}
-
-
-def _table(tid: str, head: list[tuple[str, bool]], rows: list[list[Cell]], copy_all: bool = False) -> Table:
-    return {"id": tid, "head": head, "rows": [{"cells": r, "cluster": None} for r in rows], "copy_all": copy_all}
-
-
-def _or_none(t: Table) -> Table | None:
-    return t if t["rows"] else None
-
-
-def _value(v: Any) -> str:
-    if isinstance(v, list):
-        return (
-            ", ".join(_value(x) for x in v) if all(not isinstance(x, dict) for x in v) else json.dumps(v, default=str)
-        )
-    if isinstance(v, dict):
-        return json.dumps(v, default=str, ensure_ascii=False)
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if v is None:
-        return "–"
-    return str(v)
-
-
-def _setting_rows(d: Any) -> list[list[Cell]]:
-    return [[_code(k), _text(_value(v))] for k, v in flat_items("", d)]
-
-
-def _member_table(report: Report, c: Cluster) -> Table:
-    rows = []
-    for ip in c.members:
-        ev = member_evidence(report, c, ip)
-        rows.append(
-            [
-                _ip(ip),
-                _num(ev.established_seeds),
-                _num(ev.flows),
-                _num(ev.substantial_seeds),
-                _time(ev.first_seen),
-                _time(ev.last_seen),
-                _num(ev.confidence),
-            ]
-        )
-    head = [
-        ("Member", False),
-        ("Established seeds", True),
-        ("Flows", True),
-        ("Substantial seeds", True),
-        ("First seen", False),
-        ("Last seen", False),
-        ("Confidence", True),
-    ]
-    return _table(f"members-{_t(c.id)}", head, rows)
-
-
-def _clusters_table(report: Report) -> Table | None:
-    head = [
-        ("Cluster", False),
-        ("Provider", False),
-        ("ASN", True),
-        ("AS name", False),
-        ("Country", False),
-        ("Hosts", True),
-        ("Seeds", True),
-        ("Established", False),
-        ("Initiator", False),
-        ("Flows", True),
-        ("Packets (est.)", True),
-        ("Bytes (est.)", True),
-        ("First seen", False),
-        ("Last seen", False),
-        ("Score", True),
-        ("Confidence", True),
-    ]
-    t = _table(
-        "clusters-table",
-        head,
-        [
-            [
-                _text(c.id),
-                _text(c.provider),
-                _num(c.asn, f"AS{c.asn}" if c.asn is not None else None),
-                _text(c.as_name),
-                _text(c.country),
-                _num(len(c.members)),
-                _num(len(c.seeds)),
-                _text("yes" if c.established else "no"),
-                _text(c.initiator),
-                _num(c.flows),
-                _num(c.packets_est),
-                _num(c.bytes_est),
-                _time(c.first_seen),
-                _time(c.last_seen),
-                _num(c.score),
-                _num(c.confidence),
-            ]
-            for c in report.clusters
-        ],
-    )
-    for row, c in zip(t["rows"], report.clusters, strict=True):
-        row["cluster"] = _t(c.id)
-    return _or_none(t)
-
-
 def _evidence(report: Report, c: Cluster, actors: Sequence[Attribution]) -> dict[str, Any]:
     f = tcp_flags(c.evidence)
     attributed = None
@@ -219,7 +99,7 @@ def _evidence(report: Report, c: Cluster, actors: Sequence[Attribution]) -> dict
     services = _table(
         f"svc-{_t(c.id)}",
         [("Protocol", False), ("Port", True), ("Listening side", False), ("Flows", True)],
-        [[_text(s["proto"]), _num(s["port"]), _text(s.get("side"), True), _num(s["flows"])] for s in c.services],
+        [[_text(s["proto"]), _port(s["port"]), _text(s.get("side"), True), _num(s["flows"])] for s in c.services],
     )
     allocation = _table(
         f"alloc-{_t(c.id)}",
@@ -263,188 +143,36 @@ def _evidence(report: Report, c: Cluster, actors: Sequence[Attribution]) -> dict
         "last_seen": fmt_time(c.last_seen),
         "confidence": f"{c.confidence:.2f}" if c.confidence is not None else None,
         "attributed": attributed,
-        "facts": [(_t(k), _t(v)) for k, v in evidence_facts(c.evidence) if "flag" not in k.lower()],
+        # (the flags and the confidence have their own rows above)
+        "facts": [(_t(k), _t(v)) for k, v in cluster_facts(c) if "flag" not in k.lower() and k != "confidence"],
         "members": _member_table(report, c),
         "services": _or_none(services),
         "allocation": _or_none(allocation),
     }
 
 
-def _hosts_table(report: Report, seed_clusters: dict[str, list[str]]) -> Table:
-    rows: list[list[Cell]] = []
-    for c in report.clusters:
-        for m in c.members:
-            ev = member_evidence(report, c, m)
-            rows.append(
-                [
-                    _ip(m),
-                    _text("cluster host"),
-                    _text(c.id),
-                    _text(provider_label(c.asn, c.provider, c.country)),
-                    _text("–"),
-                    _time(ev.first_seen),
-                    _time(ev.last_seen),
-                    _time(None),
-                    _num(ev.confidence),
-                    _text("–"),
-                ]
-            )
-    for e in report.expansion:
-        rows.append(
-            [
-                _ip(e.ip),
-                _text("new host"),
-                _text(", ".join(e.clusters)),
-                _text(host_provider_label(report, e)),
-                _text("–"),
-                _time(e.first_seen),
-                _time(e.last_seen),
-                _time(None),
-                _num(e.confidence),
-                _text("–"),
-            ]
-        )
-    for sd in report.seeds:
-        rows.append(
-            [
-                _ip(sd.ip),
-                _text("seed"),
-                _text(", ".join(seed_clusters.get(sd.ip, []))),
-                _text(host_provider_label(report, sd)),
-                {"k": "badge", "s": _t(sd.status), "t": _t(seed_state_text(sd, report.window_end))},
-                _time(sd.first_seen),
-                _time(sd.last_seen),
-                _time(sd.last_answered),
-                _num(None),
-                _text(", ".join(sd.sets), True),
-            ]
-        )
-    head = [
-        ("Address", False),
-        ("Role", False),
-        ("Clusters", False),
-        ("Provider", False),
-        ("Status", False),
-        ("First seen", False),
-        ("Last seen", False),
-        ("Last answered", False),
-        ("Confidence", True),
-        ("Seed sets", False),
-    ]
-    return _table("hosts-table", head, rows, copy_all=True)
-
-
-def _victims_table(report: Report) -> Table | None:
-    head = [
-        ("Address", False),
-        ("Network", False),
-        ("Seeds", False),
-        ("Port", True),
-        ("State", False),
-        ("Connections", True),
-        ("Established", True),
-        ("Rejected", True),
-        ("Unanswered", True),
-        ("Interval", True),
-    ]
-    rows = [
-        [
-            _ip(v.ip),
-            _text(provider_label(v.asn, v.as_name, None)),
-            _ips(v.seeds),
-            _num(v.port, str(v.port) if v.port is not None else None),
-            _text(v.state, True),
-            _num(v.connections),
-            _num(v.established_flows),
-            _num(v.rejected_flows),
-            _num(v.unanswered_flows),
-            _num(v.interval_s, f"{v.interval_s:,.0f} s" if v.interval_s is not None else None),
-        ]
-        for v in report.victims
-    ]
-    return _or_none(_table("victims-table", head, rows, True))
-
-
-def _probes_table(report: Report) -> Table | None:
-    rows = [
-        [
-            _ip(p.ip),
-            _text(provider_label(p.asn, p.as_name, None)),
-            _ips([p.seed]) if p.seed else _text("–"),
-            _text(f"{_t(p.proto or '?')}/{_t(p.port if p.port is not None else '*')}"),
-            _text(p.kind),
-            _text(p.state, True),
-            _num(p.attempts),
-            _num(p.span_s, f"{p.span_s:,.0f} s" if p.span_s is not None else None),
-            _num(p.rate_per_s, f"{p.rate_per_s:,.1f}/s" if p.rate_per_s is not None else None),
-            _time(p.first_seen),
-            _time(p.last_seen),
-        ]
-        for p in report.probes
-    ]
-    head = [
-        ("Prober", False),
-        ("Network", False),
-        ("Seed", False),
-        ("Service", False),
-        ("Kind", False),
-        ("State", False),
-        ("Attempts", True),
-        ("Span", True),
-        ("Rate", True),
-        ("First seen", False),
-        ("Last seen", False),
-    ]
-    return _or_none(_table("probes-table", head, rows, True))
-
-
-def _near_table(report: Report) -> Table | None:
-    rows = [
-        [
-            _ip(x.ip),
-            _text(provider_label(x.asn, report.provider_name(x.asn, x.as_name), x.country)),
-            _text(x.reason),
-            _text(x.detail),
-            _ips(x.seeds),
-            _num(x.established_seeds),
-            _num(x.substantial_seeds),
-        ]
-        for x in report.near_misses
-    ]
-    head = [
-        ("Address", False),
-        ("Provider", False),
-        ("Reason", False),
-        ("Detail", False),
-        ("Seeds", False),
-        ("Established seeds", True),
-        ("Substantial seeds", True),
-    ]
-    return _or_none(_table("near-misses-table", head, rows, True))
-
-
-def _seed_sets_table(report: Report, actors: Sequence[Attribution]) -> Table | None:
-    rows = [
-        [
-            _text(name),
-            _text(", ".join(v.get("files") or [])),
-            _num(v.get("count")),
-            _text(", ".join(a.name for a in actors if a.actor.sets is None or name in a.actor.sets), True),
-        ]
-        for name, v in report.seed_sets.items()
-    ]
-    head = [("Set", False), ("Files", False), ("Seeds", True), ("Attributed to", False)]
-    return _or_none(_table("seed-sets-table", head, rows))
-
-
-_LEGEND = (
-    ("#7b3fa0", "provider cluster"),
-    ("#b05cd6", "cluster host"),
-    ("#6d6d6d", "seed (dark)"),
-    ("#c0392b", "seed (active)"),
-    ("#e08e0b", "new host"),
-    ("#1f8a70", "likely victim"),
-)
+def _legend(report: Report) -> list[dict[str, str]]:
+    """The graph's legend in the colours and shapes the graph draws: each cluster's own colour (by id),
+    then the hosts; a kind of host the graph does not have is left out."""
+    by_color: dict[str, list[str]] = {}
+    for i, c in enumerate(report.clusters):
+        by_color.setdefault(cluster_color(i), []).append(_t(c.id))
+    out = []
+    for color, ids in by_color.items():
+        names = ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+        out.append({"color": color, "shape": "box", "label": f"cluster {names}"})
+    status = {s.status for s in report.seeds}
+    hosts = (
+        (bool(report.clusters), "member", "circle", "cluster host"),
+        ("active" in status, "seed", "diamond", "seed (active)"),
+        ("dark" in status, "dark", "diamond", "seed (dark)"),
+        ("unanswered" in status, "unanswered", "diamond", "seed (unanswered)"),
+        (bool(status - {"active", "dark", "unanswered"}), "unseen", "diamond", "seed (never seen)"),
+        (bool(report.expansion), "expansion", "star", "new host"),
+        (bool(report.victims), "victim", "triangle", "likely victim"),
+    )
+    out += [{"color": COLORS[k], "shape": shape, "label": label} for has, k, shape, label in hosts if has]
+    return out
 
 
 def render_html_report(report: Report, *, tlp: str, actors: Sequence[Attribution] = (), now: datetime, ref: str) -> str:
@@ -458,6 +186,7 @@ def render_html_report(report: Report, *, tlp: str, actors: Sequence[Attribution
         (len(report.seeds), "seeds"),
         (sum(1 for s in report.seeds if s.status == "dark"), "seeds dark"),
         (sum(1 for s in report.seeds if s.status == "unanswered"), "seeds unanswered"),
+        (sum(1 for s in report.seeds if s.status not in ("active", "dark", "unanswered")), "seeds never seen"),
         (len(report.expansion), "new hosts"),
         (len(report.victims), "likely victims"),
         (len(report.probes), "probes"),
@@ -482,7 +211,9 @@ def render_html_report(report: Report, *, tlp: str, actors: Sequence[Attribution
         "actors": [_t(actor_line(report, a)) for a in actors],
         "paragraphs": summary_paragraphs(report, actors),
         "cards": [(f"{k:,}", label) for k, label in cards],
-        "legend": _LEGEND,
+        "legend": _legend(report),
+        "n_unseen": sum(1 for s in report.seeds if s.status not in ("active", "dark", "unanswered")),
+        "n_victims": len(report.victims),
         "clusters_table": _clusters_table(report),
         "evidence": [_evidence(report, c, actors) for c in report.clusters],
         "hosts_table": _hosts_table(report, seed_clusters),
@@ -496,6 +227,7 @@ def render_html_report(report: Report, *, tlp: str, actors: Sequence[Attribution
                 ],
             )
         ),
+        "new_hosts_table": _new_hosts_table(report),
         "victims_table": _victims_table(report),
         "probes_table": _probes_table(report),
         "near_total": total,
@@ -505,8 +237,16 @@ def render_html_report(report: Report, *, tlp: str, actors: Sequence[Attribution
         "excluded_table": _or_none(
             _table(
                 "excluded-table",
-                [("Address", False), ("Reason", False), ("Detail", False)],
-                [[_ip(x.ip), _text(x.reason), _text(x.detail)] for x in report.excluded],
+                [("Address", False), ("Network", False), ("Reason", False), ("Detail", False)],
+                [
+                    [
+                        _ip(x.ip),
+                        _text(_network(report, x.ip, x.asn, x.as_name, x.country)),
+                        _text(x.reason),
+                        _text(x.detail),
+                    ]
+                    for x in report.excluded
+                ],
             )
         ),
         "params_table": _or_none(

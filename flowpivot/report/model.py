@@ -151,6 +151,7 @@ class Expansion:
     allocation: list[Allocation] = field(default_factory=list)
     confidence: float | None = None
     established_with: int | None = None  # evidence.established_with: members it had sessions with
+    services: list[dict[str, Any]] = field(default_factory=list)  # as Cluster.services, when the hunt gives them
 
 
 @dataclass
@@ -213,6 +214,9 @@ class Excluded:
     ip: str
     reason: str
     detail: str | None
+    asn: int | None = None
+    as_name: str | None = None
+    country: str | None = None
 
 
 @dataclass

@@ -13,10 +13,41 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from .model import Report
+from .model import Cluster, Report
 from .summary import evidence_facts, host_provider_label, provider_label, seed_state_text
+from .text import clean
 
-__all__ = ["VENDORED", "asset", "scripts", "style", "script_data", "json_for_script"]
+__all__ = [
+    "VENDORED",
+    "CLUSTER_PALETTE",
+    "COLORS",
+    "asset",
+    "cluster_color",
+    "cluster_facts",
+    "scripts",
+    "style",
+    "script_data",
+    "json_for_script",
+]
+
+# The graph's colours, shared by the legend (html.py), the stylesheet's swatches and the scripts (through
+# the data block), so that what the legend says is what the graph draws. Clusters take one colour each
+# from CLUSTER_PALETTE, none of which is a host colour of COLORS.
+COLORS = {
+    "member": "#b05cd6",
+    "seed": "#c0392b",
+    "dark": "#6d6d6d",
+    "unanswered": "#e6a39b",
+    "unseen": "#c4c4c4",
+    "expansion": "#e08e0b",
+    "victim": "#1f8a70",
+}
+CLUSTER_PALETTE = ("#7b3fa0", "#0b5cad", "#c2185b", "#5d4037", "#00838f", "#3f51b5", "#827717")
+
+
+def cluster_color(i: int) -> str:
+    return CLUSTER_PALETTE[i % len(CLUSTER_PALETTE)]
+
 
 # Libraries inlined into the page: file in flowpivot/report/vendor/, npm package, version, licence file.
 VENDORED = (
@@ -65,6 +96,40 @@ def scripts() -> tuple[tuple[str, ...], str]:
     return scripts, " ".join(_sha256(s) for s in scripts)
 
 
+def _fact_value(v: Any) -> str:
+    """An evidence value as a person reads it: a mapping as "key value" pairs, never as JSON."""
+    if isinstance(v, dict):
+        return "; ".join(f"{str(k).replace('_', ' ')} {_fact_value(x)}" for k, x in v.items()) or "–"
+    if isinstance(v, list):
+        if len(v) > 6 or any(isinstance(x, dict | list) for x in v):
+            return f"{len(v):,} entries"
+        return ", ".join(_fact_value(x) for x in v) or "–"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        return f"{v:,.4g}"
+    return "–" if v is None else str(v)
+
+
+def cluster_facts(c: Cluster) -> list[tuple[str, str]]:
+    """A cluster's evidence as (fact, value) text: the score and confidence as their values (the result
+    carries the formula there, which says how, not how much), mappings as words, not raw JSON."""
+    ev = c.evidence if isinstance(c.evidence, dict) else {}
+    out: list[tuple[str, str]] = []
+    for k, v in evidence_facts(c.evidence):
+        raw = ev.get(k.replace(" ", "_"), ev.get(k))
+        if k == "score":
+            v = f"{c.score:.4g}" if c.score is not None else "–"
+        elif k == "confidence":
+            v = f"{c.confidence:.4g}" if c.confidence is not None else "–"
+        elif isinstance(raw, dict):
+            v = clean(_fact_value(raw), 300) or "–"
+        out.append((k, v))
+    return out
+
+
 def _iso(t: datetime | None) -> str | None:
     return t.strftime("%Y-%m-%dT%H:%M:%SZ") if t else None
 
@@ -94,11 +159,13 @@ def script_data(report: Report, tlp: str, seed_clusters: dict[str, list[str]]) -
                 "score": c.score,
                 "confidence": c.confidence,
                 "abuse": c.abuse_mailbox,
-                "facts": [list(f) for f in evidence_facts(c.evidence)],
+                "color": cluster_color(i),
+                "facts": [list(f) for f in cluster_facts(c)],
                 "daily": [list(d) for d in c.daily],
             }
-            for c in report.clusters
+            for i, c in enumerate(report.clusters)
         ],
+        "colors": COLORS,
         "seeds": [
             {
                 "ip": s.ip,

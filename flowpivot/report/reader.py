@@ -335,6 +335,23 @@ def _probe(r: _Reader, p: dict[str, Any], where: str, ip: str) -> Probe:
     )
 
 
+def _services(r: _Reader, items: Any, where: str) -> list[dict[str, Any]]:
+    services = []
+    for i, sv in enumerate(items if isinstance(items, list) else []):
+        if not isinstance(sv, dict):
+            r.bad(f"{where}.services[{i}]", "expected {proto, port, flows}")
+            continue
+        services.append(
+            {
+                "proto": _proto(sv.get("proto")) or "?",
+                "port": r.integer(sv.get("port"), f"{where}.services[{i}].port"),
+                "flows": r.integer(sv.get("flows"), f"{where}.services[{i}].flows"),
+                "side": clean(sv.get("side"), 20),  # which end listens: "seed" or "member"
+            }
+        )
+    return services
+
+
 def _near_miss(r: _Reader, x: dict[str, Any], where: str, ip: str) -> NearMiss:
     return NearMiss(
         ip=ip,
@@ -385,19 +402,7 @@ def read_result(doc: dict[str, Any], source: str = "result.json") -> Report:
     clusters: list[Cluster] = []
     for where, c in r.items(doc, "clusters"):
         cid = clean(c.get("id"), 60) or f"c{len(clusters) + 1}"
-        services = []
-        for i, sv in enumerate(c.get("services") or []):
-            if not isinstance(sv, dict):
-                r.bad(f"{where}.services[{i}]", "expected {proto, port, flows}")
-                continue
-            services.append(
-                {
-                    "proto": _proto(sv.get("proto")) or "?",
-                    "port": r.integer(sv.get("port"), f"{where}.services[{i}].port"),
-                    "flows": r.integer(sv.get("flows"), f"{where}.services[{i}].flows"),
-                    "side": clean(sv.get("side"), 20),  # which end listens: "seed" or "member"
-                }
-            )
+        services = _services(r, c.get("services"), where)
         clusters.append(
             Cluster(
                 id=cid,
@@ -459,6 +464,7 @@ def read_result(doc: dict[str, Any], source: str = "result.json") -> Report:
                     f"{where}.allocation",
                 ),
                 confidence=r.real(e.get("confidence"), f"{where}.confidence"),
+                services=_services(r, e.get("services"), where),
                 established_with=r.integer(e["evidence"].get("established_with"), f"{where}.evidence.established_with")
                 if isinstance(e.get("evidence"), dict)
                 else None,
@@ -488,8 +494,17 @@ def read_result(doc: dict[str, Any], source: str = "result.json") -> Report:
         )
 
     excluded = []
-    for _, x, ip in r.hosts(doc, "excluded"):
-        excluded.append(Excluded(ip=ip, reason=clean(x.get("reason"), 60) or "?", detail=clean(x.get("detail"), 300)))
+    for where, x, ip in r.hosts(doc, "excluded"):
+        excluded.append(
+            Excluded(
+                ip=ip,
+                reason=clean(x.get("reason"), 60) or "?",
+                detail=clean(x.get("detail"), 300),
+                asn=_asn(r, x.get("asn"), f"{where}.asn"),
+                as_name=clean(x.get("as_name"), 200),
+                country=clean(x.get("country"), 40),
+            )
+        )
 
     pairs = [p for where, item in r.items(doc, "pairs") if (p := _pair(r, item, where)) is not None]
     probes = [_probe(r, item, where, ip) for where, item, ip in r.hosts(doc, "probes")]

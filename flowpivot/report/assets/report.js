@@ -3,11 +3,35 @@
 (function () {
   "use strict";
   var DATA = JSON.parse(document.getElementById("fp-data").textContent);
-  var COLORS = {
-    cluster: "#7b3fa0", member: "#b05cd6", seed: "#c0392b", dark: "#6d6d6d", unseen: "#b9b9b9",
-    expansion: "#e08e0b", victim: "#1f8a70"
-  };
-  var CLUSTER_PALETTE = ["#7b3fa0", "#0b5cad", "#1f8a70", "#c2185b", "#5d4037", "#00838f", "#ef6c00"];
+  // colours come with the data (flowpivot/report/page.py), the same the legend shows
+  var COLORS = DATA.colors;
+  function seedColor(status) {
+    return status === "active" ? COLORS.seed : status === "dark" ? COLORS.dark : status === "unanswered" ? COLORS.unanswered : COLORS.unseen;
+  }
+  // a seed the flows never showed: collapsed by default in the graph and the timeline
+  function neverSeen(s) { return s.status !== "active" && s.status !== "dark" && s.status !== "unanswered"; }
+  // a small seeded generator: layouts draw from it, so the same report always lays out the same way
+  function seededRandom(seed) {
+    var a = seed >>> 0;
+    return function () {
+      a = (a + 0x6D2B79F5) >>> 0;
+      var t = a;
+      t = Math.imul(t ^ (t >>> 15), t | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+  }
+  function withSeed(seed, fn) {
+    var saved = Math.random;
+    Math.random = seededRandom(seed);
+    try { return fn(); } finally { Math.random = saved; }
+  }
+
+  // ---- the sticky navigation bar must not cover the heading a link jumps to ----
+  var nav = document.querySelector("nav");
+  function navHeight() { document.documentElement.style.setProperty("--nav-h", (nav.offsetHeight + 8) + "px"); }
+  navHeight();
+  window.addEventListener("resize", navHeight);
 
   function el(tag, attrs) {
     var e = document.createElement(tag);
@@ -198,7 +222,7 @@
   function edge(a, b, cls) { var id = "e:" + a + ">" + b; if (!seen[id]) { seen[id] = true; elements.push({ group: "edges", data: { id: id, source: a, target: b, kind: cls } }); } }
   DATA.clusters.forEach(function (c, i) {
     node("cluster:" + c.id, { kind: "cluster", label: short(c.id + " · " + c.provider + (c.asn !== null ? " AS" + c.asn : ""), 48), ref: c.id,
-      color: CLUSTER_PALETTE[i % CLUSTER_PALETTE.length], size: 46 + Math.min(30, c.members.length * 4),
+      color: c.color, size: 46 + Math.min(30, c.members.length * 4),
       tip: c.label + ": " + c.members.length + " hosts, " + c.seeds.length + " seeds" });
     c.members.forEach(function (m) {
       node("ip:" + m, { kind: "member", label: defang(m), ref: m, color: COLORS.member, size: 22, tip: defang(m) + " (member of " + c.id + ")" });
@@ -206,7 +230,7 @@
     });
   });
   DATA.seeds.forEach(function (s) {
-    node("ip:" + s.ip, { kind: "seed", label: defang(s.ip), ref: s.ip, color: s.status === "active" ? COLORS.seed : (s.status === "dark" ? COLORS.dark : COLORS.unseen),
+    node("ip:" + s.ip, { kind: "seed", label: defang(s.ip), ref: s.ip, color: seedColor(s.status), unseen: neverSeen(s) && s.clusters.length === 0 ? 1 : 0,
       size: 18, tip: defang(s.ip) + " seed, " + s.status + (s.clusters.length > 1 ? ", shared by " + s.clusters.join(" + ") : "") });
   });
   DATA.clusters.forEach(function (c) { c.seeds.forEach(function (s) { edge("cluster:" + c.id, "ip:" + s, "contact"); }); });
@@ -239,12 +263,62 @@
       { selector: ":selected", style: { "border-width": 4, "border-color": "#0b5cad" } },
       { selector: ".faded", style: { opacity: 0.15 } }
     ],
-    // cose (force-directed) reads best; past a few thousand elements it is slow, so big hunts get concentric rings
-    layout: elements.length > 3000 ? { name: "concentric", animate: false, minNodeSpacing: 4,
+    layout: { name: "preset", fit: false }  // laid out below, once the collapsed elements are out
+  });
+  // Never-seen seeds (that no cluster rests on) and likely victims start collapsed: taken out of the
+  // graph with their edges and put back by their toggles (taken out, not display:none: Cytoscape's edge
+  // geometry breaks on hidden edges).
+  var collapsed = {
+    unseen: cy.nodes("[unseen = 1]"),
+    victims: cy.nodes("[kind = 'victim']")
+  };
+  collapsed.unseen = collapsed.unseen.union(collapsed.unseen.connectedEdges());
+  collapsed.victims = collapsed.victims.union(collapsed.victims.connectedEdges());
+  function hiddenNodes() {
+    return Object.keys(collapsed).reduce(function (n, k) { return n + (collapsed[k].removed() ? collapsed[k].nodes().length : 0); }, 0);
+  }
+  // cose (force-directed) reads best; past a few thousand elements it is slow, so big hunts get concentric
+  // rings. What is shown is laid out from a fixed seed: two loads give the same picture.
+  var layoutRuns = 0;
+  function layout(seed) {
+    var opts = cy.elements().length > 3000 ? { name: "concentric", animate: false, minNodeSpacing: 4,
       concentric: function (n) { return { cluster: 4, member: 3, expansion: 2, seed: 1 }[n.data("kind")] || 0; } } :
       { name: "cose", animate: false, nodeRepulsion: function () { return 9000; }, idealEdgeLength: function () { return 70; },
-        padding: 20, randomize: true, componentSpacing: 60 }
-  });
+        padding: 20, randomize: true, componentSpacing: 60 };
+    withSeed(seed, function () { cy.layout(opts).run(); });
+    cy.fit(undefined, 20);
+    layoutRuns++;
+  }
+  var note = document.getElementById("graph-note");
+  function graphNote() {
+    var shown = cy.nodes().length, hidden = hiddenNodes();
+    note.textContent = hidden ? "Showing " + num(shown) + " of " + num(shown + hidden) + " nodes; " + num(hidden) + " collapsed (see the toggles)." :
+      "Showing all " + num(shown) + " nodes.";
+  }
+  function toggle(id, key) {
+    var box = document.getElementById(id);
+    var set = collapsed[key];
+    if (box && box.checked) return;  // (a browser that kept the box ticked keeps the set shown)
+    set.remove();
+    if (!box) return;
+    box.addEventListener("change", function () {
+      if (box.checked && set.removed()) {
+        // its edges go back only where both ends are in the graph
+        set.nodes().restore();
+        set.edges().filter(function (e) {
+          return cy.getElementById(e.data("source")).nonempty() && cy.getElementById(e.data("target")).nonempty();
+        }).restore();
+      } else if (!box.checked) {
+        set.remove();
+      }
+      layout(1);
+      graphNote();
+    });
+  }
+  toggle("show-unseen", "unseen");
+  toggle("show-victims", "victims");
+  layout(1);
+  graphNote();
   window.fpCy = cy;
   cy.on("tap", "node", function (ev) {
     var d = ev.target.data();
@@ -264,9 +338,11 @@
     if (oe) { tooltip.style.left = (oe.clientX + 14) + "px"; tooltip.style.top = (oe.clientY + 10) + "px"; }
   });
   cy.on("mouseout", "node", function () { tooltip.style.display = "none"; });
-  document.getElementById("fit").addEventListener("click", function () { cy.fit(undefined, 20); });
+  document.getElementById("fit").addEventListener("click", function () {
+    cy.fit(undefined, 20);
+  });
   document.getElementById("relayout").addEventListener("click", function () {
-    cy.layout({ name: "cose", animate: false, randomize: true, padding: 20 }).run();
+    layout(1 + layoutRuns);
   });
   document.getElementById("png").addEventListener("click", function () {
     var a = el("a", { href: cy.png({ full: true, scale: 2, bg: "#ffffff" }), download: "flowpivot-graph.png" });
@@ -318,14 +394,20 @@
 
   var hasClusterDaily = DATA.clusters.some(function (c) { return c.daily.length > 0; });
   var clusterDatasets = DATA.clusters.map(function (c, i) {
-    var color = CLUSTER_PALETTE[i % CLUSTER_PALETTE.length];
+    var color = c.color;
     if (hasClusterDaily) {
       return { label: c.id + " · " + c.provider, data: c.daily.map(function (d) { return { x: ms(d[0] + "T12:00:00Z"), y: d[1] }; }),
         borderColor: color, backgroundColor: color, pointRadius: 2, tension: 0.2 };
     }
     return { label: c.id + " · " + c.provider, data: [{ x: [ms(c.first_seen) || xMin, ms(c.last_seen) || xMax], y: c.id }], backgroundColor: color };
   });
-  new Chart(document.getElementById("tl-clusters"), hasClusterDaily ? {
+  var clusterBox = document.getElementById("tl-clusters").parentNode;
+  if (!DATA.clusters.length) {
+    // no cluster: a sentence, not an empty chart
+    clusterBox.textContent = "";
+    clusterBox.style.height = "auto";
+    clusterBox.appendChild(el("p", { cls: "muted", id: "tl-clusters-none", text: "No clusters to chart." }));
+  } else new Chart(document.getElementById("tl-clusters"), hasClusterDaily ? {
     type: "line",
     data: { datasets: clusterDatasets },
     options: { responsive: true, maintainAspectRatio: false, parsing: true,
@@ -335,51 +417,59 @@
   } : {
     type: "bar",
     data: { labels: DATA.clusters.map(function (c) { return c.id; }), datasets: [{ label: "active", data: DATA.clusters.map(function (c) {
-      return [ms(c.first_seen) || xMin, ms(c.last_seen) || xMax]; }), backgroundColor: DATA.clusters.map(function (c, i) { return CLUSTER_PALETTE[i % CLUSTER_PALETTE.length]; }) }] },
+      return [ms(c.first_seen) || xMin, ms(c.last_seen) || xMax]; }), backgroundColor: DATA.clusters.map(function (c) { return c.color; }) }] },
     options: { indexAxis: "y", responsive: true, maintainAspectRatio: false, scales: { x: timeAxis },
       plugins: { legend: { display: false }, title: { display: true, text: "Activity per cluster (first to last seen)" } } }
   });
 
-  var seedRows = DATA.seeds.map(function (s) { return defang(s.ip); });
   var hasSeedDaily = DATA.seeds.some(function (s) { return s.daily.length > 0; });
-  var statusColor = function (s) { return s.status === "active" ? COLORS.seed : s.status === "dark" ? COLORS.dark : COLORS.unseen; };
-  var darkPoints = DATA.seeds.filter(function (s) { return s.status === "dark" && s.last_seen; })
-    .map(function (s) { return { x: ms(s.last_seen), y: defang(s.ip) }; });
-  var seedBox = document.getElementById("tl-seeds").parentNode;
-  seedBox.style.height = Math.max(220, 70 + 17 * seedRows.length) + "px";
+  var statusColor = function (s) { return seedColor(s.status); };
   var seedChart;
-  if (hasSeedDaily) {
-    var maxFlows = 1;
-    DATA.seeds.forEach(function (s) { s.daily.forEach(function (d) { maxFlows = Math.max(maxFlows, d[1]); }); });
-    var groups = {};
-    DATA.seeds.forEach(function (s) {
-      var g = groups[s.status] = groups[s.status] || [];
-      s.daily.forEach(function (d) { g.push({ x: ms(d[0] + "T12:00:00Z"), y: defang(s.ip), r: 2 + 5 * Math.sqrt(d[1] / maxFlows), flows: d[1] }); });
-    });
-    seedChart = new Chart(document.getElementById("tl-seeds"), {
-      type: "bubble",
-      data: { datasets: Object.keys(groups).map(function (st) {
-        return { label: "seed " + st, data: groups[st], backgroundColor: statusColor({ status: st }) }; }) },
-      options: { responsive: true, maintainAspectRatio: false,
-        scales: { x: timeAxis, y: { type: "category", labels: seedRows, offset: true, ticks: { font: { family: "monospace", size: 10 }, autoSkip: false } } },
-        plugins: { title: { display: true, text: "Seed activity per day (dot size: flows); a seed went dark where its row stops" },
-          darkMarks: { points: darkPoints },
-          tooltip: { callbacks: { label: function (it) { return it.raw.y + " " + dayLabel(it.raw.x) + ": " + num(it.raw.flows) + " flows"; } } } } },
-      plugins: [darkMarks]
-    });
-  } else {
-    seedChart = new Chart(document.getElementById("tl-seeds"), {
-      type: "bar",
-      data: { labels: seedRows, datasets: [{ label: "seen", data: DATA.seeds.map(function (s) {
-        return s.first_seen ? [ms(s.first_seen), ms(s.last_seen) || ms(s.first_seen) + DAY / 24] : null; }),
-        backgroundColor: DATA.seeds.map(statusColor) }] },
-      options: { indexAxis: "y", responsive: true, maintainAspectRatio: false,
-        scales: { x: timeAxis, y: { ticks: { font: { family: "monospace", size: 10 }, autoSkip: false } } },
-        plugins: { legend: { display: false }, title: { display: true, text: "Seeds: first to last seen; a seed went dark where its bar stops" },
-          darkMarks: { points: darkPoints } } },
-      plugins: [darkMarks]
-    });
+  function seedTimeline(showUnseen) {
+    // never-seen seeds have empty rows: left out unless asked for
+    var seeds = DATA.seeds.filter(function (s) { return showUnseen || !neverSeen(s); });
+    var seedRows = seeds.map(function (s) { return defang(s.ip); });
+    var darkPoints = seeds.filter(function (s) { return s.status === "dark" && s.last_seen; })
+      .map(function (s) { return { x: ms(s.last_seen), y: defang(s.ip) }; });
+    var seedBox = document.getElementById("tl-seeds").parentNode;
+    seedBox.style.height = Math.max(220, 70 + 17 * seedRows.length) + "px";
+    if (seedChart) seedChart.destroy();
+    if (hasSeedDaily) {
+      var maxFlows = 1;
+      seeds.forEach(function (s) { s.daily.forEach(function (d) { maxFlows = Math.max(maxFlows, d[1]); }); });
+      var groups = {};
+      seeds.forEach(function (s) {
+        var g = groups[s.status] = groups[s.status] || [];
+        s.daily.forEach(function (d) { g.push({ x: ms(d[0] + "T12:00:00Z"), y: defang(s.ip), r: 2 + 5 * Math.sqrt(d[1] / maxFlows), flows: d[1] }); });
+      });
+      seedChart = new Chart(document.getElementById("tl-seeds"), {
+        type: "bubble",
+        data: { datasets: Object.keys(groups).map(function (st) {
+          return { label: "seed " + st, data: groups[st], backgroundColor: statusColor({ status: st }) }; }) },
+        options: { responsive: true, maintainAspectRatio: false,
+          scales: { x: timeAxis, y: { type: "category", labels: seedRows, offset: true, ticks: { font: { family: "monospace", size: 10 }, autoSkip: false } } },
+          plugins: { title: { display: true, text: "Seed activity per day (dot size: flows); a seed went dark where its row stops" },
+            darkMarks: { points: darkPoints },
+            tooltip: { callbacks: { label: function (it) { return it.raw.y + " " + dayLabel(it.raw.x) + ": " + num(it.raw.flows) + " flows"; } } } } },
+        plugins: [darkMarks]
+      });
+    } else {
+      seedChart = new Chart(document.getElementById("tl-seeds"), {
+        type: "bar",
+        data: { labels: seedRows, datasets: [{ label: "seen", data: seeds.map(function (s) {
+          return s.first_seen ? [ms(s.first_seen), ms(s.last_seen) || ms(s.first_seen) + DAY / 24] : null; }),
+          backgroundColor: seeds.map(statusColor), minBarLength: 4 }] },
+        options: { indexAxis: "y", responsive: true, maintainAspectRatio: false,
+          scales: { x: timeAxis, y: { ticks: { font: { family: "monospace", size: 10 }, autoSkip: false } } },
+          plugins: { legend: { display: false }, title: { display: true, text: "Seeds: first to last seen; a seed went dark where its bar stops" },
+            darkMarks: { points: darkPoints } } },
+        plugins: [darkMarks]
+      });
+    }
+    window.fpCharts = { seeds: seedChart };
   }
-  window.fpCharts = { seeds: seedChart };
+  var tlBox = document.getElementById("tl-show-unseen");
+  seedTimeline(tlBox ? tlBox.checked : true);
+  if (tlBox) tlBox.addEventListener("change", function () { seedTimeline(tlBox.checked); });
   document.body.setAttribute("data-ready", "1");
 })();
