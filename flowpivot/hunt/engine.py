@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -579,8 +579,37 @@ class HuntRun:
                 table = f"xp{hop}"
                 load_anchors(con, f"xs{hop}", list(frontier))
                 create_pairs(con, f"xs{hop}", table, self.since_ms, self.until_ms, services=False, full=False)
+        self._new_host_sessions(found)
         self.found = found
         self.step("expansion")
+
+    def _new_host_sessions(self, found: dict[str, dict[str, Any]]) -> None:
+        """Each new host's first and last session with the hosts it was found through, and the
+        ports of those sessions (one pass over the new hosts' flows)."""
+        if not found:
+            return
+        con = self.ctx
+        load_anchors(con, "xf", list(found))
+        create_pairs(con, "xf", "xfp", self.since_ms, self.until_ms, services=True, full=True)
+        by = {k: set(v["_by"]) for k, v in found.items()}
+        span: dict[str, tuple[int, int]] = {}
+        for a, peer, first, last in con.sql("SELECT anchor, peer, first_ms, last_ms FROM xfp").fetchall():
+            if peer in by.get(a, ()):
+                lo, hi = span.get(a, (first, last))
+                span[a] = (min(lo, first), max(hi, last))
+        ports: dict[str, Counter[tuple[int, str, int]]] = defaultdict(Counter)
+        for a, peer, proto, side, port, n in con.sql(
+            "SELECT anchor, peer, proto, side, port, flows FROM xfp_services"
+        ).fetchall():
+            if peer in by.get(a, ()):
+                ports[a][(int(proto), str(side), int(port))] += int(n)
+        for k, v in found.items():
+            first, last = span.get(k, (None, None))
+            v["first_seen"], v["last_seen"] = iso(first), iso(last)
+            # side "anchor": the new host's own service (the members opened the sessions)
+            v["services"] = [
+                {"proto": pr, "port": po, "side": sd, "flows": n} for (pr, sd, po), n in ports[k].most_common(5)
+            ]
 
     # ---- clusters --------------------------------------------------------------------------------
 
