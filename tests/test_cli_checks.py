@@ -175,3 +175,43 @@ def test_quiet_and_json_where_they_mean_something(real_store: Path, tmp_path: Pa
     res = CliRunner().invoke(app, ["expire", "--store", str(real_store), "--older-than", "1d", "--dry-run", "--json"])
     assert res.exit_code == 0
     assert json.loads(res.stdout) == {"dry_run": True, "days": ["2018-01-12", "2023-02-22"], "kept": 0}
+
+
+def test_verbose_logs_every_stage_and_completion_is_offered(real_store: Path, tmp_path: Path) -> None:
+    seeds = tmp_path / "s.txt"
+    seeds.write_text("147.32.82.62\n")
+    exe = Path(sys.executable).parent / "flowpivot"
+    res = subprocess.run(
+        [str(exe), "-v", "hunt", "--store", str(real_store), "--seeds", str(seeds), "--since", "2018-01-01",
+         "-q", "-o", str(tmp_path / "r.json")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    stages = re.findall(r"stage (\w+): ([0-9.]+) s; (.*)", res.stderr)
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert [s[0] for s in stages] == list(r["provenance"]["timings_s"])  # every stage, in order
+    assert any(s[0] == "window" and f"flows {r['provenance']['flows_in_window']:,}" in s[2] for s in stages)
+    shown = subprocess.run(
+        [str(exe), "--show-completion", "bash"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SHELL": "/bin/bash"},
+    )
+    assert shown.returncode == 0 and "flowpivot" in shown.stdout and "complete" in shown.stdout
+
+
+def test_a_rerun_after_an_interrupted_ingest_gives_no_false_warnings(tmp_path: Path) -> None:
+    from flowpivot.simulate import Scenario, simulate
+
+    simulate(Scenario(flows=60_000, seed=5), tmp_path / "sim")
+    pcaps = sorted((tmp_path / "sim" / "exports").glob("*.pcap"))
+    store = Store(tmp_path / "st")
+    first = ingest_paths(pcaps[:3], store)  # the run that was interrupted after three files
+    assert all(r.status == "ingested" and r.bad == 0 for r in first)
+    again = ingest_paths(pcaps, store)
+    assert [r.status for r in again[:3]] == ["already ingested"] * 3
+    assert all(r.status == "ingested" for r in again[3:])
+    assert sum(r.bad for r in again) == 0 and not any(r.problems for r in again)
+    # and every flow once: the same count as one uninterrupted run
+    whole = ingest_paths(pcaps, Store(tmp_path / "one"))
+    assert sum(r.records for r in first + again) == sum(r.records for r in whole)
