@@ -608,7 +608,8 @@ class HuntRun:
             v["first_seen"], v["last_seen"] = iso(first), iso(last)
             # side "anchor": the new host's own service (the members opened the sessions)
             v["services"] = [
-                {"proto": pr, "port": po, "side": sd, "flows": n} for (pr, sd, po), n in ports[k].most_common(5)
+                {"proto": pr, "port": po, "side": sd, "flows": n}
+                for (pr, sd, po), n in sorted(ports[k].items(), key=lambda kv: (-kv[1], kv[0]))[:5]
             ]
 
     # ---- clusters --------------------------------------------------------------------------------
