@@ -149,7 +149,8 @@ class HuntRun:
         self.ctx.close()
 
     def step(self, name: str) -> None:
-        self.timings[name] = round(time.perf_counter() - self.t0 - sum(self.timings.values()), 3)
+        # (never -0.0: rounding each stage's share can leave a tiny negative remainder)
+        self.timings[name] = max(0.0, round(time.perf_counter() - self.t0 - sum(self.timings.values()), 3))
         if log.isEnabledFor(logging.DEBUG):  # `flowpivot -v hunt ...`
             log.debug("stage %s: %.3f s; %s", name, self.timings[name], self._counts(name))
         if self.progress:
