@@ -101,36 +101,65 @@ def _multi_block_file(tmp_path: Path, copies: int = 6) -> Path:
     return out
 
 
-def test_file_cut_short_while_being_written_keeps_what_nfdump_reads(tmp_path: Path) -> None:
+def _flows_before(raw: bytes, cut: int) -> int:
+    """Flow records (layout 1's type 10, layout 2's type 11) that end at or before byte ``cut``,
+    counted by walking the blocks and records by hand."""
+    first = 276 if struct.unpack_from("<H", raw, 2)[0] == 1 else 40
+    n, off = 0, first
+    while off + 12 <= len(raw):
+        size = struct.unpack_from("<I", raw, off + 4)[0]
+        r = off + 12
+        while r + 4 <= min(off + 12 + size, len(raw)):
+            rt, rs = struct.unpack_from("<HH", raw, r)
+            if rs < 4 or r + rs > cut:
+                return n
+            n += rt in (10, 11)
+            r += rs
+        off += 12 + size
+    return n
+
+
+def test_file_cut_short_while_being_written_keeps_every_whole_record(tmp_path: Path) -> None:
     merged = _multi_block_file(tmp_path)
     # nfcapd writes the appendix (and its offset in the header) only when it closes a file; a
-    # writer that died leaves neither, and the last block short.
+    # writer that died leaves neither, and the last block short. nfdump itself reads the complete
+    # blocks only; the reader keeps the whole records of the cut block too.
     raw = bytearray(merged.read_bytes())
     struct.pack_into("<HIQ", raw, 18, 0, 0, 0)
+    cut = len(raw) * 2 // 3
     crashed = tmp_path / "nfcapd.201801121500"
-    crashed.write_bytes(raw[: len(raw) * 2 // 3])
-    expected = nfdump_oracle(crashed)
-    assert 0 < len(expected) < 6 * 4593
+    crashed.write_bytes(raw[:cut])
+    keep = _flows_before(bytes(raw), cut)
+    expected = nfdump_oracle(merged)[:keep]  # nfdump prints in file order
+    assert len(nfdump_oracle(crashed)) < keep < 6 * 4593
     rep = ReadReport(str(crashed))
     got = _ours(pa.Table.from_batches(list(read_nfdump(crashed, rep))))
     assert Counter(got) == Counter(expected)
-    assert rep.records == len(expected)
-    assert rep.bad == 1 and "Short read" in rep.problems[0].reason
-    assert rep.problems[0].where == f"after record {len(expected)}"
+    assert rep.records == keep
+    assert rep.problems[0].where == f"byte {cut:,}" and "cut short" in rep.problems[0].reason
+    block1 = 40 + 12 + struct.unpack_from("<I", raw, 44)[0]
+    assert block1 < cut < block1 + 12 + struct.unpack_from("<I", raw, block1 + 4)[0]  # the cut is in block 1
+    declared = struct.unpack_from("<I", raw, block1)[0]
+    lost = declared - (keep - _flows_before(bytes(raw), block1))
+    assert rep.bad == rep.counters["records lost where the file is cut short"] == lost > 0
 
 
-def test_truncated_file_nfdump_cannot_read_is_an_input_error_and_the_run_goes_on(tmp_path: Path) -> None:
+def test_truncated_file_nfdump_refuses_keeps_the_records_before_the_cut(tmp_path: Path) -> None:
     need_tool("nfdump")
     data = shared(NFDUMP_FILE).read_bytes()
     cut = tmp_path / "cut.nfdump"
     cut.write_bytes(data[: len(data) // 2])
+    # nfdump refuses it whole ("Short read": its single data block ends past the end)
+    assert nfdump_oracle(cut) == []
+    keep = _flows_before(data, len(data) // 2)
     store = Store(tmp_path / "store")
-    reps = ingest_paths([cut, shared(NFDUMP_FILE)], store)
-    assert reps[0].status == "unreadable" and "Short read" in reps[0].error
-    assert reps[1].status == "ingested" and reps[1].records == 4593
-    assert store.stats()["flows"] == 4593
-    # nothing of the unreadable file is recorded, so a good copy can still be ingested later
-    assert not store.has_source(reps[0].key) if reps[0].key else True
+    reps = ingest_paths([cut], store)
+    assert reps[0].status == "ingested" and reps[0].records == keep > 0
+    assert store.stats()["flows"] == keep
+    assert "cut short at byte" in reps[0].problems[0].reason
+    rep = ReadReport(str(cut))
+    got = _ours(pa.Table.from_batches(list(read_nfdump(cut, rep))))
+    assert Counter(got) == Counter(nfdump_oracle(shared(NFDUMP_FILE))[:keep])
 
 
 def test_corrupt_block_keeps_the_flows_before_it(tmp_path: Path) -> None:
