@@ -428,6 +428,7 @@ def read_nfdump(path: Path, report: ReadReport) -> Iterator[pa.RecordBatch]:
             report.problem(saved.where, saved.why)
             report.bad += max(0, saved.lost - 1)
             report.count("records lost where the file is cut short", saved.lost)
+        state = (len(report.problems), report.bad, dict(report.counters))
         try:
             yield from _read_file(path, saved.path if saved is not None else path, report, saved is None)
         except InputError as e:
@@ -435,6 +436,8 @@ def read_nfdump(path: Path, report: ReadReport) -> Iterator[pa.RecordBatch]:
             retry = salvage(path, Path(td), f"nfdump refused the file ({e})") if saved is None else None
             if retry is None:
                 raise
+            del report.problems[state[0] :]  # what the refused attempt said is replaced by the retry's
+            report.bad, report.counters = state[1], state[2]
             report.problem(retry.where, retry.why)
             yield from _read_file(path, retry.path, report, False)
 
@@ -481,7 +484,7 @@ def _read_file(path: Path, source: Path, report: ReadReport, with_summary: bool)
         distinct = [stopped, *distinct]
     if distinct:
         where = f"after record {report.records + rejected}"
-        if report.records == 0 and not rejected and not report.problems:
+        if report.records == 0 and not rejected:
             raise InputError(f"{path}: nfdump could not read any flow from it: {'; '.join(distinct[:3])}")
         report.problem(where, "nfdump: " + "; ".join(distinct[:5]) + " (what nfdump could read is kept)")
     elif proc.returncode not in (0, None) and report.records == 0 and not report.problems:
