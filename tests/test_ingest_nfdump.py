@@ -162,19 +162,48 @@ def test_truncated_file_nfdump_refuses_keeps_the_records_before_the_cut(tmp_path
     assert Counter(got) == Counter(nfdump_oracle(shared(NFDUMP_FILE))[:keep])
 
 
-def test_corrupt_block_keeps_the_flows_before_it(tmp_path: Path) -> None:
+def _damaged_span(raw: bytes, at: int) -> tuple[int, int]:
+    """(flows before the record holding byte ``at``, flows up to the end of its block), counted by
+    walking a layout-2 file's blocks and records by hand."""
+    n, off = 0, 40
+    while off + 12 <= len(raw):
+        size = struct.unpack_from("<I", raw, off + 4)[0]
+        r, end = off + 12, off + 12 + size
+        if off <= at < end:
+            before = n
+            while r < end:
+                rt, rs = struct.unpack_from("<HH", raw, r)
+                if r + rs <= at:
+                    before += rt == 11
+                n += rt == 11
+                r += rs
+            return before, n
+        while r < end:
+            rt, rs = struct.unpack_from("<HH", raw, r)
+            n += rt == 11
+            r += rs
+        off = end
+    raise AssertionError("byte not in a block")
+
+
+def test_corrupt_block_keeps_the_flows_before_it_and_the_blocks_after(tmp_path: Path) -> None:
     merged = _multi_block_file(tmp_path, copies=4)
     raw = bytearray(merged.read_bytes())
     mid = len(raw) // 2
+    a, b = _damaged_span(bytes(raw), mid)
     raw[mid : mid + 2000] = b"\xff" * 2000
     bad = tmp_path / "corrupt.nfdump"
     bad.write_bytes(raw)
-    expected = nfdump_oracle(bad)
+    clean = nfdump_oracle(merged)
+    assert len(nfdump_oracle(bad)) <= a  # nfdump stops at the damage
     rep = ReadReport(str(bad))
     got = _ours(pa.Table.from_batches(list(read_nfdump(bad, rep))))
-    assert len(got) == len(expected) > 0
-    assert Counter(got) == Counter(expected)
-    assert rep.bad >= 1 and rep.problems[0].reason.startswith("nfdump:")
+    # the records from the damaged one to the end of its block are lost (0xFFFF is no record
+    # size: the next record cannot be found); every block after it is read
+    assert b < len(clean)
+    assert Counter(got) == Counter(clean[:a] + clean[b:])
+    assert rep.problems[0].reason.startswith("nfdump:")
+    assert any("rest of the block cannot be walked" in p.reason for p in rep.problems)
 
 
 def test_nfdump_csv_saved_by_a_user(tmp_path: Path) -> None:
@@ -303,19 +332,24 @@ def _small_file(tmp_path: Path, *extra: str) -> Path:
     return out
 
 
-def test_a_record_whose_time_nfdump_does_not_print_is_dropped_with_its_number(tmp_path: Path) -> None:
-    clean = _small_file(tmp_path)
-    raw = bytearray(clean.read_bytes())
-    # the 7th flow record's first element is EXgenericFlow (type 1: msecFirst, msecLast, ...); an
-    # unknown type makes nfdump skip it ("Unknown extension") and print the record without times
+def _v3_record(raw: bytes | bytearray, nth: int) -> int:
+    """Byte offset of the nth (1-based) V3 flow record of a layout-2 file's first block."""
     r, k = 40 + 12, 0
     while True:
         rt, rs = struct.unpack_from("<HH", raw, r)
         if rt == 11:
             k += 1
-            if k == 7:
-                break
+            if k == nth:
+                return r
         r += rs
+
+
+def test_a_record_whose_time_nfdump_does_not_print_is_dropped_with_its_number(tmp_path: Path) -> None:
+    clean = _small_file(tmp_path)
+    raw = bytearray(clean.read_bytes())
+    # the 7th flow record's first element is EXgenericFlow (type 1: msecFirst, msecLast, ...); an
+    # unknown type makes nfdump skip it ("Unknown extension") and print the record without times
+    r = _v3_record(raw, 7)
     assert struct.unpack_from("<H", raw, r + 12)[0] == 1
     struct.pack_into("<H", raw, r + 12, 2049)
     bad = tmp_path / "bad.nfcapd"
@@ -367,3 +401,36 @@ def test_a_block_count_that_makes_nfdump_loop_is_bounded(tmp_path: Path) -> None
     assert any(
         "without its appendix" in p.reason and "MiB of messages and was stopped" in p.reason for p in rep.problems
     )
+
+
+def test_a_damaged_element_length_nfdump_stops_at_loses_that_record_only(tmp_path: Path) -> None:
+    clean = _small_file(tmp_path)
+    raw = bytearray(clean.read_bytes())
+    r = _v3_record(raw, 7)
+    e = r + 12 + struct.unpack_from("<H", raw, r + 12 + 2)[0]  # the record's second element
+    struct.pack_into("<H", raw, e + 2, 0xFFFF)
+    bad = tmp_path / "bad.nfcapd"
+    bad.write_bytes(raw)
+    assert len(nfdump_oracle(bad)) < 7  # nfdump stops there ("elementHeader > eor")
+    rep = ReadReport(str(bad))
+    got = _ours(pa.Table.from_batches(list(read_nfdump(bad, rep))))
+    expected = nfdump_oracle(clean)
+    del expected[6]
+    assert Counter(got) == Counter(expected)
+    damaged = [p for p in rep.problems if p.where.startswith("byte ")]
+    assert [p.where for p in damaged] == [f"byte {r:,}"] and "flow record 7 is damaged" in damaged[0].reason
+    assert rep.counters["damaged records left out"] == 1
+
+
+def test_a_damaged_record_size_loses_the_rest_of_its_block(tmp_path: Path) -> None:
+    clean = _small_file(tmp_path)
+    raw = bytearray(clean.read_bytes())
+    r = _v3_record(raw, 7)
+    struct.pack_into("<H", raw, r + 2, 4)  # nfdump aborts: "ExpandRecord_v3() Unexpected size"
+    bad = tmp_path / "bad.nfcapd"
+    bad.write_bytes(raw)
+    assert nfdump_oracle(bad) == []
+    rep = ReadReport(str(bad))
+    got = _ours(pa.Table.from_batches(list(read_nfdump(bad, rep))))
+    assert Counter(got) == Counter(nfdump_oracle(clean)[:6])  # the next record cannot be found
+    assert any(p.where == f"byte {r:,}" and "rest of the block" in p.reason for p in rep.problems)

@@ -23,6 +23,7 @@ import os
 import queue
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -48,7 +49,7 @@ from .columns import (
     parse_times_checked,
     parse_uint,
 )
-from .nfdump_file import bounded, read_messages, run_bounded, salvage, stopped_by
+from .nfdump_file import bounded, read_messages, repair_records, run_bounded, salvage, stopped_by
 from .textio import explain_empty
 
 __all__ = [
@@ -430,7 +431,7 @@ def read_nfdump(path: Path, report: ReadReport) -> Iterator[pa.RecordBatch]:
             report.count("records lost where the file is cut short", saved.lost)
         state = (len(report.problems), report.bad, dict(report.counters))
         try:
-            yield from _read_file(path, saved.path if saved is not None else path, report, saved is None)
+            yield from _read_file(path, saved.path if saved is not None else path, report, saved is None, Path(td))
         except InputError as e:
             # nfdump refuses a whole file whose appendix (its summary and ident) is damaged
             retry = salvage(path, Path(td), f"nfdump refused the file ({e})") if saved is None else None
@@ -439,11 +440,19 @@ def read_nfdump(path: Path, report: ReadReport) -> Iterator[pa.RecordBatch]:
             del report.problems[state[0] :]  # what the refused attempt said is replaced by the retry's
             report.bad, report.counters = state[1], state[2]
             report.problem(retry.where, retry.why)
-            yield from _read_file(path, retry.path, report, False)
+            yield from _read_file(path, retry.path, report, False, Path(td))
 
 
-def _read_file(path: Path, source: Path, report: ReadReport, with_summary: bool) -> Iterator[pa.RecordBatch]:
-    """Read ``source`` (``path`` or its salvaged copy); places and messages name ``path``."""
+def _read_file(
+    path: Path, source: Path, report: ReadReport, with_summary: bool, workdir: Path, skip: int | None = None
+) -> Iterator[pa.RecordBatch]:
+    """Read ``source`` (``path`` or a copy of it), leaving out the first ``skip`` records nfdump
+    prints (read already; None: this is not a repaired copy); places and messages name ``path``.
+
+    When nfdump stops at a damaged record (it aborts, or exits with an error, and every record
+    after it is lost), an uncompressed file is read on from a copy without the records whose
+    structure is damaged (:func:`.nfdump_file.repair_records`), each one a problem with its byte.
+    """
     size = path.stat().st_size
     exporters = nfdump_exporters(source, report)
     expected = _flow_count(source) if with_summary else None
@@ -454,13 +463,17 @@ def _read_file(path: Path, source: Path, report: ReadReport, with_summary: bool)
             report.count("exporters with several samplers (first one used)")
     cmd = [_nfdump(), "-r", str(source), "-q", "-N", "-6", "-o", "json"]
     advanced = 0
-    bad_before = report.bad
+    bad_before, records_before = report.bad, report.records
     with tempfile.TemporaryFile() as errf:
         proc = bounded(cmd, source, subprocess.PIPE, errf, _env())
         assert proc.stdout is not None
         records = _json_records(proc.stdout, report)
         try:
             for table, first in records:
+                if skip and first + table.num_rows - 1 <= skip:
+                    continue
+                if skip and first <= skip:
+                    table, first = table.slice(skip - first + 1), skip + 1
                 if table.num_rows == 0:
                     continue
                 batch = _records_to_batch(table, first, report, exporters, path.name)
@@ -482,6 +495,22 @@ def _read_file(path: Path, source: Path, report: ReadReport, with_summary: bool)
     stopped = stopped_by(proc.returncode, source)
     if stopped:
         distinct = [stopped, *distinct]
+    printed = (skip or 0) + report.records - records_before + rejected
+    died = proc.returncode not in (0, None, -signal.SIGKILL)
+    repair = repair_records(source, workdir) if died and skip is None else None
+    if repair is not None:
+        report.problem(
+            f"after record {printed}",
+            "nfdump: " + "; ".join(distinct[:5] or [f"exited with status {proc.returncode}"])
+            + " (it stops at a damaged record: the file is read on without the damaged records)",
+        )  # fmt: skip
+        for where, why in repair.problems:
+            report.problem(where, why)
+        report.bad += max(0, repair.lost - len(repair.problems))
+        report.count("damaged records left out", repair.lost)
+        again = printed - sum(1 for d in repair.dropped_flows if d < printed)
+        yield from _read_file(path, repair.path, report, False, workdir, skip=max(again, 0))
+        return
     if distinct:
         where = f"after record {report.records + rejected}"
         if report.records == 0 and not rejected:

@@ -211,7 +211,7 @@ def stopped_by(returncode: int | None, path: Path) -> str | None:
         name = signal.Signals(sig).name
     except ValueError:
         name = f"signal {sig}"
-    return f"nfdump ended with {name} (a damaged file; {ADDRESS_SPACE >> 30} GiB memory bound)"
+    return f"nfdump ended with {name} (a damaged file)"
 
 
 def read_messages(fh: IO[bytes], limit: int = 1 << 16) -> list[str]:
@@ -231,3 +231,107 @@ def run_bounded(cmd: list[str], path: Path, env: dict[str, str], workdir: str | 
         proc.wait()
         out.seek(0)
         return out.read(MESSAGE_BYTES), proc.returncode
+
+
+@dataclass(frozen=True)
+class Repair:
+    """A copy of an uncompressed file without the records whose structure is damaged."""
+
+    path: Path
+    problems: list[tuple[str, str]]  # (where, why), one per damaged record or block rest
+    dropped_flows: list[int]  # flow numbers (0-based, file order) of the flow records left out
+    lost: int  # records left out, flows or not
+
+
+def _v3_sound(data: bytes, r: int, rs: int) -> str:
+    """Why a V3 record's elements do not fill it exactly ("" when they do)."""
+    if rs < 12:
+        return f"a V3 record of {rs} bytes (its header alone is 12)"
+    count = data[r + 4]
+    e, n = r + 12, 0
+    while e + 4 <= r + rs:
+        et, el = struct.unpack_from("<HH", data, e)
+        if el < 4 or e + el > r + rs:
+            return f"element {n} (type {et}) claims {el} bytes, {r + rs - e} are left in the record"
+        e += el
+        n += 1
+    if e != r + rs or n != count:
+        return f"{n} element(s) fill {e - r - 12} of {rs - 12} bytes; the record header says {count}"
+    return ""
+
+
+RECORD_TYPES = range(1, 16)  # nfdump's record types (1.6 and 1.7), 10 and 11 the flows
+
+
+def _next_sound(data: bytes, r: int, stop: int) -> bool:
+    """Whether the record at ``r`` looks like one (a known type, a size inside the block, and for
+    a V3 record elements that fill it): after a damaged record, the next one shows whether the
+    damaged record's size could be trusted."""
+    rt, rs = struct.unpack_from("<HH", data, r)
+    return rt in RECORD_TYPES and 4 <= rs and r + rs <= stop and (rt != 11 or not _v3_sound(data, r, rs))
+
+
+def repair_records(path: Path, workdir: Path) -> Repair | None:
+    """For an uncompressed nfdump file, a copy without the records nfdump cannot walk: a V3 record
+    whose elements do not fill it exactly (nfdump stops at it: "elementHeader > eor"), a record
+    whose size is under 4 or runs past its block (nfdump aborts: "Unexpected size"; nothing after
+    it in the block can be found, so the rest of the block is left out). None when the file is
+    compressed, not an nfdump file, or has no such record."""
+    data = Path(path).read_bytes()
+    if len(data) < 4:
+        return None
+    magic, version = struct.unpack_from("<HH", data, 0)
+    first = V1_HEADER + V1_STAT if version == 1 else V2_HEADER
+    if magic != MAGIC or version not in (1, 2) or len(data) < first:
+        return None
+    if (version == 1 and struct.unpack_from("<I", data, 4)[0] & V1_COMPRESSED) or (version == 2 and data[16]):
+        return None
+    end = len(data)
+    if version == 2:
+        appendix = struct.unpack_from("<q", data, 24)[0]
+        end = appendix if 0 < appendix <= len(data) else end
+    blocks, _cut = _blocks(data, first, end)
+    out = [data[:first]]
+    problems: list[tuple[str, str]] = []
+    dropped: list[int] = []
+    flow = lost = 0
+    for k, (off, nrec, size) in enumerate(blocks):
+        r, stop = off + BLOCK_HEADER, off + BLOCK_HEADER + size
+        kept: list[bytes] = []
+        seen = 0
+        after_damage = False
+        while r + 4 <= stop:
+            rt, rs = struct.unpack_from("<HH", data, r)
+            if rs < 4 or r + rs > stop or (rt == 11 and rs < 12) or (after_damage and not _next_sound(data, r, stop)):
+                rest = max(0, nrec - seen)
+                problems.append(
+                    (f"byte {r:,}", f"record of size {rs} in block {k} ({stop - r} bytes left in it): the rest of "
+                     f"the block cannot be walked, {rest:,} record(s) left out")
+                )  # fmt: skip
+                lost += rest
+                break
+            seen += 1
+            why = _v3_sound(data, r, rs) if rt == 11 else ""
+            after_damage = bool(why)
+            if why:
+                problems.append((f"byte {r:,}", f"flow record {flow + 1} is damaged: {why}; left out"))
+                dropped.append(flow)
+                lost += 1
+            else:
+                kept.append(data[r : r + rs])
+            flow += rt in (10, 11)
+            r += rs
+        body = b"".join(kept)
+        head = bytearray(data[off : off + BLOCK_HEADER])
+        struct.pack_into("<II", head, 0, len(kept), len(body))
+        out.append(bytes(head) + body)
+    if not problems:
+        return None
+    header = bytearray(data[:first])
+    if version == 2:
+        struct.pack_into("<H", header, 18, 0)
+        struct.pack_into("<q", header, 24, 0)
+    out[0] = bytes(header)
+    copy = Path(workdir) / "repaired.nfcapd"
+    copy.write_bytes(b"".join(out))
+    return Repair(copy, problems, dropped, lost)
