@@ -31,10 +31,14 @@ by a bound is named in a problem (:func:`stopped_by`); the flows it printed befo
 
 from __future__ import annotations
 
+import contextlib
+import mmap
 import resource
 import signal
 import struct
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -103,9 +107,23 @@ def salvage(path: Path, workdir: Path, drop_appendix: str = "") -> Salvage | Non
     None when it is not an nfdump file cut short (a sound file, or damage of another kind, is
     left to nfdump). With ``drop_appendix`` (why), a layout-2 file whose blocks are complete is
     copied without its appendix (nfdump refuses a whole file whose appendix is damaged)."""
-    data = Path(path).read_bytes()
-    if len(data) < 4:
-        return None
+    with _mapped(path) as data:
+        return _salvage(data, Path(workdir), drop_appendix) if data is not None else None
+
+
+@contextlib.contextmanager
+def _mapped(path: Path) -> Iterator[Any]:
+    """The file mapped read-only (only the pages of the headers read are loaded); None when it is
+    too short to be an nfdump file."""
+    with open(path, "rb") as fh:
+        if Path(path).stat().st_size < 4:
+            yield None
+            return
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            yield mm
+
+
+def _salvage(data: Any, workdir: Path, drop_appendix: str) -> Salvage | None:
     magic, version = struct.unpack_from("<HH", data, 0)
     first = V1_HEADER + V1_STAT if version == 1 else V2_HEADER
     if magic != MAGIC or version not in (1, 2) or len(data) < first:
@@ -125,7 +143,10 @@ def salvage(path: Path, workdir: Path, drop_appendix: str = "") -> Salvage | Non
             header = bytearray(data[:first])
             struct.pack_into("<H", header, 18, 0)
             struct.pack_into("<q", header, 24, 0)
-            out.write_bytes(bytes(header) + data[first:appendix])
+            with open(out, "wb") as fh:
+                fh.write(header)
+                for pos in range(first, appendix, 1 << 22):
+                    fh.write(data[pos : min(pos + (1 << 22), appendix)])
             return Salvage(out, f"byte {appendix:,}", f"{drop_appendix}: the file is read without its appendix", 0)
         if _blocks(data, appendix, len(data))[1] == len(data):
             return None  # sound
@@ -166,7 +187,11 @@ def salvage(path: Path, workdir: Path, drop_appendix: str = "") -> Salvage | Non
         struct.pack_into("<q", header, 24, 0)
         struct.pack_into("<I", header, 36, nblocks)
     out = Path(workdir) / "salvaged.nfcapd"
-    out.write_bytes(bytes(header) + b"".join(data[o : o + BLOCK_HEADER + s] for o, _n, s in blocks) + tail)
+    with open(out, "wb") as fh:
+        fh.write(header)
+        for o, _n, size in blocks:
+            fh.write(data[o : o + BLOCK_HEADER + size])
+        fh.write(tail)
     why = (
         f"the file is cut short at byte {len(data):,}: {what}; the {len(blocks):,} complete block(s) before it are read"
         + (f"; {lost:,} record(s) lost" if lost else "")
@@ -224,8 +249,6 @@ def read_messages(fh: IO[bytes], limit: int = 1 << 16) -> list[str]:
 def run_bounded(cmd: list[str], path: Path, env: dict[str, str], workdir: str | None = None) -> tuple[bytes, int]:
     """Run a short nfdump command (``-I``, ``-E``) with the bounds; its stdout (at most
     :data:`MESSAGE_BYTES`) and return code."""
-    import tempfile
-
     with tempfile.TemporaryFile(dir=workdir) as out, tempfile.TemporaryFile(dir=workdir) as err:
         proc = bounded(cmd, path, out, err, env)
         proc.wait()
@@ -277,9 +300,11 @@ def repair_records(path: Path, workdir: Path) -> Repair | None:
     whose size is under 4 or runs past its block (nfdump aborts: "Unexpected size"; nothing after
     it in the block can be found, so the rest of the block is left out). None when the file is
     compressed, not an nfdump file, or has no such record."""
-    data = Path(path).read_bytes()
-    if len(data) < 4:
-        return None
+    with _mapped(path) as data:
+        return _repair(data, Path(workdir)) if data is not None else None
+
+
+def _repair(data: Any, workdir: Path) -> Repair | None:
     magic, version = struct.unpack_from("<HH", data, 0)
     first = V1_HEADER + V1_STAT if version == 1 else V2_HEADER
     if magic != MAGIC or version not in (1, 2) or len(data) < first:
@@ -291,47 +316,53 @@ def repair_records(path: Path, workdir: Path) -> Repair | None:
         appendix = struct.unpack_from("<q", data, 24)[0]
         end = appendix if 0 < appendix <= len(data) else end
     blocks, _cut = _blocks(data, first, end)
-    out = [data[:first]]
     problems: list[tuple[str, str]] = []
     dropped: list[int] = []
     flow = lost = 0
-    for k, (off, nrec, size) in enumerate(blocks):
-        r, stop = off + BLOCK_HEADER, off + BLOCK_HEADER + size
-        kept: list[bytes] = []
-        seen = 0
-        after_damage = False
-        while r + 4 <= stop:
-            rt, rs = struct.unpack_from("<HH", data, r)
-            if rs < 4 or r + rs > stop or (rt == 11 and rs < 12) or (after_damage and not _next_sound(data, r, stop)):
-                rest = max(0, nrec - seen)
-                problems.append(
-                    (f"byte {r:,}", f"record of size {rs} in block {k} ({stop - r} bytes left in it): the rest of "
-                     f"the block cannot be walked, {rest:,} record(s) left out")
-                )  # fmt: skip
-                lost += rest
-                break
-            seen += 1
-            why = _v3_sound(data, r, rs) if rt == 11 else ""
-            after_damage = bool(why)
-            if why:
-                problems.append((f"byte {r:,}", f"flow record {flow + 1} is damaged: {why}; left out"))
-                dropped.append(flow)
-                lost += 1
-            else:
-                kept.append(data[r : r + rs])
-            flow += rt in (10, 11)
-            r += rs
-        body = b"".join(kept)
-        head = bytearray(data[off : off + BLOCK_HEADER])
-        struct.pack_into("<II", head, 0, len(kept), len(body))
-        out.append(bytes(head) + body)
-    if not problems:
-        return None
-    header = bytearray(data[:first])
-    if version == 2:
-        struct.pack_into("<H", header, 18, 0)
-        struct.pack_into("<q", header, 24, 0)
-    out[0] = bytes(header)
     copy = Path(workdir) / "repaired.nfcapd"
-    copy.write_bytes(b"".join(out))
+    with open(copy, "wb") as fh:
+        header = bytearray(data[:first])
+        if version == 2:  # the appendix (summary, ident) no longer describes the copy
+            struct.pack_into("<H", header, 18, 0)
+            struct.pack_into("<q", header, 24, 0)
+        fh.write(header)
+        for k, (off, nrec, size) in enumerate(blocks):
+            r, stop = off + BLOCK_HEADER, off + BLOCK_HEADER + size
+            kept: list[bytes] = []
+            seen = 0
+            after_damage = False
+            while r + 4 <= stop:
+                rt, rs = struct.unpack_from("<HH", data, r)
+                if (
+                    rs < 4
+                    or r + rs > stop
+                    or (rt == 11 and rs < 12)
+                    or (after_damage and not _next_sound(data, r, stop))
+                ):
+                    rest = max(0, min(nrec - seen, (stop - r) // 12))  # a lying count: bounded by the bytes left
+                    problems.append(
+                        (f"byte {r:,}", f"record of size {rs} in block {k} ({stop - r} bytes left in it): the rest "
+                         f"of the block cannot be walked, {rest:,} record(s) left out")
+                    )  # fmt: skip
+                    lost += rest
+                    break
+                seen += 1
+                why = _v3_sound(data, r, rs) if rt == 11 else ""
+                after_damage = bool(why)
+                if why:
+                    problems.append((f"byte {r:,}", f"flow record {flow + 1} is damaged: {why}; left out"))
+                    dropped.append(flow)
+                    lost += 1
+                else:
+                    kept.append(data[r : r + rs])
+                flow += rt in (10, 11)
+                r += rs
+            body = b"".join(kept)
+            head = bytearray(data[off : off + BLOCK_HEADER])
+            struct.pack_into("<II", head, 0, len(kept), len(body))
+            fh.write(head)
+            fh.write(body)
+    if not problems:
+        copy.unlink()
+        return None
     return Repair(copy, problems, dropped, lost)
