@@ -84,3 +84,28 @@ def test_a_reader_that_raises_is_counted_as_a_traceback(
     out = run_bytes(seed.data, seed.suffix, tmp_path)
     assert out.status == "traceback" and out.exc_type == "ZeroDivisionError"
     assert out.frames[-1][1] == "broken"
+
+
+# The first case of each distinct failure of the 10,000-case run before the fixes of issue 12
+# (seed 1; docs/reliability.md kept them as reproducers), by format.
+BEFORE_THE_FIXES = {
+    "datagram": [317],  # OverflowError in Store._day_name
+    "nfdump": [2, 16, 128, 42, 395, 3244, 177, 1486, 2944, 5907],  # cut short, loop, NaN start, ArrowInvalid, ...
+    "zeek": [108, 31, 1200, 6618],  # unraisable UnicodeDecodeError, CR LF, OverflowError, header
+    "csv": [14, 635],  # unraisable UnicodeDecodeError, a header line csv cannot split
+    "parquet": [34, 153, 86, 113, 8, 1558, 3740],  # OverflowError, bad page, wide int, Arrow errors
+}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_the_failures_found_before_the_fixes_are_gone(fmt: str, seeds: dict[str, list[Seed]], tmp_path: Path) -> None:
+    for i in BEFORE_THE_FIXES[fmt]:
+        seed, case = make_case(seeds, fmt, 1, i)
+        out = run_bytes(case.data, seed.suffix, tmp_path)
+        where = f"{fmt} case {i} (seed {seed.name}, {case.kind}: {case.detail})"
+        assert out.status not in ("traceback", "timeout"), f"{where}: {out.error} {out.frames}"
+        exp = expected(seed, case.expect, tmp_path)
+        if exp and case.kind in KEEPS_ALL[fmt]:
+            assert out.stored >= exp, f"{where}: {out.stored} rows stored, {exp} good records around the damage"
+        elif exp:
+            assert out.status == "ingested" and out.stored > 0, f"{where}: {out.status} {out.error}"
