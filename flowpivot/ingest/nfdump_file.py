@@ -60,7 +60,7 @@ V1_HEADER, V1_STAT, V2_HEADER, BLOCK_HEADER = 140, 136, 40, 12
 BLOCK_TYPES = (1, 2, 3, 4)  # nfdump's data block types (1.6 writes 2, 1.7 writes 3)
 V1_COMPRESSED = 0x01 | 0x08 | 0x10 | 0x20  # LZO, BZ2, LZ4, ZSTD flags of a layout-1 file header
 
-CPU_SECONDS_BASE = 2
+CPU_SECONDS_BASE = 1
 CPU_SECONDS_PER_MB = 1.0
 MESSAGE_BYTES = 1 << 20
 ADDRESS_SPACE = 2 << 30
