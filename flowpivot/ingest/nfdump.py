@@ -209,8 +209,12 @@ def _reader_thread(stream: IO[bytes], q: queue.Queue, stop: threading.Event) -> 
         stop.set()
 
 
-def _json_records(stream: IO[bytes], report: ReadReport) -> Generator[tuple[pa.Table, int], None, None]:
-    """Stream nfdump -o json into tables of records; yields (table, number of the first record)."""
+def _json_records(
+    stream: IO[bytes], report: ReadReport, state: dict[str, bool] | None = None
+) -> Generator[tuple[pa.Table, int], None, None]:
+    """Stream nfdump -o json into tables of records; yields (table, number of the first record).
+    ``state["complete"]`` says at the end whether the last record printed was whole (nfdump may
+    die in the middle of printing one)."""
     q: queue.Queue = queue.Queue(maxsize=4)
     stop = threading.Event()
     reader = threading.Thread(target=_reader_thread, args=(stream, q, stop), daemon=True)
@@ -229,6 +233,8 @@ def _json_records(stream: IO[bytes], report: ReadReport) -> Generator[tuple[pa.T
             else:
                 chunk, buf = buf, b""
             data = _objects(chunk)
+            if not block and state is not None:
+                state["complete"] = not data.strip() or data.rstrip().endswith(b"}")
             if data.strip():
                 table = _parse_objects(data, record, report)
                 yield table, record
@@ -463,11 +469,12 @@ def _read_file(
             report.count("exporters with several samplers (first one used)")
     cmd = [_nfdump(), "-r", str(source), "-q", "-N", "-6", "-o", "json"]
     advanced = 0
-    bad_before, records_before = report.bad, report.records
+    bad_before, records_before, state_problems = report.bad, report.records, len(report.problems)
     with tempfile.TemporaryFile() as errf:
         proc = bounded(cmd, source, subprocess.PIPE, errf, _env())
         assert proc.stdout is not None
-        records = _json_records(proc.stdout, report)
+        tail: dict[str, bool] = {"complete": True}
+        records = _json_records(proc.stdout, report, tail)
         try:
             for table, first in records:
                 if skip and first + table.num_rows - 1 <= skip:
@@ -499,6 +506,12 @@ def _read_file(
     died = proc.returncode not in (0, None, -signal.SIGKILL)
     repair = repair_records(source, workdir) if died and skip is None else None
     if repair is not None:
+        last = report.problems[-1] if len(report.problems) > state_problems else None
+        if not tail["complete"] and last is not None and last.where == f"record {printed}":
+            # nfdump died in the middle of printing this record: it is read again from the copy
+            report.problems.pop()
+            report.bad -= 1
+            printed -= 1
         report.problem(
             f"after record {printed}",
             "nfdump: " + "; ".join(distinct[:5] or [f"exited with status {proc.returncode}"])
