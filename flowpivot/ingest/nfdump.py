@@ -503,7 +503,8 @@ def _read_file(
     if stopped:
         distinct = [stopped, *distinct]
     printed = (skip or 0) + report.records - records_before + rejected
-    died = proc.returncode not in (0, None, -signal.SIGKILL)
+    # nfdump stopped at damage: it died, or it complained and read fewer flows than the file's summary
+    died = proc.returncode not in (0, None, -signal.SIGKILL) or bool(distinct and expected and printed < expected)
     repair = repair_records(source, workdir) if died and skip is None else None
     if repair is not None:
         last = report.problems[-1] if len(report.problems) > state_problems else None

@@ -270,7 +270,7 @@ def _v3_sound(data: bytes, r: int, rs: int) -> str:
     """Why a V3 record's elements do not fill it exactly ("" when they do)."""
     if rs < 12:
         return f"a V3 record of {rs} bytes (its header alone is 12)"
-    count = data[r + 4]
+    (count,) = struct.unpack_from("<H", data, r + 4)  # numElements is a u16 in nfdump 1.7's V3 header
     e, n = r + 12, 0
     while e + 4 <= r + rs:
         et, el = struct.unpack_from("<HH", data, e)
