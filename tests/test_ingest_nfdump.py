@@ -434,3 +434,21 @@ def test_a_damaged_record_size_loses_the_rest_of_its_block(tmp_path: Path) -> No
     got = _ours(pa.Table.from_batches(list(read_nfdump(bad, rep))))
     assert Counter(got) == Counter(nfdump_oracle(clean)[:6])  # the next record cannot be found
     assert any(p.where == f"byte {r:,}" and "rest of the block" in p.reason for p in rep.problems)
+
+
+def test_a_damaged_element_count_nfdump_stops_at_loses_that_record_only(tmp_path: Path) -> None:
+    clean = _small_file(tmp_path)
+    raw = bytearray(clean.read_bytes())
+    r = _v3_record(raw, 2)
+    raw[r + 5] ^= 0x04  # the high byte of the u16 numElements: 1024 elements more than the record holds
+    bad = tmp_path / "bad.nfcapd"
+    bad.write_bytes(raw)
+    res = subprocess.run([need_tool("nfdump"), "-r", str(bad), "-q", "-o", "csv"], capture_output=True, env=_env())
+    assert b"elementHeader > eor" in res.stderr  # nfdump stops there
+    assert len(nfdump_oracle(bad)) < 2
+    rep = ReadReport(str(bad))
+    got = _ours(pa.Table.from_batches(list(read_nfdump(bad, rep))))
+    expected = nfdump_oracle(clean)
+    del expected[1]
+    assert Counter(got) == Counter(expected)
+    assert any(p.where == f"byte {r:,}" and "flow record 2 is damaged" in p.reason for p in rep.problems)
