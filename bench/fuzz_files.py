@@ -201,14 +201,20 @@ NFDUMP_KINDS = [
 ]
 
 
+FLOW_RECORDS = (10, 11)  # nfdump's flow records: layout 1's common record, layout 2's V3 record
+
+
 def _nf_layout(seed: Seed) -> dict:  # type: ignore[type-arg]
     lay = seed.info.get("layout")
     if lay is not None:
         return lay  # type: ignore[no-any-return]
     d = seed.data
-    compressed = d[16] != 0
+    if struct.unpack_from("<H", d, 2)[0] == 1:  # layout 1 (nfdump 1.6): 140-byte header, 136-byte summary
+        compressed, first = bool(struct.unpack_from("<I", d, 4)[0] & 0x39), 276
+    else:  # layout 2 (nfdump 1.7): 40-byte header, compression at byte 16
+        compressed, first = d[16] != 0, 40
     blocks, records = [], []  # (off, nrec, size); (off, type, size, block)
-    off = 40
+    off = first
     while off + 12 <= len(d):
         nrec, size, _typ, _fl = struct.unpack_from("<IIHH", d, off)
         blocks.append((off, nrec, size))
@@ -221,23 +227,23 @@ def _nf_layout(seed: Seed) -> dict:  # type: ignore[type-arg]
                 records.append((r, rt, rs, len(blocks) - 1))
                 r += rs
         off += 12 + size
-    lay = {"compressed": compressed, "blocks": blocks, "records": records}
+    lay = {"compressed": compressed, "blocks": blocks, "records": records, "first": first}
     seed.info["layout"] = lay
     return lay
 
 
 def _nf_expect(lay: dict, offs: list[int]) -> Expect:  # type: ignore[type-arg]
     """One flow lost for damage inside a record's body; the rest of the block for its header."""
-    if lay["compressed"] or any(o < 40 for o in offs):
+    if lay["compressed"] or any(o < lay["first"] for o in offs):
         return None
     lost = 0
     for o in offs:
         for k, (r, rt, rs, blk) in enumerate(lay["records"]):
             if r <= o < r + rs:
                 if o < r + 4:
-                    lost += sum(1 for x in lay["records"][k:] if x[3] == blk and x[1] == 11)
+                    lost += sum(1 for x in lay["records"][k:] if x[3] == blk and x[1] in FLOW_RECORDS)
                 else:
-                    lost += rt == 11
+                    lost += rt in FLOW_RECORDS
                 break
         else:
             for b_off, _n, _s in lay["blocks"]:
@@ -257,15 +263,17 @@ def mutate_nfdump(rng: random.Random, seed: Seed, kind: str) -> Case:
         return Case(kind, f"bits flipped at {offs}", bytes(b), _nf_expect(lay, offs))
     if kind == "byterun":
         n = rng.choice((1, 4, 16, 64))
-        o = rng.randrange(40, len(b))
+        o = rng.randrange(lay["first"], len(b))
         b[o : o + n] = _run(rng, min(n, len(b) - o))
         return Case(
             kind, f"{n} bytes overwritten at {o}", bytes(b), _nf_expect(lay, list(range(o, min(o + n, len(b)))))
         )
     if kind == "truncate":
         k = rng.randrange(len(b))
-        lost = sum(1 for r, rt, rs, _b in v3 if r + rs > k)
-        return Case(kind, f"cut to {k} of {len(b)} bytes", bytes(b[:k]), None if lay["compressed"] else ("minus", lost))
+        flows = [x for x in lay["records"] if x[1] in FLOW_RECORDS]
+        lost = sum(1 for r, rt, rs, _b in flows if r + rs > k)
+        expect: Expect = None if lay["compressed"] or k < lay["first"] else ("minus", lost)
+        return Case(kind, f"cut to {k} of {len(b)} bytes", bytes(b[:k]), expect)
     if kind == "extend":
         n = rng.choice((1, 12, 100, 5000))
         return Case(kind, f"{n} bytes appended", bytes(b) + _run(rng, n), ("minus", 0))

@@ -148,7 +148,7 @@ def parse_pcap(data: bytes) -> tuple[bytes, str, list[Packet]]:
         off += 16 + incl
         try:
             ip_off, ver = _ip_payload(frame, 0, len(frame), link)
-            _exp, ps, pe, _port = _udp(frame, 0, len(frame), link)
+            _exp, ps, pe, *_ports = _udp(frame, 0, len(frame), link)
         except Exception:  # noqa: BLE001 - a seed packet that is not UDP: kept as it is, never mutated
             out.append(Packet((sec, frac), frame, 0, 0, (len(frame), len(frame))))
             continue

@@ -198,3 +198,17 @@ def test_json_lines_with_iso_times_missing_fields_and_garbage(tmp_path: Path) ->
     assert round(c2["start"].timestamp() * 1000) == 1677024003500
     assert round(c2["end"].timestamp() * 1000) == 1677024003750
     assert c2["packets"] is None
+
+
+def test_a_damaged_separator_escape_is_an_input_problem_with_its_line(tmp_path: Path) -> None:
+    # "\xZ9" is no escape Python (or Zeek) can decode; before, UnicodeDecodeError escaped the reader
+    import codecs
+
+    with pytest.raises(UnicodeDecodeError):
+        codecs.decode(b"\\xZ9", "unicode_escape")
+    log = tmp_path / "conn.log"
+    log.write_bytes(b"#separator \\xZ9\n#fields\tts\tuid\n1.0\tC1\n")
+    from flowpivot.errors import InputError
+
+    with pytest.raises(InputError, match=r"line 1: #separator '\\\\xZ9' is not a separator"):
+        list(read_zeek(log, ReadReport(str(log))))

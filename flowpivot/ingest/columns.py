@@ -116,7 +116,8 @@ def parse_uint(col: pa.Array, typ: pa.DataType) -> tuple[pa.Array, np.ndarray]:
         return good.cast(typ), bad
     if pa.types.is_floating(col.type):
         whole = pc.equal(pc.floor(col), col)
-        ok = pc.and_(pc.and_(whole, pc.greater_equal(col, 0)), pc.less_equal(col, float(limit)))
+        # float(2**64 - 1) rounds up to 2**64, which no uint64 holds: compare strictly against limit + 1
+        ok = pc.and_(pc.and_(whole, pc.greater_equal(col, 0)), pc.less(col, float(limit + 1)))
         bad = ~_np_bool(ok) & _np_bool(pc.is_valid(col))
         vals = pc.if_else(pa.array(bad), pa.scalar(None, pa.float64()), col.cast(pa.float64()))
         return vals.cast(pa.uint64()).cast(typ), bad

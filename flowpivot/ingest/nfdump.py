@@ -23,6 +23,7 @@ import os
 import queue
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -48,6 +49,7 @@ from .columns import (
     parse_times_checked,
     parse_uint,
 )
+from .nfdump_file import bounded, read_messages, repair_records, run_bounded, salvage, stopped_by
 from .textio import explain_empty
 
 __all__ = [
@@ -126,13 +128,21 @@ _SYSID_RE = re.compile(r"SysID:\s*(\d+),\s*IP:\s*(\S+),\s*version:\s*(\S+?),\s*I
 _SAMPLER_RE = re.compile(r"Sampler.*?(?:packet\s+)?interval:\s*(\d+)(?:,\s*packet space:\s*(\d+))?", re.I)
 
 
-def nfdump_exporters(path: Path) -> dict[int, Exporter]:
-    """Exporters recorded in an nfdump file (``nfdump -E``), by SysID, with their sampling rate."""
-    res = subprocess.run([_nfdump(), "-E", str(path)], capture_output=True, env=_env())
+def nfdump_exporters(path: Path, report: ReadReport | None = None) -> dict[int, Exporter]:
+    """Exporters recorded in an nfdump file (``nfdump -E``), by SysID, with their sampling rate.
+    When nfdump is stopped by a bound (a damaged file), ``report`` gets a problem saying so."""
+    stdout, rc = run_bounded([_nfdump(), "-E", str(path)], path, _env())
+    stopped = stopped_by(rc, path)
+    if stopped and report is not None:
+        report.problem(
+            "whole file",
+            f"listing the exporters (nfdump -E): {stopped}; exporters, observation domains and sampling rates "
+            "may be missing",
+        )
     out: dict[int, Exporter] = {}
     current: list | None = None
     rates: dict[int, list[int]] = {}
-    for line in res.stdout.decode("utf-8", "replace").splitlines():
+    for line in stdout.decode("utf-8", "replace").splitlines():
         m = _SYSID_RE.search(line)
         if m:
             sysid = int(m.group(1))
@@ -158,10 +168,10 @@ def nfdump_exporters(path: Path) -> dict[int, Exporter]:
 
 def _flow_count(path: Path) -> int | None:
     try:
-        res = subprocess.run([_nfdump(), "-r", str(path), "-I"], capture_output=True, env=_env())
+        stdout, _rc = run_bounded([_nfdump(), "-r", str(path), "-I"], path, _env())
     except (OSError, subprocess.SubprocessError):
         return None
-    m = re.search(rb"^Flows:\s*(\d+)", res.stdout, re.M)
+    m = re.search(rb"^Flows:\s*(\d+)", stdout, re.M)
     return int(m.group(1)) if m else None
 
 
@@ -199,8 +209,12 @@ def _reader_thread(stream: IO[bytes], q: queue.Queue, stop: threading.Event) -> 
         stop.set()
 
 
-def _json_records(stream: IO[bytes], report: ReadReport) -> Generator[tuple[pa.Table, int], None, None]:
-    """Stream nfdump -o json into tables of records; yields (table, number of the first record)."""
+def _json_records(
+    stream: IO[bytes], report: ReadReport, state: dict[str, bool] | None = None
+) -> Generator[tuple[pa.Table, int], None, None]:
+    """Stream nfdump -o json into tables of records; yields (table, number of the first record).
+    ``state["complete"]`` says at the end whether the last record printed was whole (nfdump may
+    die in the middle of printing one)."""
     q: queue.Queue = queue.Queue(maxsize=4)
     stop = threading.Event()
     reader = threading.Thread(target=_reader_thread, args=(stream, q, stop), daemon=True)
@@ -219,6 +233,8 @@ def _json_records(stream: IO[bytes], report: ReadReport) -> Generator[tuple[pa.T
             else:
                 chunk, buf = buf, b""
             data = _objects(chunk)
+            if not block and state is not None:
+                state["complete"] = not data.strip() or data.rstrip().endswith(b"}")
             if data.strip():
                 table = _parse_objects(data, record, report)
                 yield table, record
@@ -298,6 +314,8 @@ def _records_to_batch(
         ms, bad, out = parse_times_checked(c)
         check.flag(out, name, c, OUT_OF_RANGE)
         check.flag(bad, name, c, "not a time")
+        # a damaged record whose time nfdump does not print: never stored without one
+        check.flag(~_np_bool(pc.is_valid(ms)), name, c, "missing")
         cols[name] = ms
     for side, pair in (("src_addr", ("src4_addr", "src6_addr")), ("dst_addr", ("dst4_addr", "dst6_addr"))):
         c4, c6 = _column(t, pair[0]), _column(t, pair[1])
@@ -404,24 +422,65 @@ def _records_to_batch(
 
 
 def read_nfdump(path: Path, report: ReadReport) -> Iterator[pa.RecordBatch]:
-    """An nfdump/nfcapd file -> store batches, streamed through ``nfdump -o json``."""
+    """An nfdump/nfcapd file -> store batches, streamed through ``nfdump -o json``.
+
+    A file cut short is read through a salvaged copy (:func:`.nfdump_file.salvage`): the complete
+    blocks before the cut, and the whole records of the cut block, with one problem for the rest.
+    Every nfdump process runs within the bounds of :mod:`.nfdump_file`.
+    """
     path = Path(path)
+    with tempfile.TemporaryDirectory(prefix="flowpivot-nfdump-") as td:
+        saved = salvage(path, Path(td))
+        if saved is not None:
+            report.problem(saved.where, saved.why)
+            report.bad += max(0, saved.lost - 1)
+            report.count("records lost where the file is cut short", saved.lost)
+        state = (len(report.problems), report.bad, dict(report.counters))
+        try:
+            yield from _read_file(path, saved.path if saved is not None else path, report, saved is None, Path(td))
+        except InputError as e:
+            # nfdump refuses a whole file whose appendix (its summary and ident) is damaged
+            retry = salvage(path, Path(td), f"nfdump refused the file ({e})") if saved is None else None
+            if retry is None:
+                raise
+            del report.problems[state[0] :]  # what the refused attempt said is replaced by the retry's
+            report.bad, report.counters = state[1], state[2]
+            report.problem(retry.where, retry.why)
+            yield from _read_file(path, retry.path, report, False, Path(td))
+
+
+def _read_file(
+    path: Path, source: Path, report: ReadReport, with_summary: bool, workdir: Path, skip: int | None = None
+) -> Iterator[pa.RecordBatch]:
+    """Read ``source`` (``path`` or a copy of it), leaving out the first ``skip`` records nfdump
+    prints (read already; None: this is not a repaired copy); places and messages name ``path``.
+
+    When nfdump stops at a damaged record (it aborts, or exits with an error, and every record
+    after it is lost), an uncompressed file is read on from a copy without the records whose
+    structure is damaged (:func:`.nfdump_file.repair_records`), each one a problem with its byte.
+    """
     size = path.stat().st_size
-    exporters = nfdump_exporters(path)
-    expected = _flow_count(path)
+    exporters = nfdump_exporters(source, report)
+    expected = _flow_count(source) if with_summary else None
     if exporters:
         report.count("exporters", len(exporters))
     for e in exporters.values():
         if e.samplers > 1:
             report.count("exporters with several samplers (first one used)")
-    cmd = [_nfdump(), "-r", str(path), "-q", "-N", "-6", "-o", "json"]
+    cmd = [_nfdump(), "-r", str(source), "-q", "-N", "-6", "-o", "json"]
     advanced = 0
+    bad_before, records_before, state_problems = report.bad, report.records, len(report.problems)
     with tempfile.TemporaryFile() as errf:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errf, env=_env())
+        proc = bounded(cmd, source, subprocess.PIPE, errf, _env())
         assert proc.stdout is not None
-        records = _json_records(proc.stdout, report)
+        tail: dict[str, bool] = {"complete": True}
+        records = _json_records(proc.stdout, report, tail)
         try:
             for table, first in records:
+                if skip and first + table.num_rows - 1 <= skip:
+                    continue
+                if skip and first <= skip:
+                    table, first = table.slice(skip - first + 1), skip + 1
                 if table.num_rows == 0:
                     continue
                 batch = _records_to_batch(table, first, report, exporters, path.name)
@@ -437,25 +496,48 @@ def read_nfdump(path: Path, report: ReadReport) -> Iterator[pa.RecordBatch]:
                 proc.kill()
             proc.stdout.close()
             proc.wait()
-        errf.seek(0)
-        stderr = errf.read().decode("utf-8", "replace")
+        distinct = [m for m in read_messages(errf) if m.encode() not in _NOISE]
     report.advance(size - advanced)
-    rejected = report.bad  # records nfdump printed that were bad, before any file-level problem
-    messages = [ln.strip() for ln in stderr.splitlines() if ln.strip() and ln.strip().encode() not in _NOISE]
-    if messages:
-        distinct = list(dict.fromkeys(messages))
-        where = f"after record {report.records + report.bad}"
-        if report.records == 0 and not report.bad:
+    rejected = report.bad - bad_before  # records nfdump printed that were bad, before any file-level problem
+    stopped = stopped_by(proc.returncode, source)
+    if stopped:
+        distinct = [stopped, *distinct]
+    printed = (skip or 0) + report.records - records_before + rejected
+    # nfdump stopped at damage: it died, or it complained and read fewer flows than the file's summary
+    died = proc.returncode not in (0, None, -signal.SIGKILL) or bool(distinct and expected and printed < expected)
+    repair = repair_records(source, workdir) if died and skip is None else None
+    if repair is not None:
+        last = report.problems[-1] if len(report.problems) > state_problems else None
+        if not tail["complete"] and last is not None and last.where == f"record {printed}":
+            # nfdump died in the middle of printing this record: it is read again from the copy
+            report.problems.pop()
+            report.bad -= 1
+            printed -= 1
+        report.problem(
+            f"after record {printed}",
+            "nfdump: " + "; ".join(distinct[:5] or [f"exited with status {proc.returncode}"])
+            + " (it stops at a damaged record: the file is read on without the damaged records)",
+        )  # fmt: skip
+        for where, why in repair.problems:
+            report.problem(where, why)
+        report.bad += max(0, repair.lost - len(repair.problems))
+        report.count("damaged records left out", repair.lost)
+        again = printed - sum(1 for d in repair.dropped_flows if d < printed)
+        yield from _read_file(path, repair.path, report, False, workdir, skip=max(again, 0))
+        return
+    if distinct:
+        where = f"after record {report.records + rejected}"
+        if report.records == 0 and not rejected:
             raise InputError(f"{path}: nfdump could not read any flow from it: {'; '.join(distinct[:3])}")
         report.problem(where, "nfdump: " + "; ".join(distinct[:5]) + " (what nfdump could read is kept)")
-    if proc.returncode not in (0, None) and report.records == 0:
+    elif proc.returncode not in (0, None) and report.records == 0 and not report.problems:
         raise InputError(f"{path}: nfdump exited with status {proc.returncode}")
-    _compare_with_summary(report, expected, rejected)
+    _compare_with_summary(report, expected, rejected, bad_before)
     if not report.problems:
         explain_empty(report, rejected, "flow record")
 
 
-def _compare_with_summary(report: ReadReport, expected: int | None, rejected: int) -> None:
+def _compare_with_summary(report: ReadReport, expected: int | None, rejected: int, bad_before: int = 0) -> None:
     """The flows nfdump printed against the count in the file's own summary (``nfdump -I``).
 
     A damaged block header (a record count or size that lies) makes nfdump skip the rest of the
@@ -474,7 +556,7 @@ def _compare_with_summary(report: ReadReport, expected: int | None, rejected: in
             "were not readable (a damaged block header or data block); the flows read are kept",
         )
         # bad counts records: the ones rejected and the ones lost (nfdump's message, if any, was about them)
-        report.bad = rejected + lost
+        report.bad = bad_before + rejected + lost
     elif read > expected:
         report.count("flows beyond the count in the file's summary", read - expected)
 

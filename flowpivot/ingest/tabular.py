@@ -190,8 +190,8 @@ def read_csv(path: Path, report: ReadReport) -> Iterator[pa.RecordBatch]:
             report.count("byte-order mark skipped")
         try:
             names = next(csv.reader([header.decode("utf-8").strip("\r\n")]))
-        except (UnicodeDecodeError, StopIteration) as e:
-            raise InputError(f"{path}: line 1: no CSV header line") from e
+        except (UnicodeDecodeError, StopIteration, csv.Error) as e:
+            raise InputError(f"{path}: line 1: no CSV header line ({e})") from e
         names = [n.strip() for n in names]
         _check_columns(names, str(path))
         known = {f.name for f in FIELDS} | {f"{n}_{s}" for n in ("src_addr", "dst_addr") for s in ("v4", "v6")}
@@ -218,7 +218,7 @@ def read_parquet(path: Path, report: ReadReport) -> Iterator[pa.RecordBatch]:
     """
     try:
         pf = pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as e:
+    except (pa.ArrowException, OSError, UnicodeDecodeError, ValueError) as e:  # a damaged footer
         raise InputError(f"{path}: not a readable Parquet file: {e}") from e
     names = pf.schema_arrow.names
     _check_columns(names, str(path))
@@ -239,7 +239,7 @@ def read_parquet(path: Path, report: ReadReport) -> Iterator[pa.RecordBatch]:
                 report.records += batch.num_rows
                 report.advance(int(size * b.num_rows / total))
                 yield batch
-        except (pa.ArrowInvalid, OSError) as e:
+        except (pa.ArrowException, OSError, UnicodeDecodeError) as e:  # a damaged page or row group
             report.problem(
                 f"row group {g} row {row}",
                 f"Parquet data cannot be read from here to the end of the row group ({rows - row:,} rows): {e}",

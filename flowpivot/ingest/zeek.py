@@ -212,7 +212,12 @@ def _directive(raw: str, sep: str) -> tuple[str, str]:
     raw = raw.lstrip(" \t").rstrip("\r\n")
     if raw.startswith("#separator"):
         value = raw[len("#separator") :].strip()
-        return "separator", value.encode().decode("unicode_escape") if value.startswith("\\x") else value
+        if not value.startswith("\\x"):
+            return "separator", value
+        try:
+            return "separator", value.encode().decode("unicode_escape")
+        except UnicodeDecodeError as e:  # a damaged escape ("\\xZ")
+            raise ValueError(f"#separator {value[:20]!r} is not a separator ({e.reason})") from e
     key, _, value = raw[1:].partition(sep)
     return key, value
 
@@ -262,7 +267,10 @@ def _header(fh: io.BufferedReader, path: Path) -> tuple[dict[str, str], int]:
         peek = fh.peek(64)[:64].lstrip(b" \t")[:1]
         if peek != b"#":
             break
-        key, value = _directive(fh.readline().decode("utf-8", "replace"), meta["separator"])
+        try:
+            key, value = _directive(fh.readline().decode("utf-8", "replace"), meta["separator"])
+        except ValueError as e:
+            raise InputError(f"{path}: line {line + 1}: {e}") from e
         line += 1
         meta[key] = value
     if "fields" not in meta:
@@ -296,7 +304,11 @@ def read_zeek(path: Path, report: ReadReport) -> Iterator[pa.RecordBatch]:
             for seg, seg_first, header in _segments(data, first_line):
                 if header:
                     for k, raw in enumerate(seg.decode("utf-8", "replace").splitlines()):
-                        key, value = _directive(raw, meta["separator"])
+                        try:
+                            key, value = _directive(raw, meta["separator"])
+                        except ValueError as e:  # the separator in force is kept
+                            report.problem(f"line {seg_first + k}", str(e))
+                            continue
                         meta[key] = value
                         if key == "fields":
                             layout = _layout(meta)
