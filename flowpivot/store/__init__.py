@@ -441,19 +441,7 @@ class Store:
                 [self.glob],
             ).fetchall()
         ]
-        out["exporters"] = [
-            {"exporter": e, "observation_domain": o, "flows": n}
-            for e, o, n in con.execute(
-                "SELECT exporter, observation_domain, count(*) FROM flows GROUP BY ALL ORDER BY 3 DESC"
-            ).fetchall()
-        ]
-        out["sampling_rates"] = [
-            {"sampling_rate": r, "flows": n}
-            for r, n in con.execute("SELECT sampling_rate, count(*) FROM flows GROUP BY 1 ORDER BY 1").fetchall()
-        ]
-        if out["flows"]:
-            out["bytes_per_flow"] = round(out["disk_bytes"] / out["flows"], 2)
-        return out
+        return tally_stats(con, "flows", out)
 
     # ---- retention ---------------------------------------------------------------------------
 
@@ -480,6 +468,25 @@ class Store:
                 shutil.rmtree(self.root / "fingerprints" / part.name, ignore_errors=True)
                 removed.append(part.name[4:])
         return removed
+
+
+def tally_stats(con: duckdb.DuckDBPyConnection, relation: str, out: dict[str, Any]) -> dict[str, Any]:
+    """The exporter and sampling-rate tallies of :meth:`Store.stats` over ``relation`` (a view or
+    table with the store's ``exporter``, ``observation_domain`` and ``sampling_rate``), and the
+    bytes per flow; ``out`` holds ``flows`` and ``disk_bytes`` already."""
+    out["exporters"] = [
+        {"exporter": e, "observation_domain": o, "flows": n}
+        for e, o, n in con.execute(
+            f"SELECT exporter, observation_domain, count(*) FROM {relation} GROUP BY ALL ORDER BY 3 DESC"
+        ).fetchall()
+    ]
+    out["sampling_rates"] = [
+        {"sampling_rate": r, "flows": n}
+        for r, n in con.execute(f"SELECT sampling_rate, count(*) FROM {relation} GROUP BY 1 ORDER BY 1").fetchall()
+    ]
+    if out["flows"]:
+        out["bytes_per_flow"] = round(out["disk_bytes"] / out["flows"], 2)
+    return out
 
 
 def _sql_str(s: str) -> str:

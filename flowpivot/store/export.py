@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from ..schema import STORE_SCHEMA, to_output
 from ..textsafe import visible
 from ..timerange import DAY_MS
-from . import Store, ip_filter_sql
+from . import Store, ip_filter_sql, tally_stats
 
 __all__ = [
     "read_flows",
@@ -130,19 +130,7 @@ def _stats_by_file(store: Store) -> dict[str, Any]:
             f"SELECT start // {DAY_MS} AS d, count(*), count(DISTINCT file) FROM f GROUP BY d ORDER BY d"
         ).fetchall()
     ]
-    out["exporters"] = [
-        {"exporter": e, "observation_domain": o, "flows": n}
-        for e, o, n in con.execute(
-            "SELECT exporter, observation_domain, count(*) FROM f GROUP BY ALL ORDER BY 3 DESC"
-        ).fetchall()
-    ]
-    out["sampling_rates"] = [
-        {"sampling_rate": r, "flows": n}
-        for r, n in con.execute("SELECT sampling_rate, count(*) FROM f GROUP BY 1 ORDER BY 1").fetchall()
-    ]
-    if out["flows"]:
-        out["bytes_per_flow"] = round(out["disk_bytes"] / out["flows"], 2)
-    return out
+    return tally_stats(con, "f", out)
 
 
 def time_text(col: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
