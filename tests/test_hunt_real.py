@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import need_tool, shared
+from conftest import free_udp_port, need_tool, shared
 
 from flowpivot.hunt import hunt, validate_result
 from flowpivot.ingest import ingest_paths
@@ -123,18 +122,12 @@ def test_nfdump_burst_is_a_probe_not_a_victim(tmp_path: Path) -> None:
     assert 30 <= pr["span_s"] <= 34 and pr["rate_per_s"] > 60
 
 
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.tools
 def test_softflowd_replay_of_a_tls_beacon(tmp_path: Path) -> None:
     softflowd = need_tool("softflowd")
     pcaps = [shared(f"stratosphere/test-cc/test-cc-capture-{i}.pcap") for i in (1, 2)]
     store_dir = tmp_path / "store"
-    port = _free_udp_port()
+    port = free_udp_port()
     collector = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "flowpivot"),

@@ -10,13 +10,12 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import time
 from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from conftest import need_tool, shared
+from conftest import free_udp_port, need_tool, shared, wait_for
 
 from flowpivot.ingest import detect_format, ingest_paths
 from flowpivot.schema import to_output
@@ -38,25 +37,11 @@ def _udp_payloads(pcap: Path) -> list[bytes]:
     return [bytes(p[UDP].payload) for p in rdpcap(str(pcap)) if UDP in p]
 
 
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for(predicate, what: str, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 @pytest.fixture(scope="module")
 def nfcapd_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     nfcapd = need_tool("nfcapd")
     d = tmp_path_factory.mktemp("nfcapd")
-    port = _free_udp_port()
+    port = free_udp_port()
     log = d / "nfcapd.log"
     flows = d / "flows"
     flows.mkdir()
@@ -66,12 +51,12 @@ def nfcapd_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
             stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, "TZ": "UTC"},
         )  # fmt: skip
     try:
-        _wait_for(lambda: b"Startup" in log.read_bytes(), "nfcapd to start")
+        wait_for(lambda: b"Startup" in log.read_bytes(), "nfcapd to start")
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             for name in CAPTURES:
                 for payload in _udp_payloads(shared(f"exports/akvorado/{name}")):
                     s.sendto(payload, ("127.0.0.1", port))
-        _wait_for(lambda: b"Process_ipfix" in log.read_bytes(), "nfcapd to see the IPFIX exporter")
+        wait_for(lambda: b"Process_ipfix" in log.read_bytes(), "nfcapd to see the IPFIX exporter")
     finally:
         proc.terminate()
         proc.wait(timeout=30)

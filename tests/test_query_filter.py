@@ -13,14 +13,12 @@ import json
 import os
 import socket
 import subprocess
-import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import maxminddb
 import pytest
-from conftest import need_tool, shared
+from conftest import free_udp_port, need_tool, shared, wait_for
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -48,26 +46,12 @@ def _udp_payloads(pcap: Path) -> list[bytes]:
     return [bytes(p[UDP].payload) for p in rdpcap(str(pcap)) if UDP in p]
 
 
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_for(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 @pytest.fixture(scope="module")
 def nfcapd_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The recorded exports replayed over loopback to a real nfcapd (no sampler: counts as exported)."""
     nfcapd = need_tool("nfcapd")
     d = tmp_path_factory.mktemp("nfcapd")
-    port = _free_udp_port()
+    port = free_udp_port()
     log = d / "nfcapd.log"
     (d / "flows").mkdir()
     with open(log, "wb") as fh:
@@ -76,12 +60,12 @@ def nfcapd_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
             stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, "TZ": "UTC"},
         )  # fmt: skip
     try:
-        _wait_for(lambda: b"Startup" in log.read_bytes(), "nfcapd to start")
+        wait_for(lambda: b"Startup" in log.read_bytes(), "nfcapd to start")
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             for name in CAPTURES:
                 for payload in _udp_payloads(shared(f"exports/akvorado/{name}")):
                     s.sendto(payload, ("127.0.0.1", port))
-        _wait_for(lambda: b"Process_ipfix" in log.read_bytes(), "nfcapd to see the IPFIX exporter")
+        wait_for(lambda: b"Process_ipfix" in log.read_bytes(), "nfcapd to see the IPFIX exporter")
     finally:
         proc.terminate()
         proc.wait(timeout=30)
