@@ -20,7 +20,7 @@ venv: $(STAMP)
 # Debian packages for the real-tool tests (only when root and something is missing).
 deps:
 	@missing=""; \
-	for c in nfdump:nfdump nfcapd:nfdump softflowd:softflowd tshark:tshark chromium:chromium pmacctd:pmacct ra:argus-client argus:argus-server; do \
+	for c in nfdump:nfdump nfcapd:nfdump softflowd:softflowd tshark:tshark chromium:chromium pmacctd:pmacct ra:argus-client argus:argus-server java:default-jre-headless; do \
 	  cmd=$${c%%:*}; pkg=$${c##*:}; \
 	  command -v $$cmd >/dev/null 2>&1 || [ -x /usr/sbin/$$cmd ] || missing="$$missing $$pkg"; \
 	done; \
