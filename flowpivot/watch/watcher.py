@@ -160,7 +160,7 @@ class Watcher:
             self._seen = state
             return CheckResult(False, "settling", previous=last)
         self._seen = state
-        log.info("watch %s: %s, hunting", self.name, reason)
+        log.debug("watch %s: %s, hunting", self.name, reason)
         run, result = run_investigation(self.investigations, self.id, store=self.store, progress=self.progress)
         out = CheckResult(True, reason, run=run, previous=last)
         if last is None:
