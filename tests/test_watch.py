@@ -530,3 +530,33 @@ def test_watch_ends_cleanly_on_ctrl_c_and_sigterm(tmp_path: Path, sig: signal.Si
     assert p.returncode == 0, rest
     assert "watch stopped" in rest and "Traceback" not in rest
     assert len(inv.runs("x")) == 1
+
+
+def test_a_changing_store_is_hunted_once_it_settles_and_the_schedule_reruns(
+    fin7: dict[str, Any], tmp_path: Path
+) -> None:
+    import time
+
+    scen = fin7["dir"]
+    store = Store(tmp_path / "store")
+    ingest_paths(fin7["before"][:1], store)
+    inv = Investigations(tmp_path / "ws")
+    sets, _ = seed_sets_from_files([scen / "seeds.txt"])
+    inv.create("x", seeds=sets, sources={"store": store.root})
+    w = Watcher(inv, "x", every_s=3600)
+    assert w.check(settle=True).reason == "first run"  # nothing to compare: no settling
+    assert w.check(settle=True).reason == "not due"
+    ingest_paths(fin7["before"][1:2], store)  # new data lands
+    first_look = w.check(settle=True)
+    assert (first_look.ran, first_look.reason) == (False, "settling")
+    second_look = w.check(settle=True)  # the same state twice: hunt it
+    assert (second_look.ran, second_look.reason) == (True, "store changed")
+    assert (
+        second_look.run.store_state == store_state(store)
+        and second_look.run.store_state["files"] > inv.run(1).store_state["files"]
+    )
+    # an hour later the schedule re-runs an unchanged store; the diff of equal data is empty
+    later = w.check(now=time.time() + 3601)
+    assert (later.ran, later.reason) == (True, "schedule") and later.alerts == [] and later.diff["changed"] is False
+    assert [r.id for r in inv.runs("x")] == [1, 2, 3]
+    assert w.check(force=True).reason == "forced"
