@@ -486,6 +486,18 @@ def test_cli_investigation_and_watch_once(fin7: dict[str, Any], tmp_path: Path) 
     res = run(app, ["investigation", "takedown", "fin7", *ws, "--json"])
     assert res.exit_code == 0 and json.loads(res.stdout)["summary"] == {"dark-after-disclosure": 25}
     assert run(app, ["investigation", "note", "fin7", "abuse desk answered", *ws]).exit_code == 0
+    # the reported cluster members become a seed set, to follow their takedown too
+    reported = tmp_path / "reported.txt"
+    reported.write_text("\n".join(fin7["truth"]["clusters"][0]["members"]) + "\nnot-an-ip\n")
+    res = run(app, ["investigation", "seeds", "fin7", *ws, "--seeds", f"reported={reported}"])
+    n_members = len(fin7["truth"]["clusters"][0]["members"])
+    assert res.exit_code == 0 and f"seed set reported: {n_members} addresses" in res.stdout
+    assert "line " in res.output  # the bad line is reported with where it was
+    res = run(app, ["investigation", "seeds", "fin7", *ws, "--remove", "nope"])
+    assert res.exit_code == 2 and "no seed set 'nope'" in res.output
+    assert "reported" not in run(app, ["investigation", "seeds", "fin7", *ws, "--remove", "reported"]).stdout
+    res = run(app, ["watch", "fin7", *ws, "--no-on-change"])
+    assert res.exit_code == 2 and "needs --every" in res.output
     res = run(app, ["investigation", "show", "fin7", *ws, "--json"])
     shown = json.loads(res.stdout)
     assert [r["id"] for r in shown["runs"]] == [1, 2] and shown["investigation"]["params"] == {"days": 30}

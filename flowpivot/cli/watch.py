@@ -290,6 +290,36 @@ def takedown_cmd(
     out.print(tab)
 
 
+@investigation_app.command("seeds")
+def seeds_cmd(
+    name: NameArg,
+    seeds: Annotated[
+        list[str] | None,
+        typer.Option("--seeds", help="Add or replace a set: NAME=FILE (any format `hunt` reads). Repeat."),
+    ] = None,
+    remove: Annotated[list[str] | None, typer.Option("--remove", help="Remove the seed set NAME. Repeat.")] = None,
+    workspace: WorkspaceOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Add, replace or remove seed sets (e.g. the hosts you reported, to follow their takedown)."""
+    from ..workspace.investigations import seed_sets_from_files
+
+    with errors_as_exit():
+        inv = _open(workspace, store)
+        it = inv.get(name)
+        if seeds:
+            sets, seedset = seed_sets_from_files(seeds)
+            report_problems(seedset.problems)
+            for k, v in sets.items():
+                it = inv.set_seeds(it.id, k, v)
+        for k in remove or []:
+            if k not in it.seeds:
+                raise ValueError(f"{it.name} has no seed set {k!r} (its sets: {', '.join(it.seeds) or 'none'})")
+            it = inv.set_seeds(it.id, k, None)
+    for k, v in it.seeds.items():
+        _say(f"seed set {k}: {len(v)} addresses")
+
+
 @investigation_app.command("note")
 def note_cmd(
     name: NameArg,
@@ -340,7 +370,15 @@ def watch(
         Path | None, typer.Option("--store", "-s", help="Flow store (default: the investigation's).")
     ] = None,
     every: Annotated[
-        str | None, typer.Option("--every", help="Also re-run on a schedule (30m, 1h, 1d), changed or not.")
+        str | None,
+        typer.Option("--every", help="Re-run on a schedule (30m, 1h, 1d), changed or not, instead of on every change."),
+    ] = None,
+    on_change: Annotated[
+        bool | None,
+        typer.Option(
+            "--on-change/--no-on-change",
+            help="Re-run when the store changes (default: yes without --every, no with it).",
+        ),
     ] = None,
     poll: Annotated[str, typer.Option("--poll", help="How often to look at the store.")] = "30s",
     once: Annotated[bool, typer.Option("--once", help="Look once (run if due), then exit.")] = False,
@@ -364,6 +402,10 @@ def watch(
         poll_s = parse_duration(poll) / 1000
         if poll_s <= 0:
             raise ValueError("--poll must be positive")
+        if on_change is None:
+            on_change = every_s is None
+        if not on_change and every_s is None:
+            raise ValueError("--no-on-change needs --every: nothing else would run the hunt")
         sinks: list[Sink] = []
         if alerts_file:
             sinks.append(FileSink(alerts_file))
@@ -373,7 +415,7 @@ def watch(
             sinks.append(WebhookSink(webhook))
         inv = _open(workspace, store)
         where = Path(os.path.abspath(store)) if store else None
-        w = Watcher(inv, name, store=where, every_s=every_s, sinks=sinks, poll_s=poll_s)
+        w = Watcher(inv, name, store=where, every_s=every_s, on_change=on_change, sinks=sinks, poll_s=poll_s)
     stop = threading.Event()
 
     def report(res: Any) -> None:
@@ -393,8 +435,9 @@ def watch(
                 report(w.check())
                 return
             err.print(
-                f"watching {escape(w.name)} (store {escape(str(w.store))}, every {poll_s:g} s"
-                + (f", re-run every {every}" if every else "")
+                f"watching {escape(w.name)} (store {escape(str(w.store))}, looking every {poll_s:g} s"
+                + (", re-run when it changes" if on_change else "")
+                + (f", re-run every {escape(every)}" if every else "")
                 + "); Ctrl-C stops",
                 highlight=False,
             )

@@ -128,6 +128,8 @@ class Watcher:
             raise InvalidInput(f"investigation {inv.name!r} has no store: give one")
         if every_s is not None and every_s <= 0:
             raise InvalidInput("the schedule must be a positive duration")
+        if not on_change and every_s is None:
+            raise InvalidInput("a watch that does not re-run on change needs a schedule")
         self.every_s = every_s
         self.on_change = on_change
         self.sinks = list(sinks)
