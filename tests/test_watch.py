@@ -572,3 +572,44 @@ def test_a_changing_store_is_hunted_once_it_settles_and_the_schedule_reruns(
     assert (later.ran, later.reason) == (True, "schedule") and later.alerts == [] and later.diff["changed"] is False
     assert [r.id for r in inv.runs("x")] == [1, 2, 3]
     assert w.check(force=True).reason == "forced"
+
+
+def test_the_watch_loop_alerts_when_the_post_suspension_days_land(
+    fin7: dict[str, Any], tmp_path: Path, receivers: Receivers
+) -> None:
+    """As an analyst runs it: `flowpivot watch` in the background, an ingest, a webhook alert."""
+    import time
+
+    scen = fin7["dir"]
+    store = Store(tmp_path / "store")
+    ingest_paths(fin7["before"], store)
+    inv = Investigations(tmp_path / "ws")
+    sets, _ = seed_sets_from_files([f"fin7={scen / 'seeds.txt'}"])
+    inv.create("fin7", seeds=sets, sources={"store": store.root, "asn_dbs": [scen / "asn.tsv"]})
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    code = "import sys; sys.argv[0] = 'flowpivot'; from flowpivot.cli import main; main()"
+    # two looks 2 s apart must agree before a hunt: the four files of the ingest land well within that
+    argv = ["watch", "fin7", "--workspace", str(tmp_path / "ws"), "--poll", "2s", "--webhook", receivers.webhook]
+    p = subprocess.Popen([sys.executable, "-c", code, *argv], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while len(inv.runs("fin7")) < 1 and time.monotonic() < deadline and p.poll() is None:
+            time.sleep(0.2)
+        assert len(inv.runs("fin7")) == 1 and receivers.posts == []  # the first run alerts nothing
+        ingest_paths(fin7["after"], store)
+        while not receivers.posts and time.monotonic() < deadline and p.poll() is None:
+            time.sleep(0.2)
+        p.send_signal(signal.SIGINT)
+        stdout, stderr = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, stderr
+    ((_, _, body),) = receivers.posts  # one ingest of four files: one run, one POST
+    posted = json.loads(body)
+    assert posted["run"] == 2 and posted["previous_run"] == 1
+    dark = {a["ip"] for a in posted["alerts"] if a["kind"] == "seed-dark"}
+    assert dark == {s["address"] for s in fin7["truth"]["seeds"]}
+    assert "run 2 (store changed)" in stdout and "watch stopped" in stderr
+    assert len(inv.runs("fin7")) == 2
