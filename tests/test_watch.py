@@ -613,3 +613,25 @@ def test_the_watch_loop_alerts_when_the_post_suspension_days_land(
     assert dark == {s["address"] for s in fin7["truth"]["seeds"]}
     assert "run 2 (store changed)" in stdout and "watch stopped" in stderr
     assert len(inv.runs("fin7")) == 2
+
+
+def test_a_failed_hunt_is_reported_and_the_loop_goes_on(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    day = store / "flows" / "day=2024-04-01"
+    day.mkdir(parents=True)
+    (day / "broken.parquet").write_bytes(b"PAR1 this is no parquet file PAR1")
+    inv = Investigations(tmp_path / "ws")
+    inv.create("x", seeds={"s": ["10.0.0.1"]}, sources={"store": store})
+    seen: list[Any] = []
+    stop = threading.Event()
+
+    def on_check(res: Any) -> None:
+        seen.append(res)
+        if len(seen) == 2:
+            stop.set()
+
+    Watcher(inv, "x", poll_s=0.05).run(stop, on_check)
+    assert [(r.ran, r.reason) for r in seen] == [(False, "failed"), (False, "failed")]  # it tried again
+    (p,) = seen[0].problems
+    assert p.source == str(store) and p.reason.startswith("failed: ")
+    assert inv.runs("x") == []

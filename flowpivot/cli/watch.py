@@ -422,6 +422,7 @@ def watch(
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         if not res.ran:
             err.print(f"{stamp} {escape(w.name)}: {res.reason}", highlight=False)
+            report_problems(res.problems)
             return
         _say(f"{stamp} {w.name}: run {res.run.id} ({res.reason}), {len(res.alerts)} alert(s)")
         if res.diff is not None:

@@ -39,7 +39,7 @@ class CheckResult:
     """What one look did."""
 
     ran: bool
-    reason: str  # "first run", "store changed", "schedule", "forced", "unchanged", "not due", "settling"
+    reason: str  # "first run", "store changed", "schedule", "forced", "unchanged", "not due", "settling", "failed"
     run: Run | None = None
     previous: Run | None = None
     diff: dict[str, Any] | None = None
@@ -182,10 +182,18 @@ class Watcher:
         stop: threading.Event | None = None,
         on_check: Callable[[CheckResult], None] | None = None,
     ) -> None:
-        """Look every ``poll_s`` seconds until ``stop`` is set (or Ctrl-C, which propagates)."""
+        """Look every ``poll_s`` seconds until ``stop`` is set (or Ctrl-C, which propagates). A look
+        whose hunt fails is reported (``reason`` ``failed``, with the problem) and the loop goes on:
+        the next look tries again."""
         stop = stop or threading.Event()
         while not stop.is_set():
-            res = self.check(settle=True)
+            try:
+                res = self.check(settle=True)
+            except Exception as e:  # a hunt that failed (a file expired under it, a full disk): say so, go on
+                if type(e).__name__ == "InterruptException":  # DuckDB's Ctrl-C
+                    raise
+                log.warning("watch %s: the run failed: %s", self.name, e)
+                res = CheckResult(False, "failed", problems=[Problem(str(self.store), "run", f"failed: {e}")])
             if on_check is not None:
                 on_check(res)
             stop.wait(self.poll_s)
