@@ -216,7 +216,8 @@ def test_takedown_verdicts_and_evidence() -> None:
             seed(s4, "active", 99),
             seed(s5, "unseen"),
         ],
-        pairs=[pair(s1, "30.0.0.1", 50, 102), pair(s1, "30.0.0.9", 10, 60),
+        # 30.0.0.3's session ends a minute after the last answer: its closing packets, no knock
+        pairs=[pair(s1, "30.0.0.1", 50, 102), pair(s1, "30.0.0.9", 10, 60), pair(s1, "30.0.0.3", 90, 102 + 1 / 60),
                pair(s1, "30.0.0.2", 103, 150, established=False)],  # fmt: skip
         victims=[victim("30.0.0.1", [s1], 140)],
         probes=[{"ip": "50.0.0.1", "seed": s1, "port": 22, "proto": 6, "kind": "syn-flood", "last_seen": at(110)},
@@ -233,7 +234,7 @@ def test_takedown_verdicts_and_evidence() -> None:
     ev = h["evidence"]
     assert ev["unanswered_after"] == 7 and ev["last_attempt"] == at(150)
     # the session that held its last answer; the pair that ended before it does not
-    assert [s["peer"] for s in ev["last_sessions"]] == ["30.0.0.1"]
+    assert [s["peer"] for s in ev["last_sessions"]] == ["30.0.0.1", "30.0.0.3"]
     # knocks after the last answer: the victim, the attempting peer, the flood; not the burst before it
     assert [(k["peer"], k["as"]) for k in ev["knocks_after"]] == [
         ("30.0.0.2", "peer"), ("30.0.0.1", "victim"), ("50.0.0.1", "probe")
@@ -485,6 +486,12 @@ def test_cli_investigation_and_watch_once(fin7: dict[str, Any], tmp_path: Path) 
     assert run(app, ["investigation", "disclosed", "fin7", "2024-04-29", *ws]).exit_code == 0
     res = run(app, ["investigation", "takedown", "fin7", *ws, "--json"])
     assert res.exit_code == 0 and json.loads(res.stdout)["summary"] == {"dark-after-disclosure": 25}
+    first = json.loads(res.stdout)["hosts"][0]
+    res = run(app, ["investigation", "takedown", "fin7", *ws, "--host", first["ip"], "--timeline"])
+    assert res.exit_code == 0
+    assert f"{first['ip']}  dark-after-disclosure" in res.stdout
+    assert "2024-04-29T00:00:00.000Z  disclosed" in res.stdout and "confirmed dark by run 2" in res.stdout
+    assert f"{first['evidence']['last_answered']}  last answer" in res.stdout
     assert run(app, ["investigation", "note", "fin7", "abuse desk answered", *ws]).exit_code == 0
     # the reported cluster members become a seed set, to follow their takedown too
     reported = tmp_path / "reported.txt"

@@ -251,6 +251,7 @@ def takedown_cmd(
     host: Annotated[
         list[str] | None, typer.Option("--host", help="Only these reported hosts (default: every seed).")
     ] = None,
+    timeline: Annotated[bool, typer.Option("--timeline", help="Print each host's timeline after the table.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Did the reported hosts go dark after the disclosure date? A timeline per host, with evidence."""
@@ -288,6 +289,24 @@ def takedown_cmd(
             str((h.get("confirmed_by") or {}).get("run", "-")),
         )
     out.print(tab)
+    if timeline:
+        for h in t["hosts"]:
+            _say(f"{h['ip']}  {h['verdict']}")
+            for e in h["timeline"]:
+                _say(f"  {e.get('time') or '?'}  {_event_text(e)}")
+
+
+def _event_text(e: dict[str, Any]) -> str:
+    kind = e["event"]
+    if kind == "last-answer":
+        return "last answer" + (f" (to {', '.join(e['peers'])})" if e.get("peers") else "")
+    if kind == "unanswered":
+        return f"unanswered: {e['peer']} ({e['as']})"
+    if kind == "last-unanswered-attempt":
+        return f"last unanswered attempt ({e.get('attempts')} after the last answer)"
+    if kind == "confirmed-dark":
+        return f"confirmed dark by run {e.get('run')}"
+    return str(kind)
 
 
 @investigation_app.command("seeds")
