@@ -642,3 +642,50 @@ def test_a_failed_hunt_is_reported_and_the_loop_goes_on(tmp_path: Path) -> None:
     (p,) = seen[0].problems
     assert p.source == str(store) and p.reason.startswith("failed: ")
     assert inv.runs("x") == []
+
+
+def test_seeds_going_dark_on_different_days_are_reported_as_each_goes_dark(tmp_path: Path) -> None:
+    """The scenario library's seed-churn world (three seeds taken down on different days, one
+    seed that appears mid-window), ingested a day at a time with a look after each day from the
+    third: the oracle is truth.json's ``dark_at`` of each seed."""
+    scen = tmp_path / "scen"
+    res = CliRunner().invoke(app, ["simulate", "library", "seed-churn", "--draw", "0", "--out", str(scen)])
+    assert res.exit_code == 0, res.output
+    truth = json.loads((scen / "truth.json").read_text())
+    dark_at = {s["ip"]: _ms(s["dark_at"]) for s in truth["seeds"] if s["dark_at"]}
+    assert len(dark_at) == 3
+    store = Store(tmp_path / "store")
+    inv = Investigations(tmp_path / "ws")
+    sets, _ = seed_sets_from_files([scen / "seeds.txt", scen / "seeds-2.txt"])
+    inv.create("churn", seeds=sets, sources={"store": store.root, "asn_dbs": [scen / "asn.tsv"]})
+    w = Watcher(inv, "churn")
+    days = sorted((scen / "exports" / "border").glob("day-*.pcap"))
+    ingest_paths(days[:2], store)
+    reported: dict[str, int] = {}  # seed -> the window end of the run whose diff said it went dark
+    for day in days[2:]:
+        ingest_paths([day], store)
+        look = w.check()
+        assert look.ran
+        r = inv.run_result(look.run.id)
+        end = _ms(r["window"]["end"])
+        dark = {s["ip"] for s in r["seeds"] if s["status"] == "dark"}
+        # never dark before the simulator took it down; dark once a day and a half of silence followed
+        assert dark <= {ip for ip, t in dark_at.items() if t < end}
+        assert dark >= {ip for ip, t in dark_at.items() if t + 36 * 3_600_000 <= end}
+        for e in (look.diff or {}).get("events", []):
+            if e["kind"] == "seed-dark":
+                assert e["ip"] not in reported  # each seed goes dark once
+                reported[e["ip"]] = end
+        for ip in dark - set(reported):  # dark in the first run: no diff yet
+            reported[ip] = end
+    assert set(reported) == set(dark_at)
+    # the takedown, reported on the first day: each went dark after it, its last answer before the
+    # simulator's dark_at, confirmed by the first run that saw it dark
+    runs = [({"run": x.id}, inv.run_result(x.id)) for x in inv.runs("churn")]
+    t = takedown(runs, truth["window"]["start"])
+    hosts = {h["ip"]: h for h in t["hosts"]}
+    for ip, when in dark_at.items():
+        h = hosts[ip]
+        assert h["verdict"] == "dark-after-disclosure" and _ms(h["went_dark"]) <= when
+        assert _ms(h["confirmed_by"]["window_end"]) == reported[ip]
+    assert t["summary"]["dark-after-disclosure"] == 3
