@@ -473,6 +473,11 @@ def test_cli_investigation_and_watch_once(fin7: dict[str, Any], tmp_path: Path) 
     assert res.exit_code == 3, res.output  # one run: nothing to compare
     res = run(app, ["watch", "fin7", *ws, "--once"])
     assert res.exit_code == 0 and "fin7: unchanged" in res.output
+    res = run(app, ["watch", "fin7", *ws, "--once", "--json"])
+    look = json.loads(res.stdout)
+    assert (look["ran"], look["reason"], look["run"], look["previous_run"], look["alerts"]) == (
+        False, "unchanged", None, 1, []
+    )  # fmt: skip
     ingest_paths(fin7["after"], Store(store))
     alerts = tmp_path / "alerts.jsonl"
     res = run(app, ["watch", "fin7", *ws, "--once", "--alerts-file", str(alerts)])

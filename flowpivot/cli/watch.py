@@ -409,6 +409,9 @@ def watch(
     ] = None,
     syslog_facility: Annotated[str, typer.Option("--syslog-facility", help="Syslog facility.")] = "user",
     webhook: Annotated[str | None, typer.Option("--webhook", help="POST alerts as JSON to this http(s) URL.")] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object per look (ran, reason, run, alerts) on stdout.")
+    ] = False,
 ) -> None:
     """Re-run a saved investigation when new data lands in the store (or on a schedule), keep
     each run, and send what changed since the last run as alerts."""
@@ -439,6 +442,20 @@ def watch(
 
     def report(res: Any) -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        if json_out:
+            look = {
+                "time": stamp,
+                "investigation": w.name,
+                "ran": res.ran,
+                "reason": res.reason,
+                "run": res.run.id if res.run else None,
+                "previous_run": res.previous.id if res.previous else None,
+                "alerts": res.alerts,
+                "problems": [p.as_dict() for p in res.problems],
+            }
+            out.file.write(json.dumps(look, default=str) + "\n")
+            out.file.flush()
+            return
         if not res.ran:
             err.print(f"{stamp} {escape(w.name)}: {res.reason}", highlight=False)
             report_problems(res.problems)
