@@ -17,7 +17,7 @@ app = typer.Typer(
 )
 
 # One module per stage, in pipeline order; each defines register(app).
-COMMAND_MODULES = ("ingest", "collect", "store", "index", "enrich", "ip", "hunt", "report", "simulate", "demo")
+COMMAND_MODULES = ("ingest", "collect", "store", "index", "enrich", "ip", "hunt", "report", "simulate", "demo", "serve")
 
 
 def _version(value: bool) -> None:
