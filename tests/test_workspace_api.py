@@ -224,3 +224,5 @@ def test_investigation_saved_rerun_and_compared(server: Server, done_hunt: dict[
     it = Investigations(server.workspace).get("fin7-api")
     assert it.disclosed and it.disclosed.startswith("2024-04-29T12:00")
     assert "reported to AS44477" in it.notes and it.runs == 2
+    assert t["format"] == "flowpivot-takedown/1"
+    assert {h["ip"] for h in t["hosts"]} == {s["ip"] for s in run1["seeds"]}  # every seed of the run is judged

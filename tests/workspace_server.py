@@ -70,10 +70,12 @@ def running(store: Path, workspace: Path, *args: str, host: str = "127.0.0.1") -
             proc.wait()
 
 
-def wait_hunt(c: httpx.Client, hunt_id: str, timeout: float = 120) -> dict[str, Any]:
+def wait_hunt(
+    c: httpx.Client, hunt_id: str, timeout: float = 120, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
-        h: dict[str, Any] = c.get(f"/api/hunts/{hunt_id}").json()
+        h: dict[str, Any] = c.get(f"/api/hunts/{hunt_id}", headers=headers).json()
         if h["status"] in ("done", "failed"):
             return h
         if time.monotonic() > deadline:

@@ -70,9 +70,9 @@ def ip_profile(
 ) -> dict[str, Any]:
     from ..profile import profile
 
-    if since and window:
-        raise ValueError("give window or since, not both")
     try:
+        if since and window:
+            raise ValueError("give window or since, not both")
         return profile(
             settings.store, [addr], asn_dbs=settings.asn_dbs, whois=settings.whois, result=result,
             since=since, until=until, window=window, top=top,

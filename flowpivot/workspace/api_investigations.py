@@ -15,7 +15,7 @@ from .config import Settings
 from .investigations import Investigations, NotFound, WorkspaceError, seed_sets_from_files
 from .jobs import Hunt, HuntJobs
 
-__all__ = ["router", "store_of", "save_hunt", "rerun", "diff_runs"]
+__all__ = ["router", "store_of", "save_hunt", "rerun", "diff_runs", "takedown_of"]
 
 router = APIRouter(prefix="/api", responses=ERRORS)
 
@@ -187,7 +187,7 @@ def get_run_result(request: Request, ref: str, run_id: int) -> dict[str, Any]:
 
 def diff_runs(inv: Investigations, it: Any, a: int | None, b: int | None) -> dict[str, Any]:
     """The difference between runs ``a`` (older) and ``b`` (newer); by default the last two."""
-    from ..watch import diff_results  # type: ignore[attr-defined]
+    from ..watch import diff_results
 
     runs = inv.runs(it.id)
     if len(runs) < 2 and (a is None or b is None):
@@ -211,5 +211,31 @@ def get_diff(
     it = _get(inv, ref)
     try:
         return diff_runs(inv, it, a, b)
+    except (WorkspaceError, ValueError) as e:
+        raise bad_request(e) from None
+
+
+def takedown_of(inv: Investigations, it: Any) -> dict[str, Any]:
+    """Takedown verification over every run of ``it`` since its disclosure date (flowpivot.watch)."""
+    from ..watch import takedown
+
+    if not it.disclosed:
+        raise ValueError(f"{it.name} has no disclosure date: record when the hosts were reported first")
+    runs = inv.runs(it.id)
+    if not runs:
+        raise ValueError(f"{it.name} has no run")
+    pairs = [({"run": r.id, "time": r.time}, inv.run_result(r.id)) for r in runs]
+    out: dict[str, Any] = takedown(pairs, it.disclosed)
+    return out
+
+
+@router.get("/investigations/{ref}/takedown", summary="Did the reported hosts go dark after the disclosure")
+def get_takedown(request: Request, ref: str) -> dict[str, Any]:
+    """``flowpivot-takedown/1``: per seed its verdict, when it went dark, the last answered session
+    and the attempts left unanswered after it, over every run (flowpivot.watch.takedown)."""
+    inv = store_of(request)
+    it = _get(inv, ref)
+    try:
+        return takedown_of(inv, it)
     except (WorkspaceError, ValueError) as e:
         raise bad_request(e) from None

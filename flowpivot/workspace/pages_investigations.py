@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from .api import settings_of
 from .api_hunts import hunt_or_404, jobs_of
-from .api_investigations import diff_runs, rerun, save_hunt, store_of
+from .api_investigations import diff_runs, rerun, save_hunt, store_of, takedown_of
 from .investigations import NotFound, WorkspaceError
 from .pages import _error, render
 
@@ -121,3 +121,15 @@ def diff_page(
     except (WorkspaceError, ValueError) as e:
         return _error(request, HTTPException(400, str(e)))
     return render(request, "diff.html", it=it, d=d, runs=store_of(request).runs(it.id))
+
+
+@router.get("/investigations/{ref}/takedown", response_class=HTMLResponse)
+def takedown_page(request: Request, ref: str) -> HTMLResponse:
+    try:
+        it = _get(request, ref)
+        t = takedown_of(store_of(request), it)
+    except HTTPException as e:
+        return _error(request, e)
+    except (WorkspaceError, ValueError) as e:
+        return _error(request, HTTPException(400, str(e)))
+    return render(request, "takedown.html", it=it, t=t)
