@@ -218,6 +218,8 @@ def test_investigation_saved_rerun_and_compared(server: Server, done_hunt: dict[
         assert (
             c.put(f"/api/investigations/{iid}/disclosed", json={"disclosed": "2024-04-29T12:00:00Z"}).status_code == 200
         )
+        t = c.get(f"/api/investigations/{iid}/takedown").json()
+        run1 = c.get(f"/api/investigations/{iid}/runs/{detail['runs'][0]['id']}/result").json()
     assert len(detail["runs"]) == 2
     assert d["diff"]["format"] == "flowpivot-hunt-diff/1"
     assert d["diff"]["changed"] is False, d["diff"]["events"]  # same store, same seeds: nothing changed
