@@ -16,9 +16,8 @@ __all__ = ["cluster_graph", "day_bars", "spans", "STATUS_COLOURS"]
 STATUS_COLOURS = {
     "active": "#2e7d32",
     "dark": "#616161",
-    "never-seen": "#bdbdbd",
-    "intermittent": "#f9a825",
-    "unanswered": "#c62828",
+    "unseen": "#bdbdbd",
+    "unanswered": "#f9a825",
 }
 CLUSTER_COLOURS = ("#1565c0", "#ad1457", "#00838f", "#6a1b9a", "#ef6c00", "#2e7d32", "#4e342e", "#283593")
 
@@ -50,10 +49,10 @@ def cluster_graph(result: dict[str, Any], max_seeds: int = 80) -> dict[str, Any]
     heads = []
     for m, cid, ci in members:
         if cid != last:
-            heads.append({"x": 20, "y": y, "label": f"cluster {cid}", "cluster": cid, "colour": _cc(ci)})
+            heads.append({"x": 10, "y": y, "label": f"cluster {cid}", "cluster": cid, "colour": _cc(ci)})
             y += row
             last = cid
-        nodes.append({"id": f"m:{cid}:{m}", "ip": m, "x": 170, "y": y, "kind": "member", "cluster": cid,
+        nodes.append({"id": f"m:{cid}:{m}", "ip": m, "x": 40, "y": y, "kind": "member", "cluster": cid,
                       "colour": _cc(ci), "label": m})  # fmt: skip
         y += row
     sy = (height - len(shown) * row) / 2 + row / 2
@@ -75,14 +74,14 @@ def cluster_graph(result: dict[str, Any], max_seeds: int = 80) -> dict[str, Any]
             pairs = {(m, s) for m in _ips(c.get("members")) for s in c.get("seeds") or []}
         for m, s in sorted(pairs):
             a, b = at.get(f"m:{cid}:{m}"), at.get(f"s:{s}")
-            if a and b:
-                edges.append({"x1": a["x"], "y1": a["y"], "x2": b["x"], "y2": b["y"], "colour": _cc(ci)})
+            if a and b:  # from the end of the member's label
+                edges.append({"x1": a["x"] + 140, "y1": a["y"], "x2": b["x"], "y2": b["y"], "colour": _cc(ci)})
     for e in exp:
         b = at[f"e:{e['ip']}"]
         for m in e.get("contacted_by") or []:
             for n in nodes:
                 if n["kind"] == "member" and n["ip"] == m:
-                    edges.append({"x1": n["x"], "y1": n["y"], "x2": b["x"], "y2": b["y"], "colour": "#d84315"})
+                    edges.append({"x1": n["x"] + 140, "y1": n["y"], "x2": b["x"], "y2": b["y"], "colour": "#d84315"})
     return {
         "nodes": nodes,
         "edges": edges,

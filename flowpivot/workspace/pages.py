@@ -38,6 +38,12 @@ def _num(v: Any) -> str:
         return "" if v is None else str(v)
 
 
+def _iso_ms(ms: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def _iplink(ip: Any, hunt: str | None = None) -> str:
     q = f"?{urlencode({'hunt': hunt})}" if hunt else ""
     return f"/ip/{quote(str(ip), safe='')}{q}"
@@ -75,7 +81,8 @@ def index(request: Request) -> HTMLResponse:
     files: int | str
     try:
         st = require_store(s.store)
-        span = st.time_range()
+        rng = st.time_range()
+        span = tuple(_iso_ms(x) for x in rng) if rng else None
         files = len(st.files())
     except Exception as e:  # a store that cannot be read is said on the page
         span, files = None, f"unreadable: {e}"
