@@ -14,7 +14,6 @@ browser itself (no console error, no request leaves the server). Screenshots go 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
