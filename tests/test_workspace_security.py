@@ -138,6 +138,23 @@ def test_path_traversal_in_export_names_is_refused(guarded: tuple[Server, str], 
     assert _files(root) - before == {str((s.workspace / "exports" / "fin7.stix.json").relative_to(root))}
 
 
+def test_uploaded_file_names_never_become_paths(guarded: tuple[Server, str], scen: Scenario) -> None:
+    s, token = guarded
+    root = s.workspace.parent
+    before = _files(root)
+    with s.client(headers={"authorization": f"Bearer {token}"}) as c:
+        ft = _form_token(c, {})
+        r = c.post("/api/hunts/upload", data={"csrf_token": ft},
+                   files={"files": ("../../../escaped seeds.txt", scen.seeds.read_bytes(), "text/plain")})  # fmt: skip
+        assert r.status_code == 202, r.text
+        h = wait_hunt(c, r.json()["id"])
+    new = _files(root) - before
+    hunt_dir = str((s.workspace / "hunts" / h["id"]).relative_to(root))
+    assert new and all(p.startswith(hunt_dir) or p == str((s.workspace / "hunts").relative_to(root)) for p in new), new
+    assert (s.workspace / "hunts" / h["id"] / "seeds" / "01-escaped_seeds.txt").is_file()
+    assert h["status"] == "done" and h["seeds"] == "escaped_seeds.txt"
+
+
 def test_an_oversized_upload_is_refused(guarded: tuple[Server, str], scen: Scenario) -> None:
     s, token = guarded
     auth = {"authorization": f"Bearer {token}"}

@@ -15,7 +15,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from .api import ERRORS, bad_request, settings_of
-from .config import PathRefused, Settings, inside
+from .config import PathRefused, Settings, inside, upload_name
 from .jobs import Hunt, HuntJobs
 
 __all__ = ["router", "HuntParamsIn", "start_hunt", "write_export", "EXPORT_FORMATS"]
@@ -100,11 +100,7 @@ async def post_hunt_upload(
     for f in files or []:
         if not f.filename:
             continue
-        try:
-            name = inside(settings_of(request).workspace, f.filename).name
-        except PathRefused as e:
-            raise bad_request(e) from None
-        given.append((name, await f.read()))
+        given.append((upload_name(f.filename), await f.read()))
     if seeds and seeds.strip():
         given.append(("pasted.txt", seeds.encode()))
     if not given:

@@ -8,7 +8,16 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Settings", "PathRefused", "safe_name", "inside", "is_loopback", "default_workspace", "parse_listen"]
+__all__ = [
+    "Settings",
+    "PathRefused",
+    "safe_name",
+    "upload_name",
+    "inside",
+    "is_loopback",
+    "default_workspace",
+    "parse_listen",
+]
 
 #: A name a client may give for a file of the workspace: letters, digits, dot, dash, underscore;
 #: no leading dot, at most 100 characters. Anything else is refused, never cleaned up.
@@ -24,6 +33,16 @@ def safe_name(name: str) -> str:
     if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
         raise PathRefused(f"refused file name {name!r}: use letters, digits, '.', '-' and '_' (no path)")
     return name
+
+
+def upload_name(filename: str) -> str:
+    """The name an uploaded file is kept under: its last path component with every character but
+    letters, digits, '.', '-' and '_' made '_', no leading dot, at most 60 characters. The client's
+    name is never used as a path; it only names the seed set (``FIN7 iocs.txt`` -> set
+    ``FIN7_iocs``)."""
+    base = re.split(r"[/\\]", filename or "")[-1]
+    clean = re.sub(r"[^A-Za-z0-9._-]", "_", base).lstrip("._-")[:60]
+    return clean if clean and _NAME.fullmatch(clean) and ".." not in clean else "upload.txt"
 
 
 def inside(root: Path, *parts: str) -> Path:

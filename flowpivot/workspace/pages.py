@@ -16,7 +16,7 @@ from ..textsafe import visible
 from . import charts
 from .api import classify_search, flows_json, ip_profile, settings_of, stats_json
 from .api_hunts import ExportIn, HuntParamsIn, hunt_or_404, jobs_of, start_hunt, write_export
-from .config import PathRefused, inside
+from .config import PathRefused, upload_name
 
 __all__ = ["router", "render"]
 
@@ -148,7 +148,7 @@ async def hunt_form(
     try:
         for f in files or []:
             if f.filename:
-                given.append((inside(settings_of(request).workspace, f.filename).name, await f.read()))
+                given.append((upload_name(f.filename), await f.read()))
         if seeds and seeds.strip():
             given.append(("pasted.txt", seeds.encode()))
         if not given:
