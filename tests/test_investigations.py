@@ -209,3 +209,44 @@ def test_seed_sets_from_files_read_as_the_hunt_reads_them(tmp_path: Path) -> Non
     assert sets == {"fin7": sorted(s.ip for s in oracle.seeds if s.set == "fin7"), "b": ["5.6.7.8"]}
     assert len(sets["fin7"]) == 1 + 4
     assert [p.where for p in seedset.problems] == ["line 4"]
+
+
+def test_many_processes_opening_a_new_workspace_at_once(tmp_path: Path) -> None:
+    errors: list[BaseException] = []
+
+    def open_it() -> None:
+        try:
+            Investigations(tmp_path / "new").list()
+        except BaseException as e:  # pragma: no cover - the assertion below shows it
+            errors.append(e)
+
+    threads = [threading.Thread(target=open_it) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and Investigations(tmp_path / "new").schema_version() == SCHEMA_VERSION
+
+
+def test_a_real_hunt_is_kept_whole(tmp_path: Path) -> None:
+    """A hunt on a small simulated scenario, recorded and read back from another connection."""
+    from flowpivot.hunt import hunt
+    from flowpivot.ingest import ingest_paths
+    from flowpivot.simulate import Scenario, simulate
+    from flowpivot.store import Store
+
+    simulate(Scenario(flows=60_000, days=8, dark_day=8, post_days=0), tmp_path / "scen")
+    store = Store(tmp_path / "store")
+    ingest_paths(sorted((tmp_path / "scen" / "exports").glob("*.pcap")), store)
+    sets, _ = seed_sets_from_files([f"fin7={tmp_path / 'scen' / 'seeds.txt'}"])
+    result = hunt(store, [tmp_path / "scen" / "seeds.txt"], asn_dbs=[tmp_path / "scen" / "asn.tsv"])
+    inv = Investigations(tmp_path / "ws")
+    inv.create("small", seeds=sets, params=HuntParams(), sources={"store": store.root})
+    run = inv.record_run("small", result, store_state={"files": len(store.files())})
+    back = Investigations(tmp_path / "ws").run_result(run.id)
+    assert back == json.loads(json.dumps(result))
+    validate_result(back)
+    assert sets["fin7"] == sorted({s["ip"] for s in result["seeds"]}, key=lambda ip: tuple(map(int, ip.split("."))))
+    assert run.summary["clusters"] == len(result["clusters"]) > 0
+    assert run.summary["seeds"] == len(sets["fin7"]) == 25
+    assert run.store_state == {"files": len(store.files())}

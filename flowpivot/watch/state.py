@@ -19,7 +19,8 @@ __all__ = ["store_state", "store_changed"]
 def store_state(store: Any) -> dict[str, Any]:
     """``{"files", "bytes", "days", "first_day", "last_day", "sources", "fingerprint"}`` of a store
     (a :class:`~flowpivot.store.Store` or its directory). Reads directory entries only."""
-    root = Path(getattr(store, "root", store))
+    # a Store has .root; so has a Path (its anchor, "/" or ""): tell them apart first
+    root = Path(store) if isinstance(store, (str, os.PathLike)) else Path(store.root)
     flows = root / "flows"
     h = hashlib.sha256()
     files = 0

@@ -20,8 +20,9 @@ Verdicts, from the newest run:
 
 Each host gets its ``evidence`` (last answered session, the attempts left unanswered after it:
 the hunt's ``unanswered_after`` count and the peers seen knocking after, as probes, victims or
-pairs), a ``timeline`` of dated events (disclosed, last answer, knocks after, the run that
-first found it dark) and its status in every run (``runs``).
+pairs, from five minutes after it: sooner may be the end of the same session), a ``timeline``
+of dated events (disclosed, last answer, knocks after, the end of the data of the run that first
+found it dark) and its status in every run (``runs``).
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ VERDICTS = (
 )
 #: Knocking peers listed per host (the latest first); their number is always given.
 MAX_KNOCKS = 20
+#: A peer's traffic this soon after the last answer may be the end of that same session (its last
+#: ACK, FIN or retransmission): a knock left unanswered comes later.
+KNOCK_MARGIN_S = 300
 
 
 def _ms(t: str | None) -> int | None:
@@ -94,7 +98,8 @@ def _verdict(seed: Mapping[str, Any] | None, disclosed_ms: int) -> str:
 
 
 def _knocks(result: Mapping[str, Any], ip: str, after_ms: int) -> list[dict[str, Any]]:
-    """Peers that reached ``ip`` after ``after_ms`` (its last answer): probes, victims, pairs."""
+    """Peers that reached ``ip`` after its last answer (``after_ms``) and the margin: probes, victims, pairs."""
+    after_ms += KNOCK_MARGIN_S * 1000
     found: dict[str, dict[str, Any]] = {}
     for p in result.get("probes", []) or []:
         last = _ms(p.get("last_seen"))
@@ -225,8 +230,8 @@ def takedown(
                                  "attempts": seed.get("unanswered_after")})  # fmt: skip
         if confirmed is not None and verdict == "dark-after-disclosure":
             host["confirmed_by"] = {k: confirmed.get(k) for k in ("run", "time", "window_end") if k in confirmed}
-            timeline.append({"time": confirmed.get("window_end"), "event": "confirmed-dark",
-                             **{k: confirmed[k] for k in ("run", "time") if k in confirmed}})  # fmt: skip
+            timeline.append({"time": confirmed.get("window_end"), "event": "confirmed-dark", "run": confirmed.get("run"),
+                             "recorded": confirmed.get("time")})  # fmt: skip
         host["timeline"] = sorted(timeline, key=lambda e: _ms(e.get("time")) or 0)
         host["runs"] = per_run
         rows.append(host)

@@ -39,7 +39,7 @@ class CheckResult:
     """What one look did."""
 
     ran: bool
-    reason: str  # "first run", "store changed", "schedule", "forced", "unchanged", "not due", "settling"
+    reason: str  # "first run", "store changed", "schedule", "forced", "unchanged", "not due", "settling", "failed"
     run: Run | None = None
     previous: Run | None = None
     diff: dict[str, Any] | None = None
@@ -128,6 +128,8 @@ class Watcher:
             raise InvalidInput(f"investigation {inv.name!r} has no store: give one")
         if every_s is not None and every_s <= 0:
             raise InvalidInput("the schedule must be a positive duration")
+        if not on_change and every_s is None:
+            raise InvalidInput("a watch that does not re-run on change needs a schedule")
         self.every_s = every_s
         self.on_change = on_change
         self.sinks = list(sinks)
@@ -160,7 +162,7 @@ class Watcher:
             self._seen = state
             return CheckResult(False, "settling", previous=last)
         self._seen = state
-        log.info("watch %s: %s, hunting", self.name, reason)
+        log.debug("watch %s: %s, hunting", self.name, reason)
         run, result = run_investigation(self.investigations, self.id, store=self.store, progress=self.progress)
         out = CheckResult(True, reason, run=run, previous=last)
         if last is None:
@@ -180,10 +182,18 @@ class Watcher:
         stop: threading.Event | None = None,
         on_check: Callable[[CheckResult], None] | None = None,
     ) -> None:
-        """Look every ``poll_s`` seconds until ``stop`` is set (or Ctrl-C, which propagates)."""
+        """Look every ``poll_s`` seconds until ``stop`` is set (or Ctrl-C, which propagates). A look
+        whose hunt fails is reported (``reason`` ``failed``, with the problem) and the loop goes on:
+        the next look tries again."""
         stop = stop or threading.Event()
         while not stop.is_set():
-            res = self.check(settle=True)
+            try:
+                res = self.check(settle=True)
+            except Exception as e:  # a hunt that failed (a file expired under it, a full disk): say so, go on
+                if type(e).__name__ == "InterruptException":  # DuckDB's Ctrl-C
+                    raise
+                log.warning("watch %s: the run failed: %s", self.name, e)
+                res = CheckResult(False, "failed", problems=[Problem(str(self.store), "run", f"failed: {e}")])
             if on_check is not None:
                 on_check(res)
             stop.wait(self.poll_s)
