@@ -228,3 +228,18 @@ def test_investigation_saved_rerun_and_compared(server: Server, done_hunt: dict[
     assert "reported to AS44477" in it.notes and it.runs == 2
     assert t["format"] == "flowpivot-takedown/1"
     assert {h["ip"] for h in t["hosts"]} == {s["ip"] for s in run1["seeds"]}  # every seed of the run is judged
+
+
+def test_an_investigation_saved_here_runs_from_the_command_line(server: Server, done_hunt: dict[str, Any]) -> None:
+    from typer.testing import CliRunner
+
+    from flowpivot.cli import app
+
+    with server.client() as c:
+        assert c.post("/api/investigations", json={"name": "fin7-cli", "hunt": done_hunt["id"]}).status_code == 201
+        res = CliRunner().invoke(app, ["investigation", "run", "fin7-cli", "--workspace", str(server.workspace)])
+        assert res.exit_code == 0, res.output
+        runs = c.get("/api/investigations/fin7-cli").json()["runs"]
+        d = c.get("/api/investigations/fin7-cli/diff").json()
+    assert len(runs) == 2  # the run `flowpivot investigation run` recorded is the workspace's too
+    assert d["diff"]["changed"] is False
