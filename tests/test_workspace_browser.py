@@ -132,6 +132,19 @@ def test_analyst_session_end_to_end(browser: Any, server: Server, scen: Scenario
     shot("diff")
     gone_dark = {x.inner_text() for x in page.locator("#seeds-dark li a.ip").all()}
 
+    # record the disclosure (midnight of the suspension day, before any seed goes dark), read the takedown
+    disclosed = scen.truth["period"]["suspension"][:10] + "T00:00:00Z"
+    page.goto(inv_url)
+    page.fill("#disclosed", disclosed)
+    page.click("#record-disclosed")
+    page.click("#takedown-link")
+    page.wait_for_selector("#takedown")
+    shot("takedown")
+    verdicts = {
+        row.locator("td a.ip").first.inner_text(): row.locator("td.verdict").inner_text()
+        for row in page.locator("#takedown tbody tr").all()
+    }
+
     with server.client() as c:
         inv = c.get("/api/investigations/fin7-stark").json()
         r1, r2 = (c.get(f"/api/investigations/fin7-stark/runs/{r['id']}/result").json() for r in inv["runs"])
@@ -143,6 +156,10 @@ def test_analyst_session_end_to_end(browser: Any, server: Server, scen: Scenario
     assert answering <= truth_dark  # the scenario takes every one of them down on the suspension day
     assert gone_dark == answering, (sorted(gone_dark), sorted(answering))
     assert {s["ip"] for s in r2["seeds"] if s["status"] == "dark"} >= answering
+    # truth: each of them went dark after the disclosure date (at its own dark_at on the suspension day)
+    dark_at = {s["address"]: s["dark_at"] for s in scen.truth["seeds"]}
+    assert all(dark_at[ip] > disclosed for ip in answering)
+    assert {ip for ip, v in verdicts.items() if v == "dark-after-disclosure"} == answering, verdicts
 
     ctx.close()
     assert not problems, problems
