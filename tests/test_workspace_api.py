@@ -170,6 +170,9 @@ def test_unknown_hunt_and_empty_seeds(server: Server) -> None:
     with server.client() as c:
         assert c.get("/api/hunts/nope/result").status_code == 404
         assert c.get("/api/hunts/nope/events").status_code == 404
+        # Unicode digits are no investigation id (schemathesis found them making a 500)
+        assert c.get("/api/investigations/\u00b2").status_code == 404
+        assert c.post("/api/investigations/\u00b2/notes", json={"text": "x"}).status_code == 404
         r = c.post("/api/hunts", json={"seeds": "example.com\nnot an address"})
         assert r.status_code == 400 and "no seed address" in r.json()["detail"]
 

@@ -15,7 +15,7 @@ from .config import Settings
 from .investigations import Investigations, NotFound, WorkspaceError, seed_sets_from_files
 from .jobs import Hunt, HuntJobs
 
-__all__ = ["router", "store_of", "save_hunt", "rerun", "diff_runs", "takedown_of"]
+__all__ = ["router", "get_investigation_or_404", "store_of", "save_hunt", "rerun", "diff_runs", "takedown_of"]
 
 router = APIRouter(prefix="/api", responses=ERRORS)
 
@@ -98,8 +98,12 @@ def post_investigation(request: Request, body: SaveIn) -> dict[str, Any]:
 
 
 def _get(inv: Investigations, ref: str) -> Any:
+    """By id or name; 404 when there is none. (A reference of Unicode digits such as '²' is no id:
+    the library's ``isdigit`` test lets it through to ``int()``, which raises ValueError.)"""
     try:
         return inv.get(ref)
+    except ValueError:
+        raise HTTPException(404, f"no investigation {ref!r}") from None
     except NotFound as e:
         raise HTTPException(404, str(e)) from None
     except WorkspaceError as e:
@@ -239,3 +243,6 @@ def get_takedown(request: Request, ref: str) -> dict[str, Any]:
         return takedown_of(inv, it)
     except (WorkspaceError, ValueError) as e:
         raise bad_request(e) from None
+
+
+get_investigation_or_404 = _get

@@ -10,8 +10,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from .api import settings_of
 from .api_hunts import hunt_or_404, jobs_of
-from .api_investigations import diff_runs, rerun, save_hunt, store_of, takedown_of
-from .investigations import NotFound, WorkspaceError
+from .api_investigations import diff_runs, get_investigation_or_404, rerun, save_hunt, store_of, takedown_of
+from .investigations import WorkspaceError
 from .pages import _error, render
 
 __all__ = ["router"]
@@ -20,12 +20,7 @@ router = APIRouter(include_in_schema=False)
 
 
 def _get(request: Request, ref: str) -> Any:
-    try:
-        return store_of(request).get(ref)
-    except NotFound as e:
-        raise HTTPException(404, str(e)) from None
-    except WorkspaceError as e:
-        raise HTTPException(400, str(e)) from None
+    return get_investigation_or_404(store_of(request), ref)
 
 
 @router.get("/investigations", response_class=HTMLResponse)
