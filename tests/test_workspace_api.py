@@ -12,6 +12,7 @@ import ipaddress
 import json
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -246,3 +247,22 @@ def test_an_investigation_saved_here_runs_from_the_command_line(server: Server, 
         d = c.get("/api/investigations/fin7-cli/diff").json()
     assert len(runs) == 2  # the run `flowpivot investigation run` recorded is the workspace's too
     assert d["diff"]["changed"] is False
+
+
+def test_a_full_queue_refuses_more_hunts(scen: Scenario, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flowpivot.workspace import jobs
+    from flowpivot.workspace.config import Settings
+
+    monkeypatch.setattr(jobs, "MAX_WAITING", 1)
+    q = jobs.HuntJobs(Settings(store=scen.store, workspace=tmp_path / "ws", asn_dbs=[scen.asn]))
+    seeds = [("fin7.txt", scen.seeds.read_bytes())]
+    try:
+        h = q.start(seeds, {})
+        with pytest.raises(jobs.Busy, match="1 hunts are queued or running"):
+            q.start(seeds, {})
+        while h.status in ("queued", "running"):
+            q.wait(h, len(h.stages), timeout=1)
+        assert h.status == "done"
+        assert q.start(seeds, {}).status in ("queued", "running", "done")  # room again
+    finally:
+        q.close()

@@ -32,6 +32,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"model": Problem, "description": "Cross-site request or missing form token."},
     404: {"model": Problem, "description": "No such item."},
     413: {"model": Problem, "description": "Request body over the upload limit."},
+    429: {"model": Problem, "description": "Too many hunts queued or running."},
 }
 
 router = APIRouter(prefix="/api", responses=ERRORS)

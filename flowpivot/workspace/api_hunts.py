@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from .api import ERRORS, bad_request, settings_of
 from .config import PathRefused, Settings, inside, upload_name
-from .jobs import Hunt, HuntJobs
+from .jobs import Busy, Hunt, HuntJobs
 
 __all__ = ["router", "HuntParamsIn", "start_hunt", "write_export", "EXPORT_FORMATS"]
 
@@ -74,6 +74,8 @@ def start_hunt(jobs: HuntJobs, seeds: list[tuple[str, bytes]], params: dict[str,
 
     try:
         return jobs.start(seeds, params)
+    except Busy as e:
+        raise HTTPException(429, str(e)) from None
     except (FlowpivotError, ValueError, TypeError) as e:
         raise bad_request(e) from None
 

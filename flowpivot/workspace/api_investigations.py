@@ -13,7 +13,7 @@ from .api import ERRORS, bad_request, settings_of
 from .api_hunts import HuntInfo, hunt_or_404, jobs_of
 from .config import Settings
 from .investigations import Investigations, NotFound, WorkspaceError, seed_sets_from_files
-from .jobs import Hunt, HuntJobs
+from .jobs import Busy, Hunt, HuntJobs
 
 __all__ = ["router", "get_investigation_or_404", "store_of", "save_hunt", "rerun", "diff_runs", "takedown_of"]
 
@@ -139,6 +139,8 @@ def post_run(request: Request, ref: str, body: RunIn) -> dict[str, Any]:
     it = _get(inv, ref)
     try:
         return rerun(settings_of(request), inv, jobs_of(request), it).info()
+    except Busy as e:
+        raise HTTPException(429, str(e)) from None
     except (WorkspaceError, ValueError, TypeError) as e:
         raise bad_request(e) from None
 

@@ -21,7 +21,15 @@ from typing import Any
 
 from .config import Settings, inside
 
-__all__ = ["Hunt", "HuntJobs", "STAGES"]
+__all__ = ["Busy", "Hunt", "HuntJobs", "MAX_WAITING", "STAGES"]
+
+#: Hunts queued or running at once; one more is refused (Busy) rather than queued without end.
+MAX_WAITING = 16
+
+
+class Busy(RuntimeError):
+    """Too many hunts are waiting already."""
+
 
 #: The stages a hunt reports, in order (flowpivot/hunt/engine.py ``step``).
 STAGES = ("window", "pivot", "sessions", "victims", "noise", "expansion", "clusters", "seeds", "output")
@@ -135,6 +143,9 @@ class HuntJobs:
         investigation records its run there); ``label`` names what started it."""
         from ..hunt import HuntParams, read_seeds
 
+        waiting = sum(1 for h in self.hunts.values() if h.status in ("queued", "running"))
+        if waiting >= MAX_WAITING:
+            raise Busy(f"{waiting} hunts are queued or running; start this one when they are done")
         HuntParams().replace(**params)  # unknown or ill-typed parameters fail before anything is queued
         hid = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
         d = self.root / hid

@@ -64,7 +64,7 @@ def rerun_form(request: Request, ref: str, csrf_token: Annotated[str | None, For
         h = rerun(settings_of(request), store_of(request), jobs_of(request), it)
     except HTTPException as e:
         return _error(request, e)
-    except (WorkspaceError, ValueError, TypeError) as e:
+    except (WorkspaceError, ValueError, TypeError, RuntimeError) as e:
         return _error(request, HTTPException(400, str(e)))
     return RedirectResponse(f"/hunts/{h.id}?investigation={it.id}", 303)
 
