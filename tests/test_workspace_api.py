@@ -266,3 +266,22 @@ def test_a_full_queue_refuses_more_hunts(scen: Scenario, tmp_path: Path, monkeyp
         assert q.start(seeds, {}).status in ("queued", "running", "done")  # room again
     finally:
         q.close()
+
+
+def test_pages_of_a_hunt_whose_seeds_the_flows_never_saw(server: Server, shared_data: Path) -> None:
+    """The published FIN7 list (maltrail) over the simulated store: no seed in the flows, no cluster,
+    seeds without counts. Every page of it renders."""
+    iocs = shared_data / "iocs" / "maltrail-fin7.txt"
+    with server.client() as c:
+        ft = c.get("/").text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+        r = c.post("/api/hunts/upload", files={"files": (iocs.name, iocs.read_bytes())}, data={"csrf_token": ft})
+        assert r.status_code == 202, r.text
+        h = wait_hunt(c, r.json()["id"])
+        result = c.get(f"/api/hunts/{h['id']}/result").json()
+        assert h["status"] == "done" and not result["clusters"]
+        assert {s["status"] for s in result["seeds"]} == {"unseen"}
+        seed = result["seeds"][0]["ip"]
+        for p in (f"/hunts/{h['id']}", f"/ip/{seed}?hunt={h['id']}", "/"):
+            page = c.get(p)
+            assert page.status_code == 200, (p, page.text[:300])
+        assert "unseen" in c.get(f"/hunts/{h['id']}").text

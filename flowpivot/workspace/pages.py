@@ -9,7 +9,7 @@ from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse
-from jinja2 import ChainableUndefined, Environment, PackageLoader
+from jinja2 import ChainableUndefined, Environment, PackageLoader, Undefined
 from markupsafe import Markup
 
 from ..textsafe import visible
@@ -32,10 +32,13 @@ def _finalize(value: Any) -> Any:
 
 
 def _num(v: Any) -> str:
+    """A count with thousands separators; nothing for a missing value (an unseen seed has no flows)."""
+    if v is None or isinstance(v, Undefined):
+        return ""
     try:
         return f"{int(v):,}"
     except (TypeError, ValueError):
-        return "" if v is None else str(v)
+        return str(v)
 
 
 def _iso_ms(ms: int) -> str:
