@@ -14,6 +14,7 @@ browser itself (no console error, no request leaves the server). Screenshots go 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -164,3 +165,29 @@ def test_analyst_session_end_to_end(browser: Any, server: Server, scen: Scenario
     ctx.close()
     assert not problems, problems
     assert all(u.startswith(server.url) for u in requests), [u for u in requests if not u.startswith(server.url)]
+
+
+def test_hostile_names_are_text_in_chromium(browser: Any, scen: Scenario, tmp_path: Path) -> None:
+    """AS names that are markup and terminal escapes, rendered by Chromium: no dialog, no element of
+    theirs, their text shown with the controls made visible."""
+    html = '<script>alert("owned")</script><img src=x onerror=alert(1)>'
+    evil = "\x1b[2J\x1b]0;pwned\x07 \u202eevil"
+    tsv = tmp_path / "hostile.tsv"
+    tsv.write_text("".join(f"{ln.rsplit(chr(9), 1)[0]}\t{html} {evil}\n" for ln in scen.asn.read_text().splitlines()))
+    member = sorted(_members(scen.truth))[0]
+    with running(scen.store, tmp_path / "ws", "--asn-db", str(tsv)) as s:
+        ctx = browser.new_context()
+        page = ctx.new_page()
+        dialogs: list[str] = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(f"{s.url}/ip/{member}")
+        page.wait_for_selector("body[data-ready='1']")
+        owner = page.inner_text("#owner")
+        peers = page.inner_text("#peers")
+        imgs = page.locator("img").count()
+        scripts = page.evaluate("Array.from(document.scripts).map(s => s.src)")
+        ctx.close()
+    assert not dialogs and imgs == 0
+    assert scripts == [f"{s.url}/static/app.js"]
+    assert html in owner and "\\x1b[2J\\x1b]0;pwned\\x07" in owner and "\\u202eevil" in owner
+    assert html in peers
