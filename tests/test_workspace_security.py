@@ -268,3 +268,13 @@ def test_hostile_as_names_and_whois_strings_are_text_on_every_page(scen: Scenari
         assert HTML in "".join(parse(c.get(f"/ip/{member}").text).text)
         whois_page = "".join(parse(c.get(f"/ip/{member}").text).text)
         assert "allocation:" in whois_page and HTML in whois_page.split("allocation:", 1)[1]
+
+
+def test_a_generated_token_is_printed_once_and_required(scen: Scenario, tmp_path: Path) -> None:
+    with running(scen.store, tmp_path / "ws", "--generate-token", host="0.0.0.0") as s, s.client() as c:
+        printed = [ln for ln in s.log.read_text().splitlines() if "?token=" in ln]
+        assert len(printed) == 1 and "kept nowhere" in printed[0]
+        token = printed[0].split("?token=", 1)[1].split()[0]
+        assert c.get("/api/hunts").status_code == 401
+        assert c.get("/api/hunts", headers={"authorization": f"Bearer {token}"}).status_code == 200
+    assert not list(tmp_path.rglob("*token*"))  # kept nowhere
