@@ -82,12 +82,18 @@ def test_analyst_session_end_to_end(browser: Any, server: Server, scen: Scenario
     assert page.locator("#peers tbody tr").count() > 0
     assert "AS" in page.inner_text("#owner")
 
-    # run the FIN7 hunt from the browser
+    # run the FIN7 hunt from the browser, behind another one so that its page opens while it waits
+    # and the page's own script follows it to the end (the stage events, then a reload)
+    with server.client() as c:
+        assert c.post("/api/hunts", json={"seeds": scen.seeds.read_text()}).status_code == 202
     page.goto(server.url + "/")
     page.set_input_files("#seed-files", str(scen.seeds))
     page.click("#hunt-start")
     page.wait_for_url("**/hunts/*")
+    assert page.get_attribute("#hunt-status", "data-status") in ("queued", "running")
+    page.screenshot(path=str(SHOTS / "hunt-waiting.png"), clip={"x": 0, "y": 0, "width": 1400, "height": 200})
     page.wait_for_selector("#hunt-status[data-status='done']", timeout=120_000)
+    assert any(u.endswith("/events") for u in requests)
     assert page.locator("#stages li.done").count() == page.locator("#stages li").count()
     shot("hunt")
     page.locator("#graph").scroll_into_view_if_needed()

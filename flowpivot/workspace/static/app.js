@@ -7,6 +7,8 @@
     const es = new EventSource(stages.dataset.events);
     es.addEventListener("stage", (ev) => {
       const s = JSON.parse(ev.data);
+      const st = document.getElementById("hunt-status");
+      if (st) { st.textContent = "running"; }
       const li = stages.querySelector(`li[data-stage="${CSS.escape(s.stage)}"]`);
       if (li) {
         li.className = "done";
