@@ -23,6 +23,10 @@ def test_demo_writes_every_output_and_finds_the_planted_clusters(tmp_path: Path)
         assert (out / name).stat().st_size > 0
     assert list((out / "abuse").glob("abuse-AS*.txt"))
     assert f"open the report: {out / 'report.html'}" in res.stdout
+    assert (
+        f"open the workspace: flowpivot serve --store {out / 'store'} --asn-db {out / 'scenario' / 'asn.tsv'}"
+        in res.stdout
+    )
     # run twice in a row (`make demo` again): the captures are already in the store, nothing is
     # stored twice, no false "bad input" or "give template files first", the same result
     again = CliRunner().invoke(app, ["demo", "--out", str(out), "--flows", "200000"])

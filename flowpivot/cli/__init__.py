@@ -17,7 +17,20 @@ app = typer.Typer(
 )
 
 # One module per stage, in pipeline order; each defines register(app).
-COMMAND_MODULES = ("ingest", "collect", "store", "index", "enrich", "ip", "hunt", "report", "watch", "simulate", "demo")
+COMMAND_MODULES = (
+    "ingest",
+    "collect",
+    "store",
+    "index",
+    "enrich",
+    "ip",
+    "hunt",
+    "report",
+    "watch",
+    "serve",
+    "simulate",
+    "demo",
+)
 
 
 def _version(value: bool) -> None:

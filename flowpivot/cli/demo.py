@@ -43,6 +43,15 @@ def demo(
     for kind, p in run.reports.items():
         out.print(f"{kind}: {p}", soft_wrap=True)
     out.print(f"[bold]open the report:[/] {run.reports.get('html', run.out_dir / 'report.html')}", soft_wrap=True)
+    out.print(f"[bold]open the workspace:[/] {serve_command(run.out_dir)}", soft_wrap=True, highlight=False)
+
+
+def serve_command(out_dir: Path) -> str:
+    """The one command that opens the workspace (``flowpivot serve``) on the demo's store."""
+    import shlex
+
+    store, asn = out_dir / "store", out_dir / "scenario" / "asn.tsv"
+    return f"flowpivot serve --store {shlex.quote(str(store))} --asn-db {shlex.quote(str(asn))}"
 
 
 def register(app: typer.Typer) -> None:
