@@ -347,7 +347,7 @@ class Investigations:
             row = con.execute("SELECT id FROM investigations WHERE id = ?", (ref,)).fetchone()
         else:
             row = con.execute("SELECT id FROM investigations WHERE name = ?", (str(ref),)).fetchone()
-            if row is None and str(ref).isdigit():
+            if row is None and str(ref).isascii() and str(ref).isdigit():
                 row = con.execute("SELECT id FROM investigations WHERE id = ?", (int(ref),)).fetchone()
         if row is None:
             raise NotFound(f"no investigation {ref!r} in {self.path}")
