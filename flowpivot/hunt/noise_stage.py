@@ -235,6 +235,8 @@ class NoiseStage:
             f"the hosts tested with it: at least {adj_low:.2g}): not above chance at {pop.level:.2g}"
         )
         out = exclusion({**bound, "reason": kind, "detail": detail, "p_global": p_low}, len(seeds))
+        out["specificity"] = None  # its known peers were not counted
+        out.pop("known_bound", None)
         out.update({"p_value": p_low, "p_adjusted": adj_low, "p_bound": "lower", "draws": draws,
                     "draws_bound": "lower", "substantial_seeds": len(seeds),
                     "confidence": round(1.0 - adj_low, 6)})  # fmt: skip
