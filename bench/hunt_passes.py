@@ -5,7 +5,8 @@ on the store of ``bench.hunt --keep DIR`` (built with ``--index`` to time the in
 
 It runs one hunt and times each call of the engine's passes (the session pass ``create_pairs``,
 the reach pass ``create_reach``, the keeping scan ``keep_touching``, the exact known-peer count
-``_condemn_counted``), named by their anchor table (``seeds``, ``cand``, ``memb``, ``xa1``, ...).
+``_condemn_counted``, the managed-draws bound from the index's host-peer table ``managed_bounds``
+and the reach of the hosts it left undecided ``count_more``), named by their anchor table (``seeds``, ``cand``, ``memb``, ``xa1``, ...).
 The hunt's own step timings are printed too.
 """
 
@@ -18,11 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import flowpivot.hunt.engine as engine
+import flowpivot.hunt.expansion as expansion
+import flowpivot.hunt.noise_stage as noise_stage
 import flowpivot.hunt.reach as reach
 
 # (module, function): the passes are called through these module attributes
-PASSES = ((engine, "create_pairs"), (engine, "create_reach"), (reach, "create_reach"), (reach, "keep_touching"),
-          (reach, "_condemn_counted"))  # fmt: skip
+PASSES = ((engine, "create_pairs"), (expansion, "create_pairs"), (expansion, "create_reach"), (reach, "create_reach"),
+          (reach, "keep_touching"), (reach, "_condemn_counted"), (noise_stage, "managed_bounds"),
+          (noise_stage, "count_more"))  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:

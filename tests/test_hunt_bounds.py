@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-import flowpivot.hunt.engine as engine
+import flowpivot.hunt.noise_stage as noise_stage
 import flowpivot.hunt.reach as reach
 from flowpivot.hunt import hunt
 from flowpivot.ingest import ingest_paths
@@ -88,13 +88,13 @@ def test_members_sessions_from_kept_flows_equal_a_scan_of_the_store(
     """The members' session pass reads the flows the candidates' reach pass kept, or the store."""
     store, seeds, asn = fin7_store
     calls: list[str | None] = []
-    real = engine.create_pairs
+    real = noise_stage.create_pairs
 
     def spy(*a: Any, **k: Any) -> None:
         calls.append(k.get("source"))
         real(*a, **k)
 
-    monkeypatch.setattr(engine, "create_pairs", spy)
+    monkeypatch.setattr(noise_stage, "create_pairs", spy)  # the members' session pass
     monkeypatch.setattr(reach, "KEEP_SHARE", 0.5)  # this small store's candidates hold a few % of it
     kept = hunt(store, [seeds], asn_dbs=[asn])
     assert "cand_flows" in calls  # the kept flows were used

@@ -40,6 +40,15 @@ def test_hypergeometric_tail_equals_counting(k: int, population: int, targets: i
     assert hypergeom_sf(k, population, targets, draws) == pytest.approx(want, rel=1e-9)
 
 
+def test_hypergeometric_tail_of_large_draws_equals_counting() -> None:
+    """Thousands of draws: the sum stops where the terms underflow; oracle: exact integers."""
+    from fractions import Fraction
+
+    for k, n, t, d in ((2, 6000, 400, 3000), (7, 20000, 900, 5000), (40, 8000, 600, 4000)):
+        exact = sum(Fraction(math.comb(t, i) * math.comb(n - t, d - i)) for i in range(k, min(t, d) + 1))
+        assert hypergeom_sf(k, n, t, d) == pytest.approx(float(exact / math.comb(n, d)), rel=1e-9)
+
+
 def test_hypergeometric_tail_against_sampling() -> None:
     rng = np.random.default_rng(3)
     pop = np.zeros(2_000, bool)
@@ -64,6 +73,69 @@ def test_holm_adjusts_like_the_textbook() -> None:
     adj = holm({"a": 0.01, "b": 0.04, "c": 0.03, "d": 0.005})
     # sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1, made monotone
     assert adj == pytest.approx({"d": 0.02, "a": 0.03, "c": 0.06, "b": 0.06})
+
+
+def _holm_by_hand(p: dict[str, float]) -> dict[str, float]:
+    """Holm's adjusted p-values from the definition: the largest of min(1, (m - j) p_(j)) over
+    the hosts ranked up to each (ties by name, as the engine ranks them)."""
+    order = sorted(p, key=lambda k: (p[k], k))
+    m = len(order)
+    return {k: max(min(1.0, (m - j) * p[order[j]]) for j in range(i + 1)) for i, k in enumerate(order)}
+
+
+def test_holm_on_bounds_decides_only_what_every_true_value_decides() -> None:
+    """Oracle: Holm's adjustment by hand of true p-values drawn anywhere above the bounds."""
+    from flowpivot.hunt.rules.enrichment import holm_bounded
+
+    rng = np.random.default_rng(7)
+    level = 0.01
+    seen = {"undecided": 0, "settled": 0, "loose": 0, "unsettled": 0}
+    for _ in range(600):
+        m = int(rng.integers(2, 12))
+        raw = {f"h{i}": float(10 ** rng.uniform(-5, 0)) for i in range(m)}
+        low_keys = {k for k in raw if rng.random() < 0.4}
+        exact = {k: v for k, v in raw.items() if k not in low_keys}
+        lower = {k: raw[k] for k in low_keys}
+        decided, adjusted, loose = holm_bounded(exact, lower, level)
+        assert decided <= low_keys and loose <= set(exact)
+        for _ in range(5):  # true p-values anywhere in [bound, 1]
+            true = {**exact, **{k: float(rng.uniform(v, 1.0)) for k, v in lower.items()}}
+            want = _holm_by_hand(true)
+            assert all(want[k] > level for k in decided)
+            if adjusted is not None:
+                for k in exact:  # the same verdict, and the exact adjustment unless loose
+                    assert (adjusted[k] <= level) == (want[k] <= level)
+                    if k in loose:
+                        assert adjusted[k] <= want[k] + 1e-12
+                    else:
+                        assert adjusted[k] == pytest.approx(want[k])
+                assert all(adjusted[k] <= want[k] + 1e-12 for k in decided)
+        if decided != low_keys:
+            seen["undecided"] += 1
+            assert adjusted is None
+        elif adjusted is None:
+            seen["unsettled"] += 1
+        elif decided:
+            seen["loose" if loose else "settled"] += 1
+    # the draws exercise every branch; an exact host's verdict never depends on the decided hosts
+    # (a member ranks before every decided host, whose adjusted bound already exceeds the level)
+    assert seen["undecided"] and seen["settled"] and seen["loose"] and not seen["unsettled"], seen
+
+
+def test_enrichment_tail_grows_with_the_draws_so_a_lower_bound_of_them_bounds_p() -> None:
+    """The managed-draws bound (reach.managed_bounds) gives a lower bound of p only if the tail
+    grows with the draws at fixed hits; oracle: the tail by counting (math.comb)."""
+    from flowpivot.hunt.rules.enrichment import managed_lower_bound
+
+    def tail(k: int, n: int, t: int, d: int) -> float:
+        return sum(math.comb(t, i) * math.comb(n - t, d - i) for i in range(k, min(t, d) + 1)) / math.comb(n, d)
+
+    for hits, pop, seeds in ((2, 400, 12), (3, 900, 40), (1, 260, 5)):
+        ps = [seed_enrichment(hits, d, pop, seeds).p_global for d in range(1, 200)]
+        assert ps == sorted(ps)
+        for d in (hits, 50, 199):
+            assert ps[d - 1] == pytest.approx(tail(hits, pop, seeds, d), rel=1e-9)
+    assert managed_lower_bound(120, 30) == 90 and managed_lower_bound(10, 30) == 0
 
 
 # ----- substance ----------------------------------------------------------------------------------

@@ -15,7 +15,6 @@ import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -26,32 +25,26 @@ from . import sessions as S
 from .checks import hunt_warnings, require_store, store_span
 from .context import HuntContext
 from .expansion import ExpansionStage
-from .keys import ip_of, ip_sort_key, iso, key_list, key_of, key_sort, load_anchors
+from .keys import ip_of, ip_sort_key, iso, key_of, key_sort, load_anchors
 from .noise import Allowlist, read_allowlist
+from .noise_stage import NoiseStage
 from .output import cluster_dict, enrich_rows, overlaps, pairs_out, timelines
 from .params import HuntParams
 from .pivot import create_pairs, ipkey_macro
 from .provider import Provider, enriched
-from .reach import NO_STATS, bounded_reach, degrees, local_peers, managed_counts, median_degree
 from .rules import (
-    HostStats,
     PairStats,
-    Population,
     SeedActivity,
     Series,
     classify_series,
     cluster_confidence,
     components,
-    enrichment_of,
-    holm,
-    noise_verdict,
     seed_status,
     small_client,
     substance,
 )
-from .rules.substance import ORDER_OF_MAGNITUDE
 from .seeds import SeedSet, read_seeds
-from .verdicts import apply_allowlist, exclusion, noise_keys, probe_dict, services, state, stem, verdict_keys, victims
+from .verdicts import apply_allowlist, probe_dict, services, state, stem, victims
 from .window import population, start_stats, window, window_flows
 
 __all__ = ["hunt", "HuntRun", "FORMAT", "DEFAULTS"]
@@ -100,7 +93,7 @@ def hunt(
         return run.result()
 
 
-class HuntRun(ExpansionStage):
+class HuntRun(NoiseStage, ExpansionStage):
     """One hunt's state, stage by stage. Use as a context manager (it owns a connection)."""
 
     def __init__(
@@ -303,164 +296,6 @@ class HuntRun(ExpansionStage):
         self.seed_clients = {
             k: all(x["initiator"] == "anchor" for x in ps if x["established"]) and any(x["established"] for x in ps)
             for k, ps in self.by_peer.items()
-        }
-
-    # ---- noise -----------------------------------------------------------------------------------
-
-    def _population(self, yardstick: float, tested: int, targets: int | None = None) -> Population:
-        """The first round's population; its level is ``alpha`` unadjusted (see ``noise_verdict``)."""
-        seeds = len(self.active_seeds) if targets is None else targets
-        return Population(
-            max(self.hosts_in_window, 1), seeds, yardstick, self.p.alpha, self.p.min_specificity, self.p.min_seeds
-        )
-
-    def _judge(self, pop: Population, hits: dict[str, int]) -> Callable[[str, dict[str, Any]], dict[str, Any] | None]:
-        def judge(k: str, b: dict[str, Any]) -> dict[str, Any] | None:
-            h = HostStats(
-                degree=int(b["degree"]),
-                known=int(b["known"]),
-                fan_out=int(b["fan_out"]),
-                fan_in=int(b["fan_in"]),
-                seeds=hits.get(k, 0),
-                seed_clients=self.seed_clients.get(k, False),
-                substantial=self.substantial.get(k, 0),
-                bound=b.get("bound"),
-            )
-            v = noise_verdict(h, pop, enrichment=False)
-            if v is None:
-                return None
-            return {"reason": v.reason, "detail": v.detail}
-
-        return judge
-
-    def noise(self) -> None:
-        """Two rounds over the candidates' reach in the whole window (:mod:`.rules.noise`): round 1
-        finds scanners and shared services, round 2 judges the rest without the noise among their peers."""
-        con, p = self.ctx, self.p
-        cands = self.candidates_
-        self.seed_degree = median_degree(con, "sp")
-        self.seed_reach = self.seed_degree
-        if not cands:
-            self.step("noise")
-            return
-        self.tested = len(cands)
-        known = self.seed_key_set | set(cands)
-        pop1 = self._population(self.seed_degree, self.tested)
-        condemned, kept = bounded_reach(
-            con,
-            "cand",
-            list(cands),
-            known,
-            self._judge(pop1, self.seeds_touched),
-            self.since_ms,
-            self.until_ms,
-            "cr",
-            keep="cand_flows",
-        )
-        for k, b in condemned.items():
-            self.excluded[k] = exclusion(b, len(cands[k]))
-        stats = degrees(con, "cr", known, set())
-        local = self._local(cands, "cr")
-        for k in cands:
-            if k in condemned:
-                continue
-            v = noise_verdict(self._host(k, stats.get(k, NO_STATS), local.get(k)), pop1, enrichment=False)
-            if v is not None:
-                self.excluded[k] = exclusion({**stats.get(k, NO_STATS), **verdict_keys(v)}, len(cands[k]))
-        # round 2: the seeds' own reach without the noise (scanners and victims inflate a seed's
-        # degree, not its reach), and each candidate's peers without those found to be noise; the
-        # enrichment tests of all candidates together, adjusted by Holm's step-down
-        self.seed_reach = median_degree(con, "sp", set(self.excluded))
-        alive = {k: v for k, v in cands.items() if k not in self.excluded}
-        known = self.seed_key_set | set(alive)
-        # the seeds count by their degree (without the noise among their peers): seeds that are
-        # busy servers are reached more often by chance than a host of average degree
-        pop2 = Population(max(self.hosts_in_window, 1), self._seed_mass(), self.seed_reach, p.alpha,
-                          p.min_specificity, p.min_seeds)  # fmt: skip
-        stats = degrees(con, "cr", known, set(self.excluded))
-        # the draws of the enrichment test: the peers each candidate holds sessions with of the
-        # kind it holds with the seeds (rules.substance.managed_like), not the sites it browses
-        managed = managed_counts(con, "cr", alive, self.seed_key_set, set(self.excluded), ORDER_OF_MAGNITUDE)
-        hosts = {
-            k: replace(
-                self._host(k, stats.get(k, NO_STATS), local.get(k), noise=True),
-                draws=max(managed.get(k, (0, 0))[0], 1), draw_hits=managed.get(k, (0, 0))[1],
-            )
-            for k in alive
-        }  # fmt: skip
-        tests = {k: enrichment_of(h, pop2) for k, h in hosts.items()}
-        adjusted = holm({k: e.p for k, e in tests.items()})
-        for k, seeds in alive.items():
-            v = noise_verdict(hosts[k], pop2, p_adjusted=adjusted[k])
-            e = tests[k]
-            info = {**noise_keys(stats.get(k, NO_STATS)), "p_value": e.p, "p_adjusted": adjusted[k],
-                    "p_global": e.p_global, "p_local": e.p_local, "substantial_seeds": len(seeds),
-                    "confidence": round(1.0 - adjusted[k], 6)}  # fmt: skip
-            if v is not None:
-                self.excluded[k] = {"reason": v.reason, "detail": v.detail, "seeds": len(seeds), **info}
-            else:
-                self.members[k] = seeds
-                self.member_stats[k] = info
-        if self.members and p.hops > 0:
-            # sessions around the members only, for the expansion (every member is a candidate
-            # the bound did not condemn: its flows are in cand_flows when they were kept)
-            load_anchors(con, "memb", list(self.members))
-            create_pairs(
-                con, "memb", "cp", self.since_ms, self.until_ms, services=False, full=False,
-                source="cand_flows" if kept else None,
-            )  # fmt: skip
-        con.execute("DROP TABLE IF EXISTS cand_flows")
-        self.step("noise")
-
-    def _seed_mass(self) -> int:
-        """The active seeds' degree mass in hosts of average degree (at least their number)."""
-        n = len(self.active_seeds)
-        if not self.edges_in_window or not self.hosts_in_window:
-            return n
-        key_list(self.ctx, "smass_noise", set(self.excluded))
-        deg = self.ctx.sql(
-            "SELECT count(*) FROM sp WHERE peer IS NOT NULL AND peer <> anchor AND peer NOT IN (SELECT k FROM smass_noise)"
-        ).fetchall()[0][0]
-        self.ctx.unregister("smass_noise")
-        mean = 2.0 * self.edges_in_window / self.hosts_in_window
-        return int(min(self.hosts_in_window, max(n, round(float(deg) / mean)))) if mean > 0 else n
-
-    def _host(self, k: str, s: dict[str, Any], local: tuple[int, int, int] | None, noise: bool = False) -> HostStats:
-        return HostStats(
-            degree=int(s["degree"]),
-            known=int(s["known"]),
-            fan_out=int(s["fan_out"]),
-            fan_in=int(s["fan_in"]),
-            seeds=self.seeds_touched.get(k, 0),
-            seed_clients=self.seed_clients.get(k, False),
-            substantial=self.substantial.get(k, 0),
-            known_in=int(s.get("known_in") or 0),
-            noise=int(s["noise"]) if noise else None,
-            noise_in=int(s.get("noise_in") or 0) if noise else 0,
-            local=local,
-        )
-
-    def _local(self, hosts: dict[str, set[str]], table: str) -> dict[str, tuple[int, int, int]]:
-        """(address space, active seeds, the host's peers) of the seeds' IPv4 prefixes each host touched."""
-        bits = self.p.local_prefix_v4
-        seed_pfx: dict[str, int] = {
-            s: int(np.uint32(int.from_bytes(bytes(map(int, s.split("."))), "big"))) >> (32 - bits)
-            for s in self.active_seeds
-            if not s.startswith("v6:")
-        }
-        per_pfx: dict[int, int] = defaultdict(int)
-        for x in seed_pfx.values():
-            per_pfx[x] += 1
-        prefixes: dict[str, set[int]] = {}
-        for k in hosts:
-            if k.startswith("v6:"):
-                continue
-            ps = {seed_pfx[x["anchor"]] for x in self.by_peer.get(k, []) if x["anchor"] in seed_pfx}
-            if ps:
-                prefixes[k] = ps
-        counts = local_peers(self.ctx, table, prefixes, bits)
-        return {
-            k: (len(ps) << (32 - bits), sum(per_pfx[x] for x in ps), counts.get(k, 0)) for k, ps in prefixes.items()
         }
 
     # ---- clusters --------------------------------------------------------------------------------

@@ -16,14 +16,24 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..sqltext import sql_str
 from ..store import DAY_MS
-from .keys import key_list, load_anchors
+from .keys import anchor_table, key_list, load_anchors
 from .pivot import create_reach, day_bounds, keep_touching, known_counts_sql
 
 if TYPE_CHECKING:
     from .context import HuntContext
 
-__all__ = ["median_degree", "degrees", "bounded_reach", "managed_counts", "NO_STATS"]
+__all__ = [
+    "median_degree",
+    "degrees",
+    "bounded_reach",
+    "count_more",
+    "managed_bounds",
+    "managed_counts",
+    "peer_table",
+    "NO_STATS",
+]
 
 log = logging.getLogger("flowpivot.hunt")
 
@@ -116,12 +126,17 @@ def bounded_reach(
     until_ms: int,
     out: str,
     keep: str | None = None,
-) -> tuple[dict[str, dict[str, Any]], bool]:
+    defer: Callable[[str], bool] | None = None,
+) -> tuple[dict[str, dict[str, Any]], bool, dict[str, dict[str, Any]]]:
     """The reach table ``out`` for ``keys``, without the hosts ``judge`` condemns from a bound.
 
-    Returns the condemned hosts (their bound statistics and the verdict) and whether ``keep``
+    Returns the condemned hosts (their bound statistics and the verdict), whether ``keep``
     now holds every flow of the other hosts (every column, for their session pass; see
-    ``keep_touching``), which it does when they are few.
+    ``keep_touching``), which it does when they are few, and the deferred hosts with their bound
+    statistics: with the index's host-peer table, hosts with a host-day bound that ``defer``
+    accepts (no count can make the judge condemn them) are left out of ``out``; the caller
+    bounds their managed draws from the table (:func:`managed_bounds`) and counts them
+    (:func:`count_more`) only when that does not decide them.
     """
     condemned: dict[str, dict[str, Any]] = {}
     lower: dict[str, dict[str, Any]] = {}
@@ -163,6 +178,10 @@ def bounded_reach(
             skipped, need = need, []
         condemned.update(_condemn_counted(con, name, need, known, lower, judge, since_ms, until_ms))
     rest = [k for k in keys if k not in condemned]
+    deferred: dict[str, dict[str, Any]] = {}
+    if days is not None and defer is not None and peer_table(con) is not None:
+        deferred = {k: lower[k] for k in rest if k in lower and defer(k)}
+        rest = [k for k in rest if k not in deferred]
     kept = False
     if keep:
         # The estimate above is low for hosts busy only before the window's last eighth, so the
@@ -177,10 +196,30 @@ def bounded_reach(
         # skipped hosts up, or scans when that costs less, and needs no count first)
         if not kept and skipped and days is None:
             condemned.update(_condemn_counted(con, name, skipped, known, lower, judge, since_ms, until_ms))
-            rest = [k for k in keys if k not in condemned]
+            rest = [k for k in keys if k not in condemned and k not in deferred]
     load_anchors(con, name, rest)
     create_reach(con, name, out, since_ms, until_ms, source=keep if kept else None)
-    return condemned, kept
+    return condemned, kept, deferred
+
+
+def peer_table(con: HuntContext) -> tuple[str, int] | None:
+    """The index's host-peer table and its flow threshold, when it covers every flow of the
+    window (an index built with it, and no store file in the window written since)."""
+    plan = con.plan
+    if plan is None or plan.peers is None or plan.rest:
+        return None
+    return str(plan.peers), int(plan.peers_min_flows)
+
+
+def count_more(con: HuntContext, name: str, keys: Sequence[str], out: str, since_ms: int, until_ms: int) -> None:
+    """Add ``keys``' reach over the window to the reach table ``out`` (hosts deferred by
+    :func:`bounded_reach` that their bound did not decide)."""
+    if not keys:
+        return
+    load_anchors(con, name, keys)
+    create_reach(con, name, f"{out}_more", since_ms, until_ms)
+    con.execute(f"INSERT INTO {out} SELECT * FROM {out}_more")
+    con.execute(f"DROP TABLE {out}_more")
 
 
 def _condemn_counted(
@@ -245,3 +284,88 @@ def managed_counts(
     for name in ("mpairs_arrow", "target_arrow", "mnoise_arrow"):
         con.unregister(name)
     return {a: (int(m), int(h)) for a, m, h in rows}
+
+
+def managed_bounds(
+    con: HuntContext,
+    name: str,
+    pairs: dict[str, set[str]],
+    seeds: str,
+    noise: set[str],
+    margin: float,
+    since_ms: int,
+    until_ms: int,
+) -> dict[str, tuple[int, int]]:
+    """Per anchor of ``pairs``: a lower bound of its managed draws (:func:`managed_counts`) from
+    the index's host-peer table, and its hits, exact, from the seeds' pair table ``seeds``.
+
+    The floor (its smallest session with the seeds in ``pairs[anchor]``, over ``margin``) and the
+    hits come from the seed pass, which holds every flow between the seeds and the anchor in the
+    window. The table holds, for a host with at least its threshold of flows on a side, each
+    peer's estimated packets over the whole store and its distinct connections on each side
+    added (at least its distinct connections). A peer counts when every flow of it starts inside
+    the window and its packets reach the floor times those connections. Hosts with rows from one
+    side only lose one counted peer per flow the other side may hold (fewer than the threshold).
+    Anchors with no rows are left out. See docs/hunt.md, "Managed draws from a bound".
+    """
+    import pyarrow as pa
+
+    from .rules.enrichment import managed_lower_bound
+
+    table = peer_table(con)
+    rows_ = [(a, s) for a, ss in pairs.items() for s in ss]
+    if table is None or not rows_:
+        return {}
+    path, min_flows = table
+    load_anchors(con, name, sorted(pairs))
+    con.register(
+        "bpairs_arrow",
+        pa.table(
+            {"a": pa.array([r[0] for r in rows_], pa.string()), "s": pa.array([r[1] for r in rows_], pa.string())}
+        ),
+    )
+    key_list(con, "bnoise_arrow", noise)
+    pk = "(s.a_packets_est + s.p_packets_est)::DOUBLE"
+    floors = f"""SELECT s.peer AS anchor, min({pk} / greatest(s.conns, 1)) / {float(margin)} AS floor
+        FROM {seeds} s JOIN bpairs_arrow m ON s.peer = m.a AND s.anchor = m.s GROUP BY s.peer"""
+    hits = dict(
+        con.sql(
+            f"""WITH f AS ({floors})
+            SELECT s.peer, count(*) FROM {seeds} s JOIN f ON s.peer = f.anchor
+            WHERE s.anchor <> s.peer AND {pk} >= f.floor * greatest(s.conns, 1)
+              AND s.anchor NOT IN (SELECT k FROM bnoise_arrow)
+            GROUP BY s.peer"""
+        ).fetchall()
+    )
+    src = sql_str(path)
+    # the anchors' addresses as constants, so the scan skips the row groups of other hosts
+    v4s = ", ".join(str(int(r[0])) for r in con.sql(f"SELECT DISTINCT v4 FROM {name} WHERE v4 IS NOT NULL").fetchall())
+    v6s = ", ".join(
+        "'" + "".join(f"\\x{b:02X}" for b in bytes(r[0])) + "'::BLOB"
+        for r in con.sql(f"SELECT DISTINCT v6 FROM {name} WHERE v6 IS NOT NULL").fetchall()
+    )
+    # one read of the anchors' rows; peers compared by address (no keys built per row)
+    con.register("bnoise_addr", anchor_table(sorted(noise)))
+    rows = con.sql(
+        f"""WITH f AS ({floors}),
+        x AS (
+          SELECT an.key AS anchor, an.v4 AS a4, an.v6 AS a6, h.* FROM read_parquet('{src}') h
+          JOIN {name} an ON h.v4 = an.v4 WHERE h.v4 IN ({v4s or "NULL"})
+          UNION ALL
+          SELECT an.key AS anchor, an.v4 AS a4, an.v6 AS a6, h.* FROM read_parquet('{src}') h
+          JOIN {name} an ON h.v6 = an.v6 WHERE h.v6 IN ({v6s or "NULL"}))
+        SELECT x.anchor, min(x.sides) AS sides,
+          count(*) FILTER (WHERE x.first_ms >= {int(since_ms)} AND x.last_ms < {int(until_ms)}
+            AND x.pk >= f.floor * greatest(x.conns, 1) AND n4.v4 IS NULL AND n6.v6 IS NULL
+            AND NOT (x.p4 IS NOT DISTINCT FROM x.a4 AND x.p6 IS NOT DISTINCT FROM x.a6)) AS counted
+        FROM x JOIN f ON f.anchor = x.anchor
+        LEFT JOIN bnoise_addr n4 ON x.p4 = n4.v4 LEFT JOIN bnoise_addr n6 ON x.p6 = n6.v6
+        GROUP BY x.anchor"""
+    ).fetchall()
+    con.unregister("bnoise_addr")
+    for t in ("bpairs_arrow", "bnoise_arrow"):
+        con.unregister(t)
+    return {
+        a: (managed_lower_bound(int(counted), 0 if sides >= 2 else min_flows - 1), int(hits.get(a, 0)))
+        for a, sides, counted in rows
+    }

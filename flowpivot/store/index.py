@@ -8,6 +8,7 @@ Layout::
     STORE/index/<gen>/dst.arrow    the same flows, ordered by destination address
     STORE/index/<gen>/dst.keys.npy
     STORE/index/<gen>/hosts.parquet  per busy host, UTC day and side: flows and distinct peers
+    STORE/index/<gen>/peers.parquet  per host with many flows on a side, per peer: packets, connections
     STORE/index/<gen>/manifest.json  the store files it holds (path, size, mtime) and its figures
 
 Why: a seed pivot over the arrival-ordered store decodes nearly every page of its columns, because
@@ -40,7 +41,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -49,6 +49,10 @@ import pyarrow.parquet as pq
 from ..errors import StoreError
 from ..schema import STORE_SCHEMA
 from . import DAY_MS, Store, _sql_str
+from .hosttables import HOST_PEERS_SCHEMA
+from .hosttables import host_days as _host_days
+from .hosttables import host_peers as _host_peers
+from .hosttables import merge_sides as _merge_sides
 from .sketch import file_sketch
 
 __all__ = [
@@ -122,6 +126,10 @@ class IndexPlan:
     # the host-day table (None in an index built without it)
     hosts: Path | None = None
     _open: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
+    # the per host and peer table of the hosts with at least ``peers_min_flows`` flows on a side
+    # (None in an index built without it)
+    peers: Path | None = None
+    peers_min_flows: int = HOST_DAY_MIN_FLOWS
 
     def release(self) -> None:
         self._open.clear()
@@ -384,6 +392,8 @@ def index_plan(store: Store, since_ms: int, until_ms: int) -> IndexPlan | None:
         tuple(c for c in m.get("null_columns", ()) if c in INDEX_COLUMNS),
         lock,
         d / "hosts.parquet" if (d / "hosts.parquet").exists() else None,
+        peers=d / "peers.parquet" if (d / "peers.parquet").exists() else None,
+        peers_min_flows=int(m.get("host_day_min_flows") or HOST_DAY_MIN_FLOWS),
     )
 
 
@@ -433,56 +443,6 @@ def _sorted_order(t: pa.Table, side: str) -> np.ndarray:
     # IPv6: the key holds 63 bits of the address; the rest decides among equal keys
     words = np.where(v6.is_valid().to_numpy(zero_copy_only=False)[:, None], _v6_words(v6), 0)
     return np.lexsort((words[:, 1], words[:, 0], key))
-
-
-def _host_days(t: pa.Table, side: str, min_flows: int) -> pa.Table:
-    """Per host (on ``side``), UTC day and side, for host-days with at least ``min_flows`` flows:
-    flows, distinct peers, and of those the peers it was the client of (``fan_out``, by the port
-    rule of the reach pass: the client has the higher port) and the peers that were its clients
-    (``fan_in``), each counted per peer as the reach pass counts them.
-
-    A day's distinct peers on one side are a lower bound of a host's distinct peers over any
-    window that holds the whole day: what the hunt's reach rule needs to condemn a busy host
-    without reading its flows (docs/index.md).
-    """
-    a, p = side, ("dst" if side == "src" else "src")
-    ported = "protocol IN (6, 17, 132)"
-    con = duckdb.connect()
-    con.execute("SET threads = 2")
-    con.register(
-        "t",
-        t.select(
-            [
-                f"{a}_addr_v4",
-                f"{a}_addr_v6",
-                f"{p}_addr_v4",
-                f"{p}_addr_v6",
-                "start",
-                f"{a}_port",
-                f"{p}_port",
-                "protocol",
-            ]
-        ),
-    )
-    out = con.sql(
-        f"""WITH f AS (
-              SELECT {a}_addr_v4 AS v4, {a}_addr_v6 AS v6, (epoch_ms(start) // {DAY_MS})::INTEGER AS day,
-                     {p}_addr_v4 AS p4, {p}_addr_v6 AS p6,
-                     ({ported} AND {a}_port > {p}_port) AS ac, ({ported} AND {p}_port > {a}_port) AS pc
-              FROM t WHERE {a}_addr_v4 IS NOT NULL OR {a}_addr_v6 IS NOT NULL),
-            busy AS (SELECT v4, v6, day FROM f GROUP BY ALL HAVING count(*) >= {int(min_flows)}),
-            pr AS (
-              SELECT f.v4, f.v6, f.day, p4, p6, count(*) AS n, bool_or(ac) AS ac, bool_or(pc) AS pc
-              FROM f SEMI JOIN busy b ON f.v4 IS NOT DISTINCT FROM b.v4 AND f.v6 IS NOT DISTINCT FROM b.v6
-                AND f.day = b.day
-              GROUP BY ALL)
-            SELECT v4::UINTEGER AS v4, v6::BLOB AS v6, day, '{side}' AS side, sum(n)::UBIGINT AS flows,
-                   count(*)::UBIGINT AS peers, count(*) FILTER (ac AND NOT pc)::UBIGINT AS fan_out,
-                   count(*) FILTER (pc AND NOT ac)::UBIGINT AS fan_in
-            FROM pr GROUP BY v4, v6, day ORDER BY v4, v6, day"""
-    ).to_arrow_table()
-    con.close()
-    return out
 
 
 def build_index(
@@ -567,6 +527,7 @@ def build_index(
         wopts = pa.ipc.IpcWriteOptions(compression=compression)
         sizes = {}
         host_days = []
+        peers_w = pq.ParquetWriter(tmp / "peers-sides.parquet", HOST_PEERS_SCHEMA, compression="zstd")
         for side in _SIDES:
             path = tmp / f"{side}.arrow"
             written = 0
@@ -581,6 +542,7 @@ def build_index(
                     t = t.take(pa.array(_sorted_order(t, side)))
                     key = _order_key(t, side)
                     host_days.append(_host_days(t, side, host_day_min_flows))
+                    peers_w.write_table(_host_peers(t, side, host_day_min_flows), row_group_size=1 << 16)
                     t = t.select(stored.names)
                     bounds.append(_batch_bounds(key, batch_rows))
                     # one chunk, so the batches start at multiples of batch_rows as the keys say
@@ -594,6 +556,10 @@ def build_index(
                 raise StoreError(f"index build: {written} of {total} flows written for {side}")
             np.save(tmp / f"{side}.keys.npy", np.concatenate(bounds) if bounds else np.zeros((0, 2), np.uint64))
             sizes[side] = path.stat().st_size + (tmp / f"{side}.keys.npy").stat().st_size
+        peers_w.close()
+        peer_rows = _merge_sides(str(tmp / "peers-sides.parquet"), str(tmp / "peers.parquet"))
+        (tmp / "peers-sides.parquet").unlink()
+        sizes["peers"] = (tmp / "peers.parquet").stat().st_size
         hosts = pa.concat_tables(host_days) if host_days else _host_days(INDEX_SCHEMA.empty_table(), "src", 1)
         pq.write_table(hosts, tmp / "hosts.parquet", compression="zstd")
         sizes["hosts"] = (tmp / "hosts.parquet").stat().st_size
@@ -612,6 +578,7 @@ def build_index(
             "null_columns": null_columns,
             "host_day_min_flows": int(host_day_min_flows),
             "host_days": sum(h.num_rows for h in host_days),
+            "host_peers": peer_rows,
             "files": fingerprints,
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))

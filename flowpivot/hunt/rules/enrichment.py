@@ -22,16 +22,18 @@ operator's. That is a limit of the store, not of the test.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
-__all__ = ["Enrichment", "holm", "hypergeom_sf", "seed_enrichment"]
+__all__ = ["Enrichment", "holm", "holm_bounded", "hypergeom_sf", "managed_lower_bound", "seed_enrichment"]
 
 
 def _lcomb(n: int, k: int) -> float:
     return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
 
 
+@functools.lru_cache(maxsize=65536)
 def hypergeom_sf(k: int, population: int, targets: int, draws: int) -> float:
     """P(X >= k) for X ~ Hypergeometric(population, targets, draws): at least ``k`` targets among
     ``draws`` distinct picks from ``population`` items of which ``targets`` are targets."""
@@ -45,8 +47,17 @@ def hypergeom_sf(k: int, population: int, targets: int, draws: int) -> float:
     if int(k) <= max(0, draws - (population - targets)):
         return 1.0
     denom = _lcomb(population, draws)
-    terms = [_lcomb(targets, i) + _lcomb(population - targets, draws - i) - denom for i in range(lo, hi + 1)]
-    top = max(terms)
+    # The log-terms rise to the mode and then fall ever faster (the pmf is log-concave). Once
+    # falling and 800 below the largest, every later term's exp(t - top) underflows to exactly
+    # 0.0: stopping there gives the same sum, bit for bit, without thousands of lgamma calls.
+    terms: list[float] = []
+    top = prev = -math.inf
+    for i in range(lo, hi + 1):
+        t = _lcomb(targets, i) + _lcomb(population - targets, draws - i) - denom
+        if t < prev and t < top - 800.0:
+            break
+        terms.append(t)
+        top, prev = max(top, t), t
     return min(1.0, math.exp(top) * math.fsum(math.exp(t - top) for t in terms))
 
 
@@ -127,3 +138,41 @@ def holm(pvalues: dict[str, float]) -> dict[str, float]:
         top = max(top, min(1.0, (m - i) * p))
         out[k] = top
     return out
+
+
+def holm_bounded(
+    exact: dict[str, float], lower: dict[str, float], level: float
+) -> tuple[set[str], dict[str, float] | None, set[str]]:
+    """Holm's adjustment when some p-values are known only from below.
+
+    ``exact``: hosts whose p-value is known; ``lower``: hosts with only a lower bound of theirs
+    (the true p lies between it and 1). Each adjusted p-value only grows with each raw one, so
+    the adjustment of the bounds bounds every adjusted p from below, and the adjustment with the
+    bounded p-values at 1 bounds it from above. A host of ``lower`` whose adjusted bound exceeds
+    ``level`` is not enriched whatever its true p-value: it is ``decided``.
+
+    Returns ``(decided, adjusted, loose)``. ``adjusted`` is None while a host of ``lower`` is not
+    decided (it must be counted exactly), or when an exact host's verdict, or a member's adjusted
+    p-value, depends on where in [bound, 1] the decided hosts' p-values lie (they must be counted
+    too). Otherwise it holds the adjusted p-values: exact for the exact hosts but those in
+    ``loose`` (not enriched either way, their adjusted p known only from below), lower bounds for
+    the decided.
+    """
+    low = holm({**exact, **lower})
+    decided = {k for k in lower if low[k] > level}
+    if decided != set(lower):
+        return decided, None, set()
+    high = holm({**exact, **{k: 1.0 for k in decided}})
+    loose = {k for k in exact if high[k] != low[k]}
+    if any(low[k] <= level for k in loose):
+        return decided, None, set()
+    return decided, low, loose
+
+
+def managed_lower_bound(counted: int, missing_flows: int) -> int:
+    """A lower bound of a host's managed draws from its host-peer rows (docs/hunt.md, "Managed
+    draws from a bound"): ``counted`` peers that pass the management-size test with the
+    connections of both sides added (at least the distinct connections, so a peer that passes
+    with them passes with the true count), less one per flow of a side the rows do not hold
+    (each such flow can add a connection to at most one counted peer)."""
+    return max(int(counted) - int(missing_flows), 0)

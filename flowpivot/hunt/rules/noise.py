@@ -112,7 +112,7 @@ def service_verdict(h: HostStats, pop: Population) -> str | None:
 
 
 def noise_verdict(
-    h: HostStats, pop: Population, enrichment: bool = True, p_adjusted: float | None = None
+    h: HostStats, pop: Population, enrichment: bool = True, p_adjusted: float | None = None, adjusted_low: bool = False
 ) -> NoiseVerdict | None:
     """The noise reason for a host, or None when its contact with the seeds is specific to them.
 
@@ -122,19 +122,23 @@ def noise_verdict(
 
     With ``bound`` set, ``degree`` and ``fan_in`` are lower bounds: both tests only grow more
     certain with the full count, so a verdict of noise holds for it too (a verdict of not-noise
-    on a bound is not final: such a host gets the full count).
+    on a bound is not final: such a host gets the full count). ``adjusted_low``: ``p_adjusted``
+    is a lower bound of the adjusted p-value (``enrichment.holm_bounded``).
     """
     reach = h.reach
     if reach <= 0:
         return None
-    e = enrichment_of(h, pop)
     spec = h.known / reach if not h.bound else None
-    enriched = e.enriched(pop.level) if p_adjusted is None else p_adjusted <= pop.level
-    if enrichment and not enriched:
+    # the test's tails only when a verdict is given or the test is made (round 1 judges most
+    # hosts, and the busiest many times, without it)
+    e = enrichment_of(h, pop) if enrichment else None
+    enriched = True if e is None else e.enriched(pop.level) if p_adjusted is None else p_adjusted <= pop.level
+    if e is not None and not enriched:
         where = f" ({h.bound}: at least that many)" if h.bound else ""
         noise = f", {h.noise:,} more that are themselves noise not counted" if h.noise else ""
         kind = "scanner" if h.fan_out >= h.fan_in else "shared-service"
-        adj = f" (adjusted for the {'hosts tested with it'}: {p_adjusted:.2g})" if p_adjusted is not None else ""
+        low = "at least " if adjusted_low else ""
+        adj = f" (adjusted for the hosts tested with it: {low}{p_adjusted:.2g})" if p_adjusted is not None else ""
         detail = (
             f"{reach:,} distinct peers{where}{noise} (fan-out {h.fan_out:,}, fan-in {h.fan_in:,}); {e.describe()}{adj}: "
             f"not above chance at {pop.level:.2g}"
@@ -142,10 +146,11 @@ def noise_verdict(
         return NoiseVerdict(kind, detail, e, spec)
     svc = service_verdict(h, pop)
     if svc:
-        return NoiseVerdict("shared-service", svc, e, spec)
+        return NoiseVerdict("shared-service", svc, e or enrichment_of(h, pop), spec)
     weak = weak_verdict(h, pop)
     if weak:
-        return NoiseVerdict("scanner" if h.fan_out >= h.fan_in else "shared-service", weak, e, spec)
+        kind = "scanner" if h.fan_out >= h.fan_in else "shared-service"
+        return NoiseVerdict(kind, weak, e or enrichment_of(h, pop), spec)
     return None
 
 

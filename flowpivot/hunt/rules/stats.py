@@ -43,8 +43,20 @@ class PairStats:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> PairStats:
-        names = {f.name for f in fields(cls)}
+        names = _field_names(cls)
         kw = {k: v for k, v in row.items() if k in names and v is not None}
         if row.get("z_est") or row.get("z_rej") or row.get("z_att"):
             kw["biflow"] = True
         return cls(**kw)
+
+
+_NAMES: dict[type, frozenset[str]] = {}
+
+
+def _field_names(cls: type) -> frozenset[str]:
+    """The dataclass's field names, computed once per class (``fields`` is slow, and the
+    expansion builds a PairStats per session row)."""
+    names = _NAMES.get(cls)
+    if names is None:
+        names = _NAMES[cls] = frozenset(f.name for f in fields(cls))
+    return names
