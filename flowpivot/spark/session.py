@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -40,6 +41,8 @@ def spark_session(
     runtime-settable confs are set on it.
     """
     os.environ.setdefault("PYSPARK_PYTHON", _python())
+    # py4j logs every connection it opens and closes at INFO: the CLI's -v is for flowpivot's own
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     from pyspark.sql import SparkSession
 
     master = master or DEFAULT_MASTER
