@@ -63,3 +63,8 @@ def free_tcp_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # (registered here, not in pyproject: `-m spark` selects the Spark tests, `-m "not spark"` skips them)
+    config.addinivalue_line("markers", "spark: runs on Apache Spark (pyspark, local mode, Java); selected by -m spark")

@@ -70,10 +70,8 @@ def anchor_table(keys: Sequence[str]) -> pa.Table:
 
 
 def load_anchors(con: Any, name: str, keys: Sequence[str]) -> None:
-    """TEMP TABLE ``name`` (key, v4, v6, id) of ``keys``."""
-    con.register(f"{name}_arrow", anchor_table(keys))
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {name}_arrow")
-    con.unregister(f"{name}_arrow")
+    """Stage table ``name`` (key, v4, v6, id) of ``keys``."""
+    con.load_table(name, anchor_table(keys))
 
 
 def key_list(con: Any, name: str, keys: Sequence[str] | set[str]) -> None:

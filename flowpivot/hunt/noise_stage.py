@@ -209,7 +209,7 @@ class NoiseStage:
                 con, "memb", "cp", self.since_ms, self.until_ms, services=False, full=False,
                 source="cand_flows" if kept else None,
             )  # fmt: skip
-        con.execute("DROP TABLE IF EXISTS cand_flows")
+        con.drop_table("cand_flows")
         self.step("noise")
 
     def _bounded_exclusion(

@@ -76,11 +76,11 @@ def degrees(con: HuntContext, table: str, known: set[str], noise: set[str]) -> d
         con.sql(
             # a pair table holds each (anchor, peer) once: counting rows counts distinct peers
             f"""SELECT t.anchor, count(*) AS degree, count(k.k) AS known, count(n.k) AS noise,
-                   count(*) FILTER (t.initiator = 'anchor') AS fan_out,
-                   count(*) FILTER (t.initiator = 'peer') AS fan_in,
-                   count(k.k) FILTER (t.initiator = 'peer') AS known_in,
-                   count(n.k) FILTER (t.initiator = 'peer') AS noise_in,
-                   count(*) FILTER (t.established) AS established_peers, sum(t.flows) AS flows
+                   count(*) FILTER (WHERE t.initiator = 'anchor') AS fan_out,
+                   count(*) FILTER (WHERE t.initiator = 'peer') AS fan_in,
+                   count(k.k) FILTER (WHERE t.initiator = 'peer') AS known_in,
+                   count(n.k) FILTER (WHERE t.initiator = 'peer') AS noise_in,
+                   count(*) FILTER (WHERE t.established) AS established_peers, sum(t.flows) AS flows
             FROM {table} t LEFT JOIN known_arrow k ON t.peer = k.k LEFT JOIN noise_arrow n ON t.peer = n.k
             WHERE t.peer <> t.anchor GROUP BY t.anchor"""
         )
@@ -159,7 +159,7 @@ def bounded_reach(
             b["flows_est"] = BOUND_FRACTION * float(b["flows"] or 0)
             b["bound"] = span
             b["bound_span"] = f"{(until_ms - sub_since) / DAY_MS:.3g} days"
-        con.execute(f"DROP TABLE IF EXISTS {out}_lb")
+        con.drop_table(f"{out}_lb")
     if lower:
         need: list[str] = []
         for k in keys:
@@ -218,8 +218,8 @@ def count_more(con: HuntContext, name: str, keys: Sequence[str], out: str, since
         return
     load_anchors(con, name, keys)
     create_reach(con, name, f"{out}_more", since_ms, until_ms)
-    con.execute(f"INSERT INTO {out} SELECT * FROM {out}_more")
-    con.execute(f"DROP TABLE {out}_more")
+    con.insert_into(out, f"SELECT * FROM {out}_more")
+    con.drop_table(f"{out}_more")
 
 
 def _condemn_counted(
@@ -239,7 +239,7 @@ def _condemn_counted(
     load_anchors(con, f"{name}_lb", keys)
     load_anchors(con, f"{name}_known", sorted(known))
     fams = tuple(f for f in (4, 6) if any(k.startswith("v6:") == (f == 6) for k in keys)) or (4,)
-    exact = dict(con.sql(known_counts_sql(f"{name}_lb", f"{name}_known", since_ms, until_ms, fams)).fetchall())
+    exact = dict(con.sql(known_counts_sql(f"{name}_lb", f"{name}_known", since_ms, until_ms, fams, con.d)).fetchall())
     out = {}
     for k in keys:
         b = {**lower[k], "known": int(exact.get(k, 0))}
