@@ -70,16 +70,24 @@ def parse_conf(items: list[str] | None) -> dict[str, str]:
 
 
 def session(master: str | None = None, conf: dict[str, str] | None = None) -> SparkSession:
-    """A Spark session on ``master`` (default ``local[*]``: this machine's cores) with
-    :data:`DEFAULT_CONF` and ``conf`` set."""
+    """A Spark session on ``master`` with :data:`DEFAULT_CONF` and ``conf`` set. Without
+    ``master``: the one ``spark-submit --master`` gave, else ``local[*]`` (this machine's cores)."""
+    from pyspark import SparkConf, SparkContext
     from pyspark.sql import SparkSession
 
     logging.getLogger("py4j").setLevel(logging.WARNING)  # py4j logs every connection at INFO
-    b = SparkSession.builder.appName("flowpivot").master(master or "local[*]")
+    SparkContext._ensure_initialized()  # type: ignore[attr-defined]  # the JVM, with spark-submit's settings
+    sc = SparkConf()
+    if master:
+        sc.setMaster(master)
+    elif not sc.contains("spark.master"):
+        sc.setMaster("local[*]")
+    if not sc.contains("spark.app.name"):
+        sc.setAppName("flowpivot")
     for k, v in {**DEFAULT_CONF, **(conf or {})}.items():
-        b = b.config(k, v)
+        sc.set(k, v)
     t0 = time.monotonic()
-    spark = b.getOrCreate()
+    spark = SparkSession.builder.config(conf=sc).getOrCreate()
     log.debug("spark session on %s in %.1fs", spark.sparkContext.master, time.monotonic() - t0)
     return spark
 
