@@ -14,6 +14,8 @@ import tempfile
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from ..engine import DUCKDB
+
 if TYPE_CHECKING:
     import duckdb
 
@@ -26,7 +28,14 @@ log = logging.getLogger("flowpivot.hunt")
 
 
 class HuntContext:
-    """A connection to the store for one hunt, with the resources the passes share."""
+    """A connection to the store for one hunt, with the resources the passes share.
+
+    The DuckDB side of the stage context (:class:`flowpivot.spark.context.SparkHuntContext` is
+    the Spark side): stage tables are TEMP TABLEs, Arrow tables are registered as they are.
+    """
+
+    #: the SQL dialect the stages write (flowpivot.engine)
+    d = DUCKDB
 
     def __init__(self, store: Store, *, threads: int | None = None, memory_limit: str | None = None) -> None:
         self.store = store
@@ -60,6 +69,17 @@ class HuntContext:
     def unregister(self, name: str) -> None:
         self.con.unregister(name)
         self._registered.discard(name)
+
+    def create_table(self, name: str, query: str) -> None:
+        """TEMP TABLE ``name``: the query's rows, kept for the next passes."""
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {query}")
+
+    def drop_table(self, name: str) -> None:
+        self.con.execute(f"DROP TABLE IF EXISTS {name}")
+
+    def narrow(self, since_ms: int, until_ms: int) -> None:
+        """(Spark reads only the window's day partitions from here; DuckDB's scans skip the
+        other files by their statistics, and the index knows its own.)"""
 
     def use_index(self, plan: IndexPlan | None, window_flows: int) -> None:
         """Let the passes look flows up in ``plan`` when that is cheaper than scanning the window."""

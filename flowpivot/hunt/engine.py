@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ..spark.store import is_url
 from ..store import DAY_MS, Store
 from ..store.index import index_plan
 from . import sessions as S
@@ -77,18 +78,27 @@ def hunt(
     allowlist: str | os.PathLike[str] | Allowlist | None = None,
     params: HuntParams | None = None,
     progress: Callable[[str], None] | None = None,
+    engine: str = "duckdb",
+    spark_master: str | None = None,
+    spark_conf: Sequence[str] | dict[str, str] | None = None,
+    spark: Any = None,
     **kw: Any,
 ) -> dict[str, Any]:
     """Run the hunt and return the result (JSON-ready, format ``flowpivot-hunt/1``).
 
     ``params`` holds every parameter (:class:`~flowpivot.hunt.params.HuntParams`); the same
     fields may be given as keywords (``days=10, min_seeds=3``), which override it.
+
+    ``engine``: ``"duckdb"`` (embedded, the default) or ``"spark"``: the same stages on Apache
+    Spark, on ``spark_master`` (default ``local[*]``) with ``spark_conf`` (``KEY=VALUE``), or on
+    the SparkSession ``spark`` given; the store may then be a Hadoop URL (``s3a://...``).
     """
     unknown = set(kw) - set(HuntParams.names())
     if unknown:
         raise TypeError(f"unknown hunt parameter(s): {', '.join(sorted(unknown))}")
     p = (params or HuntParams()).replace(**kw)
-    with HuntRun(store, seeds, asn_dbs, whois, allowlist, p, progress) as run:
+    eng = {"engine": engine, "spark_master": spark_master, "spark_conf": spark_conf, "spark": spark}
+    with HuntRun(store, seeds, asn_dbs, whois, allowlist, p, progress, **eng) as run:
         run.window()
         run.pivot()
         run.contacts()
@@ -112,12 +122,20 @@ class HuntRun(ExpansionStage):
         allowlist: str | os.PathLike[str] | Allowlist | None,
         p: HuntParams,
         progress: Callable[[str], None] | None = None,
+        *,
+        engine: str = "duckdb",
+        spark_master: str | None = None,
+        spark_conf: Sequence[str] | dict[str, str] | None = None,
+        spark: Any = None,
     ) -> None:
         self.t0 = time.perf_counter()
         self.timings: dict[str, float] = {}
         self.progress = progress
         self.p = p
-        self.st = require_store(store)
+        self.engine = engine
+        if engine not in ("duckdb", "spark"):
+            raise ValueError(f"unknown engine {engine!r} (duckdb, spark)")
+        local = None if engine == "spark" and is_url(store) else require_store(store)
         self.seedset = (
             seeds
             if isinstance(seeds, SeedSet)
@@ -126,7 +144,17 @@ class HuntRun(ExpansionStage):
         self.allow = allowlist if isinstance(allowlist, Allowlist) else read_allowlist(allowlist)
         self.prov = Provider(list(asn_dbs), whois)
         self.asn_dbs, self.whois = [str(x) for x in asn_dbs], str(whois) if whois else None
-        self.ctx = HuntContext(self.st, threads=p.threads, memory_limit=p.memory_limit)
+        self.ctx: Any
+        self.st: Any  # a Store, or on Spark a store at a URL (flowpivot.spark.SparkStore)
+        if engine == "spark":
+            from ..spark.context import open_context
+
+            self.ctx = open_context(local or str(store), spark_master, spark_conf, spark)
+            self.st = local or self.ctx.store
+        else:
+            assert local is not None
+            self.ctx = HuntContext(local, threads=p.threads, memory_limit=p.memory_limit)
+            self.st = local
         # filled by the stages
         self.excluded: dict[str, dict[str, Any]] = {}
         self.members: dict[str, set[str]] = {}
@@ -178,17 +206,24 @@ class HuntRun(ExpansionStage):
         """The window (default: the ``days`` ending at the newest flow), the index plan, the population."""
         p, con = self.p, self.ctx
         ipkey_macro(con)
-        stats, newest = start_stats(self.st)
+        stats: Any
+        stats, newest = (
+            start_stats(self.st) if isinstance(self.st, Store) else ([(f, None) for f in self.st.files()], None)
+        )
         self.span = store_span(stats)
         if self.span is None:  # a file without footer statistics: count with a query
-            row = con.sql("SELECT count(*), epoch_ms(min(start)), epoch_ms(max(start)) FROM flows").fetchall()[0]
+            d = con.d
+            row = con.sql(
+                f"SELECT count(*), {d.epoch_ms('min(start)')}, {d.epoch_ms('max(start)')} FROM flows"
+            ).fetchall()[0]
             self.span = (int(row[0]), row[1], row[2])
         self.since_ms, self.until_ms = window(con, p.days, p.since, p.until, newest)
-        plan = index_plan(self.st, self.since_ms, self.until_ms) if p.use_index else None
+        con.narrow(self.since_ms, self.until_ms)
+        plan = index_plan(self.st, self.since_ms, self.until_ms) if p.use_index and self.engine == "duckdb" else None
         self.flows_in_window = window_flows(con, self.since_ms, self.until_ms, stats)
         con.use_index(plan, self.flows_in_window)
         # the population of the enrichment test: the store files' day sketches, computed once
-        pop = population(self.st, self.since_ms, self.until_ms) if self.flows_in_window else (0, 0)
+        pop = population(self.st, self.since_ms, self.until_ms, con) if self.flows_in_window else (0, 0)
         self.hosts_in_window, self.edges_in_window = pop
         self.step("window")
 
@@ -204,7 +239,7 @@ class HuntRun(ExpansionStage):
         load_anchors(con, "seeds", self.seed_keys)
         create_pairs(con, "seeds", "sp", self.since_ms, self.until_ms, keep_flows=True)
         self.step("pivot")
-        self.pairs = con.sql("SELECT * EXCLUDE (peer_v4, peer_v6) FROM sp").to_arrow_table().to_pylist()
+        self.pairs = con.sql("SELECT * FROM sp").to_arrow_table().drop_columns(["peer_v4", "peer_v6"]).to_pylist()
         self.services = services(con, "sp")
         small = self.p.small_connection_packets
         self.by_peer: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -238,7 +273,7 @@ class HuntRun(ExpansionStage):
                   SELECT anchor, peer_v4, peer_v6, proto, a_port, p_port, ts, zs,
                          lag(te) OVER (PARTITION BY anchor, peer_v4, peer_v6, proto, a_port, p_port ORDER BY ts) AS prev
                   FROM sp_flows WHERE init = 'p' AND NOT a_src)
-                SELECT anchor, ipkey(peer_v4, peer_v6) AS peer, proto, a_port AS port, list(ts ORDER BY ts) AS starts
+                SELECT anchor, {con.d.ipkey("peer_v4", "peer_v6")} AS peer, proto, a_port AS port, {con.d.sorted_list("ts")} AS starts
                 FROM r WHERE prev IS NULL OR ts > prev + {CONNECTION_GAP_MS} OR zs IS NOT NULL
                 GROUP BY anchor, peer_v4, peer_v6, proto, a_port HAVING count(*) >= {int(least)}"""
             )
@@ -409,7 +444,7 @@ class HuntRun(ExpansionStage):
                 con, "memb", "cp", self.since_ms, self.until_ms, services=False, full=False,
                 source="cand_flows" if kept else None,
             )  # fmt: skip
-        con.execute("DROP TABLE IF EXISTS cand_flows")
+        con.drop_table("cand_flows")
         self.step("noise")
 
     def _seed_mass(self) -> int:
@@ -517,17 +552,18 @@ class HuntRun(ExpansionStage):
         """Per seed: first and last seen, last answer, unanswered attempts after it, and status
         (:mod:`.rules.seedstatus`)."""
         con = self.ctx
+        d = con.d
         ans = f"(a_pk > 0 AND NOT {S.rst_answer_sql('a')} AND (zs IS NULL OR zs NOT IN ('REJ', 'S0', 'RSTRH', 'SHR', 'RSTOS0')))"
         rows = (
             con.sql(
                 f"""WITH f AS (SELECT anchor, ts, te, {ans} AS ans FROM sp_flows),
                 a AS (SELECT anchor, count(*) AS flows, min(ts) AS first_ms, max(te) AS last_ms,
-                        count(*) FILTER (ans) AS answered_flows, min(ts) FILTER (ans) AS first_answer_ms,
-                        max(te) FILTER (ans) AS last_answer_ms, count(DISTINCT ts // {HOUR_MS}) FILTER (ans) AS answer_hours,
-                        count(DISTINCT ts // {HOUR_MS}) AS any_hours,
-                        list(DISTINCT ts // {DAY_MS}) AS days, max(ts) FILTER (NOT ans) AS last_attempt_ms
+                        count(*) FILTER (WHERE ans) AS answered_flows, min(ts) FILTER (WHERE ans) AS first_answer_ms,
+                        max(te) FILTER (WHERE ans) AS last_answer_ms, count(DISTINCT {d.idiv("ts", HOUR_MS)}) FILTER (WHERE ans) AS answer_hours,
+                        count(DISTINCT {d.idiv("ts", HOUR_MS)}) AS any_hours,
+                        {d.distinct_list(d.idiv("ts", DAY_MS))} AS days, max(ts) FILTER (WHERE NOT ans) AS last_attempt_ms
                       FROM f GROUP BY anchor)
-                , gaps AS (SELECT anchor, max(ts - prev) FILTER (ans AND prev IS NOT NULL) AS answer_gap,
+                , gaps AS (SELECT anchor, max(ts - prev) FILTER (WHERE ans AND prev IS NOT NULL) AS answer_gap,
                         max(ts - prev_any) AS any_gap
                       FROM (SELECT anchor, ts, ans,
                               lag(ts) OVER (PARTITION BY anchor, ans ORDER BY ts) AS prev,
@@ -535,9 +571,9 @@ class HuntRun(ExpansionStage):
                       GROUP BY anchor)
                 SELECT a.*, coalesce(any_value(g.answer_gap), 0) AS longest_answer_gap_ms,
                   coalesce(any_value(g.any_gap), 0) AS longest_any_gap_ms,
-                  count(*) FILTER (NOT f.ans AND f.ts > coalesce(a.last_answer_ms, -9223372036854775807)) AS unanswered_after,
-                  count(DISTINCT f.ts // {HOUR_MS}) FILTER (NOT f.ans AND f.ts > a.last_answer_ms) AS unanswered_hours_after,
-                  count(DISTINCT f.ts // {HOUR_MS}) FILTER (f.ts <= a.last_answer_ms) AS hours_before
+                  count(*) FILTER (WHERE NOT f.ans AND f.ts > coalesce(a.last_answer_ms, -9223372036854775807)) AS unanswered_after,
+                  count(DISTINCT {d.idiv("f.ts", HOUR_MS)}) FILTER (WHERE NOT f.ans AND f.ts > a.last_answer_ms) AS unanswered_hours_after,
+                  count(DISTINCT {d.idiv("f.ts", HOUR_MS)}) FILTER (WHERE f.ts <= a.last_answer_ms) AS hours_before
                 FROM a JOIN f ON f.anchor = a.anchor LEFT JOIN gaps g ON g.anchor = a.anchor GROUP BY ALL"""
             )
             .to_arrow_table()
@@ -703,6 +739,7 @@ class HuntRun(ExpansionStage):
                 "seed_reach_median": self.seed_reach,
                 "hosts_tested": self.tested,
                 "timings_s": self.timings,
+                "engine": self.engine,
                 "generated": iso(int(time.time() * 1000)),
             },
         }

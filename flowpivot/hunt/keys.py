@@ -70,9 +70,9 @@ def anchor_table(keys: Sequence[str]) -> pa.Table:
 
 
 def load_anchors(con: Any, name: str, keys: Sequence[str]) -> None:
-    """TEMP TABLE ``name`` (key, v4, v6, id) of ``keys``."""
+    """Stage table ``name`` (key, v4, v6, id) of ``keys``."""
     con.register(f"{name}_arrow", anchor_table(keys))
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {name}_arrow")
+    con.create_table(name, f"SELECT * FROM {name}_arrow")
     con.unregister(f"{name}_arrow")
 
 

@@ -144,10 +144,10 @@ def timelines(con: HuntContext, clusters: list[dict[str, Any]]) -> None:
     con.register("cm_arrow", pa.table({"peer": [k for k, _ in keys], "cluster": [c for _, c in keys]}))
     rows = (
         con.sql(
-            f"""SELECT cm.cluster, f.ts // {DAY_MS} AS day, count(*) AS flows,
-                   sum((f.a_by + f.p_by) * f.sr)::UBIGINT AS bytes_est,
+            f"""SELECT cm.cluster, {con.d.idiv("f.ts", DAY_MS)} AS day, count(*) AS flows,
+                   sum((f.a_by + f.p_by) * f.sr)::{con.d.ubigint} AS bytes_est,
                    count(DISTINCT f.anchor) AS seeds, count(DISTINCT cm.peer) AS members
-            FROM sp_flows f JOIN cm_arrow cm ON ipkey(f.peer_v4, f.peer_v6) = cm.peer
+            FROM sp_flows f JOIN cm_arrow cm ON {con.d.ipkey("f.peer_v4", "f.peer_v6")} = cm.peer
             GROUP BY ALL ORDER BY 1, 2"""
         )
         .to_arrow_table()

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
+from ..engine import DUCKDB, Dialect, ipkey_sql
 from ..sqltext import sql_str
 from ..store import DAY_MS
 from . import sessions as S
@@ -155,43 +156,40 @@ def _from_index(
 
 def ipkey_macro(con: HuntContext) -> None:
     """``ipkey(v4, v6)``: dotted quad for IPv4, ``v6:<hex>`` for IPv6 (made canonical in Python)."""
-    con.execute(
-        "CREATE OR REPLACE MACRO ipkey(a, b) AS CASE WHEN a IS NOT NULL THEN "
-        "concat((a >> 24)::VARCHAR, '.', ((a >> 16) & 255)::VARCHAR, '.', ((a >> 8) & 255)::VARCHAR, '.', (a & 255)::VARCHAR)"
-        " WHEN b IS NOT NULL THEN 'v6:' || lower(hex(b)) END"
-    )
+    if con.d.macros:  # (Spark has none: Dialect.ipkey writes the same expression inline)
+        con.execute(f"CREATE OR REPLACE MACRO ipkey(a, b) AS {ipkey_sql('a', 'b')}")
 
 
-def _window_sql(since_ms: int, until_ms: int) -> str:
+def _window_sql(since_ms: int, until_ms: int, d: Dialect = DUCKDB) -> str:
     # A flow belongs to the window when it starts in it; the store is partitioned by day of start,
     # and row-group min/max statistics on start skip the rest.
-    # (microseconds computed here: a small literal times 1000 overflows DuckDB's INT32 near 1970)
-    return f"start >= make_timestamptz({int(since_ms) * 1000}::BIGINT) AND start <= make_timestamptz({int(until_ms) * 1000}::BIGINT)"
+    return f"start >= {d.ts_ms(since_ms)} AND start <= {d.ts_ms(until_ms)}"
 
 
-def _side(anchors: str, anchor_is_src: bool, family: int, source: str) -> str:
+def _side(anchors: str, anchor_is_src: bool, family: int, source: str, d: Dialect = DUCKDB) -> str:
     a, p = ("src", "dst") if anchor_is_src else ("dst", "src")
     col = f"{a}_addr_v{family}"
     fwd = ("packets", "bytes", "tcp_flags")
     rev = ("rev_packets", "rev_bytes", "rev_tcp_flags")
     af, pf = (fwd, rev) if anchor_is_src else (rev, fwd)
+    # (the hint: Spark broadcasts the anchors to the scan's tasks; a comment to DuckDB)
     return f"""
-    SELECT an.key AS anchor, an.id AS anchor_id, w.{p}_addr_v4 AS peer_v4, w.{p}_addr_v6 AS peer_v6, {str(anchor_is_src).upper()} AS a_src,
+    SELECT /*+ BROADCAST(an) */ an.key AS anchor, an.id AS anchor_id, w.{p}_addr_v4 AS peer_v4, w.{p}_addr_v6 AS peer_v6, {str(anchor_is_src).upper()} AS a_src,
            w.protocol AS proto, coalesce(w.{a}_port, 0) AS a_port, coalesce(w.{p}_port, 0) AS p_port,
            coalesce(w.{af[0]}, 0) AS a_pk, coalesce(w.{af[1]}, 0) AS a_by, coalesce(w.{af[2]}, 0) AS a_fl,
            coalesce(w.{pf[0]}, 0) AS p_pk, coalesce(w.{pf[1]}, 0) AS p_by, coalesce(w.{pf[2]}, 0) AS p_fl,
-           greatest(coalesce(w.sampling_rate, 1), 1) AS sr, epoch_ms(w.start) AS ts, epoch_ms(w."end") AS te,
+           greatest(coalesce(w.sampling_rate, 1), 1) AS sr, {d.epoch_ms("w.start")} AS ts, {d.epoch_ms('w."end"')} AS te,
            w.conn_state AS zs, w.history AS hist
     FROM {source} w JOIN {anchors} an ON w.{col} = an.v{family}"""
 
 
-def flows_sql(anchors: str, source: str, families: tuple[int, ...]) -> str:
+def flows_sql(anchors: str, source: str, families: tuple[int, ...], d: Dialect = DUCKDB) -> str:
     """Every flow of ``source`` touching an anchor, once per anchor side, oriented from the anchor.
 
     ``source`` is a table holding the window's flows that touch an anchor (:func:`touching_sql`,
     :func:`keep_touching`): one hash join against the anchors per side and family.
     """
-    return "\nUNION ALL\n".join(_side(anchors, s, fam, source) for fam in families for s in (True, False))
+    return "\nUNION ALL\n".join(_side(anchors, s, fam, source, d) for fam in families for s in (True, False))
 
 
 def _families(con: HuntContext, anchors: str) -> tuple[int, ...]:
@@ -232,7 +230,7 @@ def touching(
         with _from_index(con, anchors, since_ms, until_ms, families, _PIVOT_COLUMNS, touching=True) as rels:
             yield f"SELECT * FROM {rels['both']}"
         return
-    win = _window_sql(since_ms, until_ms)
+    win = _window_sql(since_ms, until_ms, con.d)
     yield f"SELECT {_PIVOT_COLUMNS} FROM flows WHERE {win} AND ({_anchor_terms(anchors, families, ('src', 'dst'))})"
 
 
@@ -260,54 +258,55 @@ def create_pairs(
     touched = source or f"{out}_touching"
     if not source:
         with touching(con, anchors, since_ms, until_ms, fams, via_index=index_pays(con, anchors)) as sql:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {touched} AS {sql}")
-    src = flows_sql(anchors, touched, fams)
+            con.create_table(touched, sql)
+    d = con.d
+    src = flows_sql(anchors, touched, fams, d)
     if keep_flows:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {out}_flows AS SELECT *, {S.flow_init_sql()} AS init FROM ({src})")
+        con.create_table(f"{out}_flows", f"SELECT *, {S.flow_init_sql()} AS init FROM ({src})")
         flows_rel = f"{out}_flows"
     else:
         flows_rel = f"(SELECT *, {S.flow_init_sql()} AS init FROM ({src}))"
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {out} AS {pair_sql(flows_rel) if full else pair_lite_sql(flows_rel)}")
+    con.create_table(out, pair_sql(flows_rel, d) if full else pair_lite_sql(flows_rel, d))
     if services:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {out}_services AS {services_sql(flows_rel)}")
+        con.create_table(f"{out}_services", services_sql(flows_rel, d))
     if not source:
-        con.execute(f"DROP TABLE {touched}")
+        con.drop_table(touched)
 
 
-def pair_sql(flows_rel: str) -> str:
+def pair_sql(flows_rel: str, d: Dialect = DUCKDB) -> str:
     nf = "proto = 6 AND zs IS NULL"
     return f"""
     WITH g AS (
       SELECT anchor, peer_v4, peer_v6,
         count(*) AS flows,
-        count(*) FILTER (a_pk > 0) AS a_flows, count(*) FILTER (p_pk > 0) AS p_flows,
-        sum(a_pk)::UBIGINT AS a_packets, sum(a_by)::UBIGINT AS a_bytes,
-        sum(p_pk)::UBIGINT AS p_packets, sum(p_by)::UBIGINT AS p_bytes,
-        sum(a_pk * sr)::UBIGINT AS a_packets_est, sum(a_by * sr)::UBIGINT AS a_bytes_est,
-        sum(p_pk * sr)::UBIGINT AS p_packets_est, sum(p_by * sr)::UBIGINT AS p_bytes_est,
+        count(*) FILTER (WHERE a_pk > 0) AS a_flows, count(*) FILTER (WHERE p_pk > 0) AS p_flows,
+        sum(a_pk)::{d.ubigint} AS a_packets, sum(a_by)::{d.ubigint} AS a_bytes,
+        sum(p_pk)::{d.ubigint} AS p_packets, sum(p_by)::{d.ubigint} AS p_bytes,
+        sum(a_pk * sr)::{d.ubigint} AS a_packets_est, sum(a_by * sr)::{d.ubigint} AS a_bytes_est,
+        sum(p_pk * sr)::{d.ubigint} AS p_packets_est, sum(p_by * sr)::{d.ubigint} AS p_bytes_est,
         coalesce(bit_or(a_fl), 0)::INTEGER AS a_flags, coalesce(bit_or(p_fl), 0)::INTEGER AS p_flags,
-        coalesce(bit_or(a_fl) FILTER ({nf}), 0)::INTEGER AS nf_a_flags,
-        coalesce(bit_or(p_fl) FILTER ({nf}), 0)::INTEGER AS nf_p_flags,
-        coalesce(max(greatest(a_by / nullif(a_pk, 0), p_by / nullif(p_pk, 0))) FILTER ({nf}), 0) AS nf_max_bpp,
-        count(*) FILTER ({S.zeek_established_sql()}) AS z_est,
-        count(*) FILTER (zs = 'REJ') AS z_rej,
-        count(*) FILTER ({S.zeek_attempt_sql()}) AS z_att,
-        count(*) FILTER ({nf} AND ({S.rst_answer_sql("a")} OR {S.rst_answer_sql("p")})) AS nf_rst,
-        count(*) FILTER ({nf} AND ({S.syn_only_sql("a_fl")} OR {S.syn_only_sql("p_fl")})) AS nf_syn,
-        count(*) FILTER ((zs IS NULL AND {S.syn_only_sql("a_fl")}) OR (zs IS NOT NULL AND a_src)) AS a_syn,
-        count(*) FILTER ((zs IS NULL AND {S.syn_only_sql("p_fl")}) OR (zs IS NOT NULL AND NOT a_src)) AS p_syn,
-        count(*) FILTER (init = 'a') AS a_init, count(*) FILTER (init = 'p') AS p_init,
-        count(*) FILTER (proto = 6) AS tcp_flows,
+        coalesce(bit_or(a_fl) FILTER (WHERE {nf}), 0)::INTEGER AS nf_a_flags,
+        coalesce(bit_or(p_fl) FILTER (WHERE {nf}), 0)::INTEGER AS nf_p_flags,
+        coalesce(max(greatest(a_by / nullif(a_pk, 0), p_by / nullif(p_pk, 0))) FILTER (WHERE {nf}), 0) AS nf_max_bpp,
+        count(*) FILTER (WHERE {S.zeek_established_sql()}) AS z_est,
+        count(*) FILTER (WHERE zs = 'REJ') AS z_rej,
+        count(*) FILTER (WHERE {S.zeek_attempt_sql()}) AS z_att,
+        count(*) FILTER (WHERE {nf} AND ({S.rst_answer_sql("a")} OR {S.rst_answer_sql("p")})) AS nf_rst,
+        count(*) FILTER (WHERE {nf} AND ({S.syn_only_sql("a_fl")} OR {S.syn_only_sql("p_fl")})) AS nf_syn,
+        count(*) FILTER (WHERE (zs IS NULL AND {S.syn_only_sql("a_fl")}) OR (zs IS NOT NULL AND a_src)) AS a_syn,
+        count(*) FILTER (WHERE (zs IS NULL AND {S.syn_only_sql("p_fl")}) OR (zs IS NOT NULL AND NOT a_src)) AS p_syn,
+        count(*) FILTER (WHERE init = 'a') AS a_init, count(*) FILTER (WHERE init = 'p') AS p_init,
+        count(*) FILTER (WHERE proto = 6) AS tcp_flows,
         count(DISTINCT (proto::BIGINT << 32) | (a_port::BIGINT << 16) | p_port::BIGINT) AS conns,
-        count(*) FILTER (sr = 1 AND a_pk + p_pk > 0) AS u_flows, coalesce(sum(a_pk + p_pk) FILTER (sr = 1), 0)::UBIGINT AS u_packets,
-        count(DISTINCT (proto::BIGINT << 32) | (a_port::BIGINT << 16) | p_port::BIGINT) FILTER (sr = 1) AS u_conns,
+        count(*) FILTER (WHERE sr = 1 AND a_pk + p_pk > 0) AS u_flows, coalesce(sum(a_pk + p_pk) FILTER (WHERE sr = 1), 0)::{d.ubigint} AS u_packets,
+        count(DISTINCT (proto::BIGINT << 32) | (a_port::BIGINT << 16) | p_port::BIGINT) FILTER (WHERE sr = 1) AS u_conns,
         min(ts) AS first_ms, max(te) AS last_ms,
-        count(DISTINCT ts // {DAY_MS}) AS active_days,
+        count(DISTINCT {d.idiv("ts", DAY_MS)}) AS active_days,
         max(sr) AS max_sampling_rate
       FROM {flows_rel}
       GROUP BY anchor, peer_v4, peer_v6
     ), e AS (
-      SELECT *, ipkey(peer_v4, peer_v6) AS peer,
+      SELECT *, {d.ipkey("peer_v4", "peer_v6")} AS peer,
         {S.established_sql()} AS established
       FROM g
     )
@@ -346,7 +345,7 @@ def create_reach(
     the scan reads, when the window is only part of the store's).
     """
     fams = _families(con, anchors)
-    win = _window_sql(since_ms, until_ms)
+    win = _window_sql(since_ms, until_ms, con.d)
     indexed = source is None and index_pays(con, anchors, scan_share)
     cols = (
         "src_addr_v4, dst_addr_v4, src_addr_v6, dst_addr_v6, src_port, dst_port, protocol, packets, rev_packets, "
@@ -379,24 +378,25 @@ def _reach(
             else:
                 rel, where = source or "flows", ("" if source else f" WHERE {win}")
             sides.append(
-                f"""SELECT an.key AS anchor, an.id AS anchor_id, w.{p}_addr_v4 AS peer_v4, w.{p}_addr_v6 AS peer_v6,
+                f"""SELECT /*+ BROADCAST(an) */ an.key AS anchor, an.id AS anchor_id, w.{p}_addr_v4 AS peer_v4, w.{p}_addr_v6 AS peer_v6,
                        ({ported} AND w.{a}_port > w.{p}_port) AS a_cl, ({ported} AND w.{p}_port > w.{a}_port) AS p_cl,
                        (coalesce(w.packets, 0) + coalesce(w.rev_packets, 0)) * greatest(coalesce(w.sampling_rate, 1), 1) AS pk,
                        (w.protocol::BIGINT << 32) | (coalesce(w.{a}_port, 0)::BIGINT << 16) | coalesce(w.{p}_port, 0)::BIGINT AS conn
                 FROM {rel} w JOIN {anchors} an ON w.{a}_addr_v{fam} = an.v{fam}"""
                 + where
             )
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE {out} AS
-        WITH g AS (
+    d = con.d
+    con.create_table(
+        out,
+        f"""WITH g AS (
           SELECT any_value(anchor) AS anchor, peer_v4, peer_v6, bool_or(a_cl) AS a_cl, bool_or(p_cl) AS p_cl,
             count(*) AS flows, sum(pk)::DOUBLE AS pk_est, count(DISTINCT conn) AS conns
           FROM ({" UNION ALL ".join(sides)}) GROUP BY anchor_id, peer_v4, peer_v6
         )
-        SELECT anchor, ipkey(peer_v4, peer_v6) AS peer, peer_v4, flows, pk_est, conns, NULL::BOOLEAN AS established,
+        SELECT anchor, {d.ipkey("peer_v4", "peer_v6")} AS peer, peer_v4, flows, pk_est, conns, CAST(NULL AS BOOLEAN) AS established,
           CASE WHEN a_cl AND NOT p_cl THEN 'anchor' WHEN p_cl AND NOT a_cl THEN 'peer'
                WHEN a_cl AND p_cl THEN 'mixed' ELSE 'unknown' END AS initiator
-        FROM g"""
+        FROM g""",
     )
 
 
@@ -422,14 +422,14 @@ def keep_touching(
         # batch by batch, would cost more than that (docs/performance.md, "Address index")
         return False
     with touching(con, anchors, since_ms, until_ms, fams) as sql:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {keep} AS {sql} LIMIT {int(keep_max) + 1}")
+        con.create_table(keep, f"{sql} LIMIT {int(keep_max) + 1}")
     if con.sql(f"SELECT count(*) FROM {keep}").fetchall()[0][0] > keep_max:  # type: ignore[index]
-        con.execute(f"DROP TABLE {keep}")
+        con.drop_table(keep)
         return False
     return True
 
 
-def pair_lite_sql(flows_rel: str) -> str:
+def pair_lite_sql(flows_rel: str, d: Dialect = DUCKDB) -> str:
     """The pair table for the whole-store passes: the same session rules, fewer columns.
 
     Per-row evidence is computed once as booleans, then ORed and summed per pair, which keeps a
@@ -450,11 +450,11 @@ def pair_lite_sql(flows_rel: str) -> str:
       FROM {flows_rel}
     ), g AS (
       SELECT any_value(anchor) AS anchor, peer_v4, peer_v6, count(*) AS flows,
-        count(*) FILTER (a_pk > 0) AS a_flows, count(*) FILTER (p_pk > 0) AS p_flows,
-        sum(a_pk)::UBIGINT AS a_packets, sum(p_pk)::UBIGINT AS p_packets, max(sr) AS max_sampling_rate,
+        count(*) FILTER (WHERE a_pk > 0) AS a_flows, count(*) FILTER (WHERE p_pk > 0) AS p_flows,
+        sum(a_pk)::{d.ubigint} AS a_packets, sum(p_pk)::{d.ubigint} AS p_packets, max(sr) AS max_sampling_rate,
         count(DISTINCT conn) AS conns, bool_or(bi) AS biflow,
-        count(*) FILTER (sr = 1 AND a_pk + p_pk > 0) AS u_flows, coalesce(sum(a_pk + p_pk) FILTER (sr = 1), 0)::UBIGINT AS u_packets,
-        count(DISTINCT conn) FILTER (sr = 1) AS u_conns,
+        count(*) FILTER (WHERE sr = 1 AND a_pk + p_pk > 0) AS u_flows, coalesce(sum(a_pk + p_pk) FILTER (WHERE sr = 1), 0)::{d.ubigint} AS u_packets,
+        count(DISTINCT conn) FILTER (WHERE sr = 1) AS u_conns,
         bit_or(nfa)::INTEGER AS nf_a_flags, bit_or(nfp)::INTEGER AS nf_p_flags,
         CASE WHEN bool_or(big) THEN 1e9 ELSE 0 END AS nf_max_bpp,
         sum(zest::INTEGER) AS z_est,
@@ -462,7 +462,7 @@ def pair_lite_sql(flows_rel: str) -> str:
         sum((init = 'a')::INTEGER) AS a_init, sum((init = 'p')::INTEGER) AS p_init
       FROM r GROUP BY anchor_id, peer_v4, peer_v6  -- integers hash faster than the anchor strings
     )
-    SELECT anchor, ipkey(peer_v4, peer_v6) AS peer, flows, a_flows, p_flows, a_packets, p_packets,
+    SELECT anchor, {d.ipkey("peer_v4", "peer_v6")} AS peer, flows, a_flows, p_flows, a_packets, p_packets,
       max_sampling_rate, conns, biflow, u_flows, u_packets, u_conns,
       {S.established_sql()} AS established,
       {S.pair_initiator_sql()} AS initiator
@@ -470,10 +470,10 @@ def pair_lite_sql(flows_rel: str) -> str:
     """
 
 
-def services_sql(flows_rel: str) -> str:
+def services_sql(flows_rel: str, d: Dialect = DUCKDB) -> str:
     """Per pair: the responder's (proto, port) and which side offered it, with flow counts."""
     return f"""
-    SELECT anchor, ipkey(peer_v4, peer_v6) AS peer, proto,
+    SELECT anchor, {d.ipkey("peer_v4", "peer_v6")} AS peer, proto,
            CASE init WHEN 'a' THEN 'peer' ELSE 'anchor' END AS side,
            CASE init WHEN 'a' THEN p_port ELSE a_port END AS port,
            count(*) AS flows
@@ -483,14 +483,16 @@ def services_sql(flows_rel: str) -> str:
     """
 
 
-def known_counts_sql(anchors: str, known: str, since_ms: int, until_ms: int, families: tuple[int, ...]) -> str:
+def known_counts_sql(
+    anchors: str, known: str, since_ms: int, until_ms: int, families: tuple[int, ...], d: Dialect = DUCKDB
+) -> str:
     """Per anchor, how many distinct hosts of the table ``known`` it exchanged flows with in the window.
 
     Both tables are (key, v4, v6, id). The scan keeps only flows whose two ends are both anchors or
     known hosts (two semi-joins on the address columns, few rows out however busy the anchors
     are), then the distinct address pairs are matched to anchors and known hosts.
     """
-    win = _window_sql(since_ms, until_ms)
+    win = _window_sql(since_ms, until_ms, d)
     ctes, parts = [], []
     for fam in families:
         u = f"(SELECT v{fam} FROM {anchors} UNION SELECT v{fam} FROM {known})"

@@ -66,11 +66,11 @@ def degrees(con: HuntContext, table: str, known: set[str], noise: set[str]) -> d
         con.sql(
             # a pair table holds each (anchor, peer) once: counting rows counts distinct peers
             f"""SELECT t.anchor, count(*) AS degree, count(k.k) AS known, count(n.k) AS noise,
-                   count(*) FILTER (t.initiator = 'anchor') AS fan_out,
-                   count(*) FILTER (t.initiator = 'peer') AS fan_in,
-                   count(k.k) FILTER (t.initiator = 'peer') AS known_in,
-                   count(n.k) FILTER (t.initiator = 'peer') AS noise_in,
-                   count(*) FILTER (t.established) AS established_peers, sum(t.flows) AS flows
+                   count(*) FILTER (WHERE t.initiator = 'anchor') AS fan_out,
+                   count(*) FILTER (WHERE t.initiator = 'peer') AS fan_in,
+                   count(k.k) FILTER (WHERE t.initiator = 'peer') AS known_in,
+                   count(n.k) FILTER (WHERE t.initiator = 'peer') AS noise_in,
+                   count(*) FILTER (WHERE t.established) AS established_peers, sum(t.flows) AS flows
             FROM {table} t LEFT JOIN known_arrow k ON t.peer = k.k LEFT JOIN noise_arrow n ON t.peer = n.k
             WHERE t.peer <> t.anchor GROUP BY t.anchor"""
         )
@@ -144,7 +144,7 @@ def bounded_reach(
             b["flows_est"] = BOUND_FRACTION * float(b["flows"] or 0)
             b["bound"] = span
             b["bound_span"] = f"{(until_ms - sub_since) / DAY_MS:.3g} days"
-        con.execute(f"DROP TABLE IF EXISTS {out}_lb")
+        con.drop_table(f"{out}_lb")
     if lower:
         need: list[str] = []
         for k in keys:
@@ -200,7 +200,7 @@ def _condemn_counted(
     load_anchors(con, f"{name}_lb", keys)
     load_anchors(con, f"{name}_known", sorted(known))
     fams = tuple(f for f in (4, 6) if any(k.startswith("v6:") == (f == 6) for k in keys)) or (4,)
-    exact = dict(con.sql(known_counts_sql(f"{name}_lb", f"{name}_known", since_ms, until_ms, fams)).fetchall())
+    exact = dict(con.sql(known_counts_sql(f"{name}_lb", f"{name}_known", since_ms, until_ms, fams, con.d)).fetchall())
     out = {}
     for k in keys:
         b = {**lower[k], "known": int(exact.get(k, 0))}

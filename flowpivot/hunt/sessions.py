@@ -67,11 +67,11 @@ def zeek_established_sql() -> str:
     # OTH is a connection picked up mid-stream: established when Zeek saw data (D/d) in it.
     # Only TCP: Zeek writes SF for a UDP exchange both ways (an NTP or DNS answer), which is no
     # session anyone opened (docs/hunt.md, "Sessions").
-    return f"(proto = 6 AND (zs IN {_in(ZEEK_ESTABLISHED)} OR (zs = 'OTH' AND regexp_matches(coalesce(hist, ''), '[Dd]'))))"
+    return f"(proto = 6 AND (zs IN {_in(ZEEK_ESTABLISHED)} OR (zs = 'OTH' AND lower(coalesce(hist, '')) LIKE '%d%')))"
 
 
 def zeek_attempt_sql() -> str:
-    return f"(zs IN {_in(ZEEK_ATTEMPT)} OR (zs = 'OTH' AND NOT regexp_matches(coalesce(hist, ''), '[Dd]')))"
+    return f"(zs IN {_in(ZEEK_ATTEMPT)} OR (zs = 'OTH' AND NOT lower(coalesce(hist, '')) LIKE '%d%'))"
 
 
 def flow_init_sql() -> str:

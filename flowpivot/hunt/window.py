@@ -27,7 +27,7 @@ def window(con: HuntContext, days: float, since: Any, until: Any, newest: int | 
     u = parse_time(until) if isinstance(until, str) else until
     if u is None:
         if newest is None:
-            row = con.sql("SELECT epoch_ms(max(start)) FROM flows").fetchall()[0]
+            row = con.sql(f"SELECT {con.d.epoch_ms('max(start)')} FROM flows").fetchall()[0]
             newest = int(row[0]) if row and row[0] is not None else None
         u = newest if newest is not None else int(time.time() * 1000)
     if s is None:
@@ -73,6 +73,11 @@ def _ms(v: Any) -> int:
 def window_flows(con: HuntContext, since_ms: int, until_ms: int, stats: StartStats) -> int:
     """The flows that start in the window: from the footers for the row groups wholly inside or
     outside it, counted only in the files that straddle an edge."""
+    if con.d.spark:
+        # one count over the window's day partitions (Spark reads the footers' statistics itself)
+        return int(
+            con.sql(f"SELECT count(*) FROM flows WHERE {_window_sql(since_ms, until_ms, con.d)}").fetchall()[0][0]
+        )
     n, edge = 0, []
     for p, groups in stats:
         if groups is None or any(lo < since_ms <= hi or lo <= until_ms < hi for _, lo, hi in groups):
@@ -87,13 +92,18 @@ def window_flows(con: HuntContext, since_ms: int, until_ms: int, stats: StartSta
     return int(n)
 
 
-def population(st: Store, since_ms: int, until_ms: int) -> tuple[int, int]:
+def population(st: Any, since_ms: int, until_ms: int, con: Any = None) -> tuple[int, int]:
     """Distinct hosts and host pairs on the UTC days that overlap the window (the hosts of its two
     edge days count whole), from the store files' cached day sketches (:mod:`flowpivot.store.sketch`):
-    the same figures whether the hunt reads through the address index or scans."""
+    the same figures whether the hunt reads through the address index or scans, and on Spark
+    (a store on object storage has the same sketches computed by Spark, :mod:`flowpivot.spark.sketch`)."""
     from ..store.sketch import population as sketch_population
 
     first, last = int(since_ms) // DAY_MS, int(until_ms) // DAY_MS
+    if not isinstance(st, Store):
+        from ..spark.sketch import population as spark_population
+
+        return spark_population(st, first, last, DAY_MS)
     files = [p for p in st.files() if (d := _file_day(p)) is None or first <= d <= last]
     return sketch_population(st.root, files, first, last, DAY_MS)
 
