@@ -29,14 +29,13 @@ from flowpivot.query import STAT_FIELDS, AsnTable, StatSpec, flows_filter, parse
 from flowpivot.query import spark as on_spark
 from flowpivot.query.sql import SPARK, render
 from flowpivot.schema import STORE_SCHEMA, to_output
+from flowpivot.spark import spark_session
 from flowpivot.store import Store
 
 
 @pytest.fixture(scope="module")
 def spark() -> Iterator[Any]:
-    s = on_spark.session("local[1]", {"spark.sql.shuffle.partitions": "2", "spark.ui.enabled": "false"})
-    s.sparkContext.setLogLevel("ERROR")
-    yield s
+    yield spark_session("local[1]", {"spark.sql.shuffle.partitions": "2"})
 
 
 @pytest.fixture(scope="module")
@@ -222,7 +221,7 @@ def test_cli_flows_and_stats_take_the_engine_flags(stores: dict[str, Store], spa
         (["--engine", "oracle"], "--engine must be duckdb or spark"),
         (["--spark-master", "local[1]"], "go with --engine spark"),
         (["--spark-conf", "spark.executor.memory=1g"], "go with --engine spark"),
-        (["--engine", "spark", "--spark-conf", "spark.executor.memory"], "give KEY=VALUE"),
+        (["--engine", "spark", "--spark-conf", "spark.executor.memory"], "wants KEY=VALUE"),
     ],
 )
 def test_cli_refuses_bad_engine_flags(stores: dict[str, Store], args: list[str], words: str) -> None:

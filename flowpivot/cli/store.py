@@ -42,7 +42,8 @@ def _location(store: str) -> str:
 
 def _spark(engine: str, master: str | None, conf: list[str] | None) -> Any:
     """The Spark session for ``--engine spark``, or None for DuckDB; exit 2 on a bad combination."""
-    from ..query.spark import ENGINES, parse_conf, session
+    from ..query.spark import ENGINES
+    from ..spark import parse_conf, spark_session
 
     if engine not in ENGINES:
         raise fail(f"--engine must be {' or '.join(ENGINES)}, not {engine!r}")
@@ -52,7 +53,7 @@ def _spark(engine: str, master: str | None, conf: list[str] | None) -> Any:
         return None
     with errors_as_exit():
         settings = parse_conf(conf)
-    return session(master, settings)
+    return spark_session(master, settings)
 
 
 def flows(

@@ -2,12 +2,11 @@
 
 The filter tree renders through :data:`flowpivot.query.sql.SPARK` and the top-N query comes from
 :func:`flowpivot.query.stats.top_n_sql`: one definition, two dialects. What is particular to Spark
-is only here: the store read where it lies (a local path or any Hadoop file-system URL: ``s3a://``,
-``hdfs://``, ``abfss://``) with the store's schema given, so that no footer is read to infer it and
-an older file without a later column reads it as NULL (DuckDB's ``union_by_name``); the day
-partitions pruned by ``--until`` (a flow is filed under the day it starts, so ``--since`` cannot
-prune: a flow that ends after it may start any day before); and the results brought back as Arrow
-in store form, so that output goes through the same writers as DuckDB's.
+is only here: the store read where it lies (:class:`flowpivot.spark.SparkStore`: a local path or
+any Hadoop file-system URL, ``s3a://``, ``hdfs://``, ``abfss://``), the day partitions pruned by
+``--until`` (a flow is filed under the day it starts, so ``--since`` cannot prune: a flow that
+ends after it may start any day before); and the results brought back as Arrow in store form, so
+that output goes through the same writers as DuckDB's.
 
 pyspark is imported only when one of these runs.
 """
@@ -31,18 +30,7 @@ from .stats import StatSpec, top_n_rows, top_n_sql
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-__all__ = [
-    "ENGINES",
-    "session",
-    "parse_conf",
-    "flows_location",
-    "read_store",
-    "select_flows",
-    "spark_schema",
-    "store_stats",
-    "top_n",
-    "where_sql",
-]
+__all__ = ["ENGINES", "read_store", "select_flows", "store_stats", "to_store_form", "top_n", "where_sql"]
 
 log = logging.getLogger(__name__)
 _EPOCH = dt.date(1970, 1, 1)
@@ -51,85 +39,14 @@ _EPOCH = dt.date(1970, 1, 1)
 #: ``--engine``: the embedded default and the distributed one
 ENGINES = ("duckdb", "spark")
 
-#: Settings a flowpivot session starts with; ``--spark-conf`` overrides any of them.
-DEFAULT_CONF = {
-    "spark.sql.session.timeZone": "UTC",  # times to and from ms as UTC, as the store holds them
-    "spark.ui.showConsoleProgress": "false",  # stderr is for flowpivot's own progress
-}
-
-
-def parse_conf(items: list[str] | None) -> dict[str, str]:
-    """``--spark-conf KEY=VALUE`` options -> a dict. ValueError on one without ``=`` or a key."""
-    out = {}
-    for item in items or []:
-        key, eq, value = item.partition("=")
-        if not eq or not key.strip():
-            raise ValueError(f"--spark-conf {item!r}: give KEY=VALUE, e.g. spark.executor.memory=4g")
-        out[key.strip()] = value
-    return out
-
-
-def session(master: str | None = None, conf: dict[str, str] | None = None) -> SparkSession:
-    """A Spark session on ``master`` with :data:`DEFAULT_CONF` and ``conf`` set. Without
-    ``master``: the one ``spark-submit --master`` gave, else ``local[*]`` (this machine's cores)."""
-    from pyspark import SparkConf, SparkContext
-    from pyspark.sql import SparkSession
-
-    logging.getLogger("py4j").setLevel(logging.WARNING)  # py4j logs every connection at INFO
-    SparkContext._ensure_initialized()  # type: ignore[attr-defined]  # the JVM, with spark-submit's settings
-    sc = SparkConf()
-    if master:
-        sc.setMaster(master)
-    elif not sc.contains("spark.master"):
-        sc.setMaster("local[*]")
-    if not sc.contains("spark.app.name"):
-        sc.setAppName("flowpivot")
-    for k, v in {**DEFAULT_CONF, **(conf or {})}.items():
-        sc.set(k, v)
-    t0 = time.monotonic()
-    spark = SparkSession.builder.config(conf=sc).getOrCreate()
-    log.debug("spark session on %s in %.1fs", spark.sparkContext.master, time.monotonic() - t0)
-    return spark
-
-
-def spark_schema() -> Any:
-    """The store's schema as Spark reads its Parquet: unsigned integers one size up (uint64 as
-    DECIMAL(20,0)), timestamps, 16-byte addresses as binary."""
-    from pyspark.sql import types as T
-
-    def one(t: pa.DataType) -> Any:
-        if pa.types.is_timestamp(t):
-            return T.TimestampType()
-        if pa.types.is_fixed_size_binary(t) or pa.types.is_binary(t):
-            return T.BinaryType()
-        if pa.types.is_string(t):
-            return T.StringType()
-        return {
-            "uint8": T.ShortType(),
-            "uint16": T.IntegerType(),
-            "uint32": T.LongType(),
-            "uint64": T.DecimalType(20, 0),
-            "int32": T.IntegerType(),
-            "int64": T.LongType(),
-        }[str(t)]
-
-    return T.StructType([T.StructField(f.name, one(f.type), f.nullable) for f in STORE_SCHEMA])
-
-
-def flows_location(store: str) -> str:
-    """The flows directory of a store given as a path or a URL (``s3a://bucket/store``)."""
-    return store.rstrip("/") + "/flows"
-
 
 def read_store(spark: SparkSession, store: str, until: int | None = None) -> DataFrame:
-    """The store's flows as a DataFrame with a ``day`` partition column, the day partitions that
-    start at or after ``until`` left unread."""
-    loc = flows_location(store)
-    df = spark.read.schema(spark_schema()).option("basePath", loc).parquet(loc)
-    if "day" in df.columns and until is not None:
-        last = dt.datetime.fromtimestamp((int(until) - 1) // 1000, tz=dt.UTC).date()
-        df = df.where(f"CAST(day AS STRING) <= '{last.isoformat()}'")
-    return df
+    """The store's flows as a DataFrame (:class:`flowpivot.spark.SparkStore`), the day partitions
+    that start after ``until`` left unread. No ``since``: a flow is filed under the day it starts,
+    and one that ends after ``since`` may start any day before."""
+    from ..spark import SparkStore
+
+    return SparkStore(spark, store).frame(None, until)
 
 
 def _view(spark: SparkSession, store: str, until: int | None = None) -> None:
@@ -213,13 +130,15 @@ def store_stats(spark: SparkSession, store: str, name: str | None = None) -> dic
         "exporters": [],
         "sampling_rates": [],
     }
-    df = read_store(spark, store)
-    files = df.inputFiles()
+    from ..spark import SparkStore
+
+    st = SparkStore(spark, store)
+    files = st.files()
     if not files:
         return out
     out["files"] = len(files)
     out["disk_bytes"] = _sizes(spark, files)
-    df.createOrReplaceTempView("flows")
+    st.register("flows")
     out["flows"] = int(spark.sql("SELECT count(*) FROM flows").collect()[0][0])
     out["days"] = [
         {"day": (_EPOCH + dt.timedelta(days=int(d))).isoformat(), "flows": int(n), "files": int(f)}

@@ -16,6 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..engine import DUCKDB as ENGINE_DUCKDB
+from ..engine import SPARK as ENGINE_SPARK
+from ..engine import Dialect as EngineDialect
 from .ast import AddrIn, And, Const, Duration, Family, FlagsAll, FlagsNone, Node, Not, NumCmp, NumIn, Or, StrEq
 from .grammar import _PY_OPS, AsnResolver, parse_filter
 
@@ -24,14 +27,18 @@ __all__ = ["Dialect", "DUCKDB", "SPARK", "render", "compile_filter", "time_windo
 
 @dataclass(frozen=True)
 class Dialect:
-    """What differs between engines; everything else in the SQL is written once."""
+    """What differs between engines for a filter; everything else in the SQL is written once.
+    Times and the unsigned type come from the hunt's :class:`flowpivot.engine.Dialect` of the same
+    name, so that the filters and the hunt's stages spell them one way."""
 
     name: str
-    quote_char: str  # around a column name ("end" is a keyword in both)
     blob_template: str  # a 16-byte IPv6 address from its hex text
-    ms_template: str  # a timestamp column or expression -> ms since 1970 ({x})
-    ts_template: str  # ms since 1970 (an integer literal) -> a timestamp ({ms})
-    uint64: str  # the type packets and bytes sums are cast to
+    duration_template: str = ""  # end - start in milliseconds; "" = from the engine's time helper
+    quote_char: str = '"'  # around a column name ("end" is a keyword in both)
+
+    @property
+    def engine(self) -> EngineDialect:
+        return ENGINE_SPARK if self.name == "spark" else ENGINE_DUCKDB
 
     def blob(self, value: int) -> str:
         return self.blob_template.format(hex=value.to_bytes(16, "big").hex())
@@ -40,31 +47,38 @@ class Dialect:
         return f"{self.quote_char}{column}{self.quote_char}"
 
     def ms(self, expr: str) -> str:
-        return self.ms_template.format(x=expr)
+        """A timestamp -> ms since 1970."""
+        return self.engine.epoch_ms(expr)
 
     def ts(self, ms: int) -> str:
-        return self.ts_template.format(ms=int(ms))
+        """ms since 1970 -> a timestamp literal."""
+        return self.engine.ts_ms(ms)
+
+    @property
+    def uint64(self) -> str:
+        """The type packets and bytes sums are cast to."""
+        return self.engine.ubigint
 
     @property
     def duration_ms(self) -> str:
         """end - start in milliseconds."""
-        return f"({self.ms(self.q('end'))} - {self.ms(self.q('start'))})"
+        return self.duration_template or f"({self.ms(self.q('end'))} - {self.ms(self.q('start'))})"
 
     def sides(self, keys: dict[str, list[str]]) -> str:
         """A SELECT-list fragment that turns one flow into one row per side: ``keys`` maps each
         output column to its expression per side (all lists of one length, taken in step)."""
         if all(len(v) == 1 for v in keys.values()):
             return ", ".join(f"{v[0]} AS {k}" for k, v in keys.items())
-        if self.name == "spark":  # one generator per SELECT: a struct per side, inlined
+        if self.engine.spark:  # one generator per SELECT: a struct per side, inlined
             n = len(next(iter(keys.values())))
             structs = ["named_struct(" + ", ".join(f"'{k}', {v[i]}" for k, v in keys.items()) + ")" for i in range(n)]
             return f"inline(array({', '.join(structs)}))"
         return ", ".join(f"unnest([{', '.join(v)}]) AS {k}" for k, v in keys.items())
 
 
-DUCKDB = Dialect("duckdb", '"', "from_hex('{hex}')", "epoch_ms({x})", "make_timestamptz({ms} * 1000)", "UBIGINT")
-#: Spark SQL (3.4+): backquoted names, X'..' literals, unsigned 64-bit as DECIMAL(20,0) as Spark reads it
-SPARK = Dialect("spark", "`", "X'{hex}'", "unix_millis({x})", "timestamp_millis({ms})", "DECIMAL(20,0)")
+DUCKDB = Dialect("duckdb", "from_hex('{hex}')")
+#: Spark SQL: backquoted names (any session; flowpivot's own also reads "end"), X'..' literals
+SPARK = Dialect("spark", "X'{hex}'", quote_char="`")
 
 
 def time_window(since: int | None = None, until: int | None = None, dialect: Dialect = DUCKDB) -> str:
