@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -40,6 +41,7 @@ def spark_session(
     runtime-settable confs are set on it.
     """
     os.environ.setdefault("PYSPARK_PYTHON", _python())
+    logging.getLogger("py4j").setLevel(logging.WARNING)  # py4j logs each connection's end at INFO
     from pyspark.sql import SparkSession
 
     master = master or _submitted_master() or DEFAULT_MASTER
