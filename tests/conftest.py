@@ -56,3 +56,8 @@ def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 20.0) ->
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # (registered here, not in pyproject: `-m spark` selects the Spark tests, `-m "not spark"` skips them)
+    config.addinivalue_line("markers", "spark: runs on Apache Spark (pyspark, local mode, Java); selected by -m spark")

@@ -38,6 +38,7 @@ from flowpivot.cli import app
 from flowpivot.ingest import ingest_paths
 from flowpivot.store import Store
 
+pytestmark = pytest.mark.spark
 SPARK_HOME = Path(pyspark.__file__).parent
 DAEMON = SPARK_HOME / "sbin" / "spark-daemon.sh"
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
@@ -186,27 +187,16 @@ def test_flows_and_stats_through_the_cluster(cluster: Cluster, store: Store, tmp
     assert len(done) >= 2 and all(a["state"] == "FINISHED" for a in done)
 
 
-_HUNT = """
-import json, sys
-from flowpivot.hunt import hunt
-store, seeds, asn, master, out = sys.argv[1:]
-r = hunt(store, [seeds], asn_dbs=[asn], engine="spark", spark_master=master,
-         spark_conf=["spark.executor.memory=512m", "spark.sql.shuffle.partitions=4"])
-open(out, "w").write(json.dumps(r))
-"""
-
-
 def test_the_fin7_hunt_through_the_cluster(cluster: Cluster, fin7: tuple[Store, Path, Path], tmp_path: Path) -> None:
-    """The whole hunt on the cluster gives the DuckDB hunt's result, clusters found."""
-    from flowpivot.hunt import hunt
-
+    """``flowpivot hunt --engine spark --spark-master spark://...`` gives the DuckDB hunt's result."""
     store, seeds, asn = fin7
-    want = json.loads(json.dumps(hunt(store, [seeds], asn_dbs=[asn])))
-    out = tmp_path / "spark.json"
-    _run([sys.executable, "-c", _HUNT, str(store.root), str(seeds), str(asn), cluster.url, str(out)],
-         {**cluster.env, "PYTHONPATH": str(REPO)}, tmp_path)  # fmt: skip
-    got = json.loads(out.read_text())
+    args = ["hunt", "--store", str(store.root), "--seeds", str(seeds), "--asn-db", str(asn), "-q"]
+    _duckdb(*args, "-o", str(tmp_path / "duckdb.json"))
+    _run([sys.executable, "-m", "flowpivot", *args, "-o", str(tmp_path / "spark.json"), "--engine", "spark",
+          "--spark-master", cluster.url, *EXECUTOR_CONF], {**cluster.env, "PYTHONPATH": str(REPO)}, tmp_path)  # fmt: skip
+    want, got = (json.loads((tmp_path / f"{e}.json").read_text()) for e in ("duckdb", "spark"))
     assert want["clusters"] and _comparable(got) == _comparable(want)
+    assert got["provenance"].get("engine") != want["provenance"].get("engine")  # each engine ran
     assert cluster.executors_of_last_app() == [str(i) for i in range(WORKERS)]
 
 

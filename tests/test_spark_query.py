@@ -32,6 +32,8 @@ from flowpivot.schema import STORE_SCHEMA, to_output
 from flowpivot.spark import spark_session
 from flowpivot.store import Store
 
+pytestmark = pytest.mark.spark
+
 
 @pytest.fixture(scope="module")
 def spark() -> Iterator[Any]:
@@ -218,9 +220,9 @@ def test_cli_flows_and_stats_take_the_engine_flags(stores: dict[str, Store], spa
 @pytest.mark.parametrize(
     ("args", "words"),
     [
-        (["--engine", "oracle"], "--engine must be duckdb or spark"),
-        (["--spark-master", "local[1]"], "go with --engine spark"),
-        (["--spark-conf", "spark.executor.memory=1g"], "go with --engine spark"),
+        (["--engine", "oracle"], "--engine is duckdb or spark"),
+        (["--spark-master", "local[1]"], "need --engine spark"),
+        (["--spark-conf", "spark.executor.memory=1g"], "need --engine spark"),
         (["--engine", "spark", "--spark-conf", "spark.executor.memory"], "wants KEY=VALUE"),
     ],
 )

@@ -34,6 +34,7 @@ from .common import err, errors_as_exit, out, report_problems
 __all__ = ["register", "hunt_command", "summary_lines"]
 
 PANEL = "Hunt parameters"
+ENGINE_PANEL = "Engine"
 # Option names that differ from --field-name (kept from before the parameters were one dataclass).
 _DECLS = {"use_index": "--use-index/--no-index"}
 # Bounds click checks before the hunt starts.
@@ -91,7 +92,12 @@ def _param_options() -> list[inspect.Parameter]:
 
 
 def _inputs(
-    store: Annotated[Path, typer.Option("--store", "-s", help="Flow store directory.")],
+    store: Annotated[
+        str,
+        typer.Option(
+            "--store", "-s", help="Flow store directory (with --engine spark also a URL: s3a://, hdfs://, abfss://)."
+        ),
+    ],
     seeds: Annotated[
         list[str],
         typer.Option(
@@ -120,6 +126,28 @@ def _inputs(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No summary and no progress: only the result JSON and warnings.")
     ] = False,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="Query engine: duckdb (embedded) or spark (Apache Spark; docs/scale.md).",
+            rich_help_panel=ENGINE_PANEL,
+        ),
+    ] = "duckdb",
+    spark_master: Annotated[
+        str | None,
+        typer.Option(
+            "--spark-master",
+            help="Spark master URL (spark://HOST:7077, yarn, k8s://..., local[N]); default local[*].",
+            rich_help_panel=ENGINE_PANEL,
+        ),
+    ] = None,
+    spark_conf: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--spark-conf", help="A Spark setting KEY=VALUE. Repeat for several.", rich_help_panel=ENGINE_PANEL
+        ),
+    ] = None,
 ) -> None:
     """(Only its signature is used: the options that are not hunt parameters.)"""
 
@@ -146,6 +174,7 @@ def hunt_command(**kw: Any) -> None:
                 allowlist=kw.get("allowlist"),
                 params=params,
                 progress=lambda step: status.update(f"hunting: {step} done"),
+                engine=_engine(kw),
             )
     problems = (result.get("seed_input") or {}).get("problems", []) + (result.get("allowlist") or {}).get(
         "problems", []
@@ -182,8 +211,26 @@ def _params(kw: dict[str, Any]) -> HuntParams:
     return HuntParams(**values)
 
 
+def _engine(kw: dict[str, Any]) -> dict[str, Any]:
+    """The engine options for the library (none for the default engine)."""
+    engine = kw.get("engine") or "duckdb"
+    if engine not in ("duckdb", "spark"):
+        raise typer.BadParameter(f"--engine is duckdb or spark, not {engine!r}")
+    if engine == "duckdb":
+        if kw.get("spark_master") or kw.get("spark_conf"):
+            raise typer.BadParameter("--spark-master and --spark-conf need --engine spark")
+        return {}
+    from ..spark.session import parse_conf
+
+    try:
+        conf = parse_conf(kw.get("spark_conf") or [])
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    return {"engine": "spark", "spark_master": kw.get("spark_master"), "spark_conf": conf}
+
+
 def _run(
-    store: Path,
+    store: str | Path,
     files: list[str],
     *,
     asn_dbs: list[Path],
@@ -191,12 +238,14 @@ def _run(
     allowlist: Path | None,
     params: HuntParams,
     progress: Callable[[str], None],
+    engine: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Call the library: with ``params=`` when it takes it, else with the fields it takes as keywords
     (an engine from before HuntParams); a field it does not take is reported when it was changed."""
     from ..hunt import hunt
 
     common: dict[str, Any] = {"asn_dbs": asn_dbs, "whois": whois, "allowlist": allowlist, "progress": progress}
+    common.update(engine or {})
     accepted = inspect.signature(hunt).parameters
     if "params" in accepted:
         return hunt(store, files, params=params, **common)

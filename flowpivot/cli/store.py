@@ -46,10 +46,10 @@ def _spark(engine: str, master: str | None, conf: list[str] | None) -> Any:
     from ..spark import parse_conf, spark_session
 
     if engine not in ENGINES:
-        raise fail(f"--engine must be {' or '.join(ENGINES)}, not {engine!r}")
+        raise fail(f"--engine is {' or '.join(ENGINES)}, not {engine!r}")
     if engine != "spark":
         if master or conf:
-            raise fail("--spark-master and --spark-conf go with --engine spark")
+            raise fail("--spark-master and --spark-conf need --engine spark")
         return None
     with errors_as_exit():
         settings = parse_conf(conf)

@@ -30,8 +30,8 @@ _DAY_DIR = re.compile(r"^day=(\d{4}-\d{2}-\d{2})$")
 
 
 def is_url(path: Any) -> bool:
-    """Whether ``path`` is a file-system URL (``s3a://...``) rather than a local path."""
-    return isinstance(path, str) and bool(_URL.match(path)) and not path.startswith("file://")
+    """Whether ``path`` is a file-system URL (``s3a://...``, ``file:///...``) rather than a local path."""
+    return isinstance(path, str) and bool(_URL.match(path))
 
 
 def spark_type(t: pa.DataType) -> str:
@@ -59,7 +59,7 @@ class SparkStore:
     def __init__(self, spark: Any, root: Any) -> None:
         self.spark = spark
         text = str(root)
-        self.root = text.rstrip("/") if is_url(text) or text.startswith("file://") else str(_local(text))
+        self.root = text.rstrip("/") if is_url(text) else str(_local(text))
         self._days: dict[int, list[str]] | None = None
 
     # ---- listing ---------------------------------------------------------------------------------
