@@ -9,7 +9,9 @@ for size N instead (read only: the 100 M-flow store of bench.hunt ``--keep``). T
 own process, one after the other:
 
 * DuckDB: ``flowpivot.hunt.hunt(store, [seeds])``, the default engine as ``flowpivot hunt`` runs it
-  (through the address index when the store has one, ``"index"`` in the JSON says which);
+  (through the address index when the store has one, ``"index"`` in the JSON says which). On a
+  store built in this run a first DuckDB hunt builds the day sketches both engines then read
+  (``duckdb_cold``);
 * Spark: the session (``--master``, default ``local[*]``: this machine's cores; its start is timed
   apart) and ``hunt(..., engine="spark")``: every stage in Spark SQL;
 * ``flows -s ip/bytes -n 20`` on both (one full scan, a two-sided group-by: Spark's shuffle).
@@ -18,6 +20,8 @@ The results must be equal: the hunt's clusters, members, seeds and their status,
 victims, probes and exclusions (everything in the result but its provenance and parameters), and
 the statistic's rows and totals. Both engines' stage timings, the wall times, the Python
 process's peak memory and the load average before and after go into ``bench/out/spark-*.json``.
+With ``--spark-conf spark.eventLog.enabled=true --spark-conf spark.eventLog.dir=DIR`` it also
+holds, per hunt stage, what Spark read and shuffled (``spark_passes``, from the event log).
 """
 
 from __future__ import annotations
@@ -47,12 +51,21 @@ session_s = time.perf_counter() - t0
 from flowpivot.hunt import hunt
 from flowpivot.query import StatSpec, parse_filter, top_n, where_sql
 from flowpivot.store import Store
+if "spark" in kw:  # each Spark job is labelled with the hunt stage it runs in (bench.spark.passes)
+    order = ["window", "pivot", "sessions", "victims", "noise", "expansion", "clusters", "seeds", "output"]
+    sc = kw["spark"].sparkContext
+    sc.setJobDescription("hunt:window")
+    def step(name):
+        nxt = order[order.index(name) + 1] if name in order[:-1] else "after-" + name
+        sc.setJobDescription("hunt:" + nxt)
+    kw["progress"] = step
 t = time.perf_counter()
 r = hunt(args["store"], [args["seeds"]], **kw)
 hunt_s = time.perf_counter() - t
 t = time.perf_counter()
 spec, node = StatSpec("ip", "bytes"), parse_filter("any")
 if args["engine"] == "spark":
+    kw["spark"].sparkContext.setJobDescription("flows -s ip/bytes")
     from flowpivot.query import spark as on_spark
     stat = on_spark.top_n(kw["spark"], args["store"], spec, node, n=20)
 else:
@@ -65,6 +78,53 @@ print(json.dumps({"session_s": session_s, "hunt_s": hunt_s, "stat_s": stat_s, "r
                   "timings_s": r["provenance"]["timings_s"], "index": r["parameters"].get("index"),
                   "clusters": len(r["clusters"]), "pairs_total": r.get("pairs_total")}))
 """
+
+
+def passes(event_log_dir: str) -> dict[str, dict[str, Any]]:
+    """Per hunt stage (the job descriptions the child sets), from the newest Spark event log in
+    ``event_log_dir``: jobs, stages, tasks, the rows and bytes read from Parquet, the bytes and rows
+    written to and read from the shuffle, and the executors' run time."""
+    import pyarrow as pa
+
+    d = Path(event_log_dir.removeprefix("file://"))
+    apps = sorted(d.iterdir(), key=lambda p: p.stat().st_mtime)
+    if not apps:
+        return {}
+    # Spark 4 writes an application's log as a directory of zstd files (events_1_APP.zstd, ...)
+    files = sorted(apps[-1].glob("events_*")) if apps[-1].is_dir() else [apps[-1]]
+    lines: list[str] = []
+    for f in files:
+        with pa.input_stream(str(f), compression="zstd" if f.suffix == ".zstd" else None) as fh:
+            lines += fh.read().decode().splitlines()
+    stage_of: dict[int, str] = {}
+    out: dict[str, dict[str, Any]] = {}
+    keys = {
+        "internal.metrics.input.recordsRead": "rows_read",
+        "internal.metrics.input.bytesRead": "bytes_read",
+        "internal.metrics.shuffle.write.bytesWritten": "shuffle_write_bytes",
+        "internal.metrics.shuffle.write.recordsWritten": "shuffle_write_rows",
+        "internal.metrics.shuffle.read.remoteBytesRead": "shuffle_read_bytes",
+        "internal.metrics.shuffle.read.localBytesRead": "shuffle_read_bytes",
+        "internal.metrics.executorRunTime": "executor_ms",
+    }
+    for line in lines:
+        e = json.loads(line)
+        if e["Event"] == "SparkListenerJobStart":
+            label = (e.get("Properties") or {}).get("spark.job.description") or "other"
+            out.setdefault(label, {"jobs": 0, "stages": 0, "tasks": 0, **dict.fromkeys(keys.values(), 0)})
+            out[label]["jobs"] += 1
+            for sid in e.get("Stage IDs", []):
+                stage_of[sid] = label
+        elif e["Event"] == "SparkListenerStageCompleted":
+            info = e["Stage Info"]
+            label = stage_of.get(info["Stage ID"], "other")
+            row = out.setdefault(label, {"jobs": 0, "stages": 0, "tasks": 0, **dict.fromkeys(keys.values(), 0)})
+            row["stages"] += 1
+            row["tasks"] += info.get("Number of Tasks", 0)
+            for acc in info.get("Accumulables", []):
+                if acc.get("Name") in keys:
+                    row[keys[acc["Name"]]] += int(acc.get("Value") or 0)
+    return out
 
 
 def comparable(result: dict[str, Any]) -> dict[str, Any]:
@@ -99,14 +159,19 @@ def one_size(n: int, n_seeds: int, work: Path, given: Path | None, master: str, 
     else:
         d = work / f"flows-{n}"
         d.mkdir(parents=True, exist_ok=True)
-        t = time.perf_counter()
-        build(n - n % 30, n_seeds, d, datagrams=False)
-        row["build_s"] = round(time.perf_counter() - t, 1)
+        if not (d / "seeds.txt").exists():  # a --keep directory from an earlier run: the same store
+            t = time.perf_counter()
+            build(n - n % 30, n_seeds, d, datagrams=False)
+            row["build_s"] = round(time.perf_counter() - t, 1)
         store, seeds = d / "store", d / "seeds.txt"
         row["store"] = str(store)
     os.sync()
     row["load_before"] = [round(x, 2) for x in os.getloadavg()]
     figures, results = {}, {}
+    if "build_s" in row:  # a new store: the first hunt builds and caches its day sketches (STORE/sketches/)
+        cold = run_engine("duckdb", store, seeds, work / f"result-{n}-cold.json", master, conf)
+        row["duckdb_cold"] = cold
+        print(f"{n:,} flows, duckdb (cold, builds the sketches): {cold}", file=sys.stderr, flush=True)
     for engine in ("duckdb", "spark"):
         out = work / f"result-{n}-{engine}.json"
         figures[engine] = run_engine(engine, store, seeds, out, master, conf)
@@ -122,6 +187,8 @@ def one_size(n: int, n_seeds: int, work: Path, given: Path | None, master: str, 
     if not row["hunt_equal"]:
         ka, kb = comparable(a["result"]), comparable(b["result"])
         row["hunt_differs_in"] = sorted(k for k in set(ka) | set(kb) if ka.get(k) != kb.get(k))
+    if conf.get("spark.eventLog.enabled") == "true" and conf.get("spark.eventLog.dir"):
+        row["spark_passes"] = passes(conf["spark.eventLog.dir"])
     row["spark_over_duckdb_hunt"] = round(figures["spark"]["hunt_s"] / max(figures["duckdb"]["hunt_s"], 1e-9), 2)
     return row
 
