@@ -111,7 +111,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             try:
                 if c.state().get("aliveworkers") == WORKERS:
                     break
-            except OSError:
+            except (OSError, ValueError):  # not listening yet, or not serving its JSON yet
                 pass
             if time.monotonic() > deadline:
                 logs = "\n".join(p.read_text(errors="replace")[-2000:] for p in (d / "log").glob("*.out"))
