@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -34,15 +33,18 @@ RUN_KEYS = ("timings_s", "generated", "engine")
 
 
 @pytest.fixture(scope="module")
-def spark() -> Any:
+def spark(request: pytest.FixtureRequest) -> Any:
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     from flowpivot.spark import spark_session
 
     s = spark_session("local[2]", {"spark.sql.shuffle.partitions": "2", "spark.default.parallelism": "2"})
     yield s
     s.stop()
-    if SPARK_SECONDS:  # (past pytest's capture: the figure docs/scale.md and the CI budget watch)
-        print(f"\nSpark hunts: {len(SPARK_SECONDS)} in {sum(SPARK_SECONDS):.0f} s", file=sys.__stderr__)
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capman = request.config.pluginmanager.get_plugin("capturemanager")
+    if SPARK_SECONDS and reporter is not None and capman is not None:  # the suite's Spark part (CI: ~10 min)
+        with capman.global_and_fixture_disabled():
+            reporter.write_line(f"\nSpark hunts: {len(SPARK_SECONDS)} in {sum(SPARK_SECONDS):.0f} s")
 
 
 #: Wall time of each Spark hunt of the module (printed at its end: the suite's Spark part).

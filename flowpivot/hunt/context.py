@@ -74,6 +74,12 @@ class HuntContext:
         """TEMP TABLE ``name``: the query's rows, kept for the next passes."""
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {query}")
 
+    def load_table(self, name: str, table: Any) -> None:
+        """TEMP TABLE ``name``: a copy of the Arrow ``table``."""
+        self.register(f"{name}_arrow", table)
+        self.create_table(name, f"SELECT * FROM {name}_arrow")
+        self.unregister(f"{name}_arrow")
+
     def drop_table(self, name: str) -> None:
         self.con.execute(f"DROP TABLE IF EXISTS {name}")
 

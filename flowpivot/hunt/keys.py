@@ -71,9 +71,7 @@ def anchor_table(keys: Sequence[str]) -> pa.Table:
 
 def load_anchors(con: Any, name: str, keys: Sequence[str]) -> None:
     """Stage table ``name`` (key, v4, v6, id) of ``keys``."""
-    con.register(f"{name}_arrow", anchor_table(keys))
-    con.create_table(name, f"SELECT * FROM {name}_arrow")
-    con.unregister(f"{name}_arrow")
+    con.load_table(name, anchor_table(keys))
 
 
 def key_list(con: Any, name: str, keys: Sequence[str] | set[str]) -> None:

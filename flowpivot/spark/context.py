@@ -101,6 +101,12 @@ class SparkHuntContext:
         self._frames[name] = df
         self._views.add(name)
 
+    def load_table(self, name: str, table: pa.Table) -> None:
+        """``name``: the Arrow ``table`` (a local relation: small, with the size statistics that
+        let Spark broadcast it; no job to run)."""
+        self._drop(name)
+        self.register(name, table)
+
     def drop_table(self, name: str) -> None:
         self._drop(name)
 

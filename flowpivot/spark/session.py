@@ -41,7 +41,8 @@ def spark_session(
     runtime-settable confs are set on it.
     """
     os.environ.setdefault("PYSPARK_PYTHON", _python())
-    logging.getLogger("py4j").setLevel(logging.WARNING)  # py4j logs each connection's end at INFO
+    # py4j logs every connection it opens and closes at INFO: the CLI's -v is for flowpivot's own
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     from pyspark.sql import SparkSession
 
     master = master or _submitted_master() or DEFAULT_MASTER

@@ -53,6 +53,13 @@ def spark_type(t: pa.DataType) -> str:
     raise TypeError(f"no Spark type for {t}")  # pragma: no cover - the store schema has none other
 
 
+def read_schema() -> str:
+    """The store's columns as Spark's Parquet reader reads them (what it would infer): unsigned
+    integers in the next wider signed type, UINT_64 as DECIMAL(20,0)."""
+    parquet = {pa.uint8(): "SMALLINT", pa.uint16(): "INT", pa.uint32(): "BIGINT", pa.uint64(): "DECIMAL(20,0)"}
+    return ", ".join(f"`{f.name}` {parquet.get(f.type) or spark_type(f.type)}" for f in STORE_SCHEMA)
+
+
 class SparkStore:
     """A flow store read by Spark: its day partitions, listed through Hadoop's file system."""
 
@@ -112,11 +119,10 @@ class SparkStore:
         if not files:
             schema = ", ".join(f"`{n}` {t}" for n, t in cols)
             return self.spark.createDataFrame([], schema)
-        # mergeSchema: files written before a column was added lack it (DuckDB's union_by_name)
-        df = self.spark.read.option("mergeSchema", "true").parquet(*files)
-        have = set(df.columns)
-        exprs = [f"CAST(`{n}` AS {t}) AS `{n}`" if n in have else f"CAST(NULL AS {t}) AS `{n}`" for n, t in cols]
-        return df.selectExpr(*exprs)
+        # The schema is given, not inferred: no job reading every footer first, and a file
+        # written before a column was added reads it as nulls (DuckDB's union_by_name)
+        df = self.spark.read.schema(read_schema()).parquet(*files)
+        return df.selectExpr(*(f"CAST(`{n}` AS {t}) AS `{n}`" for n, t in cols))
 
     def register(self, view: str = "flows", since_ms: int | None = None, until_ms: int | None = None) -> Any:
         """Create or replace the temporary view ``view`` (see :meth:`frame`); returns the DataFrame."""
