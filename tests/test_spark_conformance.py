@@ -300,3 +300,26 @@ def test_dialect_helpers_agree(spark: Any) -> None:
     got_spark = list(spark.sql(query(SPARK)).collect()[0])
     assert got_duck == want
     assert got_spark == want
+
+
+def test_stage_tables_on_both_contexts(spark: Any, tmp_path: Path) -> None:
+    """create_table, insert_into, load_table and drop_table do the same on DuckDB and Spark."""
+    import pyarrow as pa
+
+    from flowpivot.hunt.context import HuntContext
+    from flowpivot.spark.context import SparkHuntContext
+    from flowpivot.spark.store import SparkStore
+
+    store = Store(tmp_path / "store")
+    ingest_paths([shared(ZEEK)], store)
+    got = []
+    for ctx in (HuntContext(store), SparkHuntContext(SparkStore(spark, tmp_path / "store"))):
+        with ctx:
+            ctx.load_table("t_keys", pa.table({"k": pa.array([3, 1], pa.uint32())}))
+            ctx.create_table("t", "SELECT k, k * 2 AS k2 FROM t_keys WHERE k > 1")
+            ctx.insert_into("t", "SELECT k, 0 AS k2 FROM t_keys")
+            ctx.drop_table("t_keys")
+            rows = sorted(ctx.sql("SELECT k, k2 FROM t").fetchall())
+            n = ctx.sql("SELECT count(*) FROM flows").fetchall()[0][0]
+            got.append((rows, n))
+    assert got[0] == got[1] == ([(1, 0), (3, 0), (3, 6)], 766)

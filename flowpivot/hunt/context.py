@@ -74,6 +74,10 @@ class HuntContext:
         """TEMP TABLE ``name``: the query's rows, kept for the next passes."""
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {query}")
 
+    def insert_into(self, name: str, query: str) -> None:
+        """Append the query's rows to the stage table ``name``."""
+        self.con.execute(f"INSERT INTO {name} {query}")
+
     def load_table(self, name: str, table: Any) -> None:
         """TEMP TABLE ``name``: a copy of the Arrow ``table``."""
         self.register(f"{name}_arrow", table)

@@ -101,6 +101,15 @@ class SparkHuntContext:
         self._frames[name] = df
         self._views.add(name)
 
+    def insert_into(self, name: str, query: str) -> None:
+        """Append the query's rows to the stage table ``name`` (by column name; a view cannot be
+        inserted into: the union is checkpointed as the new table)."""
+        df = self.spark.table(name).unionByName(self.spark.sql(query)).localCheckpoint(eager=True)
+        self._drop(name)
+        df.createOrReplaceTempView(name)
+        self._frames[name] = df
+        self._views.add(name)
+
     def load_table(self, name: str, table: pa.Table) -> None:
         """``name``: the Arrow ``table`` (a local relation: small, with the size statistics that
         let Spark broadcast it; no job to run)."""
