@@ -76,21 +76,31 @@ def _write(w: Any, flows: dict[str, np.ndarray]) -> None:
         )
 
 
-def build(n: int, n_seeds: int, work: Path, seed: int = 7) -> tuple[int, list[str], int, int, np.ndarray]:
+def build(
+    n: int, n_seeds: int, work: Path, seed: int = 7, datagrams: bool = True
+) -> tuple[int, list[str], int, int, np.ndarray | None]:
     """The border mix over 30 days into work/store, and as NetFlow v5 datagrams (a file-backed array).
 
     Above ``CHUNK_FLOWS`` the flows are generated in equal slices of the 30 days, each from its
     own generator seed (repeating one slice would make the data compress and sort unrealistically
     well), and the seeds are drawn evenly from every slice's external addresses. Returns (flows,
-    seeds, first start, last start, datagrams).
+    seeds, first start, last start, datagrams). ``datagrams=False``: the store and the seeds only
+    (bench.spark), no datagrams (None).
     """
     start = int(time.time() * 1000) - 31 * DAY_MS
     pieces = max(1, -(-n // CHUNK_FLOWS))
     per = n // pieces
     per -= per % PER_DATAGRAM
     span = 30 * DAY_MS // pieces
-    dgram = np.lib.format.open_memmap(
-        work / "datagrams.npy", mode="w+", dtype=np.uint8, shape=(pieces * per // PER_DATAGRAM, 24 + 48 * PER_DATAGRAM)
+    dgram = (
+        np.lib.format.open_memmap(
+            work / "datagrams.npy",
+            mode="w+",
+            dtype=np.uint8,
+            shape=(pieces * per // PER_DATAGRAM, 24 + 48 * PER_DATAGRAM),
+        )
+        if datagrams
+        else None
     )
     store = Store(work / "store")
     w = store.writer("bench")
@@ -108,12 +118,14 @@ def build(n: int, n_seeds: int, work: Path, seed: int = 7) -> tuple[int, list[st
         seeds += [".".join(str((int(s) >> b) & 255) for b in (24, 16, 8, 0)) for s in chosen]
         _write(w, flows)
         rows = per // PER_DATAGRAM
-        dgram[k * rows : (k + 1) * rows] = v5_datagrams(flows)
+        if dgram is not None:
+            dgram[k * rows : (k + 1) * rows] = v5_datagrams(flows)
         lo = int(flows["start"].min()) if lo is None else min(lo, int(flows["start"].min()))
         hi = int(flows["start"].max()) if hi is None else max(hi, int(flows["start"].max()))
         del flows
     w.commit()
-    dgram.flush()
+    if dgram is not None:
+        dgram.flush()
     (work / "seeds.txt").write_text("\n".join(seeds) + "\n")
     assert lo is not None and hi is not None
     return pieces * per, seeds, lo, hi, dgram

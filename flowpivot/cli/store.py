@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import duckdb
 import typer
@@ -21,9 +21,45 @@ from .common import err, errors_as_exit, fail, out
 
 StoreOpt = Annotated[Path, typer.Option("--store", "-s", help="Flow store directory.")]
 
+# --engine spark: the store may be a URL (s3a://, hdfs://), which a Path would mangle
+EngineOpt = Annotated[str, typer.Option("--engine", help="duckdb (embedded, the default) or spark (docs/scale.md).")]
+SparkMasterOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--spark-master", help="With --engine spark: the master URL (spark://HOST:7077, yarn, local[4]); local[*]."
+    ),
+]
+SparkConfOpt = Annotated[
+    list[str] | None,
+    typer.Option("--spark-conf", help="With --engine spark: a Spark setting KEY=VALUE; repeat for several."),
+]
+
+
+def _location(store: str) -> str:
+    """A store for Spark: a URL as given, a local path made absolute (executors do not share our cwd)."""
+    return store if "://" in store else str(Path(store).resolve())
+
+
+def _spark(engine: str, master: str | None, conf: list[str] | None) -> Any:
+    """The Spark session for ``--engine spark``, or None for DuckDB; exit 2 on a bad combination."""
+    from ..query.spark import ENGINES
+    from ..spark import parse_conf, spark_session
+
+    if engine not in ENGINES:
+        raise fail(f"--engine is {' or '.join(ENGINES)}, not {engine!r}")
+    if engine != "spark":
+        if master or conf:
+            raise fail("--spark-master and --spark-conf need --engine spark")
+        return None
+    with errors_as_exit():
+        settings = parse_conf(conf)
+    return spark_session(master, settings)
+
 
 def flows(
-    store: Annotated[Path, typer.Option("--store", help="Flow store directory.")],
+    store: Annotated[
+        str, typer.Option("--store", help="Flow store directory (with --engine spark also s3a://, hdfs:// ...).")
+    ],
     since: Annotated[
         str | None, typer.Option(help="Only flows that end at or after this time (ISO 8601 or epoch).")
     ] = None,
@@ -70,6 +106,9 @@ def flows(
             "(and is not a number) gets a leading ' so that a spreadsheet shows it instead of running it.",
         ),
     ] = False,
+    engine: EngineOpt = "duckdb",
+    spark_master: SparkMasterOpt = None,
+    spark_conf: SparkConfOpt = None,
 ) -> None:
     """Print canonical flow records from the store, oldest first, or top-N statistics of them (-s)."""
     from ..query import AsnTable, flows_filter, parse_stats, select_flows, top_n, where_sql
@@ -80,19 +119,30 @@ def flows(
         raise fail(f"--output must be jsonl, csv, parquet or line, not {output!r}")
     if stat and output == "parquet":
         raise fail("statistics (-s) print as line, jsonl or csv")
+    spark = _spark(engine, spark_master, spark_conf)
     with errors_as_exit():
-        st = require_store(store)
+        st = require_store(store) if spark is None or "://" not in store else None
         lo, hi = parse_time(since) if since else None, parse_time(until) if until else None
         if lo is not None and hi is not None and lo > hi:
             raise ValueError(f"--since {since} is after --until {until}")
         specs = [spec for s in stat or [] for spec in parse_stats(s)]
         asn = AsnTable.open(asn_db) if asn_db else None
         node = flows_filter(filter_expr, ip, port, asn)
-        if specs:
+        if spark is not None:
+            from ..query import spark as on_spark
+
+            loc = _location(store)
+            if specs:
+                results = [(spec, *on_spark.top_n(spark, loc, spec, node, lo, hi, top, asn)) for spec in specs]
+            else:
+                table = on_spark.select_flows(spark, loc, node, lo, hi, limit)
+        elif specs:
+            assert st is not None
             where, params = where_sql(node, lo, hi)
             con = st.connect()
             results = [(spec, *top_n(con, spec, where, params, top, asn)) for spec in specs]
         else:
+            assert st is not None
             try:
                 table = select_flows(st, node, lo, hi, limit)
             except duckdb.ConversionException:
@@ -120,12 +170,26 @@ def flows(
 
 
 def stats(
-    store: StoreOpt,
+    store: Annotated[
+        str,
+        typer.Option("--store", "-s", help="Flow store directory (with --engine spark also s3a://, hdfs:// ...)."),
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    engine: EngineOpt = "duckdb",
+    spark_master: SparkMasterOpt = None,
+    spark_conf: SparkConfOpt = None,
 ) -> None:
     """Show flows per day, exporters and sampling rates in a store."""
+    spark = _spark(engine, spark_master, spark_conf)
     with errors_as_exit():
-        s = store_stats(require_store(store))
+        if spark is not None:
+            from ..query.spark import store_stats as spark_stats
+
+            if "://" not in store:
+                require_store(store)
+            s = spark_stats(spark, _location(store), str(Path(store)))
+        else:
+            s = store_stats(require_store(store))
     if as_json:
         out.print_json(json.dumps(s))
         return

@@ -16,10 +16,11 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from ..schema import ip_strings
+from ..schema import IP6, ip_strings
 from .asn import AsnTable
+from .sql import DUCKDB, Dialect
 
-__all__ = ["STAT_FIELDS", "STAT_ORDERS", "StatSpec", "parse_stat", "parse_stats", "top_n"]
+__all__ = ["STAT_FIELDS", "STAT_ORDERS", "StatSpec", "parse_stat", "parse_stats", "top_n", "top_n_sql", "top_n_rows"]
 
 #: -s names (nfdump's, plus a few plain words) -> (kind, sides)
 STAT_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -83,23 +84,45 @@ def _volume(spec: StatSpec) -> str:
     return "packets + coalesce(rev_packets, 0) AS packets, bytes + coalesce(rev_bytes, 0) AS bytes"
 
 
-def _keys_select(spec: StatSpec, asn: AsnTable | None) -> tuple[str, list[str]]:
+def _keys_select(spec: StatSpec, asn: AsnTable | None, d: Dialect = DUCKDB) -> tuple[str, list[str]]:
     """(the SELECT list that gives one row per side of a flow, the key column names). Two sides
-    are one scan: ``unnest([src, dst])``, lists of one length unnest in step."""
+    are one scan (:meth:`Dialect.sides`: DuckDB unnests lists of one length in step)."""
     kind, sides = STAT_FIELDS[spec.field]
-    common = f'start, "end", {_volume(spec)}'
-
-    def one(cols: list[str], name: str) -> str:
-        return f"{cols[0]} AS {name}" if len(cols) == 1 else f"unnest([{', '.join(cols)}]) AS {name}"
-
+    common = f"{d.q('start')}, {d.q('end')}, {_volume(spec)}"
     if kind == "ip" or (kind == "as" and asn is not None):
         addr = sides if kind == "ip" else tuple(f"{s}_addr" for s in sides)
-        k4 = one([f'"{c}_v4"' for c in addr], "k4")
-        k6 = one([f'"{c}_v6"' for c in addr], "k6")
-        return f"{k4}, {k6}, {common}", ["k4", "k6"]
-    if kind == "as":
-        return f"{one([f'coalesce({s}_as, 0)' for s in sides], 'k')}, {common}", ["k"]
-    return f"{one([f'{c}' for c in sides], 'k')}, {common}", ["k"]
+        keys = {"k4": [d.q(f"{c}_v4") for c in addr], "k6": [d.q(f"{c}_v6") for c in addr]}
+    elif kind == "as":
+        keys = {"k": [f"coalesce({s}_as, 0)" for s in sides]}
+    else:
+        keys = {"k": [d.q(c) for c in sides]}
+    return f"{d.sides(keys)}, {common}", list(keys)
+
+
+def top_n_sql(
+    spec: StatSpec, where: str = "TRUE", n: int = 10, asn: AsnTable | None = None, dialect: Dialect = DUCKDB
+) -> tuple[str, str]:
+    """(the grouped query, the totals query) of a statistic over ``flows WHERE where``, in ``dialect``."""
+    d = dialect
+    select, keys = _keys_select(spec, asn, d)
+    regroup = STAT_FIELDS[spec.field][0] == "as" and asn is not None
+    limit = f" LIMIT {int(n)}" if n and not regroup else ""
+    key_list = ", ".join(keys)
+    order_keys = ", ".join(f"{k} ASC NULLS LAST" for k in keys)  # spelled out: Spark puts NULLs first
+    first, last = d.ms(f"min({d.q('start')})"), d.ms(f"max({d.q('end')})")
+    sql = (
+        f"SELECT {key_list}, {first} AS {d.q('first')}, {last} AS {d.q('last')}, count(*) AS flows,"
+        f" CAST(coalesce(sum(packets), 0) AS {d.uint64}) AS packets,"
+        f" CAST(coalesce(sum(bytes), 0) AS {d.uint64}) AS bytes"
+        f" FROM (SELECT {select} FROM flows WHERE {where}) AS sides"
+        f" GROUP BY {key_list} ORDER BY {spec.order} DESC, {order_keys}{limit}"
+    )
+    # a separate aggregate: a window sum over the groups stops DuckDB's top-N (3x slower at 1 M groups)
+    totals = (
+        f"SELECT count(*), coalesce(sum(packets), 0), coalesce(sum(bytes), 0) FROM (SELECT {_volume(spec)}"
+        f" FROM flows WHERE {where}) AS v"
+    )
+    return sql, totals
 
 
 def top_n(
@@ -115,26 +138,26 @@ def top_n(
     ``con`` has a ``flows`` view (:meth:`flowpivot.store.Store.connect`). With ``asn``, the AS
     statistics look the addresses up in the database instead of reading the exporter's AS fields.
     Each row: ``value``, ``first`` and ``last`` (ms), ``flows``, ``packets``, ``bytes``.
+    The same on Spark: :func:`flowpivot.query.spark.top_n`.
     """
-    select, keys = _keys_select(spec, asn)
-    regroup = STAT_FIELDS[spec.field][0] == "as" and asn is not None
-    limit = f" LIMIT {int(n)}" if n and not regroup else ""
-    key_list = ", ".join(keys)
-    sql = (
-        f'SELECT {key_list}, epoch_ms(min(start)) AS first, epoch_ms(max("end")) AS last, count(*) AS flows,'
-        " coalesce(sum(packets), 0)::UBIGINT AS packets, coalesce(sum(bytes), 0)::UBIGINT AS bytes"
-        f" FROM (SELECT {select} FROM flows WHERE {where})"
-        f" GROUP BY {key_list} ORDER BY {spec.order} DESC, {key_list} NULLS LAST{limit}"
-    )
+    sql, totals_sql = top_n_sql(spec, where, n, asn, DUCKDB)
     t = con.sql(sql, params=params or None).to_arrow_table()
-    # a separate aggregate: a window sum over the groups stops DuckDB's top-N (3x slower at 1 M groups)
-    tot = con.sql(
-        f"SELECT count(*), coalesce(sum(packets), 0), coalesce(sum(bytes), 0) FROM (SELECT {_volume(spec)}"
-        f" FROM flows WHERE {where})",
-        params=params or None,
-    ).fetchall()[0]
+    tot = con.sql(totals_sql, params=params or None).fetchall()[0]
+    return top_n_rows(t, tot, spec, n, asn)
+
+
+def top_n_rows(
+    t: pa.Table, tot: tuple[Any, ...], spec: StatSpec, n: int = 10, asn: AsnTable | None = None
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The rows and totals of :func:`top_n` from the results of :func:`top_n_sql` (any engine's,
+    as Arrow: ``k4`` an unsigned 32-bit or 64-bit integer, ``k6`` 16-byte binary)."""
     totals = {"flows": int(tot[0]), "packets": int(tot[1]), "bytes": int(tot[2])}
+    keys = [c for c in t.column_names if c in ("k", "k4", "k6")]
+    regroup = STAT_FIELDS[spec.field][0] == "as" and asn is not None
     if keys == ["k4", "k6"]:
+        t = t.set_column(t.schema.get_field_index("k4"), "k4", t.column("k4").cast(pa.uint32()))
+        if t.schema.field("k6").type != IP6:
+            t = t.set_column(t.schema.get_field_index("k6"), "k6", pa.array(t.column("k6").to_pylist(), IP6))
         if regroup:
             assert asn is not None
             t = _to_as(t, asn)

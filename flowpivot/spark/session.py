@@ -45,7 +45,7 @@ def spark_session(
     logging.getLogger("py4j").setLevel(logging.WARNING)
     from pyspark.sql import SparkSession
 
-    master = master or DEFAULT_MASTER
+    master = master or _submitted_master() or DEFAULT_MASTER
     settings: dict[str, str] = {
         "spark.sql.session.timeZone": "UTC",
         "spark.ui.enabled": "false",
@@ -71,6 +71,15 @@ def spark_session(
         except Exception:  # pragma: no cover - a static conf on a reused session stays as it was
             pass
     return spark
+
+
+def _submitted_master() -> str | None:
+    """The master ``spark-submit --master`` gave: it starts the JVM before Python and passes the
+    master as a system property, which a SparkConf read from that JVM holds (docs/scale.md)."""
+    from pyspark import SparkConf, SparkContext
+
+    SparkContext._ensure_initialized()  # type: ignore[attr-defined]
+    return SparkConf().get("spark.master", None)
 
 
 def _python() -> str:

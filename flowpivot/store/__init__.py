@@ -470,20 +470,25 @@ class Store:
         return removed
 
 
+def tally_sql(relation: str) -> tuple[str, str]:
+    """The exporter and sampling-rate tallies of :meth:`Store.stats` as SQL that DuckDB and Spark
+    both run; ties in a stable order (exporter, domain), so that the engines give the same list."""
+    return (
+        f"SELECT exporter, observation_domain, count(*) FROM {relation} GROUP BY exporter, observation_domain"
+        " ORDER BY 3 DESC, 1 ASC NULLS LAST, 2 ASC NULLS LAST",
+        f"SELECT sampling_rate, count(*) FROM {relation} GROUP BY sampling_rate ORDER BY 1 ASC NULLS LAST",
+    )
+
+
 def tally_stats(con: duckdb.DuckDBPyConnection, relation: str, out: dict[str, Any]) -> dict[str, Any]:
     """The exporter and sampling-rate tallies of :meth:`Store.stats` over ``relation`` (a view or
     table with the store's ``exporter``, ``observation_domain`` and ``sampling_rate``), and the
     bytes per flow; ``out`` holds ``flows`` and ``disk_bytes`` already."""
+    exporters, rates = tally_sql(relation)
     out["exporters"] = [
-        {"exporter": e, "observation_domain": o, "flows": n}
-        for e, o, n in con.execute(
-            f"SELECT exporter, observation_domain, count(*) FROM {relation} GROUP BY ALL ORDER BY 3 DESC"
-        ).fetchall()
+        {"exporter": e, "observation_domain": o, "flows": n} for e, o, n in con.execute(exporters).fetchall()
     ]
-    out["sampling_rates"] = [
-        {"sampling_rate": r, "flows": n}
-        for r, n in con.execute(f"SELECT sampling_rate, count(*) FROM {relation} GROUP BY 1 ORDER BY 1").fetchall()
-    ]
+    out["sampling_rates"] = [{"sampling_rate": r, "flows": n} for r, n in con.execute(rates).fetchall()]
     if out["flows"]:
         out["bytes_per_flow"] = round(out["disk_bytes"] / out["flows"], 2)
     return out
