@@ -217,7 +217,7 @@ def test_host_peer_table_holds_each_busy_hosts_peers_as_the_reach_pass_counts_th
     cols = ["src_addr_v4", "src_addr_v6", "dst_addr_v4", "dst_addr_v6", "src_port", "dst_port", "protocol", "start"]
     cols += ["packets", "rev_packets", "sampling_rate"]
     rows = ds.dataset([str(p) for p in store.files()], format="parquet").to_table(columns=cols).to_pylist()
-    per: dict[tuple[Any, str, Any], list[Any]] = defaultdict(lambda: [0, 0.0, set(), None, None])
+    per: dict[tuple[Any, str, Any], list[Any]] = defaultdict(lambda: [0, 0.0, set(), None, None, False, False])
     count: dict[tuple[Any, str], int] = defaultdict(int)
     for r in rows:
         ms = int(r["start"].timestamp() * 1000)
@@ -233,6 +233,10 @@ def test_host_peer_table_holds_each_busy_hosts_peers_as_the_reach_pass_counts_th
             x[2].add((r["protocol"], r[f"{side}_port"] or 0, r[f"{other}_port"] or 0))
             x[3] = ms if x[3] is None else min(x[3], ms)
             x[4] = ms if x[4] is None else max(x[4], ms)
+            # who was whose client, by the port rule: the client has the higher port
+            if r["protocol"] in (6, 17, 132) and r[f"{side}_port"] is not None and r[f"{other}_port"] is not None:
+                x[5] = x[5] or r[f"{side}_port"] > r[f"{other}_port"]
+                x[6] = x[6] or r[f"{other}_port"] > r[f"{side}_port"]
     sides: dict[Any, int] = defaultdict(int)
     for (h, _side), n in count.items():
         sides[h] += n >= 200
@@ -240,9 +244,10 @@ def test_host_peer_table_holds_each_busy_hosts_peers_as_the_reach_pass_counts_th
     for (h, s, p), x in per.items():
         if count[(h, s)] < 200:
             continue
-        w = want.setdefault((h, p), [0, 0.0, 0, x[3], x[4], sides[h]])
+        w = want.setdefault((h, p), [0, 0.0, 0, x[3], x[4], sides[h], False, False])
         w[0], w[1], w[2] = w[0] + x[0], w[1] + x[1], w[2] + len(x[2])
         w[3], w[4] = min(w[3], x[3]), max(w[4], x[4])
+        w[6], w[7] = w[6] or x[5], w[7] or x[6]
     table = {
         ((g["v4"], g["v6"]), (g["p4"], g["p6"])): [
             g["flows"],
@@ -251,12 +256,16 @@ def test_host_peer_table_holds_each_busy_hosts_peers_as_the_reach_pass_counts_th
             g["first_ms"],
             g["last_ms"],
             g["sides"],
+            g["ac"],
+            g["pc"],
         ]
         for g in got
     }
     assert table == want
     # hosts with rows from one side (fewer than the threshold on the other) and from both
     assert {g["sides"] for g in got} == {1, 2}
+    # and both kinds of initiator (the reach the hunt reads from the table needs them)
+    assert {(g["ac"], g["pc"]) for g in got} >= {(True, False), (False, True)}
     # ordered by host, so a hunt reads the row groups of its hosts only
     keys = [(g["v4"] is None, g["v4"] or 0, g["v6"] or b"") for g in got]
     assert keys == sorted(keys)

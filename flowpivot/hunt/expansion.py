@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .keys import ip_of, ip_sort_key, iso, key_list, load_anchors
 from .pivot import create_pairs, create_reach
-from .reach import NO_STATS, degrees
+from .reach import NO_STATS, count_more, degrees, reach_from_peers
 from .rules import (
     HostStats,
     PairStats,
@@ -113,8 +113,14 @@ class ExpansionStage:
             apply_allowlist(self.allow, self.prov, cands, self.excluded)
             if not cands:
                 break
-            load_anchors(con, f"xa{hop}", list(cands))
-            create_reach(con, f"xa{hop}", f"xr{hop}", self.since_ms, self.until_ms)
+            # the busy ones' reach from the index's host-peer table when it holds them whole (the
+            # same figures as their flows give), the others' from their flows
+            rest = reach_from_peers(con, f"xa{hop}", list(cands), f"xr{hop}", self.since_ms, self.until_ms)
+            if len(rest) == len(cands):
+                load_anchors(con, f"xa{hop}", rest)
+                create_reach(con, f"xa{hop}", f"xr{hop}", self.since_ms, self.until_ms)
+            else:
+                count_more(con, f"xa{hop}", rest, f"xr{hop}", self.since_ms, self.until_ms)
             known = self.seed_key_set | known_infra | set(found) | set(cands)
             stats = degrees(con, f"xr{hop}", known, set(self.excluded))
             # the enrichment test asks whether it reaches the hosts it was found through (the

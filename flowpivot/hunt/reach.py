@@ -32,6 +32,7 @@ __all__ = [
     "managed_bounds",
     "managed_counts",
     "peer_table",
+    "reach_from_peers",
     "NO_STATS",
 ]
 
@@ -211,6 +212,74 @@ def peer_table(con: HuntContext) -> tuple[str, int] | None:
     return str(plan.peers), int(plan.peers_min_flows)
 
 
+def _address_constants(con: HuntContext, name: str) -> tuple[str, str]:
+    """The IPv4 and IPv6 addresses of the anchors ``name`` as SQL constant lists, so a scan of the
+    host-peer table (ordered by host) skips the row groups of other hosts."""
+    v4s = ", ".join(str(int(r[0])) for r in con.sql(f"SELECT DISTINCT v4 FROM {name} WHERE v4 IS NOT NULL").fetchall())
+    v6s = ", ".join(
+        "'" + "".join(f"\\x{b:02X}" for b in bytes(r[0])) + "'::BLOB"
+        for r in con.sql(f"SELECT DISTINCT v6 FROM {name} WHERE v6 IS NOT NULL").fetchall()
+    )
+    return v4s or "NULL", v6s or "NULL"
+
+
+def reach_from_peers(
+    con: HuntContext, name: str, keys: Sequence[str], out: str, since_ms: int, until_ms: int
+) -> list[str]:
+    """The reach table ``out`` (as :func:`create_reach` makes it) of those ``keys`` the index's
+    host-peer table holds whole, read from the table instead of their flows; returns the other
+    keys, in their order, for the caller to count (:func:`count_more`).
+
+    A host is held whole when it has rows on both sides (each side's rows hold every flow of the
+    host on that side) and every flow of it starts inside the window (its first and last start
+    over the whole store). Its peers, flows, estimated packets and initiator are then the reach
+    pass's exactly; ``conns`` is NULL (the table adds the two sides' distinct connections, which
+    counts a connection seen from both sides twice), so the result serves the noise rules'
+    degrees (:func:`degrees`) and not the managed draws (:func:`managed_counts`). A table
+    written before it held the initiator (``ac``, ``pc``) is not used.
+    """
+    keys = list(keys)
+    table = peer_table(con)
+    if table is None or not keys:
+        return keys
+    import pyarrow.parquet as pq
+
+    path = table[0]
+    if not {"ac", "pc", "sides"} <= set(pq.read_schema(path).names):
+        return keys
+    load_anchors(con, name, keys)
+    v4s, v6s = _address_constants(con, name)
+    src = sql_str(path)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE {out}_hp AS
+        SELECT an.key AS anchor, h.p4, h.p6, h.flows, h.pk, h.ac, h.pc, h.sides, h.first_ms, h.last_ms
+        FROM read_parquet('{src}') h JOIN {name} an ON h.v4 = an.v4 WHERE h.v4 IN ({v4s})
+        UNION ALL
+        SELECT an.key AS anchor, h.p4, h.p6, h.flows, h.pk, h.ac, h.pc, h.sides, h.first_ms, h.last_ms
+        FROM read_parquet('{src}') h JOIN {name} an ON h.v6 = an.v6 WHERE h.v6 IN ({v6s})"""
+    )
+    whole = {
+        str(r[0])
+        for r in con.sql(
+            f"""SELECT anchor FROM {out}_hp GROUP BY anchor
+            HAVING min(sides) >= 2 AND min(first_ms) >= {int(since_ms)} AND max(last_ms) < {int(until_ms)}"""
+        ).fetchall()
+    }
+    key_list(con, "whole_arrow", whole)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE {out} AS
+        SELECT anchor, ipkey(p4, p6) AS peer, p4 AS peer_v4, flows::BIGINT AS flows, pk::DOUBLE AS pk_est,
+          NULL::BIGINT AS conns, NULL::BOOLEAN AS established,
+          CASE WHEN ac AND NOT pc THEN 'anchor' WHEN pc AND NOT ac THEN 'peer'
+               WHEN ac AND pc THEN 'mixed' ELSE 'unknown' END AS initiator
+        FROM {out}_hp WHERE anchor IN (SELECT k FROM whole_arrow)"""
+    )
+    con.unregister("whole_arrow")
+    con.execute(f"DROP TABLE {out}_hp")
+    log.debug("reach from the host-peer table: %d of %d hosts", len(whole), len(keys))
+    return [k for k in keys if k not in whole]
+
+
 def count_more(con: HuntContext, name: str, keys: Sequence[str], out: str, since_ms: int, until_ms: int) -> None:
     """Add ``keys``' reach over the window to the reach table ``out`` (hosts deferred by
     :func:`bounded_reach` that their bound did not decide)."""
@@ -339,21 +408,17 @@ def managed_bounds(
     )
     src = sql_str(path)
     # the anchors' addresses as constants, so the scan skips the row groups of other hosts
-    v4s = ", ".join(str(int(r[0])) for r in con.sql(f"SELECT DISTINCT v4 FROM {name} WHERE v4 IS NOT NULL").fetchall())
-    v6s = ", ".join(
-        "'" + "".join(f"\\x{b:02X}" for b in bytes(r[0])) + "'::BLOB"
-        for r in con.sql(f"SELECT DISTINCT v6 FROM {name} WHERE v6 IS NOT NULL").fetchall()
-    )
+    v4s, v6s = _address_constants(con, name)
     # one read of the anchors' rows; peers compared by address (no keys built per row)
     con.register("bnoise_addr", anchor_table(sorted(noise)))
     rows = con.sql(
         f"""WITH f AS ({floors}),
         x AS (
           SELECT an.key AS anchor, an.v4 AS a4, an.v6 AS a6, h.* FROM read_parquet('{src}') h
-          JOIN {name} an ON h.v4 = an.v4 WHERE h.v4 IN ({v4s or "NULL"})
+          JOIN {name} an ON h.v4 = an.v4 WHERE h.v4 IN ({v4s})
           UNION ALL
           SELECT an.key AS anchor, an.v4 AS a4, an.v6 AS a6, h.* FROM read_parquet('{src}') h
-          JOIN {name} an ON h.v6 = an.v6 WHERE h.v6 IN ({v6s or "NULL"}))
+          JOIN {name} an ON h.v6 = an.v6 WHERE h.v6 IN ({v6s}))
         SELECT x.anchor, min(x.sides) AS sides,
           count(*) FILTER (WHERE x.first_ms >= {int(since_ms)} AND x.last_ms < {int(until_ms)}
             AND x.pk >= f.floor * greatest(x.conns, 1) AND n4.v4 IS NULL AND n6.v6 IS NULL
