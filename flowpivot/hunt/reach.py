@@ -250,13 +250,14 @@ def reach_from_peers(
     load_anchors(con, name, keys)
     v4s, v6s = _address_constants(con, name)
     src = sql_str(path)
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE {out}_hp AS
-        SELECT an.key AS anchor, h.p4, h.p6, h.flows, h.pk, h.ac, h.pc, h.sides, h.first_ms, h.last_ms
+    # (DuckDB only: the host-peer table is part of the address index, which Spark never has)
+    con.create_table(
+        f"{out}_hp",
+        f"""SELECT an.key AS anchor, h.p4, h.p6, h.flows, h.pk, h.ac, h.pc, h.sides, h.first_ms, h.last_ms
         FROM read_parquet('{src}') h JOIN {name} an ON h.v4 = an.v4 WHERE h.v4 IN ({v4s})
         UNION ALL
         SELECT an.key AS anchor, h.p4, h.p6, h.flows, h.pk, h.ac, h.pc, h.sides, h.first_ms, h.last_ms
-        FROM read_parquet('{src}') h JOIN {name} an ON h.v6 = an.v6 WHERE h.v6 IN ({v6s})"""
+        FROM read_parquet('{src}') h JOIN {name} an ON h.v6 = an.v6 WHERE h.v6 IN ({v6s})""",
     )
     whole = {
         str(r[0])
@@ -266,16 +267,16 @@ def reach_from_peers(
         ).fetchall()
     }
     key_list(con, "whole_arrow", whole)
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE {out} AS
-        SELECT anchor, ipkey(p4, p6) AS peer, p4 AS peer_v4, flows::BIGINT AS flows, pk::DOUBLE AS pk_est,
+    con.create_table(
+        out,
+        f"""SELECT anchor, ipkey(p4, p6) AS peer, p4 AS peer_v4, flows::BIGINT AS flows, pk::DOUBLE AS pk_est,
           NULL::BIGINT AS conns, NULL::BOOLEAN AS established,
           CASE WHEN ac AND NOT pc THEN 'anchor' WHEN pc AND NOT ac THEN 'peer'
                WHEN ac AND pc THEN 'mixed' ELSE 'unknown' END AS initiator
-        FROM {out}_hp WHERE anchor IN (SELECT k FROM whole_arrow)"""
+        FROM {out}_hp WHERE anchor IN (SELECT k FROM whole_arrow)""",
     )
     con.unregister("whole_arrow")
-    con.execute(f"DROP TABLE {out}_hp")
+    con.drop_table(f"{out}_hp")
     log.debug("reach from the host-peer table: %d of %d hosts", len(whole), len(keys))
     return [k for k in keys if k not in whole]
 
