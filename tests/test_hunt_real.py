@@ -72,8 +72,9 @@ def test_zeek_remcos_c2_rejected_attempts(tmp_path: Path) -> None:
     assert seed["status"] == "unanswered" and seed["last_answered"] is None
 
 
-def test_zeek_log_dated_in_1970_hunts(tmp_path: Path) -> None:
-    """CTU's Zeek logs carry times relative to the capture start: the same log, shifted so."""
+def zeek_log_in_1970(tmp_path: Path) -> Path:
+    """The labelled Zeek log with its times made relative to its first record (+0.25 s), as CTU's
+    logs carry them: dated in 1970."""
     lines = shared(ZEEK).read_text().splitlines()
     first = min(float(ln.split("\t")[0]) for ln in lines if ln and not ln.startswith("#"))
     out = []
@@ -84,6 +85,12 @@ def test_zeek_log_dated_in_1970_hunts(tmp_path: Path) -> None:
         out.append(ln)
     log = tmp_path / "conn.log"
     log.write_text("\n".join(out) + "\n")
+    return log
+
+
+def test_zeek_log_dated_in_1970_hunts(tmp_path: Path) -> None:
+    """CTU's Zeek logs carry times relative to the capture start: the same log, shifted so."""
+    log = zeek_log_in_1970(tmp_path)
     store = Store(tmp_path / "store")
     [rep] = ingest_paths([log], store)
     assert rep.bad == 0 and rep.records == 766

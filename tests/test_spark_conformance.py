@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from conftest import shared
+from test_hunt_real import zeek_log_in_1970
 
 from flowpivot.hunt import hunt, validate_result
 from flowpivot.ingest import ingest_paths
@@ -141,16 +142,7 @@ def test_zeek_remcos_same_on_spark(spark: Any, tmp_path: Path) -> None:
 
 def test_zeek_dated_1970_same_on_spark(spark: Any, tmp_path: Path) -> None:
     """The same log shifted to 1970: a window that starts before the epoch."""
-    lines = shared(ZEEK).read_text().splitlines()
-    first = min(float(ln.split("\t")[0]) for ln in lines if ln and not ln.startswith("#"))
-    out = []
-    for ln in lines:
-        if ln and not ln.startswith("#"):
-            ts, rest = ln.split("\t", 1)
-            ln = f"{float(ts) - first + 0.25:.6f}\t{rest}"
-        out.append(ln)
-    log = tmp_path / "conn.log"
-    log.write_text("\n".join(out) + "\n")
+    log = zeek_log_in_1970(tmp_path)
     store = Store(tmp_path / "store")
     ingest_paths([log], store)
     seeds = tmp_path / "seeds.txt"

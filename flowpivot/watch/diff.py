@@ -60,7 +60,8 @@ EVENT_KINDS = (
 )
 
 
-def _ms(t: str | None) -> int | None:
+def iso_ms(t: str | None) -> int | None:
+    """Milliseconds since 1970 of a result's ISO 8601 time (UTC when it names no zone), None for none."""
     if not t:
         return None
     d = dt.datetime.fromisoformat(t.replace("Z", "+00:00"))
@@ -128,7 +129,7 @@ def _contacting(victim: Mapping[str, Any] | None, end_ms: int | None) -> bool:
     """Whether the victim contacted its seeds within its quiet span before the window's end."""
     if victim is None:
         return False
-    last = _ms(victim.get("last_seen"))
+    last = iso_ms(victim.get("last_seen"))
     if last is None or end_ms is None:
         return True
     return end_ms - last < _quiet_ms(victim)
@@ -232,7 +233,7 @@ def diff_results(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, An
     exp_gone = [_host(e, "contacted_by", "clusters", "last_seen") for ip, e in oe.items() if ip not in ne]
 
     ov, nv = _by_ip(old.get("victims", [])), _by_ip(new.get("victims", []))
-    o_end, n_end = _ms((old.get("window") or {}).get("end")), _ms((new.get("window") or {}).get("end"))
+    o_end, n_end = iso_ms((old.get("window") or {}).get("end")), iso_ms((new.get("window") or {}).get("end"))
     vkeys = ("seeds", "port", "state", "interval_s", "first_seen", "last_seen")
     v_appeared = [_host(v, *vkeys) for ip, v in nv.items() if ip not in ov]
     v_stopped, v_resumed, v_state = [], [], []

@@ -27,9 +27,11 @@ found it dark) and its status in every run (``runs``).
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+from ..hunt.keys import iso
+from .diff import iso_ms
 
 __all__ = ["TAKEDOWN_FORMAT", "VERDICTS", "takedown"]
 
@@ -49,23 +51,9 @@ MAX_KNOCKS = 20
 KNOCK_MARGIN_S = 300
 
 
-def _ms(t: str | None) -> int | None:
-    if not t:
-        return None
-    d = dt.datetime.fromisoformat(t.replace("Z", "+00:00"))
-    if d.tzinfo is None:
-        d = d.replace(tzinfo=dt.UTC)
-    return int(d.timestamp() * 1000)
-
-
-def _iso(ms: int) -> str:
-    d = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(milliseconds=ms)
-    return d.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
-
-
 def _norm_time(t: str | None) -> str | None:
-    ms = _ms(t)
-    return None if ms is None else _iso(ms)
+    ms = iso_ms(t)
+    return None if ms is None else iso(ms)
 
 
 RunLike = Mapping[str, Any] | tuple[Mapping[str, Any], Mapping[str, Any]]
@@ -89,7 +77,7 @@ def _verdict(seed: Mapping[str, Any] | None, disclosed_ms: int) -> str:
     if seed is None:
         return "not-a-seed"
     status = seed.get("status")
-    last = _ms(seed.get("last_answered"))
+    last = iso_ms(seed.get("last_answered"))
     if status in ("unseen", "unanswered") or last is None:
         return "no-answers"
     if status == "dark":
@@ -102,7 +90,7 @@ def _knocks(result: Mapping[str, Any], ip: str, after_ms: int) -> list[dict[str,
     after_ms += KNOCK_MARGIN_S * 1000
     found: dict[str, dict[str, Any]] = {}
     for p in result.get("probes", []) or []:
-        last = _ms(p.get("last_seen"))
+        last = iso_ms(p.get("last_seen"))
         if p.get("seed") == ip and last is not None and last > after_ms:
             found.setdefault(
                 p["ip"],
@@ -110,7 +98,7 @@ def _knocks(result: Mapping[str, Any], ip: str, after_ms: int) -> list[dict[str,
                  "port": p.get("port"), "attempts": p.get("attempts"), "last_seen": p.get("last_seen")},
             )  # fmt: skip
     for v in result.get("victims", []) or []:
-        last = _ms(v.get("last_seen"))
+        last = iso_ms(v.get("last_seen"))
         if ip in (v.get("seeds") or []) and last is not None and last > after_ms:
             found.setdefault(
                 v["ip"],
@@ -118,7 +106,7 @@ def _knocks(result: Mapping[str, Any], ip: str, after_ms: int) -> list[dict[str,
                  "unanswered_flows": v.get("unanswered_flows"), "last_seen": v.get("last_seen")},
             )  # fmt: skip
     for p in result.get("pairs", []) or []:
-        last = _ms(p.get("last_seen"))
+        last = iso_ms(p.get("last_seen"))
         if p.get("seed") == ip and last is not None and last > after_ms:
             found.setdefault(
                 p["peer"],
@@ -126,7 +114,7 @@ def _knocks(result: Mapping[str, Any], ip: str, after_ms: int) -> list[dict[str,
                  "attempt_flows": p.get("attempt_flows"), "rejected_flows": p.get("rejected_flows"),
                  "last_seen": p.get("last_seen")},
             )  # fmt: skip
-    return sorted(found.values(), key=lambda k: (_ms(k["last_seen"]) or 0, k["peer"]), reverse=True)
+    return sorted(found.values(), key=lambda k: (iso_ms(k["last_seen"]) or 0, k["peer"]), reverse=True)
 
 
 def _last_sessions(result: Mapping[str, Any], ip: str, at_ms: int) -> list[dict[str, Any]]:
@@ -135,18 +123,18 @@ def _last_sessions(result: Mapping[str, Any], ip: str, at_ms: int) -> list[dict[
     for p in result.get("pairs", []) or []:
         if p.get("seed") != ip or not p.get("established"):
             continue
-        first, last = _ms(p.get("first_seen")), _ms(p.get("last_seen"))
+        first, last = iso_ms(p.get("first_seen")), iso_ms(p.get("last_seen"))
         if first is not None and last is not None and first <= at_ms <= last:
             out.append({
                 "peer": p["peer"], "session": p.get("session"), "services": p.get("services", []),
                 "first_seen": p.get("first_seen"), "last_seen": p.get("last_seen"),
             })  # fmt: skip
-    out.sort(key=lambda s: _ms(s["last_seen"]) or 0)
+    out.sort(key=lambda s: iso_ms(s["last_seen"]) or 0)
     return out[:3]
 
 
 def _evidence(result: Mapping[str, Any], seed: Mapping[str, Any]) -> dict[str, Any]:
-    last = _ms(seed.get("last_answered"))
+    last = iso_ms(seed.get("last_answered"))
     ev: dict[str, Any] = {
         k: seed.get(k)
         for k in (
@@ -178,7 +166,7 @@ def takedown(
     ``disclosed`` (ISO 8601), from one result or from runs oldest first (results, or
     ``(run info, result)`` pairs whose info, e.g. ``{"run": 3, "time": ...}``, is repeated in the
     per-run rows). Returns a ``flowpivot-takedown/1`` dict (see the module doc)."""
-    when = _ms(disclosed)
+    when = iso_ms(disclosed)
     if when is None:
         raise ValueError("takedown verification needs the disclosure date")
     seq = _runs(runs)
@@ -205,7 +193,7 @@ def takedown(
                 "silent_hours": s.get("silent_hours") if s else None,
             }
             per_run.append(row)
-            last = _ms(row["last_answered"])
+            last = iso_ms(row["last_answered"])
             if row["status"] == "dark" and confirmed is None and last is not None and last >= when:
                 confirmed = row
             elif row["status"] != "dark":
@@ -214,7 +202,7 @@ def takedown(
         timeline: list[dict[str, Any]] = [{"time": _norm_time(disclosed), "event": "disclosed"}]
         if seed is not None:
             host.update({k: seed.get(k) for k in ("asn", "as_name", "country", "sets") if k in seed})
-            last = _ms(seed.get("last_answered"))
+            last = iso_ms(seed.get("last_answered"))
             host["went_dark"] = seed.get("last_answered") if verdict.startswith("dark") else None
             host["hours_after_disclosure"] = (
                 round((last - when) / 3_600_000, 2) if last is not None and verdict.startswith("dark") else None
@@ -232,7 +220,7 @@ def takedown(
             host["confirmed_by"] = {k: confirmed.get(k) for k in ("run", "time", "window_end") if k in confirmed}
             timeline.append({"time": confirmed.get("window_end"), "event": "confirmed-dark", "run": confirmed.get("run"),
                              "recorded": confirmed.get("time")})  # fmt: skip
-        host["timeline"] = sorted(timeline, key=lambda e: _ms(e.get("time")) or 0)
+        host["timeline"] = sorted(timeline, key=lambda e: iso_ms(e.get("time")) or 0)
         host["runs"] = per_run
         rows.append(host)
     summary = {v: sum(1 for h in rows if h["verdict"] == v) for v in VERDICTS}
